@@ -1,0 +1,98 @@
+"""`Reading`: one observation of one device, stamped at the edge, and its line protocol.
+
+A reading's time is set by the gateway when it observes the value (UTC, nanoseconds). It is
+never left for the server to fill in: a retry of the same reading must overwrite the same point,
+not add a second one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from edge.schema import Measurement, SchemaError, Tag
+
+__all__ = ["Quality", "Reading", "Value", "to_ns"]
+
+Value = float | int | bool | str
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    SUSPECT = "suspect"  # plausible but flagged (e.g. a small dip of an energy counter)
+
+
+def to_ns(when: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime (exact, no float rounding)."""
+    if when.tzinfo is None:
+        raise ValueError(f"naive datetime {when.isoformat()}: readings are stamped in UTC")
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reading:
+    """One observation. Fields and tags are checked against the schema on construction."""
+
+    branch: str
+    device: str
+    measurement: Measurement
+    fields: Mapping[str, Value]
+    time: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    quality: Quality = Quality.GOOD
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise SchemaError(f"{self.device}: a {self.measurement.name} reading needs a field")
+        for key, value in self.fields.items():
+            self.measurement.field(key).check(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SchemaError(f"{self.device}: field {key!r} is {value}, not a number")
+        allowed = {t.value for t in self.measurement.tags} - {Tag.BRANCH, Tag.DEVICE}
+        for key in self.tags:
+            if key not in allowed:
+                raise SchemaError(
+                    f"{self.device}: measurement {self.measurement.name!r} has no tag {key!r}"
+                )
+        if self.time.tzinfo is None:
+            raise SchemaError(f"{self.device}: reading time must be timezone-aware")
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+
+    @property
+    def time_ns(self) -> int:
+        return to_ns(self.time)
+
+    def to_line(self) -> str:
+        """The reading as one line of InfluxDB line protocol, nanosecond precision."""
+        tags = {Tag.BRANCH.value: self.branch, Tag.DEVICE.value: self.device, **self.tags}
+        tag_part = "".join(
+            f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+        )
+        field_part = ",".join(
+            f"{_escape_key(k)}={_format_value(v)}" for k, v in sorted(self.fields.items())
+        )
+        return f"{_escape_measurement(self.measurement.name)}{tag_part} {field_part} {self.time_ns}"
+
+
+def _escape_measurement(name: str) -> str:
+    return name.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _escape_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _format_value(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,144 @@
+"""A simulated branch: what its devices would report through a day, driven by meaning.
+
+The scenario never names a device model: it looks at each simulated point's measurement and
+field (from the schema) and moves it the way the physical quantity moves — meters count up with
+their power, visitors come and go with the hour, CO2 follows the people in the building.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from edge import schema
+from edge.device import PointInfo, SimulatedDevice
+
+__all__ = ["BranchScenario"]
+
+
+@dataclass(slots=True)
+class _Meter:
+    kwh: float
+    power_w: float = 0.0
+
+
+@dataclass(slots=True)
+class _Counter:
+    entered: int = 0
+    exited: int = 0
+
+
+@dataclass(slots=True)
+class BranchScenario:
+    """Moves every simulated device of one branch forward in time."""
+
+    devices: Mapping[str, SimulatedDevice]
+    timezone: ZoneInfo
+    seed: int = 7
+    visitors_per_hour: float = 60.0
+    present: int = 0
+    _rng: random.Random = field(init=False)
+    _meters: dict[str, _Meter] = field(init=False, default_factory=dict)
+    _counters: dict[str, _Counter] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        for device_id in self.devices:
+            self._meters[device_id] = _Meter(kwh=10_000.0 + 1_000 * len(self._meters))
+            self._counters[device_id] = _Counter()
+
+    def open_fraction(self, when: datetime) -> float:
+        """How busy the branch is at ``when``: 0 closed, 1 at the afternoon peak."""
+        local = when.astimezone(self.timezone)
+        hour = local.hour + local.minute / 60
+        if not 8 <= hour < 22:
+            return 0.0
+        return 0.35 + 0.65 * math.sin(math.pi * (hour - 8) / 14)
+
+    def step(self, when: datetime, seconds: float) -> None:
+        """Advance the world by ``seconds`` ending at ``when`` and update every device."""
+        busy = self.open_fraction(when)
+        arrivals = self._poisson(self.visitors_per_hour * busy * seconds / 3600)
+        leave_rate = 1 / 2700 if busy > 0 else 1 / 600  # a 45-minute visit; closing clears out
+        departures = sum(1 for _ in range(self.present) if self._rng.random() < leave_rate * seconds)
+        self.present = max(0, self.present + arrivals - departures)
+        for device_id, device in self.devices.items():
+            self._update(device_id, device, busy, seconds, arrivals, departures)
+
+    def _poisson(self, mean: float) -> int:
+        if mean <= 0:
+            return 0
+        limit, k, p = math.exp(-mean), 0, 1.0
+        while True:
+            p *= self._rng.random()
+            if p <= limit:
+                return k
+            k += 1
+
+    def _update(
+        self,
+        device_id: str,
+        device: SimulatedDevice,
+        busy: float,
+        seconds: float,
+        arrivals: int,
+        departures: int,
+    ) -> None:
+        meter = self._meters[device_id]
+        counter = self._counters[device_id]
+        points = device.points()
+        is_counter = any(p.measurement == schema.OCCUPANCY.name for p in points)
+        if is_counter:
+            counter.entered += arrivals
+            counter.exited += departures
+        meter.power_w = 2_500 + 9_000 * busy + self._rng.uniform(-150, 150)
+        meter.kwh += meter.power_w * seconds / 3_600_000
+        for point in points:
+            value = self._value(point, meter, counter, busy)
+            if value is not None:
+                device.set(point.id, value)
+
+    def _value(  # noqa: PLR0911 - one return per quantity reads best
+        self, point: PointInfo, meter: _Meter, counter: _Counter, busy: float
+    ) -> float | int | bool | None:
+        if point.measurement is None or point.writable:
+            return None  # actuators are the gateway's to move
+        f = schema.measurement(point.measurement).field(point.field or "")
+        jitter = self._rng.uniform(-1, 1)
+        if f is schema.ENERGY_REGISTER:
+            return round(meter.kwh, 2)
+        if f is schema.ENERGY_POWER:
+            return round(meter.power_w, 1)
+        if f is schema.ENERGY_VOLTAGE:
+            return round(230 + 2 * jitter, 1)
+        if f is schema.ENERGY_CURRENT:
+            return round(meter.power_w / 230, 2)
+        if f is schema.ENERGY_FLOW:
+            return round(0.4 + 0.8 * busy + 0.02 * jitter, 3)
+        if f is schema.ENERGY_SUPPLY_TEMP:
+            return round(70 + jitter, 1)
+        if f is schema.ENERGY_RETURN_TEMP:
+            return round(40 + jitter, 1)
+        if f is schema.OCCUPANCY_ENTERED:
+            return counter.entered
+        if f is schema.OCCUPANCY_EXITED:
+            return counter.exited
+        if f is schema.OCCUPANCY_PRESENT:
+            return self.present
+        if f is schema.INDOOR_TEMPERATURE:
+            return round(20.5 + 1.5 * busy + 0.2 * jitter, 1)
+        if f is schema.INDOOR_CO2:
+            return round(420 + 12 * self.present + 10 * jitter)
+        if f is schema.INDOOR_HUMIDITY:
+            return round(35 + 5 * busy + jitter, 1)
+        if f is schema.DOOR_OPEN:
+            return self._rng.random() < 0.1 * busy
+        if f is schema.LIGHT_ON:
+            return busy > 0
+        if f is schema.LIGHT_LEVEL:
+            return 80.0 if busy > 0 else 0.0
+        return None
