@@ -34,6 +34,8 @@ class DeviceStats:
     down_since: datetime | None = None
     last_ok: datetime | None = None
     missing: dict[str, str] = field(default_factory=dict)
+    rejected: int = 0
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -114,8 +116,25 @@ class Coordinator:
         base = min(self._intervals.values())
         return float(min(base * 2 ** (self._failures_in_row - 1), self._backoff_max))
 
+    def _accept_pushed(self, readings: Sequence[Reading]) -> None:
+        self._record(PollResult(readings=tuple(readings), reached=True))
+
+    def _reject(self, where: str, reason: str) -> None:
+        self.stats.rejected += 1
+        self.stats.rejected_reasons[reason.split(":")[0]] = (
+            self.stats.rejected_reasons.get(reason.split(":")[0], 0) + 1
+        )
+        if self.stats.rejected <= 10 or self.stats.rejected % 1000 == 0:
+            log.warning(
+                "%s: rejected a message on %s: %s (%d rejected so far)",
+                self.device_id, where, reason, self.stats.rejected,
+            )
+
     async def run(self) -> None:
-        """Poll every group when it is due until cancelled."""
+        """Poll every group when it is due (or, for push devices, listen) until cancelled."""
+        if not self._intervals:
+            await self.source.listen(self._accept_pushed, self._reject)
+            return
         due = {group: 0.0 for group in self._intervals}
         start = self._clock.now().timestamp()
         while True:

@@ -6,7 +6,7 @@ polls it on schedule. The source does protocol I/O and decoding; it never schedu
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,11 +14,13 @@ from edge.command import Command
 from edge.reading import Reading, Value
 
 __all__ = [
+    "Accept",
     "DeviceError",
     "DeviceSource",
     "DeviceUnreachable",
     "PointInfo",
     "PollResult",
+    "Reject",
     "Simulation",
     "SimulatedDevice",
 ]
@@ -47,6 +49,10 @@ class PollResult:
     missing: Mapping[str, str] = field(default_factory=dict)
 
 
+Accept = Callable[[Sequence[Reading]], None]
+Reject = Callable[[str, str], None]
+
+
 class DeviceSource(Protocol):
     @property
     def device_id(self) -> str: ...
@@ -59,7 +65,17 @@ class DeviceSource(Protocol):
         """One line for the log and `gateway check`, e.g. 'sdm630-main: 3 requests, 76 registers'."""
         ...
 
-    async def poll(self, groups: Collection[str]) -> PollResult: ...
+    async def poll(self, groups: Collection[str]) -> PollResult:
+        """Read the points of ``groups`` (polled devices; push devices return PollResult())."""
+        ...
+
+    async def listen(self, accept: Accept, reject: Reject) -> None:
+        """For devices that push (MQTT): deliver readings as they arrive until cancelled.
+
+        ``accept`` takes readings; ``reject(where, reason)`` counts and logs a message that
+        did not become a reading (``where`` names the topic). Polled devices return at once.
+        """
+        ...
 
     async def write(self, command: Command) -> Value:
         """Carry out ``command`` and return the value read back from the device."""

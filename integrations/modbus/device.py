@@ -14,7 +14,7 @@ from edge import schema
 from edge.clock import Clock
 from edge.command import Command, CommandError
 from edge.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
-from edge.device import DeviceUnreachable, PollResult
+from edge.device import Accept, DeviceUnreachable, PollResult, Reject
 from edge.reading import Reading, Value
 from integrations.modbus.decode import NoValue, decode, encode
 from integrations.modbus.planner import Request, plan
@@ -200,6 +200,9 @@ class ModbusDevice:
             )
             for (name, tags), fields in sorted(grouped.items())
         )
+
+    async def listen(self, accept: Accept, reject: Reject) -> None:
+        """Modbus devices are polled; nothing to listen to."""
 
     async def write(self, command: Command) -> Value:
         """Write a coil or holding register, then read it back to confirm."""
