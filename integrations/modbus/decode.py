@@ -150,7 +150,8 @@ def encode(
         raise ValueError(f"{dtype} takes a number, got {value!r}")
     if scale == 0:
         raise ValueError("scale 0 cannot be written")
-    raw_value = (value - offset) / scale
+    exact = isinstance(value, int) and scale == 1 and offset == 0
+    raw_value = value if exact else (value - offset) / scale  # ints stay exact (64-bit)
     if dtype in _FLOATS:
         try:
             packed = struct.pack(">" + _FORMAT[dtype], float(raw_value))
