@@ -18,12 +18,12 @@ import time
 
 from edge.clock import SystemClock
 from edge.config import DeviceConfig
+from edge.demo import free_port
 from integrations.modbus.device import ModbusDevice
 from integrations.modbus.planner import lower_bound, plan
 from integrations.modbus.profile import CATALOGUE, ModbusProfile
 from integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
 from integrations.modbus.transport import Bus
-from tests.services import free_port
 
 
 def counts(profile: ModbusProfile) -> tuple[int, int, int]:
@@ -32,7 +32,9 @@ def counts(profile: ModbusProfile) -> tuple[int, int, int]:
     groups = {p.group for p in profile.points if p.measurement is not None}
     planned = bound = 0
     for group in groups:
-        mine = [p.footprint() for p in profile.points if p.measurement is not None and p.group == group]
+        mine = [
+            p.footprint() for p in profile.points if p.measurement is not None and p.group == group
+        ]
         planned += len(plan(mine, max_gap=profile.max_gap, holes=holes))
         bound += lower_bound(mine, holes=holes)
     return planned, len(points), bound
@@ -79,7 +81,9 @@ async def cycle_times(n_devices: int, cycles: int, one_per_point: bool) -> list[
         bus = Bus(config.transport)  # type: ignore[arg-type]
         buses.append(bus)
         devices.append(
-            ModbusDevice(config=config, profile=profile, bus=bus, branch="bench", clock=SystemClock())
+            ModbusDevice(
+                config=config, profile=profile, bus=bus, branch="bench", clock=SystemClock()
+            )
         )
     times = []
     try:
@@ -110,9 +114,13 @@ def main() -> None:
     for label, one in (("planned", False), ("one per point", True)):
         times = asyncio.run(cycle_times(args.devices, args.cycles, one))
         results[label] = statistics.median(times)
-        print(f"  {label:<14} median {results[label] * 1000:8.1f} ms   "
-              f"min {min(times) * 1000:8.1f} ms   max {max(times) * 1000:8.1f} ms")
-    print(f"  one per point / planned = {results['one per point'] / results['planned']:.1f}x the time")
+        print(
+            f"  {label:<14} median {results[label] * 1000:8.1f} ms   "
+            f"min {min(times) * 1000:8.1f} ms   max {max(times) * 1000:8.1f} ms"
+        )
+    print(
+        f"  one per point / planned = {results['one per point'] / results['planned']:.1f}x the time"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def _check(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     registry = default_registry()
     context = BuildContext(branch=config.branch.id, clock=SystemClock())
-    print(f"{args.config}: branch {config.branch.id} ({config.branch.name}), "
-          f"{len(config.devices)} devices: OK")
+    print(
+        f"{args.config}: branch {config.branch.id} ({config.branch.name}), "
+        f"{len(config.devices)} devices: OK"
+    )
     for device in config.devices:
         print("  " + registry.build(device, context).describe_plan())
     return 0

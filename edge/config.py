@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -47,19 +47,19 @@ __all__ = [
 ]
 
 
-def in_range(lo: int, hi: int) -> Any:
-    """An int type whose error reads ``300 is not in 1..247`` and whose JSON Schema says so."""
+def _range_check(lo: int, hi: int) -> AfterValidator:
+    """Reject ints outside lo..hi with ``300 is not in 1..247``."""
 
     def check(value: int) -> int:
         if not lo <= value <= hi:
             raise ValueError(f"{value} is not in {lo}..{hi}")
         return value
 
-    return Annotated[
-        int,
-        AfterValidator(check),
-        WithJsonSchema({"type": "integer", "minimum": lo, "maximum": hi}),
-    ]
+    return AfterValidator(check)
+
+
+def _range_schema(lo: int, hi: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "integer", "minimum": lo, "maximum": hi})
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -93,8 +93,11 @@ Duration = Annotated[
         }
     ),
 ]
-Port = in_range(1, 65535)
-UnitId = in_range(1, 247)
+Port = Annotated[int, _range_check(1, 65535), _range_schema(1, 65535)]
+UnitId = Annotated[int, _range_check(1, 247), _range_schema(1, 247)]
+BatchSize = Annotated[int, _range_check(1, 100_000), _range_schema(1, 100_000)]
+DiskBound = Annotated[int, _range_check(1_000_000, 2**40), _range_schema(1_000_000, 2**40)]
+RegisterGap = Annotated[int, _range_check(0, 125), _range_schema(0, 125)]
 Identifier = Annotated[
     str,
     Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
@@ -168,7 +171,7 @@ class InfluxV1Sink(_Model):
     database: str
     username: str | None = None
     password: SecretRef | None = None
-    batch_size: in_range(1, 100_000) = 5000  # type: ignore[valid-type]
+    batch_size: BatchSize = 5000
     flush_interval: Duration = 1.0
 
 
@@ -180,7 +183,7 @@ class InfluxV2Sink(_Model):
     org: str = ""
     bucket: str
     token: SecretRef | None = None
-    batch_size: in_range(1, 100_000) = 5000  # type: ignore[valid-type]
+    batch_size: BatchSize = 5000
     flush_interval: Duration = 1.0
 
 
@@ -191,7 +194,7 @@ class StoreConfig(_Model):
     """The local store (the outbox): where readings wait and the branch's local history."""
 
     path: Path = Path("/var/lib/openbranch/outbox.db")
-    max_bytes: in_range(1_000_000, 2**40) = 1_000_000_000  # type: ignore[valid-type]
+    max_bytes: DiskBound = 1_000_000_000
 
 
 class _ModbusOptions(_Model):
@@ -199,7 +202,7 @@ class _ModbusOptions(_Model):
     timeout: Duration = 1.0
     pause_after_connect: Duration = 0.0
     pause_between_requests: Duration = 0.0
-    max_gap: in_range(0, 125) | None = Field(  # type: ignore[valid-type]
+    max_gap: RegisterGap | None = Field(
         default=None, description="merge reads across at most this many unused registers"
     )
     one_request_per_point: bool = Field(

@@ -121,13 +121,16 @@ class Coordinator:
 
     def _reject(self, where: str, reason: str) -> None:
         self.stats.rejected += 1
-        self.stats.rejected_reasons[reason.split(":")[0]] = (
-            self.stats.rejected_reasons.get(reason.split(":")[0], 0) + 1
+        self.stats.rejected_reasons[reason.split(":", maxsplit=1)[0]] = (
+            self.stats.rejected_reasons.get(reason.split(":", maxsplit=1)[0], 0) + 1
         )
         if self.stats.rejected <= 10 or self.stats.rejected % 1000 == 0:
             log.warning(
                 "%s: rejected a message on %s: %s (%d rejected so far)",
-                self.device_id, where, reason, self.stats.rejected,
+                self.device_id,
+                where,
+                reason,
+                self.stats.rejected,
             )
 
     async def run(self) -> None:
@@ -135,7 +138,7 @@ class Coordinator:
         if not self._intervals:
             await self.source.listen(self._accept_pushed, self._reject)
             return
-        due = {group: 0.0 for group in self._intervals}
+        due = dict.fromkeys(self._intervals, 0.0)
         start = self._clock.now().timestamp()
         while True:
             now = self._clock.now().timestamp() - start
@@ -145,7 +148,7 @@ class Coordinator:
                 after = self._clock.now().timestamp() - start
                 if self.available is False:
                     retry = after + self.retry_delay()
-                    due = {group: retry for group in due}  # a recovery re-reads every group
+                    due = dict.fromkeys(due, retry)  # a recovery re-reads every group
                 else:
                     for group in ready:
                         due[group] = max(due[group] + self._intervals[group], after)

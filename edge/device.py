@@ -21,8 +21,8 @@ __all__ = [
     "PointInfo",
     "PollResult",
     "Reject",
-    "Simulation",
     "SimulatedDevice",
+    "Simulation",
 ]
 
 
@@ -62,7 +62,7 @@ class DeviceSource(Protocol):
         ...
 
     def describe_plan(self) -> str:
-        """One line for the log and `gateway check`, e.g. 'sdm630-main: 3 requests, 76 registers'."""
+        """One line for the log and `gateway check`: 'main-meter: 2 requests, 76 registers'."""
         ...
 
     async def poll(self, groups: Collection[str]) -> PollResult:

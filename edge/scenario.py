@@ -64,10 +64,19 @@ class BranchScenario:
         busy = self.open_fraction(when)
         arrivals = self._poisson(self.visitors_per_hour * busy * seconds / 3600)
         leave_rate = 1 / 2700 if busy > 0 else 1 / 600  # a 45-minute visit; closing clears out
-        departures = sum(1 for _ in range(self.present) if self._rng.random() < leave_rate * seconds)
+        departures = sum(
+            1 for _ in range(self.present) if self._rng.random() < leave_rate * seconds
+        )
         self.present = max(0, self.present + arrivals - departures)
         for device_id, device in self.devices.items():
-            self._update(device_id, device, busy, seconds, arrivals, departures)
+            self._update(
+                device_id=device_id,
+                device=device,
+                busy=busy,
+                seconds=seconds,
+                arrivals=arrivals,
+                departures=departures,
+            )
 
     def _poisson(self, mean: float) -> int:
         if mean <= 0:
@@ -81,6 +90,7 @@ class BranchScenario:
 
     def _update(
         self,
+        *,
         device_id: str,
         device: SimulatedDevice,
         busy: float,
@@ -102,7 +112,7 @@ class BranchScenario:
             if value is not None:
                 device.set(point.id, value)
 
-    def _value(  # noqa: PLR0911 - one return per quantity reads best
+    def _value(  # noqa: PLR0911, PLR0912 - one return per quantity reads best
         self, point: PointInfo, meter: _Meter, counter: _Counter, busy: float
     ) -> float | int | bool | None:
         if point.measurement is None or point.writable:
@@ -113,10 +123,22 @@ class BranchScenario:
             return round(meter.kwh, 2)
         if f is schema.ENERGY_POWER:
             return round(meter.power_w, 1)
-        if f is schema.ENERGY_VOLTAGE:
+        if f in (schema.ENERGY_VOLTAGE, schema.ELECTRICAL_VOLTAGE):
             return round(230 + 2 * jitter, 1)
         if f is schema.ENERGY_CURRENT:
             return round(meter.power_w / 230, 2)
+        if f is schema.ELECTRICAL_CURRENT:
+            return round(meter.power_w / 230 / 3 * (1 + 0.05 * jitter), 2)
+        if f is schema.ELECTRICAL_POWER:
+            return round(meter.power_w / 3 * (1 + 0.05 * jitter), 1)
+        if f is schema.ELECTRICAL_APPARENT_POWER:
+            return round(meter.power_w / 3 / 0.95, 1)
+        if f is schema.ELECTRICAL_REACTIVE_POWER:
+            return round(meter.power_w / 3 * 0.33, 1)
+        if f is schema.ELECTRICAL_POWER_FACTOR:
+            return round(0.95 + 0.02 * jitter, 3)
+        if f is schema.ELECTRICAL_FREQUENCY:
+            return round(50 + 0.02 * jitter, 2)
         if f is schema.ENERGY_FLOW:
             return round(0.4 + 0.8 * busy + 0.02 * jitter, 3)
         if f is schema.ENERGY_SUPPLY_TEMP:

@@ -19,6 +19,7 @@ __all__ = [
     "ALERT",
     "BRANCH_MODE",
     "DOOR",
+    "ELECTRICAL",
     "ENERGY",
     "ENERGY_HOURLY",
     "GATEWAY",
@@ -56,6 +57,7 @@ class Tag(StrEnum):
     CARRIER = "carrier"
     ZONE = "zone"
     KIND = "kind"
+    PHASE = "phase"
 
 
 class Carrier(StrEnum):
@@ -158,6 +160,18 @@ ENERGY_HOURLY = _measurement(
     ),
     Field("coverage", _F, "share of the hour covered by readings, 0..1"),
 )
+ELECTRICAL = _measurement(
+    "electrical",
+    "Electrical quality per phase (tag phase: l1, l2, l3; no phase tag: the system value).",
+    (Tag.BRANCH, Tag.DEVICE, Tag.PHASE),
+    Field("voltage_v", _F, "phase-to-neutral voltage", ("V",)),
+    Field("current_a", _F, "phase current", ("A",)),
+    Field("power_w", _F, "active power of the phase", ("W",)),
+    Field("apparent_power_va", _F, "apparent power", ("VA",)),
+    Field("reactive_power_var", _F, "reactive power", ("var",)),
+    Field("power_factor", _F, "power factor, -1..1"),
+    Field("frequency_hz", _F, "mains frequency", ("Hz",)),
+)
 OCCUPANCY = _measurement(
     "occupancy",
     "People counters.",
@@ -225,6 +239,7 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
         for m in (
             ENERGY,
             ENERGY_HOURLY,
+            ELECTRICAL,
             OCCUPANCY,
             DOOR,
             LIGHT,
@@ -246,6 +261,7 @@ def measurement(name: str) -> Measurement:
             f"unknown measurement {name!r} (known: {', '.join(MEASUREMENTS)})"
         ) from None
 
+
 # Named fields, for code that reads or writes one field (profiles name fields in their YAML).
 ENERGY_REGISTER = ENERGY.field("register")
 ENERGY_TOTAL = ENERGY.field("total")
@@ -255,6 +271,13 @@ ENERGY_SUPPLY_TEMP = ENERGY.field("supply_temp_c")
 ENERGY_RETURN_TEMP = ENERGY.field("return_temp_c")
 ENERGY_VOLTAGE = ENERGY.field("voltage_v")
 ENERGY_CURRENT = ENERGY.field("current_a")
+ELECTRICAL_VOLTAGE = ELECTRICAL.field("voltage_v")
+ELECTRICAL_CURRENT = ELECTRICAL.field("current_a")
+ELECTRICAL_POWER = ELECTRICAL.field("power_w")
+ELECTRICAL_APPARENT_POWER = ELECTRICAL.field("apparent_power_va")
+ELECTRICAL_REACTIVE_POWER = ELECTRICAL.field("reactive_power_var")
+ELECTRICAL_POWER_FACTOR = ELECTRICAL.field("power_factor")
+ELECTRICAL_FREQUENCY = ELECTRICAL.field("frequency_hz")
 HOURLY_CONSUMPTION = ENERGY_HOURLY.field("consumption")
 HOURLY_QUALITY = ENERGY_HOURLY.field("quality")
 HOURLY_COVERAGE = ENERGY_HOURLY.field("coverage")

@@ -105,7 +105,7 @@ def parse_yaml(text: str, *, name: str) -> Document:
     if problems:
         raise ConfigError(problems)
     try:
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:  # a constructor error (e.g. a bad timestamp)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -152,10 +152,7 @@ def _data_loc(data: Any, loc: Location) -> Location:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _contains(node, part):
             node = node[part]
             out.append(part)
         elif isinstance(node, dict) and node.get("type") == part:
@@ -165,6 +162,12 @@ def _data_loc(data: Any, loc: Location) -> Location:
             node = None
         # else: a union tag or function-validator name; not part of the user's document
     return tuple(out)
+
+
+def _contains(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _is_tag(part: str) -> bool:

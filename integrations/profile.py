@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge import schema
-from edge.yamlsource import ConfigError, parse_yaml, validate
+from edge.yamlsource import ConfigError, Problem, parse_yaml, validate
 
 __all__ = ["Catalogue", "Point", "Profile", "ProfileError"]
 
@@ -141,7 +141,7 @@ class Catalogue(Generic[T]):
     def all(self) -> dict[str, T]:
         if self._profiles is None:
             profiles: dict[str, T] = {}
-            problems = []
+            problems: list[Problem] = []
             for file in self.files():
                 try:
                     profile = self.load(file)

@@ -61,7 +61,7 @@ def test_victoria_metrics_accepts_v1_and_v2_writes(victoria_metrics: VictoriaMet
             data=b"probe,branch=b value=7 1700000000000000000\n",
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 204
     series = victoria_metrics.export('{__name__="probe_value"}')
     assert series and series[0]["values"] == [7]

@@ -76,7 +76,7 @@ def _check_words(words: Sequence[int], dtype: DataType, length: int | None) -> N
             raise ValueError(f"register value {w} is not in 0..65535")
 
 
-def decode(
+def decode(  # noqa: PLR0911 - one return per kind of value
     words: Sequence[int],
     *,
     dtype: DataType,

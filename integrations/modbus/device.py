@@ -143,7 +143,9 @@ class ModbusDevice:
         missing: dict[str, str] = {}
         failures: list[str] = []
         reached = False
-        requests = [r for name in groups if name in self._groups for r in self._groups[name].requests]
+        requests = [
+            r for name in groups if name in self._groups for r in self._groups[name].requests
+        ]
         for i, request in enumerate(requests):
             try:
                 words = await self._bus.read(
@@ -231,7 +233,9 @@ class ModbusDevice:
         )
         value = decode_point(self._profile, point, back)
         if isinstance(value, NoValue):
-            raise CommandError(f"{self.device_id}.{point.id}: read-back gave no value ({value.reason})")
+            raise CommandError(
+                f"{self.device_id}.{point.id}: read-back gave no value ({value.reason})"
+            )
         return value
 
     def _encode(self, point: ModbusPoint, value: Value) -> list[int]:
@@ -245,7 +249,9 @@ class ModbusDevice:
         if point.enum is not None:
             raw = {state: raw for raw, state in point.enum.items()}.get(str(value))
             if raw is None:
-                raise CommandError(f"{where}: {value!r} is not one of {sorted(point.enum.values())}")
+                raise CommandError(
+                    f"{where}: {value!r} is not one of {sorted(point.enum.values())}"
+                )
             value = raw
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise CommandError(f"{where}: expects a number, got {value!r}")

@@ -124,7 +124,9 @@ def plan(
                     current.append(p)
                     end = new_end
                     continue
-                requests.append(Request(table, start, end - start + 1, tuple(c.key for c in current)))
+                requests.append(
+                    Request(table, start, end - start + 1, tuple(c.key for c in current))
+                )
             current, start, end = [p], p.address, p.end
         if current:
             requests.append(Request(table, start, end - start + 1, tuple(c.key for c in current)))

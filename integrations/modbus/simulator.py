@@ -30,7 +30,7 @@ from integrations.modbus.device import decode_point
 from integrations.modbus.profile import ModbusPoint, ModbusProfile
 from integrations.modbus.register import DataType, Table
 
-__all__ = ["ModbusSimulator", "Simulation", "SimulatedUnit"]
+__all__ = ["ModbusSimulator", "SimulatedUnit", "Simulation"]
 
 log = logging.getLogger(__name__)
 
@@ -236,21 +236,25 @@ class ModbusSimulator:
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
 
 class Simulation:
     """Simulated devices for a gateway's Modbus TCP devices, one server per host:port."""
 
-    def __init__(self, devices: Sequence[DeviceConfig], profiles: Mapping[str, ModbusProfile]) -> None:
+    def __init__(
+        self, devices: Sequence[DeviceConfig], profiles: Mapping[str, ModbusProfile]
+    ) -> None:
         by_address: dict[tuple[str, int], list[SimulatedUnit]] = {}
         self._devices: dict[str, SimulatedUnit] = {}
         for device in devices:
             transport = device.transport
             if not isinstance(transport, ModbusTcp):
                 kind = "RTU over TCP" if isinstance(transport, ModbusRtuOverTcp) else transport.type
-                raise ValueError(f"{device.id}: only Modbus TCP devices can be simulated, not {kind}")
+                raise ValueError(
+                    f"{device.id}: only Modbus TCP devices can be simulated, not {kind}"
+                )
             unit = SimulatedUnit(
                 device_id=device.id, profile=profiles[device.profile], unit_id=transport.unit_id
             )

@@ -155,7 +155,9 @@ class Bus:
         what = f"{self.key} unit {unit} write {table} {address}+{len(values)}"
         if table is Table.COIL:
             if len(values) == 1:
-                await self._call(pacing, what, "write_coil", address, bool(values[0]), device_id=unit)
+                await self._call(
+                    pacing, what, "write_coil", address, bool(values[0]), device_id=unit
+                )
             else:
                 bits = [bool(v) for v in values]
                 await self._call(pacing, what, "write_coils", address, bits, device_id=unit)

@@ -61,47 +61,56 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     ("old", "new", "expected"),
     [
         pytest.param(
-            "unit_id: 1}", "unit_id: 300}",
+            "unit_id: 1}",
+            "unit_id: 300}",
             "gateway.yaml:12: devices[0].transport.unit_id: 300 is not in 1..247",
             id="unit-id-range",
         ),
         pytest.param(
-            "baudrate: 19200", "baudrate: 1234",
+            "baudrate: 19200",
+            "baudrate: 1234",
             "gateway.yaml:20: devices[1].transport.baudrate:",
             id="baudrate-choice",
         ),
         pytest.param(
-            "type: modbus_tcp", "type: modbus_udp",
+            "type: modbus_tcp",
+            "type: modbus_udp",
             "gateway.yaml:12: devices[0].transport: type 'modbus_udp' is not one of",
             id="unknown-transport",
         ),
         pytest.param(
-            "  name: Hasle Bibliotek\n", "",
+            "  name: Hasle Bibliotek\n",
+            "",
             "gateway.yaml:1: branch.name: required, but not given",
             id="missing-field",
         ),
         pytest.param(
-            "password: {env: OB_INFLUX_PASSWORD}", "password: hunter2",
+            "password: {env: OB_INFLUX_PASSWORD}",
+            "password: hunter2",
             "gateway.yaml:8: sinks[0].password: secrets are never written in the config",
             id="secret-in-yaml",
         ),
         pytest.param(
-            "poll: {default: 10s, energy: 1m}", "poll: {default: soon}",
+            "poll: {default: 10s, energy: 1m}",
+            "poll: {default: soon}",
             "gateway.yaml:13: devices[0].poll.default: 'soon' is not a duration",
             id="bad-duration",
         ),
         pytest.param(
-            "  name: Hasle Bibliotek\n", "  name: Hasle Bibliotek\n  timezone: Europe/Aarhus\n",
+            "  name: Hasle Bibliotek\n",
+            "  name: Hasle Bibliotek\n  timezone: Europe/Aarhus\n",
             "gateway.yaml:4: branch.timezone: 'Europe/Aarhus' is not an IANA time zone",
             id="bad-timezone",
         ),
         pytest.param(
-            "  - id: heat", "  - id: main-meter",
+            "  - id: heat",
+            "  - id: main-meter",
             "gateway.yaml:14: devices[1].id: 'main-meter' is already devices[0]",
             id="duplicate-device",
         ),
         pytest.param(
-            "    profile: eastron-sdm630\n", "    profile: eastron-sdm630\n    colour: red\n",
+            "    profile: eastron-sdm630\n",
+            "    profile: eastron-sdm630\n    colour: red\n",
             "gateway.yaml:12: devices[0].colour: unknown field",
             id="unknown-field",
         ),
@@ -112,15 +121,14 @@ def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
             id="duplicate-key",
         ),
         pytest.param(
-            "devices:\n", "devices: [\n",
+            "devices:\n",
+            "devices: [\n",
             "gateway.yaml:",
             id="yaml-syntax",
         ),
     ],
 )
-def test_error_names_file_line_and_field(
-    tmp_path: Path, old: str, new: str, expected: str
-) -> None:
+def test_error_names_file_line_and_field(tmp_path: Path, old: str, new: str, expected: str) -> None:
     assert old in VALID
     message = error_of(tmp_path, VALID.replace(old, new, 1))
     assert expected in message
@@ -145,8 +153,10 @@ def test_device_check_reports_at_profile_line(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError) as info:
         load_gateway_config(write(tmp_path, VALID), check_device=check)
-    assert str(info.value).splitlines()[0].endswith(
-        "gateway.yaml:11: devices[0].profile: unknown profile 'x'"
+    assert (
+        str(info.value)
+        .splitlines()[0]
+        .endswith("gateway.yaml:11: devices[0].profile: unknown profile 'x'")
     )
 
 

@@ -53,7 +53,7 @@ def test_to_ns_is_exact_across_zones() -> None:
     cet = timezone(timedelta(hours=1))
     assert to_ns(T) == to_ns(T.astimezone(cet)) == 1774746000123456000
     with pytest.raises(ValueError, match="naive"):
-        to_ns(datetime(2026, 1, 1))  # noqa: DTZ001
+        to_ns(datetime(2026, 1, 1))
 
 
 @pytest.mark.parametrize(
@@ -73,15 +73,21 @@ def test_schema_violations_are_refused(
     measurement: schema.Measurement, fields: dict, tags: dict, message: str
 ) -> None:
     with pytest.raises(SchemaError, match=message):
-        Reading(
-            branch="b", device="d", measurement=measurement, fields=fields, tags=tags, time=T
-        )
+        Reading(branch="b", device="d", measurement=measurement, fields=fields, tags=tags, time=T)
 
 
 def test_schema_names_are_unique_and_typed() -> None:
     assert set(schema.MEASUREMENTS) == {
-        "energy", "energy_hourly", "occupancy", "door", "light", "indoor",
-        "branch_mode", "alert", "gateway",
+        "energy",
+        "energy_hourly",
+        "electrical",
+        "occupancy",
+        "door",
+        "light",
+        "indoor",
+        "branch_mode",
+        "alert",
+        "gateway",
     }
     for m in schema.MEASUREMENTS.values():
         assert m.tags[0] is schema.Tag.BRANCH

@@ -174,8 +174,13 @@ def test_bool() -> None:
 
 @pytest.mark.parametrize(
     ("words", "dtype", "length"),
-    [([1], T.UINT32, None), ([1, 2], T.UINT16, None), ([1, 2, 3], T.FLOAT64, None),
-     ([1], T.STRING, 2), ([0x10000], T.UINT16, None)],
+    [
+        ([1], T.UINT32, None),
+        ([1, 2], T.UINT16, None),
+        ([1, 2, 3], T.FLOAT64, None),
+        ([1], T.STRING, 2),
+        ([0x10000], T.UINT16, None),
+    ],
 )
 def test_wrong_word_count_or_value_raises(
     words: list[int], dtype: DataType, length: int | None
@@ -208,8 +213,16 @@ def test_encode_out_of_range_raises(
 @pytest.mark.parametrize("order", list(ByteOrder))
 @pytest.mark.parametrize(
     ("dtype", "value"),
-    [(T.INT16, -2), (T.UINT16, 65000), (T.INT32, -70000), (T.UINT32, 4_000_000_000),
-     (T.INT64, -(2**40)), (T.UINT64, 2**63 + 5), (T.FLOAT32, -0.15625), (T.FLOAT64, math.pi)],
+    [
+        (T.INT16, -2),
+        (T.UINT16, 65000),
+        (T.INT32, -70000),
+        (T.UINT32, 4_000_000_000),
+        (T.INT64, -(2**40)),
+        (T.UINT64, 2**63 + 5),
+        (T.FLOAT32, -0.15625),
+        (T.FLOAT64, math.pi),
+    ],
 )
 def test_round_trip_every_order(order: ByteOrder, dtype: DataType, value: float) -> None:
     assert decode(encode(value, dtype=dtype, order=order), dtype=dtype, order=order) == value

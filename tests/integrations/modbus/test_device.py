@@ -76,7 +76,10 @@ def run_against_simulator(
     async def main() -> None:
         port = free_port()
         prof = profile()
-        sims = [SimulatedUnit(device_id=f"meter-{u}", profile=prof, unit_id=u) for u in range(1, units + 1)]
+        sims = [
+            SimulatedUnit(device_id=f"meter-{u}", profile=prof, unit_id=u)
+            for u in range(1, units + 1)
+        ]
         for sim in sims:
             sim.set("voltage", 230.5)
             sim.set("current", 12.25)
@@ -225,8 +228,13 @@ def test_write_is_read_back_and_out_of_range_never_sent() -> None:
 
     def command(point: str, value: Any, expires: timedelta = timedelta(minutes=1)) -> Command:
         return Command(
-            device="meter-1", point=point, value=value, reason="test", who="pytest",
-            issued_at=now, expires_at=now + expires,
+            device="meter-1",
+            point=point,
+            value=value,
+            reason="test",
+            who="pytest",
+            issued_at=now,
+            expires_at=now + expires,
         )
 
     async def scenario(server: ModbusSimulator, devices: list[ModbusDevice]) -> None:
@@ -236,7 +244,7 @@ def test_write_is_read_back_and_out_of_range_never_sent() -> None:
         assert await devices[0].write(command("lock_relay", True)) is True
         assert sim.get("lock_relay") is True
         writes = len(sim.writes)
-        with pytest.raises(CommandError, match="120 is not in 0..100"):
+        with pytest.raises(CommandError, match=r"120 is not in 0\.\.100"):
             await devices[0].write(command("level", 120))
         with pytest.raises(CommandError, match="not writable"):
             await devices[0].write(command("power", 1.0))
@@ -250,8 +258,13 @@ def test_expired_command_is_not_carried_out() -> None:
 
     async def scenario(server: ModbusSimulator, devices: list[ModbusDevice]) -> None:
         stale = Command(
-            device="meter-1", point="level", value=10.0, reason="late", who="pytest",
-            issued_at=past, expires_at=past + timedelta(minutes=5),
+            device="meter-1",
+            point="level",
+            value=10.0,
+            reason="late",
+            who="pytest",
+            issued_at=past,
+            expires_at=past + timedelta(minutes=5),
         )
         with pytest.raises(CommandError, match="expired"):
             await devices[0].write(stale)

@@ -76,7 +76,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("points", "kwargs", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("points", "kwargs", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_plan(points: list[Footprint], kwargs: dict, expected: list) -> None:
     requests = plan(points, **kwargs)
     assert shape(requests) == expected
@@ -130,4 +132,6 @@ def test_planner_reaches_the_lower_bound(seed: int) -> None:
     # a gap limit can only cost requests, never save them
     assert len(plan(points, max_gap=5, holes=holes)) >= len(unlimited)
     for r in unlimited:
-        assert not any(h.table is r.table and r.address <= h.end and h.start <= r.end for h in holes)
+        assert not any(
+            h.table is r.table and r.address <= h.end and h.start <= r.end for h in holes
+        )
