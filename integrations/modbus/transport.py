@@ -49,6 +49,10 @@ class ModbusExceptionResponse(DeviceError):
         super().__init__(f"{what}: exception {code} ({name})")
 
 
+def _why(exc: BaseException) -> str:
+    return str(exc) or ("timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class Pacing:
     timeout: float = 1.0
@@ -95,7 +99,7 @@ class Bus:
             ok = await asyncio.wait_for(client.connect(), timeout=pacing.timeout + 0.5)
         except (TimeoutError, OSError) as exc:
             client.close()
-            raise DeviceUnreachable(f"{self.key}: cannot connect ({exc or 'timeout'})") from exc
+            raise DeviceUnreachable(f"{self.key}: cannot connect ({_why(exc)})") from exc
         if not ok:
             client.close()
             raise DeviceUnreachable(f"{self.key}: cannot connect")
@@ -122,7 +126,7 @@ class Bus:
             except (TimeoutError, ModbusException, OSError) as exc:
                 if not client.connected:
                     await self._drop()
-                raise DeviceUnreachable(f"{what}: no answer ({exc or 'timeout'})") from exc
+                raise DeviceUnreachable(f"{what}: no answer ({_why(exc)})") from exc
             finally:
                 self._last_request = time.monotonic()
         if response.isError():

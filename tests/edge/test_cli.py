@@ -1,0 +1,137 @@
+"""The `openbranch` command line as a newcomer runs it: check, schema, run, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.config import DeviceConfig
+from edge.demo import prepare_config, run_demo
+from edge.registry import default_registry
+from edge.store import LocalStore
+from edge.yamlsource import load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "integrations" / "modbus" / "sample.yaml"
+DEMO = ROOT / "examples" / "demo" / "gateway.yaml"
+
+
+def openbranch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_check_prints_a_plan_per_device() -> None:
+    result = openbranch("gateway", "check", str(SAMPLE))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("branch sample-branch (Sample Bibliotek), 5 devices: OK")
+    assert lines[1].startswith("  main-meter: 2 requests, ")
+    assert any(line.startswith("  heat-annex: 5 requests") for line in lines)  # one per point
+
+
+def test_check_reports_one_located_error(tmp_path: Path) -> None:
+    bad = tmp_path / "gateway.yaml"
+    text = SAMPLE.read_text(encoding="utf-8").replace("unit_id: 5", "unit_id: 300")
+    bad.write_text(text, encoding="utf-8")
+    result = openbranch("gateway", "check", str(bad))
+    assert result.returncode == 2
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "unit_id: 300" in t)
+    assert result.stderr.strip() == (
+        f"{bad}:{line}: devices[3].transport.unit_id: 300 is not in 1..247"
+    )
+
+
+def test_check_reports_unknown_profile_at_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "gateway.yaml"
+    text = SAMPLE.read_text(encoding="utf-8").replace("profile: kamstrup", "profile: kamstrop", 1)
+    bad.write_text(text, encoding="utf-8")
+    result = openbranch("gateway", "check", str(bad))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "kamstrop" in t)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"{bad}:{line}: devices[3].profile: unknown profile 'kamstrop-multical-603'"
+    )
+
+
+def test_schema_is_json() -> None:
+    result = openbranch("gateway", "schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "OpenBranch gateway configuration"
+
+
+@pytest.fixture
+def simulated_branch(tmp_path: Path) -> Iterator[Path]:
+    """The demo branch served by simulators in a background thread; yields its config."""
+    config_path = prepare_config(DEMO, tmp_path)
+    devices = [DeviceConfig.model_validate(d) for d in load_yaml(config_path).data["devices"]]
+    loop = asyncio.new_event_loop()
+    simulations = default_registry().simulate(devices)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        for sim in simulations:
+            loop.run_until_complete(sim.start())
+        for device in (d for s in simulations for d in s.devices.values()):
+            for point in device.points():
+                if point.measurement and not point.writable and point.field == "register":
+                    device.set(point.id, 1234.5)
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield config_path
+    for sim in simulations:
+        asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def test_run_polls_devices_into_the_local_store(simulated_branch: Path, tmp_path: Path) -> None:
+    store = tmp_path / "run.db"
+    result = openbranch(
+        "gateway", "run", str(simulated_branch), "--store", str(store), "--duration", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plan main-meter: 2 requests" in result.stderr
+    db = LocalStore(store)
+    devices = {line.device for line in db.lines()}
+    energy = [line.line for line in db.lines(measurement="energy", device="main-meter")]
+    db.close()
+    assert devices == {
+        "main-meter",
+        "sub-meter-lights",
+        "district-heat",
+        "entrance-door",
+        "people-counter",
+        "lights",
+        "climate-reading-room",
+    }
+    assert any("register=1234.5" in line for line in energy)
+
+
+def test_demo_runs_a_branch_and_survives_an_outage(tmp_path: Path) -> None:
+    summary = asyncio.run(
+        run_demo(config_path=DEMO, workdir=tmp_path, duration=6, speed=60, quiet=True)
+    )
+    assert summary["readings"] > 100
+    meter = summary["devices"]["main-meter"]
+    assert meter["went_down"] == 1
+    assert meter["available"] is True
+    assert all(d["readings"] > 0 for d in summary["devices"].values())
