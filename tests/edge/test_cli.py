@@ -101,6 +101,7 @@ def simulated_branch(tmp_path: Path) -> Iterator[Path]:
         asyncio.run_coroutine_threadsafe(sim.stop(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()
 
 
 def test_run_polls_devices_into_the_local_store(simulated_branch: Path, tmp_path: Path) -> None:
