@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 
 from edge.config import DeviceConfig, ModbusRtuOverTcp, ModbusTcp
@@ -220,9 +221,12 @@ class _Context(ModbusServerContext):
 class ModbusSimulator:
     """A Modbus TCP server on ``host:port`` serving ``units`` by unit id."""
 
-    def __init__(self, *, host: str, port: int, units: Sequence[SimulatedUnit]) -> None:
+    def __init__(
+        self, *, host: str, port: int, units: Sequence[SimulatedUnit], rtu_framing: bool = False
+    ) -> None:
         self.host = host
         self.port = port
+        self.rtu_framing = rtu_framing  # RTU frames over TCP, as a transparent serial server
         self.units = {u.unit_id: u for u in units}
         if len(self.units) != len(units):
             raise ValueError(f"{host}:{port}: two simulated units share a unit id")
@@ -230,7 +234,10 @@ class ModbusSimulator:
 
     async def start(self) -> None:
         self._server = ModbusTcpServer(
-            _Context(self.units), address=(self.host, self.port), ignore_missing_devices=True
+            _Context(self.units),
+            address=(self.host, self.port),
+            ignore_missing_devices=True,
+            framer=FramerType.RTU if self.rtu_framing else FramerType.SOCKET,
         )
         await self._server.serve_forever(background=True)
 

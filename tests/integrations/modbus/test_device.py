@@ -87,7 +87,8 @@ def run_against_simulator(
             sim.set("energy", 12345.6)
             sim.set("door_open", True)
             sim.set("level", 40.0)
-        server = ModbusSimulator(host="127.0.0.1", port=port, units=sims)
+        rtu = transport.get("type") == "modbus_rtu_over_tcp"
+        server = ModbusSimulator(host="127.0.0.1", port=port, units=sims, rtu_framing=rtu)
         await server.start()
         first = device_config(port, **transport)
         bus = Bus(first.transport)  # type: ignore[arg-type]
@@ -310,3 +311,23 @@ def test_coordinator_runs_groups_on_their_intervals() -> None:
         assert 15 <= len(power) <= 23, len(power)
 
     run_against_simulator(scenario, clock=clock)
+
+
+def test_rtu_frames_over_tcp() -> None:
+    async def scenario(server: ModbusSimulator, devices: list[ModbusDevice]) -> None:
+        assert server.rtu_framing
+        result = await devices[0].poll(["default", "energy"])
+        assert not result.failures
+        assert fields_of(result.readings)["energy.power_w"] == 2750.0
+
+    run_against_simulator(scenario, type="modbus_rtu_over_tcp")
+
+
+def test_pause_between_requests_paces_the_bus() -> None:
+    async def scenario(_: ModbusSimulator, devices: list[ModbusDevice]) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await devices[0].poll(["default", "energy"])  # 4 requests, 3 pauses
+        assert loop.time() - t0 >= 0.3
+
+    run_against_simulator(scenario, pause_between_requests=0.1)
