@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from edge.clock import SystemClock
 from edge.config import GatewayConfig, gateway_json_schema, load_gateway_config
-from edge.gateway import Gateway
+from edge.gateway import Gateway, open_outbox
 from edge.registry import BuildContext, default_registry
-from edge.store import LocalStore
 from edge.yamlsource import ConfigError
 
 __all__ = ["gateway_commands", "load_checked", "main"]
@@ -54,8 +55,10 @@ def _schema(_: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
-    store = LocalStore(args.store or config.store.path)
-    gateway = Gateway(config=config, registry=default_registry(), clock=SystemClock(), store=store)
+    outbox = open_outbox(config, args.store)
+    gateway = Gateway(
+        config=config, registry=default_registry(), clock=SystemClock(), outbox=outbox
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -69,8 +72,40 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     finally:
-        store.close()
-    print(f"stopped: {gateway.accepted} readings accepted into {store.path}")
+        outbox.close()
+    print(f"stopped: {gateway.accepted} readings accepted into {outbox.path}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_checked(args.config)
+    path = args.store or config.store.path
+    if not Path(path).exists():
+        print(f"{path}: no outbox yet (the gateway has not run)", file=sys.stderr)
+        return 1
+    outbox = open_outbox(config, path)
+    stats = outbox.stats()
+    now_ns = time.time_ns()
+    print(
+        f"outbox {outbox.path}: {stats.entries} entries, {stats.live_bytes / 1e6:.1f} MB "
+        f"of {stats.max_bytes / 1e6:.0f} MB, {stats.dropped} dropped"
+    )
+    for sink in outbox.sinks:
+        oldest = stats.oldest_pending_ns[sink]
+        lag = "none" if oldest is None else f"{(now_ns - oldest) / 1e9:.0f} s"
+        print(
+            f"  sink {sink}: {stats.depth[sink]} pending, lag {lag}, "
+            f"{stats.dead_letters[sink]} dead letters"
+        )
+    for device in config.devices:
+        raw = outbox.get_state(f"availability:{device.id}")
+        if raw is None:
+            print(f"  device {device.id}: never polled")
+        else:
+            state = json.loads(raw)
+            word = "available" if state["available"] else "UNAVAILABLE"
+            print(f"  device {device.id}: {word} since {state['since']}")
+    outbox.close()
     return 0
 
 
@@ -85,6 +120,10 @@ def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run.add_argument("--store", type=Path, help="local store path (default: from the config)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.set_defaults(func=_run)
+    status = gsub.add_parser("status", help="outbox depth, dead letters, sink lag, devices")
+    status.add_argument("config", type=Path)
+    status.add_argument("--store", type=Path, help="outbox path (default: from the config)")
+    status.set_defaults(func=_status)
     schema = gsub.add_parser("schema", help="print the JSON Schema of gateway configs")
     schema.set_defaults(func=_schema)
 

@@ -26,10 +26,10 @@ from edge.clock import ScaledClock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
 from edge.device import SimulatedDevice
-from edge.gateway import Gateway
+from edge.gateway import Gateway, open_outbox
+from edge.outbox import Outbox
 from edge.registry import default_registry
 from edge.scenario import BranchScenario
-from edge.store import LocalStore
 from edge.yamlsource import load_yaml
 
 __all__ = ["demo_command", "free_port", "run_demo"]
@@ -79,14 +79,14 @@ def _view(clock: ScaledClock, tz: ZoneInfo, coordinators: list[Coordinator], sto
     return "\n".join(lines)
 
 
-def _fresh_store(path: Path) -> LocalStore:
+def _fresh_outbox(config: GatewayConfig) -> Outbox:
     for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-    return LocalStore(path)
+        Path(str(config.store.path) + suffix).unlink(missing_ok=True)
+    return open_outbox(config)
 
 
 def _summary(
-    gateway: Gateway, store: LocalStore, simulated: timedelta, scenario: BranchScenario
+    gateway: Gateway, store: Outbox, simulated: timedelta, scenario: BranchScenario
 ) -> dict[str, Any]:
     return {
         "branch": gateway.config.branch.id,
@@ -182,8 +182,8 @@ async def run_demo(
     simulations = registry.simulate(config.devices)
     devices = {k: v for sim in simulations for k, v in sim.devices.items()}
     scenario = BranchScenario(devices=devices, timezone=tz)
-    store = _fresh_store(Path(config.store.path))
-    gateway = Gateway(config=config, registry=registry, clock=clock, store=store)
+    store = _fresh_outbox(config)
+    gateway = Gateway(config=config, registry=registry, clock=clock, outbox=store)
     if not quiet:
         print(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
         for line in gateway.plan():

@@ -1,54 +1,181 @@
-"""The gateway run loop: build every device from the config, plan once, then only poll.
+"""The gateway run loop: build every device from the config, plan once, then only do I/O.
 
-Readings go from each device's coordinator into the local store, committed before anything
-else happens to them.
+Readings go from each device's coordinator into the outbox, committed before anything else
+happens to them; one drainer per configured sink forwards them. Alerts and the gateway's own
+health are readings too, and travel the same way (alerts as audit entries, never dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+from edge import schema
 from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
+from edge.outbox import Outbox
 from edge.reading import Reading
 from edge.registry import BuildContext, Registry
-from edge.store import LocalStore
+from edge.sink import Drainer, make_writer, sink_name
 
-__all__ = ["Gateway"]
+__all__ = ["GATEWAY_DEVICE", "Gateway", "open_outbox"]
 
 log = logging.getLogger(__name__)
+
+GATEWAY_DEVICE = "gateway"  # the device tag of the gateway's own readings
+HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
+
+
+def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -> Outbox:
+    return Outbox(
+        path or config.store.path,
+        max_bytes=config.store.max_bytes,
+        sinks=[sink_name(s) for s in config.sinks],
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 class Gateway:
     def __init__(
-        self, *, config: GatewayConfig, registry: Registry, clock: Clock, store: LocalStore
+        self,
+        *,
+        config: GatewayConfig,
+        registry: Registry,
+        clock: Clock,
+        outbox: Outbox,
+        drainers: Sequence[Drainer] | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.outbox = outbox
         self._clock = clock
         context = BuildContext(branch=config.branch.id, clock=clock)
         self.coordinators = [
-            Coordinator(source=registry.build(device, context), clock=clock, emit=self._accept)
+            Coordinator(
+                source=registry.build(device, context),
+                clock=clock,
+                emit=self._accept,
+                on_availability=self._availability,
+            )
             for device in config.devices
         ]
+        if drainers is None:
+            drainers = [
+                Drainer(
+                    outbox=outbox,
+                    writer=make_writer(sink),
+                    batch_size=sink.batch_size,
+                    flush_interval=sink.flush_interval,
+                    on_alert=self._sink_alert,
+                )
+                for sink in config.sinks
+            ]
+        self.drainers = list(drainers)
         self.accepted = 0
+        if outbox.on_drop is None:
+            outbox.on_drop = self.on_drop
 
     def _accept(self, readings: Sequence[Reading]) -> None:
-        self.store.append(readings)
+        self.outbox.append(readings)
         self.accepted += len(readings)
+
+    def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
+        """Raise or clear an alert: logged, and committed as an audit entry."""
+        (log.warning if active else log.info)(
+            "alert %s %s: %s", kind, "raised" if active else "cleared", message
+        )
+        reading = Reading(
+            branch=self.config.branch.id,
+            device=GATEWAY_DEVICE,
+            measurement=schema.ALERT,
+            fields={
+                schema.ALERT_MESSAGE.key: message,
+                schema.ALERT_SEVERITY.key: severity,
+                schema.ALERT_ACTIVE.key: active,
+            },
+            tags={schema.Tag.KIND.value: kind},
+            time=self._clock.now(),
+        )
+        self.outbox.append([reading], audit=True)
+
+    def _sink_alert(self, kind: str, message: str, active: bool) -> None:
+        self.alert(
+            kind,
+            message,
+            severity="critical" if "unauthorized" in kind else "warning",
+            active=active,
+        )
+
+    def on_drop(self, count: int, reason: str) -> None:
+        self.alert(
+            "outbox_dropped",
+            f"dropped {count} oldest readings: {reason}",
+            severity="critical",
+            active=True,
+        )
+
+    def _availability(self, device_id: str, available: bool) -> None:
+        self.outbox.set_state(
+            f"availability:{device_id}",
+            json.dumps({"available": available, "since": self._clock.now().isoformat()}),
+        )
+        if not available:
+            self.alert(
+                f"device_down:{device_id}",
+                f"{device_id} stopped answering",
+                severity="warning",
+                active=True,
+            )
+        elif any(c.device_id == device_id and c.stats.downs for c in self.coordinators):
+            self.alert(
+                f"device_down:{device_id}",
+                f"{device_id} answers again",
+                severity="warning",
+                active=False,
+            )
+
+    def health(self) -> Reading:
+        stats = self.outbox.stats()
+        return Reading(
+            branch=self.config.branch.id,
+            device=GATEWAY_DEVICE,
+            measurement=schema.GATEWAY,
+            fields={
+                schema.GATEWAY_OUTBOX_DEPTH.key: max(stats.depth.values(), default=0),
+                schema.GATEWAY_DROPPED.key: stats.dropped,
+                schema.GATEWAY_POLL_ERRORS.key: sum(
+                    c.stats.failed_requests + c.stats.unreachable_polls for c in self.coordinators
+                ),
+                schema.GATEWAY_DEVICES_DOWN.key: sum(
+                    1 for c in self.coordinators if c.available is False
+                ),
+                schema.GATEWAY_WRITE_LATENCY.key: max(
+                    (d.stats.last_latency_ms for d in self.drainers), default=0.0
+                ),
+            },
+            time=self._clock.now(),
+        )
+
+    async def _report_health(self) -> None:
+        while True:
+            await self._clock.sleep(HEALTH_EVERY)
+            self.outbox.append([self.health()])
 
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every device until ``stop`` is set; then stop polling and close the devices."""
+        """Run until ``stop`` is set: polls stop first, then in-flight writes finish."""
         for line in self.plan():
             log.info("plan %s", line)
+        drain_stop = asyncio.Event()
+        drainers = [asyncio.create_task(d.run(drain_stop), name=d.name) for d in self.drainers]
         tasks = [asyncio.create_task(c.run(), name=c.device_id) for c in self.coordinators]
+        tasks.append(asyncio.create_task(self._report_health(), name="health"))
         try:
             await stop.wait()
         finally:
@@ -57,5 +184,9 @@ class Gateway:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            drain_stop.set()
+            await asyncio.gather(*drainers, return_exceptions=True)
             for coordinator in self.coordinators:
                 await coordinator.source.close()
+            for drainer in self.drainers:
+                drainer.writer.close()

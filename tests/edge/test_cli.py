@@ -14,8 +14,8 @@ import pytest
 
 from edge.config import DeviceConfig
 from edge.demo import prepare_config, run_demo
+from edge.outbox import Outbox
 from edge.registry import default_registry
-from edge.store import LocalStore
 from edge.yamlsource import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def test_run_polls_devices_into_the_local_store(simulated_branch: Path, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert "plan main-meter: 2 requests" in result.stderr
-    db = LocalStore(store)
+    db = Outbox(store)
     devices = {line.device for line in db.lines()}
     energy = [line.line for line in db.lines(measurement="energy", device="main-meter")]
     db.close()
