@@ -18,6 +18,7 @@ from edge import schema
 from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
+from edge.energy import EnergyLedger
 from edge.outbox import Outbox
 from edge.reading import Reading
 from edge.registry import BuildContext, Registry
@@ -76,11 +77,14 @@ class Gateway:
             ]
         self.drainers = list(drainers)
         self.accepted = 0
+        self.energy = EnergyLedger(branch=config.branch.id, load=outbox.get_state)
         if outbox.on_drop is None:
             outbox.on_drop = self.on_drop
 
     def _accept(self, readings: Sequence[Reading]) -> None:
-        self.outbox.append(readings)
+        """Commit readings, with meter totals, closed hours and the accounts' state, at once."""
+        out, state = self.energy.process(readings)
+        self.outbox.append(out, state=state)
         self.accepted += len(readings)
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
