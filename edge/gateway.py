@@ -19,6 +19,7 @@ from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
 from edge.energy import EnergyLedger
+from edge.mqtt import MqttSession
 from edge.outbox import Outbox
 from edge.reading import Reading
 from edge.registry import BuildContext, Registry
@@ -54,7 +55,8 @@ class Gateway:
         self.config = config
         self.outbox = outbox
         self._clock = clock
-        context = BuildContext(branch=config.branch.id, clock=clock)
+        self.mqtt = MqttSession(config.mqtt, branch=config.branch.id) if config.mqtt else None
+        context = BuildContext(branch=config.branch.id, clock=clock, mqtt=self.mqtt)
         self.coordinators = [
             Coordinator(
                 source=registry.build(device, context),
@@ -86,6 +88,8 @@ class Gateway:
         out, state = self.energy.process(readings)
         self.outbox.append(out, state=state)
         self.accepted += len(readings)
+        if self.mqtt is not None and readings:
+            self._publish_state(readings[0].device, out)
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
         """Raise or clear an alert: logged, and committed as an audit entry."""
@@ -122,7 +126,18 @@ class Gateway:
             active=True,
         )
 
+    def _publish_state(self, device_id: str, readings: Sequence[Reading]) -> None:
+        assert self.mqtt is not None
+        state: dict[str, object] = {}
+        for r in readings:
+            if r.device == device_id:
+                state.setdefault(r.measurement.name, {}).update(r.fields)  # type: ignore[attr-defined]
+                state["time"] = r.time.isoformat()
+        self.mqtt.publish_state(device_id, state)
+
     def _availability(self, device_id: str, available: bool) -> None:
+        if self.mqtt is not None:
+            self.mqtt.publish_availability(device_id, available)
         self.outbox.set_state(
             f"availability:{device_id}",
             json.dumps({"available": available, "since": self._clock.now().isoformat()}),
@@ -176,6 +191,8 @@ class Gateway:
         """Run until ``stop`` is set: polls stop first, then in-flight writes finish."""
         for line in self.plan():
             log.info("plan %s", line)
+        if self.mqtt is not None:
+            await self.mqtt.connect()
         drain_stop = asyncio.Event()
         drainers = [asyncio.create_task(d.run(drain_stop), name=d.name) for d in self.drainers]
         tasks = [asyncio.create_task(c.run(), name=c.device_id) for c in self.coordinators]
@@ -194,3 +211,5 @@ class Gateway:
                 await coordinator.source.close()
             for drainer in self.drainers:
                 drainer.writer.close()
+            if self.mqtt is not None:
+                await self.mqtt.close()

@@ -13,8 +13,9 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from edge.clock import Clock
-from edge.config import DeviceConfig
+from edge.config import DeviceConfig, MqttConfig
 from edge.device import DeviceSource, Simulation
+from edge.mqtt import MqttSession
 
 __all__ = ["BuildContext", "Driver", "Registry", "default_registry"]
 
@@ -31,6 +32,7 @@ class BuildContext:
 
     branch: str
     clock: Clock
+    mqtt: MqttSession | None = None
     shared: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,8 +46,11 @@ class Driver(Protocol):
 
     def build(self, device: DeviceConfig, context: BuildContext) -> DeviceSource: ...
 
-    def simulate(self, devices: Sequence[DeviceConfig]) -> Simulation:
-        """Simulated devices serving ``devices`` on their configured addresses (demo, tests)."""
+    def simulate(
+        self, devices: Sequence[DeviceConfig], *, mqtt: MqttConfig | None = None
+    ) -> Simulation:
+        """Simulated devices serving ``devices`` on their configured addresses (demo, tests);
+        ``mqtt`` is the broker that devices pushing over MQTT publish to."""
         ...
 
 
@@ -75,13 +80,15 @@ class Registry:
     def build(self, device: DeviceConfig, context: BuildContext) -> DeviceSource:
         return self.driver_for(device).build(device, context)
 
-    def simulate(self, devices: Sequence[DeviceConfig]) -> list[Simulation]:
+    def simulate(
+        self, devices: Sequence[DeviceConfig], *, mqtt: MqttConfig | None = None
+    ) -> list[Simulation]:
         """One simulation per driver, covering every device that driver handles."""
         by_driver: dict[str, tuple[Driver, list[DeviceConfig]]] = {}
         for device in devices:
             driver = self.driver_for(device)
             by_driver.setdefault(driver.name, (driver, []))[1].append(device)
-        return [driver.simulate(group) for driver, group in by_driver.values()]
+        return [driver.simulate(group, mqtt=mqtt) for driver, group in by_driver.values()]
 
 
 _default: Registry | None = None

@@ -108,6 +108,18 @@ class Profile(BaseModel, Generic[P]):
                 return point
         raise ProfileError(f"profile {self.id} has no point {point_id!r}")
 
+    def tags_for(self, point: Point, zone: str | None) -> dict[str, str]:
+        """Tags of a point's readings: the profile's tags the measurement has, the device's
+        zone where the measurement has a zone, then the point's own tags."""
+        if point.measurement is None:
+            return {}
+        allowed = {t.value for t in schema.measurement(point.measurement).tags}
+        tags = {k: v for k, v in self.tags.items() if k in allowed}
+        if zone is not None and schema.Tag.ZONE.value in allowed:
+            tags[schema.Tag.ZONE.value] = zone
+        tags.update(point.tags)
+        return tags
+
     @property
     def groups(self) -> frozenset[str]:
         return frozenset(p.group for p in self.points)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
+from edge.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp, MqttConfig
 from edge.registry import BuildContext, Registry
 from integrations.modbus.device import ModbusDevice
 from integrations.modbus.profile import CATALOGUE, ModbusProfile
@@ -40,7 +40,9 @@ class ModbusDriver:
             clock=context.clock,
         )
 
-    def simulate(self, devices: Sequence[DeviceConfig]) -> Simulation:
+    def simulate(
+        self, devices: Sequence[DeviceConfig], *, mqtt: MqttConfig | None = None
+    ) -> Simulation:
         return Simulation(devices, {d.profile: CATALOGUE.get(d.profile) for d in devices})
 
 

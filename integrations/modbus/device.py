@@ -22,7 +22,7 @@ from integrations.modbus.profile import ModbusPoint, ModbusProfile
 from integrations.modbus.register import DataType
 from integrations.modbus.transport import Bus, ModbusExceptionResponse, Pacing
 
-__all__ = ["ModbusDevice", "decode_point", "point_tags"]
+__all__ = ["ModbusDevice", "decode_point"]
 
 
 def decode_point(
@@ -50,18 +50,6 @@ def decode_point(
     if target is not None and target.type is schema.FieldType.FLOAT and not isinstance(value, bool):
         return float(value)
     return value
-
-
-def point_tags(profile: ModbusProfile, point: ModbusPoint, zone: str | None) -> dict[str, str]:
-    """Tags of the point's readings: profile tags the measurement has, then the point's own."""
-    if point.measurement is None:
-        return {}
-    allowed = {t.value for t in schema.measurement(point.measurement).tags}
-    tags = {k: v for k, v in profile.tags.items() if k in allowed}
-    if zone is not None and schema.Tag.ZONE.value in allowed:
-        tags[schema.Tag.ZONE.value] = zone
-    tags.update(point.tags)
-    return tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +177,7 @@ class ModbusDevice:
         for key, value in values.items():
             point = self._points[key]
             assert point.measurement is not None and point.field is not None
-            tags = tuple(sorted(point_tags(self._profile, point, self._config.zone).items()))
+            tags = tuple(sorted(self._profile.tags_for(point, self._config.zone).items()))
             grouped.setdefault((point.measurement, tags), {})[point.field] = value
         return tuple(
             Reading(

@@ -1,0 +1,39 @@
+"""MQTT devices that push JSON (Zigbee2MQTT, people counters), described by profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge.config import DeviceConfig, MqttConfig
+from edge.registry import BuildContext, Registry
+from integrations.mqtt.device import MqttDevice
+from integrations.mqtt.profile import CATALOGUE, MqttProfile
+from integrations.mqtt.simulator import MqttSimulation
+
+__all__ = ["CATALOGUE", "MqttDevice", "MqttDriver", "MqttProfile", "register"]
+
+
+class MqttDriver:
+    name = "mqtt"
+    transports = frozenset({"mqtt"})
+
+    def check(self, device: DeviceConfig) -> None:
+        CATALOGUE.get(device.profile)
+
+    def build(self, device: DeviceConfig, context: BuildContext) -> MqttDevice:
+        return MqttDevice(
+            config=device,
+            profile=CATALOGUE.get(device.profile),
+            session=context.mqtt,
+            branch=context.branch,
+            clock=context.clock,
+        )
+
+    def simulate(
+        self, devices: Sequence[DeviceConfig], *, mqtt: MqttConfig | None = None
+    ) -> MqttSimulation:
+        return MqttSimulation(devices, {d.profile: CATALOGUE.get(d.profile) for d in devices}, mqtt)
+
+
+def register(registry: Registry) -> None:
+    registry.add(MqttDriver())

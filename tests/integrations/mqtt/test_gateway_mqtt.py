@@ -1,0 +1,167 @@
+"""MQTT devices through a real Mosquitto into a running gateway: readings arrive, every bad
+payload kind is counted and refused, the gateway keeps running, and its status topics hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge.clock import SystemClock
+from edge.config import GatewayConfig
+from edge.gateway import Gateway, open_outbox
+from edge.registry import default_registry
+from tests.services import Mosquitto
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def config_for(broker: Mosquitto, tmp_path: Path) -> GatewayConfig:
+    return GatewayConfig.model_validate(
+        {
+            "branch": {"id": "mqtt-branch", "name": "MQTT test branch"},
+            "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5},
+            "store": {"path": str(tmp_path / "outbox.db")},
+            "devices": [
+                {
+                    "id": "counter",
+                    "profile": "xovis-pc-line-count",
+                    "transport": {"type": "mqtt", "topic": "xovis/pc-12/counts"},
+                },
+                {
+                    "id": "front-door",
+                    "profile": "aqara-door-contact",
+                    "transport": {"type": "mqtt", "topic": "zigbee2mqtt/front-door"},
+                },
+                {
+                    "id": "help",
+                    "profile": "aqara-help-button",
+                    "transport": {"type": "mqtt", "topic": "zigbee2mqtt/help-button"},
+                },
+            ],
+        }
+    )
+
+
+def retained(broker: Mosquitto, topic: str) -> bytes | None:
+    got: list[bytes] = []
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+
+    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            got.append(message.payload)
+        done.set()
+
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic)
+    client.loop_start()
+    done.wait(1.5)
+    client.loop_stop()
+    client.disconnect()
+    return got[0] if got else None
+
+
+BAD = {
+    "invalid UTF-8": b"\xff\xfe",
+    "invalid JSON": b'{"lines": [',
+    "not a number": b'{"lines": [{"fw": NaN, "bw": 1}]}',
+    "not an object": b"[1]",
+    "oversize": b'{"x": "' + b"y" * 70_000 + b'"}',
+    "too deep": b'{"a":' * 50 + b"1" + b"}" * 50,
+    "wrong type": b'{"lines": [{"fw": "7", "bw": 1}]}',
+    "missing field": b'{"lines": [{"bw": 1}]}',
+}
+
+
+def test_gateway_reads_mqtt_devices_and_survives_bad_payloads(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = config_for(mosquitto, tmp_path)
+    registry = default_registry()
+    outbox = open_outbox(config)
+    gateway = Gateway(config=config, registry=registry, clock=SystemClock(), outbox=outbox)
+    (sim,) = registry.simulate(config.devices, mqtt=config.mqtt)
+    counter = next(c for c in gateway.coordinators if c.device_id == "counter")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        run = asyncio.create_task(gateway.run(stop))
+        await sim.start()
+        for _ in range(100):
+            if gateway.mqtt is not None and gateway.mqtt.connected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # subscriptions settle
+        assert gateway.mqtt is not None
+        assert gateway.mqtt.protocol is MQTTProtocolVersion.MQTTv5
+        devices = sim.devices
+        devices["counter"].set("entered", 12)
+        devices["counter"].set("exited", 9)
+        devices["front-door"].set("open", True)
+        devices["help"].set("pressed", True)
+        await asyncio.sleep(0.5)
+        counter_sim: Any = devices["counter"]
+        for i, (kind, payload) in enumerate(BAD.items(), start=1):
+            counter_sim.publish_raw("xovis/pc-12/counts", payload)
+            for _ in range(40):
+                if counter.stats.rejected >= i:
+                    break
+                await asyncio.sleep(0.05)
+            assert counter.stats.rejected == i, f"{kind} was not counted"
+            assert kind in counter.stats.rejected_reasons, counter.stats.rejected_reasons
+        assert not run.done()  # still running
+        devices["counter"].set("entered", 13)  # a good message after all that
+        await asyncio.sleep(0.5)
+        stop.set()
+        await run
+        await sim.stop()
+
+    asyncio.run(main())
+    lines = [e.line for e in outbox.lines(device="counter")]
+    assert any("entered=12i" in line for line in lines)
+    assert any("entered=13i" in line for line in lines)
+    assert not any('"7"' in line for line in lines)
+    door = [e.line for e in outbox.lines(device="front-door")]
+    assert any("open=true" in line for line in door)
+    help_call = [e.line for e in outbox.lines(device="help")]
+    assert any(line.startswith("alert,") and "kind=help_call" in line for line in help_call)
+    state = json.loads(retained(mosquitto, "openbranch/mqtt-branch/counter/state") or b"{}")
+    assert state["occupancy"]["entered"] == 13
+    assert retained(mosquitto, "openbranch/mqtt-branch/status") == b"offline"  # clean stop
+    outbox.close()
+
+
+def test_birth_and_last_will(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = config_for(mosquitto, tmp_path)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "gateway", "run", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while retained(mosquitto, "openbranch/mqtt-branch/status") != b"online":
+            assert time.monotonic() < deadline, "no retained online birth message"
+        proc.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker sends the last will
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while retained(mosquitto, "openbranch/mqtt-branch/status") != b"offline":
+            assert time.monotonic() < deadline, "no retained offline last will"
+    finally:
+        proc.kill()
+        proc.wait()
