@@ -161,6 +161,9 @@ class MqttConfig(_Model):
     tls: bool = False
     keepalive: Duration = 30.0
     topic_prefix: str = "openbranch"
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT v5 when the broker offers it, else 3.1.1"
+    )
 
 
 class InfluxV1Sink(_Model):

@@ -117,7 +117,16 @@ class Coordinator:
         return float(min(base * 2 ** (self._failures_in_row - 1), self._backoff_max))
 
     def _accept_pushed(self, readings: Sequence[Reading]) -> None:
-        self._record(PollResult(readings=tuple(readings), reached=True))
+        """A pushed message: the device is alive; remember its values and pass them on."""
+        if self.available is not True:
+            self._record(PollResult(readings=tuple(readings), reached=True))
+            return
+        for reading in readings:
+            name = reading.measurement.name
+            for key, value in reading.fields.items():
+                self.last[(name, key)] = (value, reading.time)
+        self.stats.readings += len(readings)
+        self._emit(readings)
 
     def _reject(self, where: str, reason: str) -> None:
         self.stats.rejected += 1

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 GATEWAY_DEVICE = "gateway"  # the device tag of the gateway's own readings
 HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
+COMMIT_EVERY = 0.05  # real seconds a reading may wait for its commit
+COMMIT_MAX = 5000  # readings that trigger a commit at once
 
 
 def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -> Outbox:
@@ -79,17 +82,37 @@ class Gateway:
             ]
         self.drainers = list(drainers)
         self.accepted = 0
+        self._pending: list[Reading] = []
+        self._commit_timer: asyncio.TimerHandle | None = None
+        self._states: dict[str, dict[str, object]] = {}
+        self._published: dict[str, float] = {}
         self.energy = EnergyLedger(branch=config.branch.id, load=outbox.get_state)
         if outbox.on_drop is None:
             outbox.on_drop = self.on_drop
 
     def _accept(self, readings: Sequence[Reading]) -> None:
-        """Commit readings, with meter totals, closed hours and the accounts' state, at once."""
+        """Queue readings for the next commit (at most ``COMMIT_EVERY`` seconds away)."""
+        self._pending.extend(readings)
+        if len(self._pending) >= COMMIT_MAX:
+            self.commit()
+        elif self._commit_timer is None:
+            loop = asyncio.get_running_loop()
+            self._commit_timer = loop.call_later(COMMIT_EVERY, self.commit)
+
+    def commit(self) -> None:
+        """Commit queued readings, with meter totals, closed hours and the accounts' state, in
+        one transaction; from then on they are accepted and never silently dropped."""
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        readings, self._pending = self._pending, []
+        if not readings:
+            return
         out, state = self.energy.process(readings)
         self.outbox.append(out, state=state)
         self.accepted += len(readings)
-        if self.mqtt is not None and readings:
-            self._publish_state(readings[0].device, out)
+        if self.mqtt is not None:
+            self._publish_states(out)
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
         """Raise or clear an alert: logged, and committed as an audit entry."""
@@ -126,14 +149,20 @@ class Gateway:
             active=True,
         )
 
-    def _publish_state(self, device_id: str, readings: Sequence[Reading]) -> None:
+    def _publish_states(self, readings: Sequence[Reading], *, force: bool = False) -> None:
+        """Update each device's retained state topic, at most once a second per device."""
         assert self.mqtt is not None
-        state: dict[str, object] = {}
         for r in readings:
-            if r.device == device_id:
-                state.setdefault(r.measurement.name, {}).update(r.fields)  # type: ignore[attr-defined]
-                state["time"] = r.time.isoformat()
-        self.mqtt.publish_state(device_id, state)
+            state = self._states.setdefault(r.device, {})
+            values = state.setdefault(r.measurement.name, {})
+            assert isinstance(values, dict)
+            values.update(r.fields)
+            state["time"] = r.time.isoformat()
+        now = time.monotonic()
+        for device, state in self._states.items():
+            if force or now - self._published.get(device, 0.0) >= 1.0:
+                self._published[device] = now
+                self.mqtt.publish_state(device, state)
 
     def _availability(self, device_id: str, available: bool) -> None:
         if self.mqtt is not None:
@@ -205,6 +234,7 @@ class Gateway:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self.commit()
             drain_stop.set()
             await asyncio.gather(*drainers, return_exceptions=True)
             for coordinator in self.coordinators:
@@ -212,4 +242,5 @@ class Gateway:
             for drainer in self.drainers:
                 drainer.writer.close()
             if self.mqtt is not None:
+                self._publish_states([], force=True)
                 await self.mqtt.close()

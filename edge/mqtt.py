@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,10 +63,17 @@ class MqttSession:
         self.topics = Topics(config.topic_prefix, branch)
         self.client_id = client_id or f"openbranch-{branch}-{uuid.uuid4().hex[:6]}"
         self._handlers: dict[str, list[Handler]] = {}
+        self._routes: dict[str, list[Handler]] = {}
+        self._inbox: deque[tuple[str, bytes, bool]] = deque()
+        self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         self._refused: str | None = None
-        self.protocol = MQTTProtocolVersion.MQTTv5
+        self.protocol = (
+            MQTTProtocolVersion.MQTTv311
+            if config.protocol == "3.1.1"
+            else MQTTProtocolVersion.MQTTv5
+        )
         self._client = self._make_client(self.protocol)
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
@@ -103,7 +111,8 @@ class MqttSession:
         try:
             await asyncio.wait_for(self._connected.wait(), wait)
         except TimeoutError:
-            if self._refused and "protocol" in self._refused.lower():
+            refused_v5 = self._refused and "protocol" in self._refused.lower()
+            if refused_v5 and self.config.protocol == "auto":
                 self._client.loop_stop()
                 self.protocol = MQTTProtocolVersion.MQTTv311
                 self._client = self._make_client(self.protocol)
@@ -140,23 +149,42 @@ class MqttSession:
             log.warning("MQTT: disconnected (%s); reconnecting", reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """On paho's thread: queue the message; wake the loop once per burst, not per message."""
         if self._loop is None or self._loop.is_closed():
             return
-        topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
-        self._loop.call_soon_threadsafe(self._dispatch, topic, payload, retained)
+        self._inbox.append((message.topic, bytes(message.payload), bool(message.retain)))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._dispatch_all)
 
-    def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
-        for pattern, handlers in self._handlers.items():
-            if mqtt.topic_matches_sub(pattern, topic):
-                for handler in handlers:
-                    try:
-                        handler(topic, payload, retained)
-                    except Exception:
-                        log.exception("MQTT: handler for %s failed on %s", pattern, topic)
+    def _dispatch_all(self) -> None:
+        self._wake_pending = False
+        while self._inbox:
+            topic, payload, retained = self._inbox.popleft()
+            for handler in self._handlers_for(topic):
+                try:
+                    handler(topic, payload, retained)
+                except Exception:
+                    log.exception("MQTT: a handler failed on %s", topic)
+
+    def _handlers_for(self, topic: str) -> list[Handler]:
+        found = self._routes.get(topic)
+        if found is None:
+            found = [
+                h
+                for pattern, handlers in self._handlers.items()
+                if mqtt.topic_matches_sub(pattern, topic)
+                for h in handlers
+            ]
+            if len(self._routes) > 10_000:
+                self._routes.clear()
+            self._routes[topic] = found
+        return found
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
         first = topic_filter not in self._handlers
         self._handlers.setdefault(topic_filter, []).append(handler)
+        self._routes.clear()
         if first and self.connected:
             self._client.subscribe(topic_filter, qos=1)
 

@@ -45,6 +45,7 @@ class Reading:
     time: datetime
     tags: Mapping[str, str] = field(default_factory=dict)
     quality: Quality = Quality.GOOD
+    time_ns: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fields:
@@ -53,7 +54,7 @@ class Reading:
             self.measurement.field(key).check(value)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SchemaError(f"{self.device}: field {key!r} is {value}, not a number")
-        allowed = {t.value for t in self.measurement.tags} - {Tag.BRANCH, Tag.DEVICE}
+        allowed = self.measurement.extra_tags
         for key in self.tags:
             if key not in allowed:
                 raise SchemaError(
@@ -63,21 +64,31 @@ class Reading:
             raise SchemaError(f"{self.device}: reading time must be timezone-aware")
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
-
-    @property
-    def time_ns(self) -> int:
-        return to_ns(self.time)
+        object.__setattr__(self, "time_ns", to_ns(self.time))
 
     def to_line(self) -> str:
         """The reading as one line of InfluxDB line protocol, nanosecond precision."""
-        tags = {Tag.BRANCH.value: self.branch, Tag.DEVICE.value: self.device, **self.tags}
-        tag_part = "".join(
-            f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
-        )
         field_part = ",".join(
             f"{_escape_key(k)}={_format_value(v)}" for k, v in sorted(self.fields.items())
         )
-        return f"{_escape_measurement(self.measurement.name)}{tag_part} {field_part} {self.time_ns}"
+        return f"{self.series_key()} {field_part} {self.time_ns}"
+
+    def series_key(self) -> str:
+        """Measurement and sorted tags, escaped: the series this reading belongs to."""
+        ident = (self.measurement.name, self.branch, self.device, *sorted(self.tags.items()))
+        key = _SERIES.get(ident)
+        if key is None:
+            tags = {Tag.BRANCH.value: self.branch, Tag.DEVICE.value: self.device, **self.tags}
+            key = _escape_measurement(self.measurement.name) + "".join(
+                f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+            )
+            if len(_SERIES) >= 50_000:
+                _SERIES.clear()
+            _SERIES[ident] = key
+        return key
+
+
+_SERIES: dict[tuple[object, ...], str] = {}
 
 
 def _escape_measurement(name: str) -> str:

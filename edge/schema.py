@@ -112,6 +112,15 @@ class Measurement:
     tags: tuple[Tag, ...]
     fields: Mapping[str, Field] = field(default_factory=dict)
 
+    @property
+    def extra_tags(self) -> frozenset[str]:
+        """Tag keys a reading may carry besides branch and device."""
+        found = _EXTRA_TAGS.get(self.name)
+        if found is None:
+            found = frozenset(t.value for t in self.tags if t not in (Tag.BRANCH, Tag.DEVICE))
+            _EXTRA_TAGS[self.name] = found
+        return found
+
     def field(self, key: str) -> Field:
         try:
             return self.fields[key]
@@ -123,6 +132,9 @@ class Measurement:
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields.values())
+
+
+_EXTRA_TAGS: dict[str, frozenset[str]] = {}
 
 
 def _measurement(name: str, doc: str, tags: tuple[Tag, ...], *fields: Field) -> Measurement:

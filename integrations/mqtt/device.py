@@ -18,7 +18,7 @@ from edge.config import DeviceConfig, MqttTransport
 from edge.device import Accept, PollResult, Reject
 from edge.mqtt import MqttSession
 from edge.reading import Reading, Value
-from integrations.mqtt.payload import PayloadError, extract, parse
+from integrations.mqtt.payload import Extractor, PayloadError, parse
 from integrations.mqtt.profile import MqttProfile
 
 __all__ = ["MqttDevice"]
@@ -44,6 +44,16 @@ class MqttDevice:
         self._session = session
         self._branch = branch
         self._clock = clock
+        self._extractor = Extractor(profile.points)
+        self._targets = {  # point -> (measurement, field key, tags), resolved once
+            p.id: (
+                schema.measurement(p.measurement),
+                p.field,
+                tuple(sorted(profile.tags_for(p, config.zone).items())),
+            )
+            for p in profile.points
+            if p.measurement is not None and p.field is not None
+        }
 
     @property
     def device_id(self) -> str:
@@ -69,24 +79,22 @@ class MqttDevice:
         Raises PayloadError when the whole message is refused.
         """
         doc = parse(payload, max_bytes=self._profile.max_bytes, max_depth=self._profile.max_depth)
-        got = extract(doc, self._profile.points)
+        got = self._extractor.extract(doc)
         now = self._clock.now()
         grouped: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Value]] = {}
         for point_id, value in got.values.items():
-            point = self._profile.point(point_id)
-            assert point.measurement is not None and point.field is not None
-            tags = tuple(sorted(self._profile.tags_for(point, self._config.zone).items()))
-            grouped.setdefault((point.measurement, tags), {})[point.field] = value
+            measurement, key, tags = self._targets[point_id]
+            grouped.setdefault((measurement.name, tags), {})[key] = value
         readings = [
             Reading(
                 branch=self._branch,
                 device=self.device_id,
-                measurement=schema.measurement(name),
+                measurement=schema.MEASUREMENTS[name],
                 fields=fields,
                 tags=dict(tags),
                 time=now,
             )
-            for (name, tags), fields in sorted(grouped.items())
+            for (name, tags), fields in grouped.items()
         ]
         return readings, dict(got.problems)
 

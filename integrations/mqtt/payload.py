@@ -18,7 +18,7 @@ from edge import schema
 from edge.reading import Value
 from integrations.mqtt.profile import MqttPoint
 
-__all__ = ["Extracted", "PayloadError", "extract", "parse"]
+__all__ = ["Extracted", "Extractor", "PayloadError", "extract", "parse"]
 
 
 class PayloadError(ValueError):
@@ -33,6 +33,9 @@ def _no_constants(name: str) -> Any:
     raise PayloadError("not a number", f"{name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def parse(payload: bytes, *, max_bytes: int = 65536, max_depth: int = 32) -> dict[str, Any]:
     """The JSON object in ``payload``, or PayloadError."""
     if len(payload) > max_bytes:
@@ -42,14 +45,14 @@ def parse(payload: bytes, *, max_bytes: int = 65536, max_depth: int = 32) -> dic
     except UnicodeDecodeError as exc:
         raise PayloadError("invalid UTF-8", f"byte {exc.start}") from None
     try:
-        doc = json.loads(text, parse_constant=_no_constants)
+        doc = _DECODER.decode(text)
     except RecursionError:
         raise PayloadError("too deep", f"nested deeper than {max_depth}") from None
     except json.JSONDecodeError as exc:
         raise PayloadError("invalid JSON", f"{exc.msg} at {exc.pos}") from None
     if not isinstance(doc, dict):
         raise PayloadError("not an object", f"top level is {type(doc).__name__}")
-    if _depth(doc) > max_depth:
+    if payload.count(b"{") + payload.count(b"[") > max_depth and _depth(doc) > max_depth:
         raise PayloadError("too deep", f"nested deeper than {max_depth}")
     return doc
 
@@ -69,11 +72,13 @@ def _depth(doc: Any) -> int:
 _MISSING = object()
 
 
-def _lookup(doc: Any, path: str) -> Any:
+def _lookup(doc: Any, parts: Sequence[str]) -> Any:
     node = doc
-    for part in path.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
+    for part in parts:
+        if isinstance(node, dict):
+            node = node.get(part, _MISSING)
+            if node is _MISSING:
+                return node
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
@@ -103,36 +108,71 @@ class Extracted:
     problems: Mapping[str, str] = field(default_factory=dict)
 
 
-def extract(doc: Mapping[str, Any], points: Sequence[MqttPoint]) -> Extracted:
-    """Each readable point's value in its schema field's type; problems per point."""
-    values: dict[str, Value] = {}
-    problems: dict[str, str] = {}
-    for point in points:
-        if point.measurement is None:
-            continue
-        raw = _lookup(doc, point.path)
-        if raw is _MISSING:
-            if point.required:
-                problems[point.id] = f"missing field: {point.path}"
-            continue
-        if not _json_type_ok(raw, point.json_type):
-            problems[point.id] = (
-                f"wrong type: {point.path} is {type(raw).__name__} {raw!r}, not {point.json_type}"
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    point: str
+    path: str
+    parts: tuple[str, ...]
+    json_type: str
+    map: Mapping[str, Value] | None
+    ignore: frozenset[str]
+    to_float: bool
+    scale: float
+    required: bool
+
+
+class Extractor:
+    """The readable points of a profile, resolved once, applied to each message."""
+
+    def __init__(self, points: Sequence[MqttPoint]) -> None:
+        self._rules = tuple(
+            _Rule(
+                point=p.id,
+                path=p.path,
+                parts=tuple(p.path.split(".")),
+                json_type=p.json_type,
+                map=p.map,
+                ignore=frozenset(p.ignore),
+                to_float=p.map is None
+                and p.schema_field is not None
+                and p.schema_field.type is schema.FieldType.FLOAT,
+                scale=p.scale,
+                required=p.required,
             )
-            continue
-        if _raw_key(raw) in point.ignore:
-            continue
-        if point.map is not None:
-            mapped = point.map.get(_raw_key(raw))
-            if mapped is None:
-                problems[point.id] = f"not in map: {point.path} = {raw!r}"
+            for p in points
+            if p.measurement is not None
+        )
+
+    def extract(self, doc: Mapping[str, Any]) -> Extracted:
+        """Each readable point's value in its schema field's type; problems per point."""
+        values: dict[str, Value] = {}
+        problems: dict[str, str] = {}
+        for rule in self._rules:
+            raw = _lookup(doc, rule.parts)
+            if raw is _MISSING:
+                if rule.required:
+                    problems[rule.point] = f"missing field: {rule.path}"
                 continue
-            values[point.id] = mapped
-            continue
-        target = point.schema_field
-        assert target is not None
-        if target.type is schema.FieldType.FLOAT:
-            values[point.id] = float(raw) * point.scale
-        else:
-            values[point.id] = raw
-    return Extracted(values, problems)
+            if not _json_type_ok(raw, rule.json_type):
+                problems[rule.point] = (
+                    f"wrong type: {rule.path} is {type(raw).__name__} {raw!r}, not {rule.json_type}"
+                )
+                continue
+            if rule.ignore and _raw_key(raw) in rule.ignore:
+                continue
+            if rule.map is not None:
+                mapped = rule.map.get(_raw_key(raw))
+                if mapped is None:
+                    problems[rule.point] = f"not in map: {rule.path} = {raw!r}"
+                    continue
+                values[rule.point] = mapped
+            elif rule.to_float:
+                values[rule.point] = float(raw) * rule.scale
+            else:
+                values[rule.point] = raw
+        return Extracted(values, problems)
+
+
+def extract(doc: Mapping[str, Any], points: Sequence[MqttPoint]) -> Extracted:
+    """``Extractor(points).extract(doc)``, for one-off use."""
+    return Extractor(points).extract(doc)
