@@ -93,7 +93,7 @@ def publish(broker: Mosquitto, devices: int, messages: int) -> subprocess.Popen[
 
 
 def gateway_run(
-    broker: Mosquitto, influxd: Influxd, db: str, devices: int, tmp: Path, n: int, protocol: str
+    *, broker: Mosquitto, influxd: Influxd, db: str, devices: int, tmp: Path, n: int, protocol: str
 ) -> tuple[float, float, int]:
     config = {
         "branch": {"id": "bench", "name": "Ingest benchmark"},
@@ -232,14 +232,21 @@ def main() -> None:
             db = "bench_gateway_" + protocol.replace(".", "")
             influxd.query(f'CREATE DATABASE "{db}"')
             results[protocol] = gateway_run(
-                broker, influxd, db, args.devices, Path(tmp), args.messages, protocol
+                broker=broker,
+                influxd=influxd,
+                db=db,
+                devices=args.devices,
+                tmp=Path(tmp),
+                n=args.messages,
+                protocol=protocol,
             )
         influxd.query('CREATE DATABASE "bench_naive"')
         naive, written = naive_run(
             broker, influxd, "bench_naive", args.devices, args.naive_messages
         )
     print(
-        f"naive (one write per message): {written:,} of {args.naive_messages:,}, {naive:,.0f} points/s"
+        f"naive (one write per message): {written:,} of {args.naive_messages:,}, "
+        f"{naive:,.0f} points/s"
     )
     for protocol, (rate, peak, got) in results.items():
         print(
