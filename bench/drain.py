@@ -13,19 +13,16 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from tqdm import tqdm
 
 from edge.config import InfluxV1Sink
+from edge.devservers import Influxd
 from edge.outbox import Outbox
 from edge.sink import Drainer, InfluxV1Writer
-from tests.services import Influxd
 
 T0_NS = 1_795_521_600 * 10**9  # 2026-11-24 12:00 UTC
 BATCH = 5000

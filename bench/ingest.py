@@ -21,13 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.services import Influxd, Mosquitto
+from edge.devservers import Influxd, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 

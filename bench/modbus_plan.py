@@ -18,7 +18,7 @@ import time
 
 from edge.clock import SystemClock
 from edge.config import DeviceConfig
-from edge.demo import free_port
+from edge.devservers import free_port
 from integrations.modbus.device import ModbusDevice
 from integrations.modbus.planner import lower_bound, plan
 from integrations.modbus.profile import CATALOGUE, ModbusProfile

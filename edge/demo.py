@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,36 +21,44 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from edge import schema
+from edge.broker import EmbeddedBroker
 from edge.clock import ScaledClock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
 from edge.device import SimulatedDevice
+from edge.devservers import Influxd, ServiceUnavailable, free_port
 from edge.gateway import Gateway, open_outbox
 from edge.outbox import Outbox
 from edge.registry import default_registry
 from edge.scenario import BranchScenario
 from edge.yamlsource import load_yaml
 
-__all__ = ["demo_command", "free_port", "run_demo"]
+__all__ = ["demo_command", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo" / "gateway.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def prepare_config(template: Path, workdir: Path) -> Path:
-    """Copy the demo config into ``workdir`` with every device port moved to a free port."""
+def prepare_config(
+    template: Path,
+    workdir: Path,
+    *,
+    mqtt: tuple[str, int] | None = None,
+    influx_url: str | None = None,
+) -> Path:
+    """Copy the demo config into ``workdir`` with every device port moved to a free port,
+    the MQTT broker and the InfluxDB sink of this run filled in."""
     data: dict[str, Any] = load_yaml(template).data
+    if mqtt is not None and "mqtt" not in data:
+        data["mqtt"] = {"host": mqtt[0], "port": mqtt[1]}
+    if influx_url is not None:
+        sink = {"type": "influxdb_v1", "url": influx_url, "database": "openbranch"}
+        data["sinks"] = [*data.get("sinks", []), sink]
     ports: dict[int, int] = {}
     for device in data.get("devices", []):
         transport = device["transport"]
-        if "port" in transport:
+        if transport.get("type", "").startswith("modbus") and "port" in transport:
             transport["host"] = "127.0.0.1"
             transport["port"] = ports.setdefault(transport["port"], free_port())
     data.setdefault("store", {})["path"] = str(workdir / "outbox.db")
@@ -109,15 +116,15 @@ def _summary(
     }
 
 
-def _print_summary(summary: dict[str, Any], duration: float) -> None:
-    print()
-    print(
+def _print_summary(summary: dict[str, Any], duration: float, say: Callable[[str], None]) -> None:
+    say("")
+    say(
         f"Summary: {summary['simulated']} of branch time in {duration:g} s, "
         f"{summary['readings']} readings committed to {summary['store']} "
         f"({summary['energy_readings']} energy readings)"
     )
     for device_id, s in summary["devices"].items():
-        print(
+        say(
             f"  {device_id:<18} polls {s['polls']:>4}  readings {s['readings']:>5}  "
             f"failed requests {s['failed_requests']:>3}  went down {s['went_down']}x"
         )
@@ -136,6 +143,7 @@ async def _drive(
     """Move the world forward while the gateway runs; silence ``victim`` for a while."""
     stop = asyncio.Event()
     runner = asyncio.create_task(gateway.run(stop))
+    scenario.step(clock.now(), 0)
     t0 = last_view = time.monotonic()
     then = clock.now()
     silenced = False
@@ -159,6 +167,24 @@ async def _drive(
         await runner
 
 
+def _needs_broker(template: Path) -> bool:
+    data: dict[str, Any] = load_yaml(template).data
+    kinds = {d.get("transport", {}).get("type") for d in data.get("devices", [])}
+    return "mqtt" in kinds and "mqtt" not in data
+
+
+def _private_influxd(say: Callable[[str], None]) -> Influxd | None:
+    """A private influxd for this run when the package is installed, else None (local store)."""
+    try:
+        influxd = Influxd()
+        influxd.start()
+    except ServiceUnavailable as exc:
+        say(f"No influxd ({exc}); readings stay in the local store.")
+        return None
+    influxd.query('CREATE DATABASE "openbranch"')
+    return influxd
+
+
 async def run_demo(
     *,
     config_path: Path,
@@ -169,28 +195,72 @@ async def run_demo(
     outage: bool = True,
     view_every: float = 5.0,
     quiet: bool = False,
+    influx: bool = True,
 ) -> dict[str, Any]:
     """Run the demo for ``duration`` real seconds; return the summary figures."""
+    say: Callable[[str], None] = (lambda _t: None) if quiet else print
+    broker = EmbeddedBroker() if _needs_broker(config_path) else None
+    influxd = _private_influxd(say) if influx else None
+    if broker is not None:
+        await broker.start()
+    try:
+        summary = await _run(
+            config_path=prepare_config(
+                config_path,
+                workdir,
+                mqtt=(broker.host, broker.port) if broker else None,
+                influx_url=influxd.url if influxd else None,
+            ),
+            duration=duration,
+            speed=speed,
+            start=start,
+            outage=outage,
+            view_every=view_every,
+            say=say,
+        )
+        if influxd is not None:
+            rows = influxd.rows("SELECT count(power_w) FROM energy", "openbranch")
+            summary["influxdb"] = {"url": influxd.url, "energy_points": rows[0][1] if rows else 0}
+            say(
+                f"InfluxDB (private, {influxd.url}): {summary['influxdb']['energy_points']} "
+                "energy points arrived"
+            )
+    finally:
+        if broker is not None:
+            await broker.stop()
+        if influxd is not None:
+            influxd.close()
+    return summary
+
+
+async def _run(
+    *,
+    config_path: Path,
+    duration: float,
+    speed: float,
+    start: datetime | None,
+    outage: bool,
+    view_every: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     from edge.cli import load_checked  # noqa: PLC0415 - the CLI module imports this one
 
-    config: GatewayConfig = load_checked(prepare_config(config_path, workdir))
+    config: GatewayConfig = load_checked(config_path)
     tz = ZoneInfo(config.branch.timezone)
     if start is None:
         start = datetime.now(tz).replace(hour=9, minute=0, second=0, microsecond=0)
     clock = ScaledClock(start=start, speed=speed)
     registry = default_registry()
-    simulations = registry.simulate(config.devices)
+    simulations = registry.simulate(config.devices, mqtt=config.mqtt)
     devices = {k: v for sim in simulations for k, v in sim.devices.items()}
     scenario = BranchScenario(devices=devices, timezone=tz)
     store = _fresh_outbox(config)
     gateway = Gateway(config=config, registry=registry, clock=clock, outbox=store)
-    if not quiet:
-        print(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
-        for line in gateway.plan():
-            print("  plan " + line)
+    say(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
+    for line in gateway.plan():
+        say("  plan " + line)
     for sim in simulations:
         await sim.start()
-    scenario.step(clock.now(), 0)
     try:
         await _drive(
             gateway=gateway,
@@ -198,9 +268,7 @@ async def run_demo(
             clock=clock,
             duration=duration,
             victim=next(iter(devices.values()), None) if outage else None,
-            view=(lambda: None)
-            if quiet
-            else (lambda: print(_view(clock, tz, gateway.coordinators, store.count()))),
+            view=lambda: say(_view(clock, tz, gateway.coordinators, store.count())),
             view_every=view_every,
         )
     finally:
@@ -208,8 +276,7 @@ async def run_demo(
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)
     store.close()
-    if not quiet:
-        _print_summary(summary, duration)
+    _print_summary(summary, duration, say)
     return summary
 
 
@@ -221,6 +288,7 @@ def _demo(args: argparse.Namespace) -> int:
             duration=args.duration,
             speed=args.speed,
             outage=not args.no_outage,
+            influx=not args.no_influxdb,
         )
     )
     return 0
@@ -233,4 +301,5 @@ def demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     demo.add_argument("--duration", type=float, default=60.0, help="real seconds (default 60)")
     demo.add_argument("--speed", type=float, default=60.0, help="branch seconds per real second")
     demo.add_argument("--no-outage", action="store_true", help="skip the simulated device outage")
+    demo.add_argument("--no-influxdb", action="store_true", help="keep readings local only")
     demo.set_defaults(func=_demo)

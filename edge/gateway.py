@@ -213,6 +213,10 @@ class Gateway:
             await self._clock.sleep(HEALTH_EVERY)
             self.outbox.append([self.health()])
 
+    async def _connect_mqtt(self) -> None:
+        assert self.mqtt is not None
+        await self.mqtt.connect()
+
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
@@ -220,12 +224,12 @@ class Gateway:
         """Run until ``stop`` is set: polls stop first, then in-flight writes finish."""
         for line in self.plan():
             log.info("plan %s", line)
-        if self.mqtt is not None:
-            await self.mqtt.connect()
         drain_stop = asyncio.Event()
         drainers = [asyncio.create_task(d.run(drain_stop), name=d.name) for d in self.drainers]
         tasks = [asyncio.create_task(c.run(), name=c.device_id) for c in self.coordinators]
         tasks.append(asyncio.create_task(self._report_health(), name="health"))
+        if self.mqtt is not None:  # polling and committing never wait for the broker
+            tasks.append(asyncio.create_task(self._connect_mqtt(), name="mqtt"))
         try:
             await stop.wait()
         finally:

@@ -14,6 +14,7 @@ loop that connected, never on paho's network thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -68,6 +69,7 @@ class MqttSession:
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._answered = asyncio.Event()  # a CONNACK came, good or bad
         self._refused: str | None = None
         self.protocol = (
             MQTTProtocolVersion.MQTTv311
@@ -96,35 +98,38 @@ class MqttSession:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def connect(self, wait: float = 10.0) -> bool:
+    async def connect(self, wait: float = 5.0) -> bool:
         """Start the session and wait up to ``wait`` seconds for the broker.
 
         Returns False (and keeps trying in the background) when the broker does not answer in
-        time: the gateway goes on polling and committing readings without it. MQTT v5 is
-        asked for first; a broker that refuses the protocol gets 3.1.1.
+        time: the gateway goes on polling and committing readings without it. With protocol
+        ``auto``, MQTT v5 is asked for first; a broker that refuses it, or never answers a v5
+        CONNECT (some do), gets 3.1.1.
         """
         self._loop = asyncio.get_running_loop()
+        self._answered.clear()
         self._client.connect_async(
             self.config.host, self.config.port, keepalive=int(self.config.keepalive)
         )
         self._client.loop_start()
-        try:
-            await asyncio.wait_for(self._connected.wait(), wait)
-        except TimeoutError:
-            refused_v5 = self._refused and "protocol" in self._refused.lower()
-            if refused_v5 and self.config.protocol == "auto":
-                self._client.loop_stop()
-                self.protocol = MQTTProtocolVersion.MQTTv311
-                self._client = self._make_client(self.protocol)
-                return await self.connect(wait)
-            log.warning(
-                "MQTT broker %s:%s: %s; retrying in the background",
-                self.config.host,
-                self.config.port,
-                self._refused or "no answer",
-            )
-            return False
-        return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), wait)
+        if self.connected:
+            return True
+        if self.config.protocol == "auto" and self.protocol is MQTTProtocolVersion.MQTTv5:
+            log.info("MQTT: no v5 session (%s); trying 3.1.1", self._refused or "no answer")
+            self._client.disconnect()
+            await asyncio.to_thread(self._client.loop_stop)  # joins paho's thread
+            self.protocol = MQTTProtocolVersion.MQTTv311
+            self._client = self._make_client(self.protocol)
+            return await self.connect(wait)
+        log.warning(
+            "MQTT broker %s:%s: %s; retrying in the background",
+            self.config.host,
+            self.config.port,
+            self._refused or "no answer",
+        )
+        return False
 
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
@@ -133,12 +138,16 @@ class MqttSession:
             self._refused = str(reason)
             if "protocol" in str(reason).lower():
                 client.disconnect()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._answered.set)
             return
         client.publish(self.topics.status, b"online", qos=1, retain=True)
         for topic in self._handlers:
             client.subscribe(topic, qos=1)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._connected.set)
+            self._loop.call_soon_threadsafe(self._answered.set)
+            self._loop.call_soon_threadsafe(self._answered.set)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
@@ -207,4 +216,4 @@ class MqttSession:
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
             await asyncio.to_thread(info.wait_for_publish, 5)
             self._client.disconnect()
-        self._client.loop_stop()
+        await asyncio.to_thread(self._client.loop_stop)

@@ -157,6 +157,8 @@ class BranchScenario:
             return round(420 + 12 * self.present + 10 * jitter)
         if f is schema.INDOOR_HUMIDITY:
             return round(35 + 5 * busy + jitter, 1)
+        if f is schema.ALERT_ACTIVE:  # a help call now and then, in open hours
+            return True if busy > 0 and self._rng.random() < 0.002 else None
         if f is schema.DOOR_OPEN:
             return self._rng.random() < 0.1 * busy
         if f is schema.LIGHT_ON:
