@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 3  # line protocol compresses ~10x at level 3; level 9 costs 3x the CPU for ~1 % more
 
 
 class SinkError(Exception):
@@ -137,7 +140,7 @@ class InfluxV1Writer:
             path=url.path.strip("/"),
             timeout=timeout,
             retries=1,
-            gzip=True,
+            gzip=False,  # we compress ourselves: the library always uses level 9
             session=session,
         )
 
@@ -146,12 +149,15 @@ class InfluxV1Writer:
 
     def write(self, lines: Sequence[str]) -> None:
         self._last = None
+        body = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=GZIP_LEVEL)
         try:
-            self._client.write(
-                list(lines),
+            self._client.request(
+                url="write",
+                method="POST",
                 params={"db": self._database, "precision": "n"},
+                data=body,
                 expected_response_code=204,
-                protocol="line",
+                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
             )
         except influxdb.exceptions.InfluxDBClientError as exc:
             raise self._error(int(exc.code or 0), str(exc.content)) from exc

@@ -142,3 +142,25 @@ def test_demo_runs_a_branch_and_survives_an_outage(tmp_path: Path) -> None:
     polled = {k: v for k, v in summary["devices"].items() if k not in ("help-button",)}
     assert all(d["readings"] > 0 for d in polled.values()), polled  # Modbus and MQTT alike
     assert summary["influxdb"]["energy_points"] > 0  # a private influxd got them
+
+
+def test_status_reports_outbox_sinks_and_devices(simulated_branch: Path, tmp_path: Path) -> None:
+    config = load_yaml(simulated_branch).data
+    config["sinks"] = [
+        {"type": "influxdb_v1", "url": "http://127.0.0.1:9", "database": "nowhere"}
+    ]  # unreachable: everything stays pending
+    path = tmp_path / "with-sink.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    store = tmp_path / "status.db"
+    assert openbranch("gateway", "status", str(path), "--store", str(store)).returncode == 1
+    run = openbranch("gateway", "run", str(path), "--store", str(store), "--duration", "2")
+    assert run.returncode == 0, run.stderr
+    status = openbranch("gateway", "status", str(path), "--store", str(store))
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith(f"outbox {store}: ")
+    sink = next(line for line in lines if line.startswith("  sink influxdb_v1:"))
+    pending = int(sink.split(": ")[1].split()[0])
+    assert pending > 0
+    assert "0 dead letters" in sink
+    assert "  device main-meter: available since " in status.stdout

@@ -28,7 +28,9 @@ def test_points_speak_the_schema(profile_id: str) -> None:
             assert profile.set_topic, f"{point.id} is writable but the profile has no set_topic"
 
 
-@pytest.mark.parametrize("sample", ["integrations/mqtt/sample.yaml", "integrations/modbus/sample.yaml"])
+@pytest.mark.parametrize(
+    "sample", ["integrations/mqtt/sample.yaml", "integrations/modbus/sample.yaml"]
+)
 def test_samples_validate(sample: str) -> None:
     config = load_checked(ROOT / sample)
     assert config.devices
