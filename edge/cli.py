@@ -16,16 +16,20 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from edge.calendar import Calendar, OpeningHours
 from edge.clock import SystemClock
 from edge.config import GatewayConfig, gateway_json_schema, load_gateway_config
 from edge.gateway import Gateway, open_outbox
+from edge.policy import planned_actions
 from edge.registry import BuildContext, default_registry
 from edge.yamlsource import ConfigError
 
-__all__ = ["gateway_commands", "load_checked", "main"]
+__all__ = ["gateway_commands", "load_checked", "main", "schedule_commands"]
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -126,6 +130,77 @@ def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.set_defaults(func=_status)
     schema = gsub.add_parser("schema", help="print the JSON Schema of gateway configs")
     schema.set_defaults(func=_schema)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    config = load_checked(args.config)
+    tz = ZoneInfo(config.branch.timezone)
+    start_day = args.start or datetime.now(tz).date()
+    start = datetime.combine(start_day, datetime.min.time(), tz)
+    end = start + timedelta(days=args.days)
+    calendar = Calendar(config.hours or OpeningHours(), tz)
+    transitions = calendar.transitions(start, end)
+    actions = planned_actions(transitions, config.closing)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "branch": config.branch.id,
+                    "timezone": config.branch.timezone,
+                    "transitions": [
+                        {
+                            "at": t.at.isoformat(),
+                            "local": t.local.isoformat(),
+                            "from": t.mode_from,
+                            "to": t.mode_to,
+                            "source": t.source,
+                            "reason": t.reason,
+                        }
+                        for t in transitions
+                    ],
+                    "actions": [
+                        {
+                            "at": a.at.isoformat(),
+                            "local": a.at.astimezone(tz).isoformat(),
+                            "what": a.what,
+                            "detail": a.detail,
+                        }
+                        for a in actions
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"{config.branch.name} ({config.branch.id}), {config.branch.timezone}: "
+        f"{start_day} + {args.days} days, {len(transitions)} mode changes"
+    )
+    by_time: dict[datetime, list[str]] = {}
+    for t in transitions:
+        by_time.setdefault(t.at, []).append(f"{t.mode_from} -> {t.mode_to}  ({t.reason})")
+    for a in actions:
+        by_time.setdefault(a.at, []).append(f"  {a.what}: {a.detail}")
+    day = None
+    for at in sorted(by_time):
+        local = at.astimezone(tz)
+        if local.date() != day:
+            day = local.date()
+            print(f"{local:%a %d %b %Y}")
+        for i, text in enumerate(sorted(by_time[at], key=lambda x: x.startswith(" "))):
+            print(f"  {local:%H:%M}  {text}" if i == 0 else f"         {text}")
+    return 0
+
+
+def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedule = sub.add_parser("schedule", help="the branch's opening hours")
+    ssub = schedule.add_subparsers(dest="action", required=True)
+    plan = ssub.add_parser("plan", help="the coming mode changes and actions, local time")
+    plan.add_argument("config", type=Path)
+    plan.add_argument("--days", type=int, default=7)
+    plan.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (local)")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

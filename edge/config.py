@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from edge.calendar import OpeningHours
+from edge.policy import ClosingPolicy
 from edge.yamlsource import ConfigError, Document, load_yaml, validate
 
 __all__ = [
@@ -280,6 +282,10 @@ class DeviceConfig(_Model):
 
 class GatewayConfig(_Model):
     branch: BranchConfig
+    hours: OpeningHours | None = Field(
+        default=None, description="the branch's opening hours (closed all the time if absent)"
+    )
+    closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
     mqtt: MqttConfig | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
