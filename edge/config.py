@@ -27,6 +27,7 @@ from pydantic import (
 
 from edge.calendar import OpeningHours
 from edge.policy import ClosingPolicy
+from edge.reconciler import Actuator
 from edge.yamlsource import ConfigError, Document, load_yaml, validate
 
 __all__ = [
@@ -280,12 +281,24 @@ class DeviceConfig(_Model):
         return self
 
 
+class SafetyConfig(_Model):
+    """Safety inputs (read only: the gateway is never in the fire-safety chain)."""
+
+    fire_alarm_device: str | None = Field(
+        default=None, description="device whose alert.active reading is the fire alarm input"
+    )
+
+
 class GatewayConfig(_Model):
     branch: BranchConfig
     hours: OpeningHours | None = Field(
         default=None, description="the branch's opening hours (closed all the time if absent)"
     )
     closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
+    actuators: list[Actuator] = Field(
+        default_factory=list, description="device points that follow the desired state"
+    )
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     mqtt: MqttConfig | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
@@ -315,6 +328,14 @@ def _cross_check(config: GatewayConfig, doc: Document) -> None:
                     )
                 )
             units.setdefault(key, i)
+    for i, actuator in enumerate(config.actuators):
+        if actuator.device not in seen:
+            problems.append(
+                doc.problem(("actuators", i, "device"), f"no device {actuator.device!r} in devices")
+            )
+    fire = config.safety.fire_alarm_device
+    if fire is not None and fire not in seen:
+        problems.append(doc.problem(("safety", "fire_alarm_device"), f"no device {fire!r}"))
     if problems:
         raise ConfigError(problems)
 

@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge import schema
+from edge.calendar import Calendar, OpeningHours, Override
 from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
 from edge.energy import EnergyLedger
+from edge.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
 from edge.mqtt import MqttSession
 from edge.outbox import Outbox
 from edge.reading import Reading
+from edge.reconciler import Reconciler
 from edge.registry import BuildContext, Registry
 from edge.sink import Drainer, make_writer, sink_name
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GATEWAY_DEVICE = "gateway"  # the device tag of the gateway's own readings
 HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
+ENGINE_EVERY = 30.0  # seconds of gateway time between engine steps
 COMMIT_EVERY = 0.05  # real seconds a reading may wait for its commit
 COMMIT_MAX = 5000  # readings that trigger a commit at once
 
@@ -87,6 +91,21 @@ class Gateway:
         self._states: dict[str, dict[str, object]] = {}
         self._published: dict[str, float] = {}
         self.energy = EnergyLedger(branch=config.branch.id, load=outbox.get_state)
+        self.engine = BranchEngine(
+            calendar=Calendar(config.hours or OpeningHours(), config.branch.timezone),
+            policy=config.closing,
+        )
+        self.reconciler = Reconciler(
+            actuators=config.actuators,
+            sources={c.device_id: c.source for c in self.coordinators},
+            on_alert=lambda kind, message, active: self.alert(
+                kind, message, severity="warning", active=active
+            ),
+            on_audit=lambda message: self.audit("command", message),
+        )
+        self.occupancy = {c.device_id: Occupancy() for c in self.coordinators}
+        self.overrides: list[Override] = []
+        self.last_decision: Decision | None = None
         if outbox.on_drop is None:
             outbox.on_drop = self.on_drop
 
@@ -132,6 +151,80 @@ class Gateway:
             time=self._clock.now(),
         )
         self.outbox.append([reading], audit=True)
+
+    def audit(self, kind: str, message: str) -> None:
+        """Record a decision of the engine; audit entries are never dropped."""
+        log.info("audit %s: %s", kind, message)
+        reading = Reading(
+            branch=self.config.branch.id,
+            device=GATEWAY_DEVICE,
+            measurement=schema.AUDIT,
+            fields={schema.AUDIT_MESSAGE.key: message},
+            tags={schema.Tag.KIND.value: kind},
+            time=self._clock.now(),
+        )
+        self.outbox.append([reading], audit=True)
+
+    def inputs(self) -> Inputs:
+        """The engine's inputs from the devices' last values."""
+        entered, exited = schema.OCCUPANCY_ENTERED.key, schema.OCCUPANCY_EXITED.key
+        present: int | None = 0
+        counters = 0
+        for c in self.coordinators:
+            got_in = c.last.get((schema.OCCUPANCY.name, entered))
+            got_out = c.last.get((schema.OCCUPANCY.name, exited))
+            if got_in is None or got_out is None:
+                continue
+            counters += 1
+            if c.available is False:
+                present = None
+            elif present is not None:
+                present += self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
+        fire = False
+        fire_device = self.config.safety.fire_alarm_device
+        if fire_device is not None:
+            c = next(c for c in self.coordinators if c.device_id == fire_device)
+            got = c.last.get((schema.ALERT.name, schema.ALERT_ACTIVE.key))
+            fire = bool(got and got[0] is True)
+        return Inputs(present=present if counters else None, fire_alarm=fire)
+
+    async def step_engine(self) -> Decision:
+        """One engine step: decide, record, and make the devices match."""
+        now = self._clock.now()
+        self.overrides = [o for o in self.overrides if o.end > now]
+        decision = self.engine.step(now, self.inputs(), self.overrides)
+        previous = self.last_decision
+        if previous is None or previous.mode is not decision.mode:
+            self.outbox.append(
+                [
+                    Reading(
+                        branch=self.config.branch.id,
+                        device=GATEWAY_DEVICE,
+                        measurement=schema.BRANCH_MODE,
+                        fields={schema.BRANCH_MODE_MODE.key: decision.mode.value},
+                        time=now,
+                    )
+                ]
+            )
+        for alert in decision.alerts:
+            self.alert(alert.kind, alert.message, severity=alert.severity, active=alert.active)
+        for note in decision.notes:
+            self.audit("engine", note)
+        for text in decision.announcements:
+            self.audit("announcement", text)
+        if decision.phase is Phase.SECURED and (
+            previous is None or previous.phase is not Phase.SECURED
+        ):
+            for occupancy in self.occupancy.values():
+                occupancy.reset()  # closed and verified empty: the daily correction
+        self.last_decision = decision
+        await self.reconciler.reconcile(now, decision.desired, f"{decision.mode}/{decision.phase}")
+        return decision
+
+    async def _run_engine(self) -> None:
+        while True:
+            await self.step_engine()
+            await self._clock.sleep(ENGINE_EVERY)
 
     def _sink_alert(self, kind: str, message: str, active: bool) -> None:
         self.alert(
@@ -228,6 +321,8 @@ class Gateway:
         drainers = [asyncio.create_task(d.run(drain_stop), name=d.name) for d in self.drainers]
         tasks = [asyncio.create_task(c.run(), name=c.device_id) for c in self.coordinators]
         tasks.append(asyncio.create_task(self._report_health(), name="health"))
+        if self.config.hours is not None or self.config.actuators:
+            tasks.append(asyncio.create_task(self._run_engine(), name="engine"))
         if self.mqtt is not None:  # polling and committing never wait for the broker
             tasks.append(asyncio.create_task(self._connect_mqtt(), name="mqtt"))
         try:

@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 __all__ = [
     "ALERT",
+    "AUDIT",
     "BRANCH_MODE",
     "DOOR",
     "ELECTRICAL",
@@ -234,6 +235,12 @@ ALERT = _measurement(
     Field("severity", _S, "how urgent", choices=("info", "warning", "critical")),
     Field("active", _B, "raised (true) or cleared (false)"),
 )
+AUDIT = _measurement(
+    "audit",
+    "What the engine decided and why: mode changes, commands, announcements, overrides.",
+    (Tag.BRANCH, Tag.KIND),
+    Field("message", _S, "the decision, in words"),
+)
 GATEWAY = _measurement(
     "gateway",
     "The gateway's own health.",
@@ -258,6 +265,7 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
             INDOOR,
             BRANCH_MODE,
             ALERT,
+            AUDIT,
             GATEWAY,
         )
     }
@@ -308,6 +316,7 @@ BRANCH_MODE_MODE = BRANCH_MODE.field("mode")
 ALERT_MESSAGE = ALERT.field("message")
 ALERT_SEVERITY = ALERT.field("severity")
 ALERT_ACTIVE = ALERT.field("active")
+AUDIT_MESSAGE = AUDIT.field("message")
 GATEWAY_OUTBOX_DEPTH = GATEWAY.field("outbox_depth")
 GATEWAY_DROPPED = GATEWAY.field("dropped")
 GATEWAY_POLL_ERRORS = GATEWAY.field("poll_errors")

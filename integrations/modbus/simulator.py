@@ -74,6 +74,7 @@ class SimulatedUnit:
             )
         self._failures: list[_Failure] = []
         self._silent = False
+        self._stuck: set[int] = set()
         self.requests = 0
         self.writes: list[tuple[Table, int, list[int]]] = []
 
@@ -124,6 +125,10 @@ class SimulatedUnit:
 
     def clear_failures(self) -> None:
         self._failures.clear()
+
+    def stick(self, point_id: str) -> None:
+        """Accept writes to ``point_id`` but keep the old value, like a jammed actuator."""
+        self._stuck.add(self.profile.point(point_id).address)
 
     def _encode(self, point: ModbusPoint, value: Value) -> list[int]:
         if point.type in (DataType.BOOL, DataType.BITS):
@@ -180,7 +185,8 @@ class SimulatedUnit:
         if not table.writable:
             return ExcCodes.ILLEGAL_FUNCTION
         for i, value in enumerate(values):
-            self._image[table][address + i] = int(value)
+            if address + i not in self._stuck:
+                self._image[table][address + i] = int(value)
         self.writes.append((table, address, [int(v) for v in values]))
         return None
 

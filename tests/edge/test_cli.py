@@ -120,6 +120,7 @@ def test_run_polls_devices_into_the_local_store(simulated_branch: Path, tmp_path
     energy = [line.line for line in db.lines(measurement="energy", device="main-meter")]
     db.close()
     assert devices == {
+        "gateway",  # the engine's branch_mode and audit entries
         "main-meter",
         "sub-meter-lights",
         "district-heat",

@@ -87,6 +87,7 @@ def test_schema_names_are_unique_and_typed() -> None:
         "indoor",
         "branch_mode",
         "alert",
+        "audit",
         "gateway",
     }
     for m in schema.MEASUREMENTS.values():
