@@ -15,8 +15,9 @@ import logging
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,12 +25,20 @@ from zoneinfo import ZoneInfo
 from edge.calendar import Calendar, OpeningHours
 from edge.clock import SystemClock
 from edge.config import GatewayConfig, gateway_json_schema, load_gateway_config
+from edge.control import sign
 from edge.gateway import Gateway, open_outbox
+from edge.mqtt import publish_once
 from edge.policy import planned_actions
 from edge.registry import BuildContext, default_registry
 from edge.yamlsource import ConfigError
 
-__all__ = ["gateway_commands", "load_checked", "main", "schedule_commands"]
+__all__ = [
+    "command_commands",
+    "gateway_commands",
+    "load_checked",
+    "main",
+    "schedule_commands",
+]
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -201,6 +210,72 @@ def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     plan.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (local)")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)
+
+
+def _command(args: argparse.Namespace) -> int:
+    config = load_checked(args.config)
+    if args.key_file:
+        key = Path(args.key_file).read_text(encoding="utf-8").splitlines()[0].strip()
+    elif config.control is not None:
+        key = config.control.key.resolve()
+    else:
+        print(f"{args.config}: no control key (control.key) and no --key-file", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    message: dict[str, object] = {
+        "id": uuid.uuid4().hex,
+        "issued_at": now.isoformat(),
+        "expires_at": (now + timedelta(minutes=args.valid)).isoformat(),
+        "action": args.action_name,
+        "who": args.who,
+        "reason": args.reason,
+    }
+    if args.action_name in ("override", "close_now"):
+        tz = ZoneInfo(config.branch.timezone)
+        until = datetime.fromisoformat(args.until)
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=tz)
+        message["until"] = until.isoformat()
+        if args.action_name == "override":
+            message["mode"] = args.mode
+    signed = sign(message, key.encode())
+    text = json.dumps(signed)
+    print(text)
+    if args.publish:
+        if config.mqtt is None:
+            print("no mqtt section in the config: nothing to publish to", file=sys.stderr)
+            return 2
+        topic = f"{config.mqtt.topic_prefix}/{config.branch.id}/control"
+        publish_once(config.mqtt, topic, text)
+        print(f"published to {topic}", file=sys.stderr)
+    return 0
+
+
+def command_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = sub.add_parser("command", help="create (and publish) a signed control message")
+    csub = command.add_subparsers(dest="action_name", required=True)
+    for name, helptext in (
+        ("override", "put the branch in a mode until a time"),
+        ("close_now", "close the branch now, until a time"),
+        ("clear_emergency", "clear the emergency mode after a fire alarm"),
+        ("cancel_overrides", "return to the calendar"),
+    ):
+        p = csub.add_parser(name, help=helptext)
+        p.add_argument("config", type=Path)
+        if name == "override":
+            p.add_argument(
+                "--mode",
+                required=True,
+                choices=["closed", "staffed", "self_service", "maintenance"],
+            )
+        if name in ("override", "close_now"):
+            p.add_argument("--until", required=True, help="ISO time; local if no offset")
+        p.add_argument("--who", required=True, help="on whose behalf, e.g. ops:anna")
+        p.add_argument("--reason", default="")
+        p.add_argument("--valid", type=int, default=5, help="minutes the message is valid")
+        p.add_argument("--key-file", help="the gateway's key (default: control.key)")
+        p.add_argument("--publish", action="store_true", help="publish to the config's broker")
+        p.set_defaults(func=_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

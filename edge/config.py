@@ -289,6 +289,12 @@ class SafetyConfig(_Model):
     )
 
 
+class ControlConfig(_Model):
+    """Signed remote control over MQTT (see edge/control.py)."""
+
+    key: SecretRef = Field(description="this gateway's HMAC key, from provisioning")
+
+
 class GatewayConfig(_Model):
     branch: BranchConfig
     hours: OpeningHours | None = Field(
@@ -299,6 +305,7 @@ class GatewayConfig(_Model):
         default_factory=list, description="device points that follow the desired state"
     )
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    control: ControlConfig | None = None
     mqtt: MqttConfig | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()

@@ -19,6 +19,7 @@ from edge import schema
 from edge.calendar import Calendar, OpeningHours, Override
 from edge.clock import Clock
 from edge.config import GatewayConfig
+from edge.control import ControlError, Verifier
 from edge.coordinator import Coordinator
 from edge.energy import EnergyLedger
 from edge.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
@@ -106,6 +107,17 @@ class Gateway:
         self.occupancy = {c.device_id: Occupancy() for c in self.coordinators}
         self.overrides: list[Override] = []
         self.last_decision: Decision | None = None
+        self.verifier: Verifier | None = None
+        self._engine_task: asyncio.Task[Decision] | None = None
+        if config.control is not None and self.mqtt is not None:
+            self.verifier = Verifier(
+                key=config.control.key.resolve().encode(),
+                load=outbox.get_state,
+                save=outbox.set_state,
+            )
+            self.mqtt.subscribe(
+                f"{self.mqtt.topics.prefix}/{config.branch.id}/control", self._control
+            )
         if outbox.on_drop is None:
             outbox.on_drop = self.on_drop
 
@@ -220,6 +232,28 @@ class Gateway:
         self.last_decision = decision
         await self.reconciler.reconcile(now, decision.desired, f"{decision.mode}/{decision.phase}")
         return decision
+
+    def _control(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A control message: verified, audited either way, applied when valid."""
+        assert self.verifier is not None
+        try:
+            message = self.verifier.check(payload, retained=retained, now=self._clock.now())
+        except ControlError as exc:
+            self.audit("command_rejected", f"{topic}: {exc}")
+            return
+        if message.override is not None:
+            self.overrides.append(message.override)
+        elif message.action == "clear_emergency":
+            self.audit("engine", self.engine.clear_emergency(message.who))
+        elif message.action == "cancel_overrides":
+            self.overrides.clear()
+        until = f" until {message.override.end.isoformat()}" if message.override else ""
+        mode = f" {message.override.mode}" if message.override else ""
+        self.audit(
+            "command_accepted",
+            f"{message.action}{mode}{until} by {message.who} ({message.reason}), id {message.id}",
+        )
+        self._engine_task = asyncio.get_running_loop().create_task(self.step_engine())
 
     async def _run_engine(self) -> None:
         while True:

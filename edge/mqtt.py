@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
 
-__all__ = ["Handler", "MqttError", "MqttSession", "Topics"]
+__all__ = ["Handler", "MqttError", "MqttSession", "Topics", "publish_once"]
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +217,23 @@ class MqttSession:
             await asyncio.to_thread(info.wait_for_publish, 5)
             self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
+
+
+def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float = 10.0) -> None:
+    """Connect, publish one QoS 1 message (not retained), disconnect. For the CLI."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"openbranch-cli-{uuid.uuid4().hex[:6]}"
+    )
+    if config.username:
+        client.username_pw_set(
+            config.username, config.password.resolve() if config.password else None
+        )
+    if config.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    client.connect(config.host, config.port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
