@@ -201,6 +201,14 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from edge.demo import simulate_day  # noqa: PLC0415 - the demo module imports this one
+
+    logging.getLogger().setLevel(logging.WARNING)
+    simulate_day(args.config, args.date, args.duration)
+    return 0
+
+
 def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schedule = sub.add_parser("schedule", help="the branch's opening hours")
     ssub = schedule.add_subparsers(dest="action", required=True)
@@ -210,6 +218,13 @@ def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     plan.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (local)")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)
+    simulate = ssub.add_parser(
+        "simulate", help="run one day of the branch against simulated devices, fast"
+    )
+    simulate.add_argument("config", type=Path)
+    simulate.add_argument("--date", type=date.fromisoformat, required=True)
+    simulate.add_argument("--duration", type=float, default=30.0, help="real seconds")
+    simulate.set_defaults(func=_simulate)
 
 
 def _command(args: argparse.Namespace) -> int:

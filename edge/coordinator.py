@@ -63,6 +63,11 @@ class Coordinator:
     def device_id(self) -> str:
         return self.source.device_id
 
+    @property
+    def polled(self) -> bool:
+        """Polled on a schedule (Modbus), as opposed to pushing (MQTT)."""
+        return bool(self._intervals)
+
     async def poll_once(self, groups: Sequence[str] | None = None) -> PollResult:
         """Poll the given groups (all by default), record the outcome, emit the readings."""
         groups = list(self._intervals) if groups is None else list(groups)

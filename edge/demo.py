@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +24,7 @@ import yaml
 
 from edge import schema
 from edge.broker import EmbeddedBroker
+from edge.calendar import Calendar, OpeningHours
 from edge.clock import ScaledClock
 from edge.config import GatewayConfig
 from edge.coordinator import Coordinator
@@ -51,7 +54,7 @@ def prepare_config(
     the MQTT broker and the InfluxDB sink of this run filled in."""
     data: dict[str, Any] = load_yaml(template).data
     if mqtt is not None and "mqtt" not in data:
-        data["mqtt"] = {"host": mqtt[0], "port": mqtt[1]}
+        data["mqtt"] = {"host": mqtt[0], "port": mqtt[1], "protocol": "3.1.1"}  # amqtt: no v5
     if influx_url is not None:
         sink = {"type": "influxdb_v1", "url": influx_url, "database": "openbranch"}
         data["sinks"] = [*data.get("sinks", []), sink]
@@ -109,6 +112,7 @@ def _summary(
                 "failed_requests": c.stats.failed_requests,
                 "unreachable_polls": c.stats.unreachable_polls,
                 "went_down": c.stats.downs,
+                "rejected": dict(c.stats.rejected_reasons),
                 "available": c.available,
             }
             for c in gateway.coordinators
@@ -139,6 +143,7 @@ async def _drive(
     victim: SimulatedDevice | None,
     view: Callable[[], None],
     view_every: float,
+    say: Callable[[str], None],
 ) -> None:
     """Move the world forward while the gateway runs; silence ``victim`` for a while."""
     stop = asyncio.Event()
@@ -158,7 +163,8 @@ async def _drive(
                 victim.set_silent(want_silent)
                 silenced = want_silent
                 what = "stops answering" if silenced else "answers again"
-                log.warning("demo: %s %s (simulated outage)", victim.device_id, what)
+                local = clock.now().astimezone(scenario.timezone)
+                say(f"  {local:%H:%M}  {'simulated outage':<28} {victim.device_id} {what}")
             if time.monotonic() - last_view >= view_every:
                 last_view = time.monotonic()
                 view()
@@ -196,6 +202,7 @@ async def run_demo(
     view_every: float = 5.0,
     quiet: bool = False,
     influx: bool = True,
+    straggler: bool = True,
 ) -> dict[str, Any]:
     """Run the demo for ``duration`` real seconds; return the summary figures."""
     say: Callable[[str], None] = (lambda _t: None) if quiet else print
@@ -217,6 +224,7 @@ async def run_demo(
             outage=outage,
             view_every=view_every,
             say=say,
+            straggler=straggler,
         )
         if influxd is not None:
             rows = influxd.rows("SELECT count(power_w) FROM energy", "openbranch")
@@ -242,20 +250,39 @@ async def _run(
     outage: bool,
     view_every: float,
     say: Callable[[str], None],
+    straggler: bool,
 ) -> dict[str, Any]:
     from edge.cli import load_checked  # noqa: PLC0415 - the CLI module imports this one
 
     config: GatewayConfig = load_checked(config_path)
     tz = ZoneInfo(config.branch.timezone)
     if start is None:
-        start = datetime.now(tz).replace(hour=9, minute=0, second=0, microsecond=0)
+        start = datetime.now(tz).replace(hour=6, minute=0, second=0, microsecond=0)
     clock = ScaledClock(start=start, speed=speed)
     registry = default_registry()
     simulations = registry.simulate(config.devices, mqtt=config.mqtt)
     devices = {k: v for sim in simulations for k, v in sim.devices.items()}
-    scenario = BranchScenario(devices=devices, timezone=tz)
+    calendar = Calendar(config.hours or OpeningHours(), tz)
+    scenario = BranchScenario(
+        devices=devices,
+        timezone=tz,
+        calendar=calendar,
+        straggler_until=dtime(22, 25) if straggler else None,
+    )
     store = _fresh_outbox(config)
     gateway = Gateway(config=config, registry=registry, clock=clock, outbox=store)
+    timeline: list[str] = []
+
+    def event(kind: str, message: str) -> None:
+        if kind == "command":
+            return  # every actuator write: in the audit log, too chatty for the timeline
+        line = f"  {clock.now().astimezone(tz):%H:%M}  {kind:<28} {message}"
+        timeline.append(line)
+        say(line)
+
+    gateway.listeners.append(event)
+    for name in ("edge.gateway", "edge.coordinator", "edge.mqtt"):  # the timeline says it
+        logging.getLogger(name).setLevel(logging.ERROR)
     say(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
     for line in gateway.plan():
         say("  plan " + line)
@@ -270,11 +297,17 @@ async def _run(
             victim=next(iter(devices.values()), None) if outage else None,
             view=lambda: say(_view(clock, tz, gateway.coordinators, store.count())),
             view_every=view_every,
+            say=say,
         )
     finally:
         for sim in simulations:
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)
+    summary["timeline"] = timeline
+    armed = [e for e in store.lines(measurement="audit") if "alarm_arm_relay := True" in e.line]
+    summary["alarm_armed_at"] = (
+        datetime.fromtimestamp(armed[0].time_ns / 1e9, tz).strftime("%H:%M") if armed else None
+    )
     store.close()
     _print_summary(summary, duration, say)
     return summary
@@ -289,9 +322,38 @@ def _demo(args: argparse.Namespace) -> int:
             speed=args.speed,
             outage=not args.no_outage,
             influx=not args.no_influxdb,
+            start=_six_am(args.config, args.date),
+            view_every=args.view_every,
         )
     )
     return 0
+
+
+def _six_am(config_path: Path, day: date | None) -> datetime | None:
+    """06:00 local on ``day`` in the branch's zone (None: today)."""
+    if day is None:
+        return None
+    data: dict[str, Any] = load_yaml(config_path).data
+    tz = ZoneInfo(data.get("branch", {}).get("timezone", "Europe/Copenhagen"))
+    return datetime.combine(day, dtime(6, 0), tz)
+
+
+def simulate_day(config_path: Path, day: date, duration: float) -> dict[str, Any]:
+    """`openbranch schedule simulate`: one day of the branch against simulated devices."""
+    with tempfile.TemporaryDirectory(prefix="openbranch-simulate-") as tmp:
+        return asyncio.run(
+            run_demo(
+                config_path=config_path,
+                workdir=Path(tmp),
+                duration=duration,
+                speed=18 * 3600 / duration,
+                start=_six_am(config_path, day),
+                outage=False,
+                influx=False,
+                straggler=False,
+                view_every=duration + 1,
+            )
+        )
 
 
 def demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -299,7 +361,9 @@ def demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     demo.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
     demo.add_argument("--duration", type=float, default=60.0, help="real seconds (default 60)")
-    demo.add_argument("--speed", type=float, default=60.0, help="branch seconds per real second")
+    demo.add_argument("--view-every", type=float, default=10.0, help="seconds between views")
+    demo.add_argument("--speed", type=float, default=1080.0, help="branch seconds per real second")
+    demo.add_argument("--date", type=date.fromisoformat, help="the day to run (default: today)")
     demo.add_argument("--no-outage", action="store_true", help="skip the simulated device outage")
     demo.add_argument("--no-influxdb", action="store_true", help="keep readings local only")
     demo.set_defaults(func=_demo)

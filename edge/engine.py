@@ -30,6 +30,7 @@ from edge.policy import DESIRED, ClosingPolicy, DesiredState
 __all__ = ["AlertEvent", "BranchEngine", "Decision", "Inputs", "Occupancy", "Phase"]
 
 _OPEN = (Mode.STAFFED, Mode.SELF_SERVICE)
+LEAVE_CALL_EVERY = timedelta(minutes=5)  # how often a straggler hears "please leave"
 
 
 class Phase(StrEnum):
@@ -98,6 +99,7 @@ class _State:
     cap_alert: bool = False
     counter_alert: bool = False
     announced: set[str] = field(default_factory=set)
+    last_leave_call: datetime | None = None
 
 
 class BranchEngine:
@@ -194,6 +196,27 @@ class BranchEngine:
                     out.append(f"The library closes in {minutes} minutes.")
         return tuple(out)
 
+    def _straggler(
+        self, now: datetime, inputs: Inputs, alerts: list[AlertEvent]
+    ) -> tuple[str, ...]:
+        """Not empty after the grace period: one alert, and a call to leave every 5 min."""
+        s = self._s
+        if not s.straggler_alert:
+            s.straggler_alert = True
+            who = "unknown" if inputs.present is None else str(inputs.present)
+            alerts.append(
+                AlertEvent(
+                    "not_empty",
+                    f"{who} still present {self.policy.grace} min after closing",
+                    "warning",
+                    True,
+                )
+            )
+        if s.last_leave_call is None or now - s.last_leave_call >= LEAVE_CALL_EVERY:
+            s.last_leave_call = now
+            return ("The library is closed. Please leave by the nearest exit.",)
+        return ()
+
     def _closing(
         self, now: datetime, inputs: Inputs, alerts: list[AlertEvent], notes: list[str]
     ) -> Decision:
@@ -225,18 +248,7 @@ class BranchEngine:
                     s.straggler_alert = False
                     alerts.append(AlertEvent("not_empty", "branch is empty now", "warning", False))
             elif now - since >= timedelta(minutes=self.policy.grace):
-                if not s.straggler_alert:
-                    s.straggler_alert = True
-                    who = "unknown" if inputs.present is None else str(inputs.present)
-                    alerts.append(
-                        AlertEvent(
-                            "not_empty",
-                            f"{who} still present {self.policy.grace} min after closing",
-                            "warning",
-                            True,
-                        )
-                    )
-                announcements = ("The library is closed. Please leave by the nearest exit.",)
+                announcements = self._straggler(now, inputs, alerts)
         if s.phase is Phase.EMPTY and now - (s.since or now) >= timedelta(
             minutes=self.policy.lights_off_after_empty
         ):

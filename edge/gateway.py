@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge import schema
@@ -107,6 +107,7 @@ class Gateway:
         self.occupancy = {c.device_id: Occupancy() for c in self.coordinators}
         self.overrides: list[Override] = []
         self.last_decision: Decision | None = None
+        self.listeners: list[Callable[[str, str], None]] = []  # (kind, message), e.g. the demo
         self.verifier: Verifier | None = None
         self._engine_task: asyncio.Task[Decision] | None = None
         if config.control is not None and self.mqtt is not None:
@@ -147,6 +148,8 @@ class Gateway:
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
         """Raise or clear an alert: logged, and committed as an audit entry."""
+        for listener in self.listeners:
+            listener(f"alert {kind}", f"{'RAISED' if active else 'cleared'}: {message}")
         (log.warning if active else log.info)(
             "alert %s %s: %s", kind, "raised" if active else "cleared", message
         )
@@ -167,6 +170,8 @@ class Gateway:
     def audit(self, kind: str, message: str) -> None:
         """Record a decision of the engine; audit entries are never dropped."""
         log.info("audit %s: %s", kind, message)
+        for listener in self.listeners:
+            listener(kind, message)
         reading = Reading(
             branch=self.config.branch.id,
             device=GATEWAY_DEVICE,
@@ -207,6 +212,8 @@ class Gateway:
         decision = self.engine.step(now, self.inputs(), self.overrides)
         previous = self.last_decision
         if previous is None or previous.mode is not decision.mode:
+            was = "start" if previous is None else previous.mode.value
+            self.audit("mode", f"{was} -> {decision.mode.value}")
             self.outbox.append(
                 [
                     Reading(
@@ -256,6 +263,11 @@ class Gateway:
         self._engine_task = asyncio.get_running_loop().create_task(self.step_engine())
 
     async def _run_engine(self) -> None:
+        # First let every polled device answer once (or fail), so the engine starts from facts.
+        for _ in range(60):
+            if all(c.available is not None for c in self.coordinators if c.polled):
+                break
+            await self._clock.sleep(2.0)
         while True:
             await self.step_engine()
             await self._clock.sleep(ENGINE_EVERY)
@@ -367,6 +379,9 @@ class Gateway:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.mqtt is not None:  # no more pushed messages after the last commit
+                self._publish_states([], force=True)
+                await self.mqtt.close()
             self.commit()
             drain_stop.set()
             await asyncio.gather(*drainers, return_exceptions=True)
@@ -374,6 +389,3 @@ class Gateway:
                 await coordinator.source.close()
             for drainer in self.drainers:
                 drainer.writer.close()
-            if self.mqtt is not None:
-                self._publish_states([], force=True)
-                await self.mqtt.close()

@@ -11,10 +11,11 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from edge import schema
+from edge.calendar import Calendar, Mode
 from edge.device import PointInfo, SimulatedDevice
 
 __all__ = ["BranchScenario"]
@@ -41,12 +42,20 @@ class BranchScenario:
     seed: int = 7
     visitors_per_hour: float = 60.0
     present: int = 0
+    calendar: Calendar | None = None  # when given, visitors follow the branch's hours
+    straggler_until: time | None = None  # one visitor stays after closing until this time
     _rng: random.Random = field(init=False)
     _meters: dict[str, _Meter] = field(init=False, default_factory=dict)
     _counters: dict[str, _Counter] = field(init=False, default_factory=dict)
+    _counters_in_turn: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._counters_in_turn = [
+            d
+            for d, dev in self.devices.items()
+            if any(p.measurement == schema.OCCUPANCY.name for p in dev.points())
+        ]
         for device_id in self.devices:
             self._meters[device_id] = _Meter(kwh=10_000.0 + 1_000 * len(self._meters))
             self._counters[device_id] = _Counter()
@@ -55,9 +64,11 @@ class BranchScenario:
         """How busy the branch is at ``when``: 0 closed, 1 at the afternoon peak."""
         local = when.astimezone(self.timezone)
         hour = local.hour + local.minute / 60
-        if not 8 <= hour < 22:
-            return 0.0
-        return 0.35 + 0.65 * math.sin(math.pi * (hour - 8) / 14)
+        shape = 0.35 + 0.65 * max(0.0, math.sin(math.pi * (hour - 8) / 14))
+        if self.calendar is not None:
+            mode = self.calendar.mode_at(when).mode
+            return {Mode.STAFFED: shape, Mode.SELF_SERVICE: 0.4 * shape}.get(mode, 0.0)
+        return shape if 8 <= hour < 22 else 0.0
 
     def step(self, when: datetime, seconds: float) -> None:
         """Advance the world by ``seconds`` ending at ``when`` and update every device."""
@@ -101,16 +112,20 @@ class BranchScenario:
         meter = self._meters[device_id]
         counter = self._counters[device_id]
         points = device.points()
-        is_counter = any(p.measurement == schema.OCCUPANCY.name for p in points)
-        if is_counter:
-            counter.entered += arrivals
-            counter.exited += departures
+        if device_id in self._counters_in_turn:  # entrances share the visitors
+            share = self._counters_in_turn.index(device_id)
+            n = len(self._counters_in_turn)
+            counter.entered += arrivals // n + (1 if share < arrivals % n else 0)
+            counter.exited += departures // n + (1 if share < departures % n else 0)
         meter.power_w = 2_500 + 9_000 * busy + self._rng.uniform(-150, 150)
         meter.kwh += meter.power_w * seconds / 3_600_000
         for point in points:
             value = self._value(point, meter, counter, busy)
             if value is not None:
-                device.set(point.id, value)
+                try:
+                    device.set(point.id, value)
+                except ValueError:  # a value this device cannot express; skip it
+                    continue
 
     def _value(  # noqa: PLR0911, PLR0912 - one return per quantity reads best
         self, point: PointInfo, meter: _Meter, counter: _Counter, busy: float
@@ -157,8 +172,10 @@ class BranchScenario:
             return round(420 + 12 * self.present + 10 * jitter)
         if f is schema.INDOOR_HUMIDITY:
             return round(35 + 5 * busy + jitter, 1)
-        if f is schema.ALERT_ACTIVE:  # a help call now and then, in open hours
-            return True if busy > 0 and self._rng.random() < 0.002 else None
+        if f is schema.ALERT_ACTIVE:
+            if point.tags.get(schema.Tag.KIND.value) == "help_call":  # now and then, when open
+                return True if busy > 0 and self._rng.random() < 0.002 else None
+            return False  # fire and other safety inputs stay quiet in the demo
         if f is schema.DOOR_OPEN:
             return self._rng.random() < 0.1 * busy
         if f is schema.LIGHT_ON:

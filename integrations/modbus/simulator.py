@@ -88,7 +88,7 @@ class SimulatedUnit:
                 id=p.id,
                 measurement=p.measurement,
                 field=p.field,
-                tags=dict(p.tags),
+                tags=self.profile.tags_for(p, None),
                 writable=p.writable,
             )
             for p in self.profile.points

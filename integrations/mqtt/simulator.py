@@ -72,7 +72,7 @@ class SimulatedMqttDevice:
                 id=p.id,
                 measurement=p.measurement,
                 field=p.field,
-                tags=dict(p.tags),
+                tags=self.profile.tags_for(p, None),
                 writable=p.writable,
             )
             for p in self.profile.points

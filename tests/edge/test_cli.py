@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -134,15 +136,26 @@ def test_run_polls_devices_into_the_local_store(simulated_branch: Path, tmp_path
 
 def test_demo_runs_a_branch_and_survives_an_outage(tmp_path: Path) -> None:
     summary = asyncio.run(
-        run_demo(config_path=DEMO, workdir=tmp_path, duration=12, speed=60, quiet=True)
+        run_demo(
+            config_path=DEMO,
+            workdir=tmp_path,
+            duration=12,
+            speed=1080,
+            quiet=True,
+            start=datetime(2026, 11, 25, 18, 30, tzinfo=ZoneInfo("Europe/Copenhagen")),
+        )
     )
     assert summary["readings"] > 100
     meter = summary["devices"]["main-meter"]
     assert meter["went_down"] == 1
     assert meter["available"] is True
-    polled = {k: v for k, v in summary["devices"].items() if k not in ("help-button",)}
+    rare = ("help-button", "front-door-contact")  # publish only when pressed or opened
+    polled = {k: v for k, v in summary["devices"].items() if k not in rare}
     assert all(d["readings"] > 0 for d in polled.values()), polled  # Modbus and MQTT alike
     assert summary["influxdb"]["energy_points"] > 0  # a private influxd got them
+    timeline = "\n".join(summary["timeline"])
+    assert "The library closes in 15 minutes." in timeline  # 21:45 on a Wednesday
+    assert "self_service -> closed" in timeline
 
 
 def test_status_reports_outbox_sinks_and_devices(simulated_branch: Path, tmp_path: Path) -> None:
