@@ -69,6 +69,8 @@ class Decision:
 class Occupancy:
     """People present from a counter's running totals: entered - exited - baseline, >= 0.
 
+    ``net`` is the unclamped balance of this counter: with several entrances, people enter by
+    one door and leave by another, so the branch's count is the clamped sum of the nets.
     ``reset`` makes the current count zero: the daily correction once the branch is closed
     and verified empty (counters drift: a person counted in but not out).
     """
@@ -83,8 +85,12 @@ class Occupancy:
         return self.present
 
     @property
+    def net(self) -> int:
+        return self._entered - self._exited - self._baseline
+
+    @property
     def present(self) -> int:
-        return max(0, self._entered - self._exited - self._baseline)
+        return max(0, self.net)
 
     def reset(self) -> None:
         self._baseline = self._entered - self._exited

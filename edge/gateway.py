@@ -193,17 +193,19 @@ class Gateway:
             if got_in is None or got_out is None:
                 continue
             counters += 1
+            self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
             if c.available is False:
                 present = None
             elif present is not None:
-                present += self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
+                present += self.occupancy[c.device_id].net  # entrances share the visitors
         fire = False
         fire_device = self.config.safety.fire_alarm_device
         if fire_device is not None:
             c = next(c for c in self.coordinators if c.device_id == fire_device)
             got = c.last.get((schema.ALERT.name, schema.ALERT_ACTIVE.key))
             fire = bool(got and got[0] is True)
-        return Inputs(present=present if counters else None, fire_alarm=fire)
+        total = None if present is None or not counters else max(0, present)
+        return Inputs(present=total, fire_alarm=fire)
 
     async def step_engine(self) -> Decision:
         """One engine step: decide, record, and make the devices match."""

@@ -142,3 +142,6 @@ def test_occupancy_from_counters_never_below_zero_and_daily_reset() -> None:
     occupancy.reset()
     assert occupancy.present == 0
     assert occupancy.update(entered=125, exited=117) == 5
+    other_door = Occupancy()  # people leave by another entrance than they came in
+    assert other_door.update(entered=0, exited=5) == 0
+    assert occupancy.net + other_door.net == 0  # the branch is empty
