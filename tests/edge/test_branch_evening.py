@@ -38,7 +38,7 @@ def branch(tmp_path: Path) -> GatewayConfig:
             "hours": {
                 "weekly": {"wed": [{"start": "08:00", "end": "22:00", "mode": "self_service"}]}
             },
-            "closing": {"grace": 15, "lights_off_after_empty": 5},
+            "closing": {"grace": 15, "lights_off_after_empty": 5, "occupancy_cap": 50},
             "devices": [
                 {
                     "id": "door",
@@ -70,6 +70,17 @@ def branch(tmp_path: Path) -> GatewayConfig:
                         "access_control": False,
                         "locked": False,
                         "exit_only": False,
+                    },
+                },
+                {
+                    "class": "door",
+                    "device": "door",
+                    "point": "reader_block_relay",
+                    "values": {
+                        "free": False,
+                        "access_control": False,
+                        "locked": False,
+                        "exit_only": True,
                     },
                 },
                 {
@@ -205,3 +216,21 @@ def test_restart_mid_self_service_reasserts_and_replays_no_announcement(tmp_path
     said = [line for line in audit if "The library closes in" in line]
     assert len(said) == 1  # 21:55 is made; 21:45 and 21:50 were missed and are not replayed
     assert "5 minutes" in said[0]
+
+
+def test_the_cap_turns_the_door_exit_only(tmp_path: Path) -> None:
+    blocked: list[tuple[datetime, bool]] = []
+
+    def script(now: datetime, devices: dict[str, Any]) -> None:
+        people(devices, 60 if at(20, 10) <= now < at(20, 25) else 30)
+        blocked.append((now, devices["door"].get("reader_block_relay")))
+
+    gateway, _ = run_evening(tmp_path, script, start=at(20, 0), minutes=40)
+    during = [b for t, b in blocked if at(20, 13) <= t < at(20, 25)]
+    after = [b for t, b in blocked if t >= at(20, 30)]
+    assert during
+    assert all(during)  # exit only while at or over the cap
+    assert after
+    assert not any(after)  # card access again below the cap
+    cap = [line for line in alerts(gateway) if "kind=occupancy_cap" in line]
+    assert ["active=true" in line for line in cap] == [True, False]
