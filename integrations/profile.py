@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge import schema
+from edge.device import PointInfo
 from edge.yamlsource import ConfigError, Problem, parse_yaml, validate
 
 __all__ = ["Catalogue", "Point", "Profile", "ProfileError"]
@@ -119,6 +120,19 @@ class Profile(BaseModel, Generic[P]):
             tags[schema.Tag.ZONE.value] = zone
         tags.update(point.tags)
         return tags
+
+    def point_infos(self) -> tuple[PointInfo, ...]:
+        """Every point and its meaning, as simulators describe themselves to scenarios."""
+        return tuple(
+            PointInfo(
+                id=p.id,
+                measurement=p.measurement,
+                field=p.field,
+                tags=self.tags_for(p, None),
+                writable=p.writable,
+            )
+            for p in self.points
+        )
 
     @property
     def groups(self) -> frozenset[str]:

@@ -83,16 +83,7 @@ class SimulatedUnit:
         return self._device_id
 
     def points(self) -> tuple[PointInfo, ...]:
-        return tuple(
-            PointInfo(
-                id=p.id,
-                measurement=p.measurement,
-                field=p.field,
-                tags=self.profile.tags_for(p, None),
-                writable=p.writable,
-            )
-            for p in self.profile.points
-        )
+        return self.profile.point_infos()
 
     def set(self, point_id: str, value: Value) -> None:
         point = self.profile.point(point_id)

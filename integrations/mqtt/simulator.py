@@ -67,16 +67,7 @@ class SimulatedMqttDevice:
         return self._device_id
 
     def points(self) -> tuple[PointInfo, ...]:
-        return tuple(
-            PointInfo(
-                id=p.id,
-                measurement=p.measurement,
-                field=p.field,
-                tags=self.profile.tags_for(p, None),
-                writable=p.writable,
-            )
-            for p in self.profile.points
-        )
+        return self.profile.point_infos()
 
     def _raw(self, point: MqttPoint, value: Value) -> object:
         if point.map is not None:
