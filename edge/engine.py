@@ -165,6 +165,8 @@ class BranchEngine:
                 self._s.straggler_alert = False
                 alerts.append(AlertEvent("not_empty", "branch opened again", "warning", False))
         desired = DESIRED[mode]
+        if self._clearing_out(now, mode):
+            desired = replace(desired, door="exit_only")
         cap = self.policy.occupancy_cap
         over = cap is not None and inputs.present is not None and inputs.present >= cap
         if over != self._s.cap_alert:
@@ -184,6 +186,13 @@ class BranchEngine:
         return Decision(
             now, mode, Phase.OPEN, desired, tuple(alerts), self._announce(now), tuple(notes)
         )
+
+    def _clearing_out(self, now: datetime, mode: Mode) -> bool:
+        """In the clear-out gap after staffed hours hand over to self-service: exit only."""
+        gap = timedelta(minutes=self.policy.clear_out_gap)
+        if mode is not Mode.SELF_SERVICE or not gap:
+            return False
+        return self.calendar.mode_at(now - gap + timedelta(microseconds=1)).mode is Mode.STAFFED
 
     def _announce(self, now: datetime) -> tuple[str, ...]:
         """Closing announcements due in this minute (never replayed after it)."""

@@ -145,3 +145,13 @@ def test_occupancy_from_counters_never_below_zero_and_daily_reset() -> None:
     other_door = Occupancy()  # people leave by another entrance than they came in
     assert other_door.update(entered=0, exited=5) == 0
     assert occupancy.net + other_door.net == 0  # the branch is empty
+
+
+def test_clear_out_gap_keeps_the_door_exit_only_after_staffed_hours() -> None:
+    engine = BranchEngine(calendar=Calendar(HOURS, CPH), policy=ClosingPolicy(clear_out_gap=10))
+    decisions = evening(lambda _t: 10, start=at(16, 55), end=at(17, 20), engine=engine)
+    doors = {d.at.strftime("%H:%M"): d.desired.door for d in decisions}
+    assert doors["16:59"] == "free"  # staffed
+    assert doors["17:00"] == "exit_only"  # clearing out: no card access yet
+    assert doors["17:09"] == "exit_only"
+    assert doors["17:10"] == "access_control"  # self-service begins
