@@ -90,6 +90,7 @@ class Gateway:
         self._pending: list[Reading] = []
         self._commit_timer: asyncio.TimerHandle | None = None
         self._states: dict[str, dict[str, object]] = {}
+        self._latest: dict[str, dict[str, Reading]] = {}
         self._published: dict[str, float] = {}
         self.energy = EnergyLedger(branch=config.branch.id, load=outbox.get_state)
         self.engine = BranchEngine(
@@ -293,16 +294,19 @@ class Gateway:
     def _publish_states(self, readings: Sequence[Reading], *, force: bool = False) -> None:
         """Update each device's retained state topic, at most once a second per device."""
         assert self.mqtt is not None
-        for r in readings:
-            state = self._states.setdefault(r.device, {})
-            values = state.setdefault(r.measurement.name, {})
-            assert isinstance(values, dict)
-            values.update(r.fields)
-            state["time"] = r.time.isoformat()
+        for r in readings:  # the latest reading per device and measurement; merged when sent
+            self._latest.setdefault(r.device, {})[r.measurement.name] = r
         now = time.monotonic()
-        for device, state in self._states.items():
+        for device, latest in self._latest.items():
             if force or now - self._published.get(device, 0.0) >= 1.0:
                 self._published[device] = now
+                state = self._states.setdefault(device, {})
+                for name, r in latest.items():
+                    values = state.setdefault(name, {})
+                    assert isinstance(values, dict)
+                    values.update(r.fields)
+                    state["time"] = r.time.isoformat()
+                latest.clear()
                 self.mqtt.publish_state(device, state)
 
     def _availability(self, device_id: str, available: bool) -> None:

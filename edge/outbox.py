@@ -164,6 +164,18 @@ class Outbox:
             ).fetchall()
         return [Entry(s, t, m, d, bool(a), line) for s, t, m, d, a, line in rows]
 
+    def pending_lines(self, sink: str, limit: int) -> tuple[int, list[str]]:
+        """The last seq and the lines of up to ``limit`` pending entries (the fast path)."""
+        with self._lock:
+            acked = self._cursor(sink)
+            rows = self._db.execute(
+                "SELECT seq, line FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (acked, limit),
+            ).fetchall()
+        if not rows:
+            return acked, []
+        return int(rows[-1][0]), [line for _, line in rows]
+
     def ack(self, sink: str, through_seq: int) -> None:
         """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``."""
         with self._lock:
