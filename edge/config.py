@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,7 +28,7 @@ from pydantic import (
 from edge.calendar import OpeningHours
 from edge.policy import ClosingPolicy
 from edge.reconciler import Actuator
-from edge.yamlsource import ConfigError, Document, load_yaml, validate
+from edge.yamlsource import ConfigError, Document, Location, Problem, load_yaml, validate
 
 __all__ = [
     "BranchConfig",
@@ -45,6 +45,7 @@ __all__ = [
     "SinkConfig",
     "StoreConfig",
     "Transport",
+    "device_problems",
     "gateway_json_schema",
     "load_gateway_config",
 ]
@@ -312,16 +313,17 @@ class GatewayConfig(_Model):
     devices: list[DeviceConfig] = Field(default_factory=list)
 
 
-def _cross_check(config: GatewayConfig, doc: Document) -> None:
+def device_problems(
+    devices: Sequence[DeviceConfig], doc: Document, at: Location = ("devices",)
+) -> list[Problem]:
+    """Duplicate device ids, and two devices on one unit id of one bus, located at ``at``."""
     problems = []
     seen: dict[str, int] = {}
     units: dict[tuple[str, int], int] = {}
-    for i, device in enumerate(config.devices):
+    for i, device in enumerate(devices):
         if device.id in seen:
             problems.append(
-                doc.problem(
-                    ("devices", i, "id"), f"{device.id!r} is already devices[{seen[device.id]}]"
-                )
+                doc.problem((*at, i, "id"), f"{device.id!r} is already devices[{seen[device.id]}]")
             )
         seen.setdefault(device.id, i)
         unit = getattr(device.transport, "unit_id", None)
@@ -330,18 +332,24 @@ def _cross_check(config: GatewayConfig, doc: Document) -> None:
             if key in units:
                 problems.append(
                     doc.problem(
-                        ("devices", i, "transport", "unit_id"),
+                        (*at, i, "transport", "unit_id"),
                         f"unit id {unit} on {key[0]} is already used by devices[{units[key]}]",
                     )
                 )
             units.setdefault(key, i)
+    return problems
+
+
+def _cross_check(config: GatewayConfig, doc: Document) -> None:
+    problems = device_problems(config.devices, doc)
+    ids = {d.id for d in config.devices}
     for i, actuator in enumerate(config.actuators):
-        if actuator.device not in seen:
+        if actuator.device not in ids:
             problems.append(
                 doc.problem(("actuators", i, "device"), f"no device {actuator.device!r} in devices")
             )
     fire = config.safety.fire_alarm_device
-    if fire is not None and fire not in seen:
+    if fire is not None and fire not in ids:
         problems.append(doc.problem(("safety", "fire_alarm_device"), f"no device {fire!r}"))
     if problems:
         raise ConfigError(problems)

@@ -168,7 +168,10 @@ class Mosquitto(Service):
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence false\n"
             f"log_dest file {self.dir / 'broker.log'}\n"
-            "log_type error\nlog_type warning\n" + self.extra_config,
+            "log_type error\nlog_type warning\n"
+            # as root, Mosquitto drops to user "mosquitto", which cannot read a test's files
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + self.extra_config,
             encoding="utf-8",
         )
         return [self.binary, "-c", str(conf)]

@@ -1,0 +1,118 @@
+"""The fleet inventory: one YAML file describes a municipality's branches, their devices and
+hours; everything else (gateway configs, broker accounts and ACLs, ...) is rendered from it.
+
+Errors name the file, the line and the field, like every config of OpenBranch; cross-checks
+catch duplicate ids, unknown profiles and two devices on one unit id of one bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.calendar import OpeningHours
+from edge.config import DeviceConfig, MqttConfig, SinkConfig, device_problems
+from edge.policy import ClosingPolicy
+from edge.reconciler import Actuator
+from edge.yamlsource import ConfigError, Document, Problem, load_yaml, validate
+
+__all__ = ["Branch", "Defaults", "Inventory", "Municipality", "load_inventory"]
+
+Identifier = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Municipality(_Model):
+    id: str = Identifier
+    name: str
+    price_area: Literal["DK1", "DK2"]
+    heat_supplier: str | None = None
+    timezone: str = "Europe/Copenhagen"
+
+
+class Defaults(_Model):
+    """Fleet defaults a branch inherits unless it says otherwise."""
+
+    hours: OpeningHours | None = None
+    closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
+    mqtt: MqttConfig | None = None
+    sinks: list[SinkConfig] = Field(default_factory=list)
+
+
+class Branch(_Model):
+    id: str = Identifier
+    name: str
+    address: str = ""
+    floor_area_m2: float = Field(gt=0)
+    price_area: Literal["DK1", "DK2"] | None = None
+    heat_supplier: str | None = None
+    zones: list[str] = Field(default_factory=list)
+    occupancy_cap: int | None = Field(default=None, ge=1)
+    hours: OpeningHours | None = None
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    actuators: list[Actuator] = Field(default_factory=list)
+    fire_alarm_device: str | None = None
+
+
+class Inventory(_Model):
+    municipality: Municipality
+    defaults: Defaults = Field(default_factory=Defaults)
+    branches: list[Branch] = Field(min_length=1)
+
+
+DeviceCheck = Callable[[DeviceConfig], None]
+
+
+def _check_branch(
+    b: int, branch: Branch, doc: Document, check_device: DeviceCheck | None
+) -> list[Problem]:
+    problems = device_problems(branch.devices, doc, ("branches", b, "devices"))
+    devices = {d.id for d in branch.devices}
+    for d, device in enumerate(branch.devices):
+        where = ("branches", b, "devices", d)
+        if device.zone is not None and branch.zones and device.zone not in branch.zones:
+            problems.append(
+                doc.problem((*where, "zone"), f"{device.zone!r} is not one of the branch's zones")
+            )
+        if check_device is not None:
+            try:
+                check_device(device)
+            except ValueError as exc:
+                problems.append(doc.problem((*where, "profile"), str(exc)))
+    for a, actuator in enumerate(branch.actuators):
+        if actuator.device not in devices:
+            where_a = ("branches", b, "actuators", a, "device")
+            problems.append(doc.problem(where_a, f"no device {actuator.device!r}"))
+    fire = branch.fire_alarm_device
+    if fire is not None and fire not in devices:
+        problems.append(doc.problem(("branches", b, "fire_alarm_device"), f"no device {fire!r}"))
+    return problems
+
+
+def _cross_check(inv: Inventory, doc: Document, check_device: DeviceCheck | None) -> None:
+    problems = []
+    seen: dict[str, int] = {}
+    for b, branch in enumerate(inv.branches):
+        if branch.id in seen:
+            problems.append(
+                doc.problem(
+                    ("branches", b, "id"), f"{branch.id!r} is already branches[{seen[branch.id]}]"
+                )
+            )
+        seen.setdefault(branch.id, b)
+        problems += _check_branch(b, branch, doc, check_device)
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_inventory(path: Path | str, *, check_device: DeviceCheck | None = None) -> Inventory:
+    doc = load_yaml(path)
+    inventory = validate(Inventory, doc)
+    _cross_check(inventory, doc, check_device)
+    return inventory

@@ -1,0 +1,154 @@
+"""Everything rendered from the inventory: gateway configs and the broker's accounts and ACLs.
+
+Rendering is pure: inventory and secrets in, files (path -> text) out. Secrets appear in
+rendered gateway configs only as references ({file: ...}); the broker's password file holds
+salted PBKDF2 hashes in Mosquitto's own format, never a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from edge.config import MqttTransport
+from provisioning.inventory import Branch, Inventory
+from provisioning.secrets import Secrets
+
+__all__ = ["GATEWAY_SECRETS", "mosquitto_password_line", "render", "render_gateway", "user_of"]
+
+GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
+TOPIC_PREFIX = "openbranch"
+OPERATIONS, DASHBOARDS = "operations", "dashboards"
+
+
+def user_of(branch: Branch) -> str:
+    return f"gw-{branch.id}"
+
+
+def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
+    """A gateway config (as data) for ``branch``: fleet defaults, then the branch's own."""
+    d = inventory.defaults
+    config: dict[str, Any] = {
+        "branch": {
+            "id": branch.id,
+            "name": branch.name,
+            "timezone": inventory.municipality.timezone,
+        },
+        "store": {"path": "/var/lib/openbranch/outbox.db"},
+        "devices": [dev.model_dump(mode="json", exclude_defaults=True) for dev in branch.devices],
+    }
+    if d.mqtt is not None:
+        mqtt = d.mqtt.model_dump(mode="json", exclude_defaults=True)
+        mqtt.update(
+            username=user_of(branch),
+            password={"file": f"{GATEWAY_SECRETS}/mqtt-password"},
+            topic_prefix=TOPIC_PREFIX,
+        )
+        config["mqtt"] = mqtt
+        config["control"] = {"key": {"file": f"{GATEWAY_SECRETS}/control.key"}}
+    sinks = []
+    for sink in d.sinks:
+        data = sink.model_dump(mode="json", exclude_defaults=True)
+        if sink.type == "influxdb_v1":
+            data.update(username=user_of(branch), password={"file": f"{GATEWAY_SECRETS}/influxdb"})
+        else:
+            data["token"] = {"file": f"{GATEWAY_SECRETS}/influxdb"}
+        sinks.append(data)
+    if sinks:
+        config["sinks"] = sinks
+    hours = branch.hours or d.hours
+    if hours is not None:
+        config["hours"] = hours.model_dump(mode="json", exclude_defaults=True)
+    closing = d.closing.model_dump(mode="json", exclude_defaults=True)
+    if branch.occupancy_cap is not None:
+        closing["occupancy_cap"] = branch.occupancy_cap
+    if closing:
+        config["closing"] = closing
+    if branch.actuators:
+        config["actuators"] = [
+            a.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+            for a in branch.actuators
+        ]
+    if branch.fire_alarm_device:
+        config["safety"] = {"fire_alarm_device": branch.fire_alarm_device}
+    return config
+
+
+def mosquitto_password_line(user: str, password: str, *, salt: bytes | None = None) -> str:
+    """``user:$7$101$salt$hash``: Mosquitto 2's PBKDF2-SHA512 password file entry."""
+    salt = salt if salt is not None else os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _acl(inventory: Inventory) -> str:
+    lines = [
+        "# Rendered by `openbranch provision render`; do not edit.",
+        "# Each gateway publishes only its own branch's topics and reads only its own control",
+        "# topic and its devices; operations may command; dashboards only read.",
+        "",
+    ]
+    for branch in inventory.branches:
+        own = f"{TOPIC_PREFIX}/{branch.id}"
+        lines += [
+            f"user {user_of(branch)}",
+            f"topic write {own}/status",
+            f"topic write {own}/+/state",
+            f"topic write {own}/+/availability",
+            f"topic read {own}/control",
+        ]
+        lines += [
+            f"topic read {d.transport.topic}"
+            for d in branch.devices
+            if isinstance(d.transport, MqttTransport)
+        ]
+        lines.append("")
+    lines += [
+        f"user {OPERATIONS}",
+        f"topic write {TOPIC_PREFIX}/+/control",
+        f"topic read {TOPIC_PREFIX}/#",
+        "",
+        f"user {DASHBOARDS}",
+        f"topic read {TOPIC_PREFIX}/#",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _mosquitto_conf(port: int = 8883) -> str:
+    return "\n".join(
+        [
+            "# Rendered by `openbranch provision render`; include from mosquitto.conf.",
+            "per_listener_settings false",
+            f"listener {port}",
+            "certfile /etc/mosquitto/certs/server.crt",
+            "keyfile /etc/mosquitto/certs/server.key",
+            "allow_anonymous false",
+            "password_file /etc/mosquitto/openbranch/passwd",
+            "acl_file /etc/mosquitto/openbranch/acl",
+            "",
+        ]
+    )
+
+
+def render(inventory: Inventory, secrets: Secrets) -> Mapping[str, str]:
+    """Every rendered file, by path relative to the output folder."""
+    files: dict[str, str] = {}
+    for branch in inventory.branches:
+        files[f"gateways/{branch.id}.yaml"] = (
+            f"# Gateway config for {branch.name}, rendered from the {inventory.municipality.name}"
+            " inventory.\n# Secrets are files on the gateway, never values here.\n"
+            + yaml.safe_dump(render_gateway(inventory, branch), sort_keys=False, allow_unicode=True)
+        )
+    users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS]
+    files["mosquitto/passwd"] = "".join(
+        mosquitto_password_line(user, secrets.get(f"mqtt/{user}")) + "\n" for user in users
+    )
+    files["mosquitto/acl"] = _acl(inventory)
+    files["mosquitto/openbranch.conf"] = _mosquitto_conf()
+    return files

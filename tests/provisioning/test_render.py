@@ -1,0 +1,175 @@
+"""The inventory renders gateway configs that pass `gateway check`, and a broker config whose
+ACL holds against real MQTT clients on a real Mosquitto."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.cli import load_checked
+from edge.registry import default_registry
+from edge.yamlsource import ConfigError
+from provisioning.inventory import load_inventory
+from provisioning.render import render
+from provisioning.secrets import Secrets
+from tests.services import Mosquitto
+
+ROOT = Path(__file__).resolve().parents[2]
+AARHUS = ROOT / "examples" / "inventories" / "aarhus.yaml"
+
+
+def rendered(tmp_path: Path) -> tuple[dict[str, str], Secrets]:
+    inventory = load_inventory(AARHUS, check_device=default_registry().check_device)
+    secrets = Secrets(tmp_path / "secrets")
+    files = dict(render(inventory, secrets))
+    out = tmp_path / "out"
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text, encoding="utf-8")
+    return files, secrets
+
+
+def test_every_rendered_gateway_config_passes_gateway_check(tmp_path: Path) -> None:
+    files, _secrets = rendered(tmp_path)
+    gateways = sorted(n for n in files if n.startswith("gateways/"))
+    assert gateways == ["gateways/dokk1.yaml", "gateways/hasle.yaml", "gateways/viby.yaml"]
+    for name in gateways:
+        config = load_checked(tmp_path / "out" / name)
+        assert config.mqtt is not None
+        assert config.mqtt.password is not None
+        assert config.mqtt.password.file is not None  # a reference, never the value
+    hasle = load_checked(tmp_path / "out" / "gateways/hasle.yaml")
+    assert hasle.closing.occupancy_cap == 120
+    assert hasle.hours is not None  # the fleet default
+    everything = "".join(files.values())
+    for path in (tmp_path / "secrets").rglob("*"):
+        if path.is_file():
+            assert path.read_text().strip() not in everything  # no secret in any render
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_inventory_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    text = AARHUS.read_text(encoding="utf-8")
+    cases = [
+        (
+            text.replace("  - id: viby\n", "  - id: hasle\n"),
+            "branches[2].id: 'hasle' is already branches[1]",
+        ),
+        (
+            text.replace("profile: vaisala-gmw90", "profile: vaisala-gmw99"),
+            "branches[0].devices[2].profile: unknown profile",
+        ),
+        (
+            text.replace("host: 10.20.2.10, unit_id: 2}", "host: 10.20.2.10, unit_id: 1}"),
+            "branches[1].devices[1].transport.unit_id: unit id 1 on tcp://10.20.2.10:502 is already used",
+        ),
+        (
+            text.replace('{start: "14:00", end: "20:00"', '{start: "13:00", end: "20:00"'),
+            "defaults.hours.weekly.sat: 13:00-20:00 overlaps 10:00-14:00",
+        ),
+        (text.replace("price_area: DK1", "price_area: DK3"), "municipality.price_area:"),
+    ]
+    for bad, expected in cases:
+        path = tmp_path / "aarhus.yaml"
+        path.write_text(bad, encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            load_inventory(path, check_device=default_registry().check_device)
+        message = str(info.value)
+        assert expected in message, message
+        assert message.startswith(f"{path}:")
+        line = int(message.split(":")[1])
+        assert line > 1
+
+
+def can(
+    user: str | None,
+    password: str | None,
+    broker: Mosquitto,
+    *,
+    sub: str | None = None,
+    pub: str | None = None,
+) -> bool:
+    """Does ``user`` get a message through: subscribe to ``sub`` and receive what ``pub``
+    publishes (with an unrestricted observer on the other side)?"""
+    got = threading.Event()
+    connected: list[Any] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    if user is not None:
+        client.username_pw_set(user, password)
+    client.on_connect = lambda _c, _u, _f, rc, _p: connected.append(rc)
+    client.on_message = lambda _c, _u, _m: got.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    deadline = time.monotonic() + 3
+    while not connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        if not connected or connected[0].is_failure:
+            return False
+        if sub is not None:
+            client.subscribe(sub, qos=1)
+            time.sleep(0.2)
+            ops = mqtt.Client(CallbackAPIVersion.VERSION2)
+            ops.username_pw_set("operations", broker.passwords["operations"])  # type: ignore[attr-defined]
+            ops.connect(broker.host, broker.port)
+            ops.loop_start()
+            ops.publish(sub.replace("#", "x").replace("+", "x"), b"probe", qos=1).wait_for_publish(
+                2
+            )
+            ops.loop_stop()
+            ops.disconnect()
+            return got.wait(1)
+        assert pub is not None
+        observer = mqtt.Client(CallbackAPIVersion.VERSION2)
+        observer.username_pw_set("dashboards", broker.passwords["dashboards"])  # type: ignore[attr-defined]
+        seen = threading.Event()
+        observer.on_message = lambda _c, _u, _m: seen.set()
+        observer.connect(broker.host, broker.port)
+        observer.subscribe("#", qos=1)
+        observer.loop_start()
+        time.sleep(0.2)
+        client.publish(pub, b"probe", qos=1).wait_for_publish(2)
+        result = seen.wait(1)
+        observer.loop_stop()
+        observer.disconnect()
+        return result
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
+    _files, secrets = rendered(tmp_path)
+    out = tmp_path / "out" / "mosquitto"
+    broker = Mosquitto(f"password_file {out / 'passwd'}\nacl_file {out / 'acl'}\n", anonymous=False)
+    broker.passwords = {
+        u: secrets.get(f"mqtt/{u}") for u in ("gw-hasle", "gw-viby", "operations", "dashboards")
+    }  # type: ignore[attr-defined]
+    broker.start()
+    try:
+        hasle, viby = (
+            ("gw-hasle", broker.passwords["gw-hasle"]),
+            ("gw-viby", broker.passwords["gw-viby"]),
+        )  # type: ignore[attr-defined]
+        ops = ("operations", broker.passwords["operations"])  # type: ignore[attr-defined]
+        dash = ("dashboards", broker.passwords["dashboards"])  # type: ignore[attr-defined]
+        assert can(*hasle, broker, sub="openbranch/hasle/control")  # its own command topic
+        assert not can(*hasle, broker, sub="openbranch/viby/control")  # not another's
+        assert not can(*hasle, broker, sub="#")  # not everything
+        assert can(*hasle, broker, pub="openbranch/hasle/main-meter/state")  # its own telemetry
+        assert not can(*hasle, broker, pub="openbranch/viby/main-meter/state")  # not another's
+        assert not can(*hasle, broker, pub="openbranch/hasle/control")  # cannot command itself
+        assert can(*ops, broker, pub="openbranch/viby/control")  # operations may command
+        assert not can(*dash, broker, pub="openbranch/viby/control")  # dashboards only read
+        assert not can(None, None, broker, pub="openbranch/hasle/status")  # anonymous refused
+        assert not can("gw-hasle", "wrong", broker, pub="openbranch/hasle/status")
+        assert can(*viby, broker, pub="openbranch/viby/status")
+    finally:
+        broker.close()
