@@ -23,7 +23,7 @@ def start_or_fail(factory: Callable[[], S]) -> S:
     except ServiceUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"required service unavailable in CI: {exc}")
-        pytest.skip(str(exc))
+        pytest.skip(f"{exc} (outside CI; with CI=true this fails)")
     return service
 
 
