@@ -304,7 +304,9 @@ async def _run(
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)
     summary["timeline"] = timeline
-    armed = [e for e in store.lines(measurement="audit") if "alarm_arm_relay := True" in e.line]
+    armed = [
+        e for e in store.lines(measurement=schema.AUDIT.name) if "alarm_arm_relay := True" in e.line
+    ]
     summary["alarm_armed_at"] = (
         datetime.fromtimestamp(armed[0].time_ns / 1e9, tz).strftime("%H:%M") if armed else None
     )
