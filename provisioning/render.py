@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from edge.config import MqttTransport
+from provisioning.influx import setup_for
 from provisioning.inventory import Branch, Inventory
 from provisioning.secrets import Secrets
 
@@ -151,4 +152,42 @@ def render(inventory: Inventory, secrets: Secrets) -> Mapping[str, str]:
     )
     files["mosquitto/acl"] = _acl(inventory)
     files["mosquitto/openbranch.conf"] = _mosquitto_conf()
+    for branch in inventory.branches:  # per-gateway command keys: in the secrets folder only
+        secrets.get(f"control/{branch.id}")
+    for sink in inventory.defaults.sinks:
+        if sink.type == "influxdb_v1":
+            statements = setup_for(sink.database).statements()
+            files["influxdb/setup.influxql"] = "\n".join([*statements, ""])
+    files["systemd/openbranch-gateway.service"] = SYSTEMD_UNIT
     return files
+
+
+SYSTEMD_UNIT = """\
+# Rendered by `openbranch provision render`. Install as
+# /etc/systemd/system/openbranch-gateway.service with the branch's config at
+# /etc/openbranch/gateway.yaml and its secrets beside it (readable by user openbranch only).
+[Unit]
+Description=OpenBranch gateway
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+User=openbranch
+Group=openbranch
+ExecStart=/opt/openbranch/.venv/bin/openbranch gateway run /etc/openbranch/gateway.yaml
+Restart=always
+RestartSec=5
+# SIGTERM: polls stop, queued readings are committed, in-flight writes finish
+KillSignal=SIGTERM
+TimeoutStopSec=30
+StateDirectory=openbranch
+NoNewPrivileges=true
+ProtectSystem=strict
+ReadWritePaths=/var/lib/openbranch
+ProtectHome=true
+PrivateTmp=true
+
+[Install]
+WantedBy=multi-user.target
+"""

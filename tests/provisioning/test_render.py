@@ -45,6 +45,10 @@ def test_every_rendered_gateway_config_passes_gateway_check(tmp_path: Path) -> N
         assert config.mqtt is not None
         assert config.mqtt.password is not None
         assert config.mqtt.password.file is not None  # a reference, never the value
+    assert "systemd/openbranch-gateway.service" in files
+    assert 'CREATE RETENTION POLICY "raw" ON "libraries"' in files["influxdb/setup.influxql"]
+    for branch in ("dokk1", "hasle", "viby"):  # a command key per gateway, operator-only
+        assert (tmp_path / "secrets" / "control" / branch).exists()
     hasle = load_checked(tmp_path / "out" / "gateways/hasle.yaml")
     assert hasle.closing.occupancy_cap == 120
     assert hasle.hours is not None  # the fleet default

@@ -1,0 +1,33 @@
+"""The InfluxDB setup is applied to a real influxd; a second apply changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+from provisioning.influx import apply, setup_for
+from tests.services import Influxd
+
+
+def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influxd) -> None:
+    db = "p_" + uuid.uuid4().hex[:10]
+    setup = setup_for(db)
+    first = apply(influxd.url, setup)
+    assert first == [
+        f"created database {db}",
+        "created retention policy raw",
+        "created retention policy forever",
+        "created continuous query cq_energy_hourly_forever",
+        "created continuous query cq_occupancy_hourly",
+    ]
+    assert apply(influxd.url, setup) == []  # idempotent
+    policies = influxd.query(f'SHOW RETENTION POLICIES ON "{db}"')["results"][0]["series"][0]
+    rows = {v[0]: dict(zip(policies["columns"], v, strict=True)) for v in policies["values"]}
+    assert rows["raw"]["duration"] == "9600h0m0s"
+    assert rows["raw"]["default"] is True
+    assert rows["forever"]["duration"] == "0s"
+    shown = influxd.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
+    names = {v[0] for s in shown if s["name"] == db for v in s["values"]}
+    assert names == {"cq_energy_hourly_forever", "cq_occupancy_hourly"}
+    changed = apply(influxd.url, setup_for(db, raw_days=800))  # an edit to the inventory
+    assert changed == ["altered retention policy raw"]
+    influxd.query(f'DROP DATABASE "{db}"')
