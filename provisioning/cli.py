@@ -1,41 +1,147 @@
-"""`openbranch provision ...`: render what the inventory describes."""
+"""`openbranch provision ...`: render, plan, apply and rotate what the inventory describes."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edge.registry import default_registry
-from provisioning.inventory import load_inventory
-from provisioning.render import render
+from provisioning import influx
+from provisioning.inventory import Inventory, load_inventory
+from provisioning.render import render, user_of
 from provisioning.secrets import Secrets
 
-__all__ = ["provision_commands"]
+__all__ = ["diff", "provision_commands"]
+
+
+def _load(path: Path) -> Inventory:
+    return load_inventory(path, check_device=default_registry().check_device)
+
+
+def _rendered(args: argparse.Namespace) -> tuple[Inventory, Mapping[str, str]]:
+    inventory = _load(args.inventory)
+    branches = tqdm(
+        inventory.branches,
+        desc="rendering",
+        unit="branch",
+        leave=False,
+        disable=len(inventory.branches) < 20,
+    )
+    for _ in branches:  # rendering is fast; the bar is for fleets of hundreds
+        pass
+    return inventory, render(inventory, Secrets(args.secrets))
+
+
+def diff(files: Mapping[str, str], out: Path) -> dict[str, list[str]]:
+    """Files added, changed and removed against what is rendered in ``out`` now."""
+    old = (
+        {
+            str(p.relative_to(out)): p.read_text(encoding="utf-8")
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+        if out.exists()
+        else {}
+    )
+    return {
+        "added": sorted(set(files) - set(old)),
+        "changed": sorted(n for n in set(files) & set(old) if files[n] != old[n]),
+        "removed": sorted(set(old) - set(files)),
+    }
+
+
+def _print_diff(changes: dict[str, list[str]]) -> int:
+    total = sum(len(v) for v in changes.values())
+    if not total:
+        print("no changes")
+        return 0
+    for kind, names in changes.items():
+        for name in names:
+            print(f"{kind:>8}  {name}")
+    return total
+
+
+def _write(files: Mapping[str, str], out: Path, changes: dict[str, list[str]]) -> None:
+    for name in tqdm(
+        changes["added"] + changes["changed"],
+        desc="writing",
+        unit="file",
+        leave=False,
+        disable=len(files) < 50,
+    ):
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[name], encoding="utf-8")
+    for name in changes["removed"]:
+        (out / name).unlink()
 
 
 def _render(args: argparse.Namespace) -> int:
-    inventory = load_inventory(args.inventory, check_device=default_registry().check_device)
-    files = render(inventory, Secrets(args.secrets))
-    for name, text in tqdm(sorted(files.items()), desc="writing", unit="file", leave=False):
-        path = args.out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    inventory, files = _rendered(args)
+    _write(files, args.out, diff(files, args.out))
     print(f"{args.inventory}: {len(inventory.branches)} branches, {len(files)} files in {args.out}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    _, files = _rendered(args)
+    _print_diff(diff(files, args.out))
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    inventory, files = _rendered(args)
+    changes = diff(files, args.out)
+    _print_diff(changes)
+    _write(files, args.out, changes)
+    if args.influxdb:
+        for sink in inventory.defaults.sinks:
+            if sink.type == "influxdb_v1":
+                for line in influx.apply(args.influxdb, influx.setup_for(sink.database)) or [
+                    "InfluxDB: no changes"
+                ]:
+                    print(line)
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    inventory = _load(args.inventory)
+    branch = next((b for b in inventory.branches if b.id == args.branch), None)
+    if branch is None:
+        print(f"no branch {args.branch!r} in {args.inventory}")
+        return 2
+    secrets = Secrets(args.secrets)
+    for name in (f"mqtt/{user_of(branch)}", f"control/{branch.id}"):
+        secrets.rotate(name)
+        print(f"rotated {name} (install it on the gateway, then apply)")  # never the value
     return 0
 
 
 def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     provision = sub.add_parser("provision", help="render the fleet from its inventory")
     psub = provision.add_subparsers(dest="action", required=True)
-    render_cmd = psub.add_parser("render", help="gateway configs, broker accounts and ACLs")
-    render_cmd.add_argument("inventory", type=Path)
-    render_cmd.add_argument("--out", type=Path, required=True)
-    render_cmd.add_argument(
-        "--secrets",
-        type=Path,
-        default=Path("var/secrets"),
-        help="the operator's secrets folder (created 0700)",
-    )
-    render_cmd.set_defaults(func=_render)
+    for name, func, helptext in (
+        ("render", _render, "write gateway configs, broker accounts, ACLs, InfluxDB setup"),
+        ("plan", _plan, "show what would change against the last render, touching nothing"),
+        ("apply", _apply, "render, write what changed, and apply to live servers"),
+    ):
+        cmd = psub.add_parser(name, help=helptext)
+        cmd.add_argument("inventory", type=Path)
+        cmd.add_argument("--out", type=Path, default=Path("var/render"))
+        cmd.add_argument(
+            "--secrets",
+            type=Path,
+            default=Path("var/secrets"),
+            help="the operator's secrets folder (created 0700)",
+        )
+        if name == "apply":
+            cmd.add_argument("--influxdb", help="InfluxDB 1.x URL to set up")
+        cmd.set_defaults(func=func)
+    rotate = psub.add_parser("rotate", help="new credentials for one branch's gateway")
+    rotate.add_argument("inventory", type=Path)
+    rotate.add_argument("branch")
+    rotate.add_argument("--secrets", type=Path, default=Path("var/secrets"))
+    rotate.set_defaults(func=_rotate)

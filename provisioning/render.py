@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -82,7 +81,8 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
 
 def mosquitto_password_line(user: str, password: str, *, salt: bytes | None = None) -> str:
     """``user:$7$101$salt$hash``: Mosquitto 2's PBKDF2-SHA512 password file entry."""
-    salt = salt if salt is not None else os.urandom(12)
+    if salt is None:  # derived, so an unchanged password renders the same line (plan stays quiet)
+        salt = hashlib.sha256(f"{user}\0{password}".encode()).digest()[:12]
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
     return f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
@@ -137,10 +137,16 @@ def _mosquitto_conf(port: int = 8883) -> str:
     )
 
 
-def render(inventory: Inventory, secrets: Secrets) -> Mapping[str, str]:
-    """Every rendered file, by path relative to the output folder."""
+def render(
+    inventory: Inventory,
+    secrets: Secrets,
+    *,
+    progress: Callable[[list[Branch]], Iterable[Branch]] = iter,
+) -> Mapping[str, str]:
+    """Every rendered file, by path relative to the output folder (``progress`` wraps the
+    loop over branches, e.g. with a progress bar)."""
     files: dict[str, str] = {}
-    for branch in inventory.branches:
+    for branch in progress(list(inventory.branches)):
         files[f"gateways/{branch.id}.yaml"] = (
             f"# Gateway config for {branch.name}, rendered from the {inventory.municipality.name}"
             " inventory.\n# Secrets are files on the gateway, never values here.\n"

@@ -177,3 +177,17 @@ def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
         assert can(*viby, broker, pub="openbranch/viby/status")
     finally:
         broker.close()
+
+
+def test_both_example_inventories_render_valid_gateway_configs(tmp_path: Path) -> None:
+    for example in ("aarhus", "copenhagen"):
+        path = ROOT / "examples" / "inventories" / f"{example}.yaml"
+        inventory = load_inventory(path, check_device=default_registry().check_device)
+        files = render(inventory, Secrets(tmp_path / example / "secrets"))
+        for name, text in files.items():
+            target = tmp_path / example / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            if name.startswith("gateways/"):
+                load_checked(target)
+        assert len([n for n in files if n.startswith("gateways/")]) == len(inventory.branches)
