@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
 
+from dashboards.fleet import DATASOURCE, fleet_overview
 from edge.config import MqttTransport
 from provisioning.influx import setup_for
 from provisioning.inventory import Branch, Inventory
@@ -165,7 +167,52 @@ def render(
             statements = setup_for(sink.database).statements()
             files["influxdb/setup.influxql"] = "\n".join([*statements, ""])
     files["systemd/openbranch-gateway.service"] = SYSTEMD_UNIT
+    files.update(_grafana(inventory))
     return files
+
+
+GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards/openbranch"  # where the render is installed
+
+
+def _grafana(inventory: Inventory) -> dict[str, str]:
+    """Grafana provisioning: the InfluxDB data source and a dashboard folder per municipality."""
+    m = inventory.municipality
+    sink = next((s for s in inventory.defaults.sinks if s.type == "influxdb_v1"), None)
+    if sink is None:
+        return {}
+    datasource = {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": "OpenBranch InfluxDB",
+                "uid": DATASOURCE["uid"],
+                "type": "influxdb",
+                "access": "proxy",
+                "url": sink.url,
+                "user": DASHBOARDS,
+                "jsonData": {"dbName": sink.database, "httpMode": "GET"},
+                "secureJsonData": {"password": "$__file{/etc/grafana/secrets/openbranch-influxdb}"},
+            }
+        ],
+    }
+    provider = {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": f"openbranch-{m.id}",
+                "folder": m.name,
+                "type": "file",
+                "disableDeletion": True,
+                "options": {"path": f"{GRAFANA_DASHBOARDS}/{m.id}"},
+            }
+        ],
+    }
+    dump = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True)  # noqa: E731
+    return {
+        "grafana/provisioning/datasources/openbranch.yaml": dump(datasource),
+        "grafana/provisioning/dashboards/openbranch.yaml": dump(provider),
+        f"grafana/dashboards/{m.id}/fleet.json": json.dumps(fleet_overview(m.id), indent=2),
+    }
 
 
 SYSTEMD_UNIT = """\

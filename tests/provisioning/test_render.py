@@ -191,3 +191,27 @@ def test_both_example_inventories_render_valid_gateway_configs(tmp_path: Path) -
             if name.startswith("gateways/"):
                 load_checked(target)
         assert len([n for n in files if n.startswith("gateways/")]) == len(inventory.branches)
+
+
+def test_grafana_provisioning_points_at_dashboards_in_the_render(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    files, _secrets = rendered(tmp_path)
+    sources = yaml.safe_load(files["grafana/provisioning/datasources/openbranch.yaml"])
+    assert sources["apiVersion"] == 1
+    (source,) = sources["datasources"]
+    assert {"name", "uid", "type", "url", "jsonData"} <= set(source)
+    assert source["type"] == "influxdb"
+    assert source["jsonData"]["dbName"] == "libraries"
+    assert "password" not in source  # only as a file reference in secureJsonData
+    providers = yaml.safe_load(files["grafana/provisioning/dashboards/openbranch.yaml"])
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["folder"] == "Aarhus Kommune"
+    folder = provider["options"]["path"].rsplit("/", 1)[1]
+    dashboards = [n for n in files if n.startswith(f"grafana/dashboards/{folder}/")]
+    assert dashboards == [f"grafana/dashboards/{folder}/fleet.json"]
+    board = json.loads(files[dashboards[0]])
+    assert all(p["datasource"]["uid"] == source["uid"] for p in board["panels"])
