@@ -58,6 +58,9 @@ class Branch(_Model):
     devices: list[DeviceConfig] = Field(default_factory=list)
     actuators: list[Actuator] = Field(default_factory=list)
     fire_alarm_device: str | None = None
+    local_broker: bool = Field(
+        default=False, description="the branch runs its own Mosquitto, bridged to the central one"
+    )
 
 
 class Inventory(_Model):

@@ -123,17 +123,56 @@ def _acl(inventory: Inventory) -> str:
     return "\n".join(lines)
 
 
-def _mosquitto_conf(port: int = 8883) -> str:
+def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
     return "\n".join(
         [
             "# Rendered by `openbranch provision render`; include from mosquitto.conf.",
             "per_listener_settings false",
-            f"listener {port}",
-            "certfile /etc/mosquitto/certs/server.crt",
-            "keyfile /etc/mosquitto/certs/server.key",
             "allow_anonymous false",
             "password_file /etc/mosquitto/openbranch/passwd",
             "acl_file /etc/mosquitto/openbranch/acl",
+            "",
+            "# Gateways, operators and dashboards: TLS and a password.",
+            f"listener {port}",
+            "certfile /etc/mosquitto/certs/server.crt",
+            "keyfile /etc/mosquitto/certs/server.key",
+            "",
+            "# Bridges from branches with a local broker: TLS client certificates whose common",
+            "# name is the gateway's user (gw-<branch>), so the same ACL applies.",
+            f"listener {bridge_port}",
+            "certfile /etc/mosquitto/certs/server.crt",
+            "keyfile /etc/mosquitto/certs/server.key",
+            "cafile /etc/mosquitto/certs/branches-ca.crt",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "",
+        ]
+    )
+
+
+def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> str:
+    """For a branch's own Mosquitto: forward the gateway's topics, bring its commands in."""
+    central = inventory.defaults.mqtt
+    host = central.host if central is not None else "mqtt.example"
+    own = f"{TOPIC_PREFIX}/{branch.id}"
+    return "\n".join(
+        [
+            f"# Rendered for {branch.name}: install on the branch's local Mosquitto.",
+            "# Authenticates with a client certificate (CN = the gateway's user); no password",
+            "# is written here.",
+            "connection openbranch-central",
+            f"address {host}:{bridge_port}",
+            f"remote_clientid bridge-{branch.id}",
+            "bridge_protocol_version mqttv311",
+            "bridge_cafile /etc/mosquitto/certs/central-ca.crt",
+            f"bridge_certfile /etc/mosquitto/certs/{user_of(branch)}.crt",
+            f"bridge_keyfile /etc/mosquitto/certs/{user_of(branch)}.key",
+            "cleansession false",
+            "notifications false",
+            f"topic {own}/status out 1",
+            f"topic {own}/+/state out 1",
+            f"topic {own}/+/availability out 1",
+            f"topic {own}/control in 1",
             "",
         ]
     )
@@ -160,6 +199,9 @@ def render(
     )
     files["mosquitto/acl"] = _acl(inventory)
     files["mosquitto/openbranch.conf"] = _mosquitto_conf()
+    for branch in inventory.branches:
+        if branch.local_broker:
+            files[f"mosquitto/bridges/{branch.id}.conf"] = _bridge(inventory, branch)
     for branch in inventory.branches:  # per-gateway command keys: in the secrets folder only
         secrets.get(f"control/{branch.id}")
     for sink in inventory.defaults.sinks:

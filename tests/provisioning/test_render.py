@@ -215,3 +215,16 @@ def test_grafana_provisioning_points_at_dashboards_in_the_render(tmp_path: Path)
     assert dashboards == [f"grafana/dashboards/{folder}/fleet.json"]
     board = json.loads(files[dashboards[0]])
     assert all(p["datasource"]["uid"] == source["uid"] for p in board["panels"])
+
+
+def test_bridge_for_a_branch_with_a_local_broker_carries_no_secret(tmp_path: Path) -> None:
+    files, _secrets = rendered(tmp_path)
+    assert [n for n in files if n.startswith("mosquitto/bridges/")] == [
+        "mosquitto/bridges/viby.conf"
+    ]
+    bridge = files["mosquitto/bridges/viby.conf"].splitlines()
+    assert "address mqtt.aarhus.example:8884" in bridge
+    assert "topic openbranch/viby/control in 1" in bridge
+    assert "topic openbranch/viby/+/state out 1" in bridge
+    assert not any(line.startswith("remote_password") for line in bridge)
+    assert "use_identity_as_username true" in files["mosquitto/openbranch.conf"]
