@@ -8,9 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dashboards.fleet import fleet_overview
 from edge.registry import default_registry
-from provisioning import influx
-from provisioning.inventory import Inventory, load_inventory
+from provisioning import grafana, influx
+from provisioning.inventory import Inventory, inventory_json_schema, load_inventory
 from provisioning.render import render, user_of
 from provisioning.secrets import Secrets
 
@@ -97,6 +98,17 @@ def _apply(args: argparse.Namespace) -> int:
     changes = diff(files, args.out)
     _print_diff(changes)
     _write(files, args.out, changes)
+    if args.grafana:
+        token = Path(args.grafana_token_file).read_text(encoding="utf-8").strip()
+        m = inventory.municipality
+        for line in grafana.push(
+            args.grafana,
+            token,
+            folder=m.name,
+            folder_uid=f"openbranch-{m.id}",
+            dashboards=[fleet_overview(m.id)],
+        ) or ["Grafana: no changes"]:
+            print(line)
     if args.influxdb:
         for sink in inventory.defaults.sinks:
             if sink.type == "influxdb_v1":
@@ -104,6 +116,11 @@ def _apply(args: argparse.Namespace) -> int:
                     "InfluxDB: no changes"
                 ]:
                     print(line)
+    return 0
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    print(inventory_json_schema())
     return 0
 
 
@@ -139,7 +156,11 @@ def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         )
         if name == "apply":
             cmd.add_argument("--influxdb", help="InfluxDB 1.x URL to set up")
+            cmd.add_argument("--grafana", help="Grafana URL to push the dashboards to")
+            cmd.add_argument("--grafana-token-file", help="a file holding a Grafana API token")
         cmd.set_defaults(func=func)
+    schema = psub.add_parser("schema", help="print the JSON Schema of inventories")
+    schema.set_defaults(func=_schema)
     rotate = psub.add_parser("rotate", help="new credentials for one branch's gateway")
     rotate.add_argument("inventory", type=Path)
     rotate.add_argument("branch")

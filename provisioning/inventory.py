@@ -7,6 +7,7 @@ catch duplicate ids, unknown profiles and two devices on one unit id of one bus.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,14 @@ from edge.policy import ClosingPolicy
 from edge.reconciler import Actuator
 from edge.yamlsource import ConfigError, Document, Problem, load_yaml, validate
 
-__all__ = ["Branch", "Defaults", "Inventory", "Municipality", "load_inventory"]
+__all__ = [
+    "Branch",
+    "Defaults",
+    "Inventory",
+    "Municipality",
+    "inventory_json_schema",
+    "load_inventory",
+]
 
 Identifier = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -50,6 +58,7 @@ class Branch(_Model):
     name: str
     address: str = ""
     floor_area_m2: float = Field(gt=0)
+    timezone: str | None = Field(default=None, description="default: the municipality's")
     price_area: Literal["DK1", "DK2"] | None = None
     heat_supplier: str | None = None
     zones: list[str] = Field(default_factory=list)
@@ -119,3 +128,10 @@ def load_inventory(path: Path | str, *, check_device: DeviceCheck | None = None)
     inventory = validate(Inventory, doc)
     _cross_check(inventory, doc, check_device)
     return inventory
+
+
+def inventory_json_schema() -> str:
+    schema = Inventory.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "OpenBranch fleet inventory"
+    return json.dumps(schema, indent=2)

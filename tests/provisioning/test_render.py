@@ -228,3 +228,14 @@ def test_bridge_for_a_branch_with_a_local_broker_carries_no_secret(tmp_path: Pat
     assert "topic openbranch/viby/+/state out 1" in bridge
     assert not any(line.startswith("remote_password") for line in bridge)
     assert "use_identity_as_username true" in files["mosquitto/openbranch.conf"]
+
+
+def test_inventory_json_schema_for_editors() -> None:
+    import json
+
+    from provisioning.inventory import inventory_json_schema
+
+    schema = json.loads(inventory_json_schema())
+    assert schema["title"] == "OpenBranch fleet inventory"
+    assert set(schema["required"]) == {"municipality", "branches"}
+    assert "floor_area_m2" in json.dumps(schema)
