@@ -1,15 +1,44 @@
-"""Push the rendered dashboards to a live Grafana through grafana-client, idempotently: a
-dashboard whose content already matches is left alone, so a second push changes nothing."""
+"""Push the rendered dashboards to a live Grafana through its HTTP API, idempotently: a
+dashboard whose content already matches is left alone, so a second push changes nothing.
+
+This speaks the four endpoints it needs with the standard library instead of grafana-client:
+grafana-client (4.x and 5.x) depends on niquests, which installs urllib3-future over urllib3
+for the whole environment, and with it requests and influxdb-client leaked sockets in our test
+suite (see docs/DECISIONS.md #22).
+"""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaClientError
+__all__ = ["GrafanaError", "push"]
 
-__all__ = ["push"]
+
+class GrafanaError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"Grafana {status}: {message}")
+
+
+class _Api:
+    def __init__(self, url: str, token: str) -> None:
+        self._url = url.rstrip("/") + "/api"
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the operator's Grafana URL
+            self._url + path, data=data, method=method, headers=self._headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise GrafanaError(exc.code, exc.read().decode(errors="replace")) from None
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -23,22 +52,24 @@ def push(
     url: str, token: str, *, folder: str, folder_uid: str, dashboards: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """Create the folder if needed and every dashboard that differs; return what changed."""
-    api = GrafanaApi.from_url(url, credential=token)
+    api = _Api(url, token)
     changes: list[str] = []
-    if folder_uid not in {f["uid"] for f in api.folder.get_all_folders()}:
-        api.folder.create_folder(folder, uid=folder_uid)
+    if folder_uid not in {f["uid"] for f in api.call("GET", "/folders")}:
+        api.call("POST", "/folders", {"uid": folder_uid, "title": folder})
         changes.append(f"created folder {folder}")
     for dashboard in dashboards:
         try:
-            current = api.dashboard.get_dashboard(dashboard["uid"])["dashboard"]
-        except GrafanaClientError as exc:
-            if exc.status_code != 404:
+            current = api.call("GET", f"/dashboards/uid/{dashboard['uid']}")["dashboard"]
+        except GrafanaError as exc:
+            if exc.status != 404:
                 raise
             current = None
         if current is not None and _same(current, dashboard):
             continue
-        api.dashboard.update_dashboard(
-            {"dashboard": dict(dashboard), "folderUid": folder_uid, "overwrite": True}
+        api.call(
+            "POST",
+            "/dashboards/db",
+            {"dashboard": dict(dashboard), "folderUid": folder_uid, "overwrite": True},
         )
         changes.append(f"{'updated' if current else 'created'} dashboard {dashboard['title']}")
     return changes

@@ -1,9 +1,9 @@
-"""Pushing dashboards with grafana-client is idempotent.
+"""Pushing dashboards to Grafana's HTTP API is idempotent.
 
 Grafana is not installable on these machines, so this runs against a small stand-in HTTP
 server implementing the four endpoints the push uses (GET/POST /api/folders, GET
 /api/dashboards/uid/<uid>, POST /api/dashboards/db), storing what it is sent. It checks the
-requests grafana-client makes and our idempotence, not Grafana itself.
+requests the push makes and our idempotence, not Grafana itself.
 """
 
 from __future__ import annotations
@@ -72,15 +72,17 @@ def grafana() -> Iterator[str]:
     server.server_close()
 
 
+ARGS = {"folder": "Aarhus Kommune", "folder_uid": "openbranch-aarhus"}
+
+
 def test_push_creates_then_changes_nothing_then_updates(grafana: str) -> None:
     board = fleet_overview("aarhus")
-    args = {"folder": "Aarhus Kommune", "folder_uid": "openbranch-aarhus"}
-    assert push(grafana, "t0ken", dashboards=[board], **args) == [
+    assert push(grafana, "t0ken", dashboards=[board], **ARGS) == [
         "created folder Aarhus Kommune",
         "created dashboard Fleet overview — aarhus",
     ]
-    assert push(grafana, "t0ken", dashboards=[board], **args) == []
+    assert push(grafana, "t0ken", dashboards=[board], **ARGS) == []
     edited = dict(board, refresh="5m")
-    assert push(grafana, "t0ken", dashboards=[edited], **args) == [
+    assert push(grafana, "t0ken", dashboards=[edited], **ARGS) == [
         "updated dashboard Fleet overview — aarhus"
     ]
