@@ -6,6 +6,9 @@ point), the same for the naive path (one HTTP write per message, as Home Assista
 integration does), their ratio, and the gateway process's peak RSS.
 
     .venv/bin/python bench/ingest.py [--messages 200000] [--devices 40]
+
+Set PYSPY=/tmp/profile.txt to record the gateway process with py-spy (raw format) while the
+messages flow (pip install py-spy first); that is how the v5 bottleneck was found.
 """
 
 from __future__ import annotations
