@@ -2,9 +2,9 @@
 
 For a config with every shipped profile it prints, per profile, the requests per poll cycle
 with the planner, with one request per point (what Home Assistant and the ThingsBoard gateway do
-by default), and the lower bound for that register set under the 125-register limit. Then it
-polls 50 simulated devices on loopback (real Modbus TCP servers built from the profiles) both
-ways and prints the wall time of a poll cycle.
+by default), and the lower bound for that register set under the 125-register limit and the
+profile's max_gap. Then it polls 50 simulated devices on loopback (real Modbus TCP servers built
+from the profiles) both ways and prints the wall time of a poll cycle.
 
     .venv/bin/python bench/modbus_plan.py [--devices 50] [--cycles 20]
 """
@@ -36,7 +36,7 @@ def counts(profile: ModbusProfile) -> tuple[int, int, int]:
             p.footprint() for p in profile.points if p.measurement is not None and p.group == group
         ]
         planned += len(plan(mine, max_gap=profile.max_gap, holes=holes))
-        bound += lower_bound(mine, holes=holes)
+        bound += lower_bound(mine, holes=holes, max_gap=profile.max_gap)
     return planned, len(points), bound
 
 

@@ -46,6 +46,18 @@ class ConfigError(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class LocatedValueError(ValueError):
+    """A validator's error about one part of the value it checks (``loc`` is relative to it).
+
+    A model validator sees the whole model; raising this names the element at fault (say
+    ``("points", 3)``) so the problem is reported at that element's line, not the model's.
+    """
+
+    def __init__(self, loc: Location, message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
 def format_loc(loc: Location) -> str:
     out = ""
     for part in loc:
@@ -143,7 +155,11 @@ def validate(model: type[M], document: Document, *, context: dict[str, Any] | No
 
 def _problems(exc: ValidationError, document: Document) -> Iterable[Problem]:
     for err in exc.errors(include_url=False):
-        loc = _data_loc(document.data, tuple(err["loc"]))
+        raw = tuple(err["loc"])
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, LocatedValueError):
+            raw = (*raw, *cause.loc)
+        loc = _data_loc(document.data, raw)
         yield document.problem(loc, _message(err))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge import schema
+from edge.yamlsource import LocatedValueError
 from integrations.modbus.planner import Footprint, Hole
 from integrations.modbus.register import ByteOrder, DataType, Table, word_count
 from integrations.profile import Catalogue, Point, Profile
@@ -133,7 +134,7 @@ class ModbusProfile(Profile[ModbusPoint]):
     @model_validator(mode="after")
     def _layout(self) -> ModbusProfile:
         taken: dict[tuple[Table, int], ModbusPoint] = {}
-        for point in self.points:
+        for i, point in enumerate(self.points):
             for address in range(point.address, point.address + point.count):
                 other = taken.get((point.table, address))
                 bits = (
@@ -142,8 +143,9 @@ class ModbusProfile(Profile[ModbusPoint]):
                     and other.type is DataType.BITS
                 )
                 if other is not None and not (bits and other.bit != point.bit):
-                    raise ValueError(
-                        f"point {point.id} overlaps point {other.id} at {point.table} {address}"
+                    raise LocatedValueError(
+                        ("points", i),
+                        f"point {point.id} overlaps point {other.id} at {point.table} {address}",
                     )
                 taken[(point.table, address)] = point
             for hole in self.holes:
@@ -152,8 +154,9 @@ class ModbusProfile(Profile[ModbusPoint]):
                     and point.address <= hole.end
                     and hole.start < point.address + point.count
                 ):
-                    raise ValueError(
-                        f"point {point.id} lies in the unreadable range {hole.start}..{hole.end}"
+                    raise LocatedValueError(
+                        ("points", i),
+                        f"point {point.id} lies in the unreadable range {hole.start}..{hole.end}",
                     )
         return self
 
