@@ -1,54 +1,111 @@
-"""The branch calendar: which mode the branch is in at any instant, and when it changes.
+"""The branch calendar: which mode a branch is in at any instant, and when that changes.
 
-Resolution order for a local day: manual override > dated exception > municipality closure >
-holiday rule > weekly pattern; any time nothing covers is ``closed``. All interval times are
-local wall-clock times in the branch's zone, read the way a person reads published hours:
+A branch's opening hours are data (``OpeningHours``, embedded in the gateway config as
+``hours:`` and in the fleet inventory); ``Calendar`` answers questions about them. This module
+is pure: it never reads a clock and does no I/O — every answer is for the instant or range the
+caller passes in.
 
-- ``24:00`` is the end of the day;
-- on the spring-forward day a time inside the missing hour means the moment the clocks jump
-  (``02:30`` starts at ``03:00``), and an interval ``01:00-04:00`` lasts two real hours;
-- on the fall-back day a time inside the repeated hour means its first occurrence, and
-  ``01:00-04:00`` lasts four real hours.
+The YAML shape (all times local wall-clock ``HH:MM``, quoted, ``24:00`` allowed as an end)::
 
-Danish public holidays come from the pinned ``holidays`` package (Store Bededag is gone from
-2024). The optional days — 1 May, 5 June, 24 and 31 December — each have their own policy.
+    weekly:                               # mon tue wed thu fri sat sun; a missing day is closed
+      mon:
+        - {start: "08:00", end: "10:00", mode: self_service}
+        - {start: "10:00", end: "16:00", mode: staffed}
+        - {start: "16:00", end: "22:00", mode: self_service}
+      sat:
+        - {start: "10:00", end: "24:00", mode: self_service}
+    holidays:                             # each: closed | normal | a list of intervals
+      public: closed                      # every Danish public holiday (the default)
+      may_1: normal                       # Workers' Day (default: normal)
+      june_5: [{start: "10:00", end: "14:00", mode: self_service}]   # Constitution Day
+      dec_24: closed                      # Christmas Eve (default: closed)
+      dec_31: closed                      # New Year's Eve (default: closed)
+    exceptions:                           # replace the whole local day
+      - {date: 2026-12-23, reason: "reading night",
+         intervals: [{start: "10:00", end: "21:00", mode: staffed}]}
+      - {date: 2026-11-27, closed: true, reason: "staff training"}
+    municipality_closures:                # given to every branch by the inventory
+      - {date: 2027-01-02, reason: "municipal closing day"}
 
-Pure: no clock is read; every answer is for the instant or range asked about.
+Resolution, per instant: manual override > dated exception > municipality closure > holiday
+rule > weekly pattern; any time nothing covers is ``closed`` (source ``default``). The modes
+``emergency`` and ``maintenance`` are never set by the calendar, only by overrides.
+
+Holidays: the public ones come from the pinned ``holidays`` package (``DK``, category
+``public``; Store Bededag is gone from 2024). The optional days are written down here
+(``OPTIONAL_DAYS``: 1 May, 5 June, 24 and 31 December) so that a package update cannot change
+a branch's hours silently; a test checks that the package still agrees. When an optional day is
+also a public holiday (5 June 2028 is Whit Monday) the public rule applies.
+
+Clock changes — times are read the way a person reads published hours:
+
+- ``24:00`` is the end of the day, the same instant as the next day's ``00:00``;
+- on the spring-forward day (Copenhagen 2026-03-29, 02:00 -> 03:00) a time inside the missing
+  hour means the moment the clocks jump: ``02:30`` starts at 03:00, ``01:00-04:00`` lasts two
+  real hours, and an interval wholly inside the missing hour does not happen;
+- on the fall-back day (2026-10-25, 03:00 -> 02:00) a time inside the repeated hour means its
+  first occurrence: ``02:30`` is the first 02:30 (CEST), ``01:00-04:00`` lasts four real hours.
+
+Errors: bad hours fail pydantic validation with the offending item located, so through
+``edge.yamlsource.validate`` they read ``hours.yaml:7: weekly.mon[1]: 15:00-18:00 overlaps
+08:00-16:00``. The ``Calendar`` methods raise ``ValueError`` for naive datetimes and reversed
+ranges (programming errors, not configuration errors).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-import holidays
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+import holidays as holiday_data
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge import schema
 
 __all__ = [
+    "CALENDAR_MODES",
+    "OPTIONAL_DAYS",
+    "WEEKDAYS",
     "Calendar",
+    "Closure",
+    "DatedException",
+    "DayHours",
     "DayRule",
-    "Exception_",
     "HolidayPolicy",
     "Interval",
     "Mode",
     "OpeningHours",
     "Override",
     "Resolution",
+    "Source",
     "Span",
     "Transition",
+    "Weekly",
 ]
 
 
 class Mode(StrEnum):
+    """A branch's mode; the values are the ``branch_mode`` measurement's ``mode`` choices."""
+
     CLOSED = "closed"
     STAFFED = "staffed"
     SELF_SERVICE = "self_service"
@@ -56,23 +113,87 @@ class Mode(StrEnum):
     MAINTENANCE = "maintenance"  # set by people only
 
 
-assert {m.value for m in Mode} == set(schema.BRANCH_MODE_MODE.choices)
+if [m.value for m in Mode] != list(schema.BRANCH_MODE_MODE.choices):
+    raise ImportError(
+        f"edge.calendar.Mode {[m.value for m in Mode]} differs from the schema's branch_mode "
+        f"choices {list(schema.BRANCH_MODE_MODE.choices)}"
+    )
 
-CALENDAR_MODES = (Mode.CLOSED, Mode.STAFFED, Mode.SELF_SERVICE)
+#: The modes a calendar may schedule; the others are set by events and people.
+CALENDAR_MODES: tuple[Mode, ...] = tuple(
+    m for m in Mode if m not in (Mode.EMERGENCY, Mode.MAINTENANCE)
+)
+
+_MODE_VALUES = frozenset(m.value for m in Mode)
+
+Source = Literal["override", "exception", "municipality", "holiday", "weekly", "default"]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
+DAY_MINUTES = 24 * 60
+
+#: The optional Danish days: policy field -> (month, day, name). Written out here on purpose.
+OPTIONAL_DAYS: Mapping[str, tuple[int, int, str]] = {
+    "may_1": (5, 1, "Workers' Day"),
+    "june_5": (6, 5, "Constitution Day"),
+    "dec_24": (12, 24, "Christmas Eve"),
+    "dec_31": (12, 31, "New Year's Eve"),
+}
+_OPTIONAL_BY_DATE = {(m, d): (field, name) for field, (m, d, name) in OPTIONAL_DAYS.items()}
+
+
+# --- configuration models ------------------------------------------------------------------
+
+
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 
 
-def _clock_time(text: str) -> str:
-    if not _CLOCK.match(text):
-        raise ValueError(f"{text!r} is not a time of day (HH:MM, 00:00 to 24:00)")
-    return text
+def _clock_time(value: object) -> object:
+    """Accept ``HH:MM`` (00:00..24:00); explain YAML's reading of unquoted ``16:00``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 60 <= value <= DAY_MINUTES:
+        hh, mm = divmod(value, 60)
+        raise ValueError(
+            f'write times in quotes ("{hh:02d}:{mm:02d}"): YAML reads an unquoted '
+            f"{hh}:{mm:02d} as the number {value}"
+        )
+    if not isinstance(value, str) or not _CLOCK.match(value):
+        raise ValueError(f"{value!r} is not a time of day (HH:MM, 00:00 to 24:00)")
+    return value
 
 
-ClockTime = Annotated[str, AfterValidator(_clock_time)]
+ClockTime = Annotated[
+    str,
+    BeforeValidator(_clock_time),
+    WithJsonSchema({"type": "string", "pattern": _CLOCK.pattern}),
+]
 
 
-def _minutes(text: str) -> int:
-    hours, minutes = text.split(":")
+def _known_mode(value: object) -> object:
+    if isinstance(value, str) and value not in _MODE_VALUES:
+        raise ValueError(f"{value!r} is not a mode; use one of {', '.join(CALENDAR_MODES)}")
+    return value
+
+
+def _calendar_mode(mode: Mode) -> Mode:
+    if mode not in CALENDAR_MODES:
+        raise ValueError(
+            f"{mode} is set by events and people, not by the calendar; "
+            f"use one of {', '.join(CALENDAR_MODES)}"
+        )
+    return mode
+
+
+#: A mode the calendar may schedule, with a plain message for the others.
+CalendarMode = Annotated[
+    Mode,
+    BeforeValidator(_known_mode),
+    AfterValidator(_calendar_mode),
+    WithJsonSchema({"type": "string", "enum": [m.value for m in CALENDAR_MODES]}),
+]
+
+
+@lru_cache(maxsize=2048)
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
     return int(hours) * 60 + int(minutes)
 
 
@@ -81,33 +202,78 @@ class _Model(BaseModel):
 
 
 class Interval(_Model):
+    """``mode`` from ``start`` to ``end`` (local wall-clock times of one day, end exclusive)."""
+
     start: ClockTime
     end: ClockTime
-    mode: Literal["closed", "staffed", "self_service"]
+    mode: CalendarMode
 
     @model_validator(mode="after")
     def _ordered(self) -> Interval:
-        if _minutes(self.end) <= _minutes(self.start) or self.start == "24:00":
-            raise ValueError(f"{self.start}-{self.end}: the end must come after the start")
+        if self.end_minute <= self.start_minute:
+            raise ValueError(f"{self}: the end must come after the start")
         return self
+
+    @property
+    def start_minute(self) -> int:
+        return _minutes(self.start)
+
+    @property
+    def end_minute(self) -> int:
+        return _minutes(self.end)
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"
 
 
-def _no_overlaps(intervals: Sequence[Interval]) -> Sequence[Interval]:
-    ordered = sorted(intervals, key=lambda i: _minutes(i.start))
-    for a, b in itertools.pairwise(ordered):
-        if _minutes(b.start) < _minutes(a.end):
-            raise ValueError(f"{b} overlaps {a}")
+def _no_overlaps(intervals: list[Interval]) -> list[Interval]:
+    """Reject overlaps: an item that overlaps an earlier item of the list is the error."""
+    errors: list[InitErrorDetails] = []
+    for j, later in enumerate(intervals):
+        for earlier in intervals[:j]:
+            if earlier.start_minute < later.end_minute and later.start_minute < earlier.end_minute:
+                errors.append(_error((j,), later, f"{later} overlaps {earlier}"))
+                break
+    if errors:
+        raise ValidationError.from_exception_data("Day", errors)
     return intervals
 
 
+def _error(loc: tuple[str | int, ...], value: object, message: str) -> InitErrorDetails:
+    """A located validation error (pydantic prefixes the location of the enclosing field)."""
+    return {
+        "type": PydanticCustomError("calendar", "{message}", {"message": message}),
+        "loc": loc,
+        "input": value,
+    }
+
+
+#: One day's intervals, in any order, not overlapping.
 Day = Annotated[list[Interval], AfterValidator(_no_overlaps)]
-DayRule = Literal["closed", "normal"] | Day
+
+
+def _day_rule_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "word"
+    if isinstance(value, list | tuple):
+        return "intervals"
+    return None
+
+
+#: What a holiday does to the day: ``closed``, ``normal`` (the weekly pattern) or intervals.
+DayRule = Annotated[
+    Annotated[Literal["closed", "normal"], Tag("word")] | Annotated[Day, Tag("intervals")],
+    Discriminator(
+        _day_rule_kind,
+        custom_error_type="day_rule",
+        custom_error_message="use closed, normal or a list of intervals",
+    ),
+]
 
 
 class Weekly(_Model):
+    """The usual week: a list of intervals per weekday; a day without intervals is closed."""
+
     mon: Day = Field(default_factory=list)
     tue: Day = Field(default_factory=list)
     wed: Day = Field(default_factory=list)
@@ -117,11 +283,13 @@ class Weekly(_Model):
     sun: Day = Field(default_factory=list)
 
     def day(self, weekday: int) -> list[Interval]:
-        return [self.mon, self.tue, self.wed, self.thu, self.fri, self.sat, self.sun][weekday]
+        """The intervals of ``weekday`` (0 = Monday, as ``date.weekday()``)."""
+        intervals: list[Interval] = getattr(self, WEEKDAYS[weekday])
+        return intervals
 
 
 class HolidayPolicy(_Model):
-    """What public holidays and each optional day do to the weekly pattern."""
+    """What Danish public holidays, and each optional day, do to the weekly pattern."""
 
     public: DayRule = "closed"
     may_1: DayRule = "normal"
@@ -130,241 +298,348 @@ class HolidayPolicy(_Model):
     dec_31: DayRule = "closed"
 
 
-OPTIONAL_DAYS: Mapping[tuple[int, int], str] = {
-    (5, 1): "may_1",
-    (6, 5): "june_5",
-    (12, 24): "dec_24",
-    (12, 31): "dec_31",
-}
-
-
-class Exception_(_Model):  # noqa: N801 - "Exception" is Python's
-    """A dated exception: special hours, or closed, for one whole day."""
+class DatedException(_Model):
+    """One local day with its own hours (``intervals``) or ``closed: true``; replaces the day."""
 
     date: date
-    intervals: Day = Field(default_factory=list)
+    intervals: Day | None = None
     closed: bool = False
     reason: str = ""
 
     @model_validator(mode="after")
-    def _one_of(self) -> Exception_:
-        if self.closed and self.intervals:
-            raise ValueError(f"{self.date}: closed, or intervals, not both")
+    def _one_of(self) -> DatedException:
+        if self.closed == bool(self.intervals):
+            raise ValueError(f"{self.date}: give either intervals or closed: true")
         return self
 
 
 class Closure(_Model):
-    """A municipality-wide closing day."""
+    """A municipality-wide closing day: closed, unless the branch has its own exception."""
 
     date: date
     reason: str = ""
 
 
+def _unique_dates(items: Sequence[DatedException | Closure], field: str) -> None:
+    first: dict[date, int] = {}
+    errors: list[InitErrorDetails] = []
+    for i, item in enumerate(items):
+        if item.date in first:
+            message = f"{item.date} is already in {field}[{first[item.date]}]"
+            errors.append(_error((field, i, "date"), item.date, message))
+        first.setdefault(item.date, i)
+    if errors:
+        raise ValidationError.from_exception_data("OpeningHours", errors)
+
+
 class OpeningHours(_Model):
+    """A branch's opening hours: weekly pattern, holiday policy, exceptions, closures."""
+
     weekly: Weekly = Field(default_factory=Weekly)
     holidays: HolidayPolicy = Field(default_factory=HolidayPolicy)
-    exceptions: list[Exception_] = Field(default_factory=list)
+    exceptions: list[DatedException] = Field(default_factory=list)
     municipality_closures: list[Closure] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_dates(self) -> OpeningHours:
-        seen: set[date] = set()
-        for e in self.exceptions:
-            if e.date in seen:
-                raise ValueError(f"two exceptions for {e.date}")
-            seen.add(e.date)
+    def _one_entry_per_date(self) -> OpeningHours:
+        _unique_dates(self.exceptions, "exceptions")
+        _unique_dates(self.municipality_closures, "municipality_closures")
         return self
+
+
+# --- answers -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """A person's decision: ``mode`` from ``start`` until ``end`` (aware datetimes)."""
+    """A person's decision: ``mode`` from ``start`` until ``end`` (aware datetimes).
+
+    Overlapping overrides: the one that starts later wins; on equal starts, the later in the
+    sequence given.
+    """
 
     mode: Mode
     start: datetime
     end: datetime
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        _aware(self.start, "Override.start")
+        _aware(self.end, "Override.end")
+        if self.end <= self.start:
+            raise ValueError(f"override ends ({self.end}) before it starts ({self.start})")
+
+
+@dataclass(frozen=True, slots=True)
+class DayHours:
+    """The intervals that govern one local day, and the rule that gave them."""
+
+    intervals: tuple[Interval, ...]
+    source: Source
+    reason: str
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A stretch of time in one mode, UTC, end exclusive."""
+    """A stretch of time in one mode: UTC, end exclusive."""
 
     start: datetime
     end: datetime
     mode: Mode
-    source: str
+    source: Source
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
+    """The mode at one instant, which layer decided it, and why."""
+
     mode: Mode
-    source: str  # override | exception | municipality | holiday | weekly | default
+    source: Source
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    at: datetime  # UTC
+    """A change of mode: ``at`` in UTC, ``local`` the same instant in the branch's zone."""
+
+    at: datetime
     local: datetime
     mode_from: Mode
     mode_to: Mode
-    source: str
+    source: Source
     reason: str
 
 
-@lru_cache(maxsize=64)
-def _danish_holidays(year: int) -> dict[date, str]:
-    return dict(holidays.country_holidays("DK", years=year, categories=("public",)).items())
+# --- holidays and local time ---------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-def _optional_days(year: int) -> dict[date, str]:
-    return dict(holidays.country_holidays("DK", years=year, categories=("optional",)).items())
+@lru_cache(maxsize=128)
+def public_holidays(year: int) -> Mapping[date, str]:
+    """Danish public holidays of ``year`` (English names), from the pinned package."""
+    days = holiday_data.country_holidays("DK", years=year, categories=("public",), language="en_US")
+    return dict(days.items())
 
 
-def _to_utc(day: date, clock: str, tz: ZoneInfo) -> datetime:
-    """The instant a published local time on ``day`` means (see the module docstring)."""
-    if clock == "24:00":
-        return _to_utc(day + timedelta(days=1), "00:00", tz)
-    hours, minutes = map(int, clock.split(":"))
-    local = datetime.combine(day, time(hours, minutes), tzinfo=tz)  # fold=0: the first
-    instant = local.astimezone(UTC)
-    if instant.astimezone(tz).replace(tzinfo=None) == local.replace(tzinfo=None):
+def holiday_of(day: date) -> tuple[str, str] | None:
+    """``(policy field, name)`` if ``day`` is a public holiday or an optional day, else None.
+
+    A public holiday wins over an optional day on the same date.
+    """
+    name = public_holidays(day.year).get(day)
+    if name is not None:
+        return "public", name
+    return _OPTIONAL_BY_DATE.get((day.month, day.day))
+
+
+def local_instant(day: date, minute: int, tz: ZoneInfo) -> datetime:
+    """The UTC instant that the published wall-clock time ``minute`` on ``day`` means.
+
+    ``minute`` is 0..1440 (1440 = 24:00). In a repeated hour it is the first occurrence; in a
+    skipped hour it is the moment the clocks jump (see the module docstring).
+    """
+    if minute == DAY_MINUTES:
+        return local_instant(day + timedelta(days=1), 0, tz)
+    wall = datetime.combine(day, time(minute // 60, minute % 60))
+    instant = wall.replace(tzinfo=tz).astimezone(UTC)  # fold=0: the earlier offset
+    if instant.astimezone(tz).replace(tzinfo=None) == wall:
         return instant
-    # In the spring-forward gap: the moment the clocks jump.
-    lo = local.replace(fold=1).astimezone(UTC)
-    hi = instant
-    while hi - lo > timedelta(minutes=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(tz).utcoffset() == lo.astimezone(tz).utcoffset():
+    # Skipped: fold=1 lands before the jump, fold=0 after it; find the jump between them.
+    return _jump(wall.replace(tzinfo=tz, fold=1).astimezone(UTC), instant, tz)
+
+
+def _jump(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
+    """The first second, between ``before`` and ``after``, with ``after``'s UTC offset."""
+    lo, hi = int(before.timestamp()), int(after.timestamp())
+    offset = before.astimezone(tz).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == offset:
             lo = mid
         else:
             hi = mid
-    return hi.replace(second=0, microsecond=0)
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _aware(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got {value.isoformat()}")
+
+
+# --- the calendar --------------------------------------------------------------------------
 
 
 class Calendar:
+    """Answers "which mode, and why" for one branch's ``OpeningHours`` in zone ``tz``."""
+
     def __init__(self, hours: OpeningHours, tz: ZoneInfo | str = "Europe/Copenhagen") -> None:
         self.hours = hours
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self._exceptions = {e.date: e for e in hours.exceptions}
         self._closures = {c.date: c for c in hours.municipality_closures}
+        self._plans = lru_cache(maxsize=1024)(self._day_plan)
 
-    def day_rule(self, day: date) -> tuple[list[Interval], str, str]:
-        """The intervals of a local day, and which rule gave them (source, reason)."""
+    def hours_of(self, day: date) -> DayHours:
+        """The intervals of a local day and the rule that gave them (overrides aside)."""
         exception = self._exceptions.get(day)
         if exception is not None:
-            return (
-                ([] if exception.closed else list(exception.intervals)),
-                "exception",
-                (exception.reason or "dated exception"),
-            )
+            reason = exception.reason or "dated exception"
+            return DayHours(tuple(exception.intervals or ()), "exception", reason)
         closure = self._closures.get(day)
         if closure is not None:
-            return [], "municipality", closure.reason or "municipality closing day"
-        weekly = self.hours.weekly.day(day.weekday())
-        name = _danish_holidays(day.year).get(day)
-        rule: DayRule | None = None
-        if name is not None:
-            rule = self.hours.holidays.public
-        elif (day.month, day.day) in OPTIONAL_DAYS and day in _optional_days(day.year):
-            name = _optional_days(day.year)[day]
-            rule = getattr(self.hours.holidays, OPTIONAL_DAYS[(day.month, day.day)])
-        if rule is None or rule == "normal":
-            return (
-                list(weekly),
-                ("holiday" if name else "weekly"),
-                (f"{name}: normal hours" if name else "weekly hours"),
-            )
+            return DayHours((), "municipality", closure.reason or "municipality closing day")
+        weekly = tuple(self.hours.weekly.day(day.weekday()))
+        holiday = holiday_of(day)
+        if holiday is None:
+            return DayHours(weekly, "weekly", "weekly hours")
+        field, name = holiday
+        rule: DayRule = getattr(self.hours.holidays, field)
+        if rule == "normal":
+            return DayHours(weekly, "weekly", f"{name}: normal hours")
         if rule == "closed":
-            return [], "holiday", f"{name}: closed"
-        return list(rule), "holiday", f"{name}: special hours"
+            return DayHours((), "holiday", f"{name}: closed")
+        return DayHours(tuple(rule), "holiday", f"{name}: special hours")
 
-    def spans(self, day: date) -> list[Span]:
-        """The local day as UTC spans covering it completely (gaps are ``closed``)."""
-        intervals, source, reason = self.day_rule(day)
-        day_start, day_end = _to_utc(day, "00:00", self.tz), _to_utc(day, "24:00", self.tz)
+    def day_plan(self, day: date) -> list[Span]:
+        """The local day as UTC spans covering it completely, in order (gaps are closed)."""
+        return list(self._plans(day))
+
+    def _day_plan(self, day: date) -> tuple[Span, ...]:
+        rule = self.hours_of(day)
+        cursor = local_instant(day, 0, self.tz)
+        day_end = local_instant(day, DAY_MINUTES, self.tz)
+        at = self._clock_reader(day, cursor, day_end)
+        gap = _gap_reason(rule)
         out: list[Span] = []
-        cursor = day_start
-        for interval in sorted(intervals, key=lambda i: _minutes(i.start)):
-            start, end = _to_utc(day, interval.start, self.tz), _to_utc(day, interval.end, self.tz)
+        for interval in sorted(rule.intervals, key=lambda i: i.start_minute):
+            start, end = at(interval.start_minute), at(interval.end_minute)
+            if end <= start:
+                continue  # wholly inside a skipped hour
             if start > cursor:
-                out.append(Span(cursor, start, Mode.CLOSED, "default", "outside opening hours"))
-            if end > start:
-                out.append(Span(start, end, Mode(interval.mode), source, reason))
-            cursor = max(cursor, end)
+                out.append(Span(cursor, start, Mode.CLOSED, *gap))
+            out.append(Span(start, end, interval.mode, rule.source, rule.reason))
+            cursor = end
         if cursor < day_end:
-            closed_reason = (
-                reason if not intervals and source != "weekly" else "outside opening hours"
-            )
-            closed_source = source if not intervals and source != "weekly" else "default"
-            out.append(Span(cursor, day_end, Mode.CLOSED, closed_source, closed_reason))
-        return out
+            out.append(Span(cursor, day_end, Mode.CLOSED, *gap))
+        return tuple(out)
+
+    def _clock_reader(
+        self, day: date, midnight: datetime, day_end: datetime
+    ) -> Callable[[int], datetime]:
+        """Minute of ``day`` -> UTC instant; plain arithmetic unless the clocks change that day."""
+        if day_end - midnight == timedelta(days=1) and _offset(midnight, self.tz) == _offset(
+            day_end, self.tz
+        ):
+            return lambda minute: midnight + timedelta(minutes=minute)
+        return lambda minute: local_instant(day, minute, self.tz)
 
     def timeline(
         self, start: datetime, end: datetime, overrides: Sequence[Override] = ()
-    ) -> Iterator[Span]:
-        """Spans covering [start, end), overrides applied, adjacent equal modes merged."""
+    ) -> list[Span]:
+        """Spans covering [start, end), overrides applied, adjacent spans of one mode merged."""
+        _check_range(start, end)
         first = start.astimezone(self.tz).date() - timedelta(days=1)
         last = end.astimezone(self.tz).date() + timedelta(days=1)
-        spans: list[Span] = []
-        day = first
-        while day <= last:
-            spans.extend(self.spans(day))
-            day += timedelta(days=1)
-        for override in sorted(overrides, key=lambda o: o.start):
-            spans = _apply(spans, override)
-        merged: list[Span] = []
-        for whole in spans:
-            if whole.end <= start or whole.start >= end:
-                continue
-            span = Span(
-                max(whole.start, start), min(whole.end, end), whole.mode, whole.source, whole.reason
-            )
-            if merged and merged[-1].mode is span.mode and merged[-1].end == span.start:
-                prev = merged[-1]
-                merged[-1] = Span(prev.start, span.end, prev.mode, prev.source, prev.reason)
-            else:
-                merged.append(span)
-        return iter(merged)
+        days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+        spans = [span for day in days for span in self._plans(day)]
+        for override in _by_precedence(overrides):
+            if override.start < end and override.end > start:
+                spans = _paint(spans, override)
+        return _merge(_clip(spans, start, end))
 
     def mode_at(self, instant: datetime, overrides: Sequence[Override] = ()) -> Resolution:
-        span = next(self.timeline(instant, instant + timedelta(microseconds=1), overrides))
-        return Resolution(span.mode, span.source, span.reason)
+        """The mode at ``instant`` (aware), which layer decided it, and why."""
+        _aware(instant, "instant")
+        winner = None
+        for override in _by_precedence(overrides):
+            if override.start <= instant < override.end:
+                winner = override
+        if winner is not None:
+            return Resolution(winner.mode, "override", winner.reason or "manual override")
+        day = instant.astimezone(self.tz).date()
+        for candidate in (day, day - timedelta(days=1), day + timedelta(days=1)):
+            for span in self._plans(candidate):
+                if span.start <= instant < span.end:
+                    return Resolution(span.mode, span.source, span.reason)
+        raise AssertionError(f"no day plan covers {instant}")  # day plans are contiguous
 
     def transitions(
         self, start: datetime, end: datetime, overrides: Sequence[Override] = ()
     ) -> list[Transition]:
-        """Every change of mode in [start, end)."""
-        spans = list(self.timeline(start - timedelta(microseconds=1), end, overrides))
-        out = []
-        for prev, span in itertools.pairwise(spans):
-            if span.start >= start:
-                out.append(
-                    Transition(
-                        at=span.start,
-                        local=span.start.astimezone(self.tz),
-                        mode_from=prev.mode,
-                        mode_to=span.mode,
-                        source=span.source,
-                        reason=span.reason,
-                    )
-                )
-        return out
+        """Every change of mode at an instant in [start, end), in order."""
+        _check_range(start, end)
+        spans = self.timeline(start - timedelta(microseconds=1), end, overrides)
+        return [
+            Transition(
+                at=span.start,
+                local=span.start.astimezone(self.tz),
+                mode_from=before.mode,
+                mode_to=span.mode,
+                source=span.source,
+                reason=span.reason,
+            )
+            for before, span in itertools.pairwise(spans)
+        ]
 
 
-def _apply(spans: list[Span], override: Override) -> list[Span]:
+def _gap_reason(rule: DayHours) -> tuple[Source, str]:
+    """Source and reason for closed time on a day: the rule's if it closes the whole day."""
+    if not rule.intervals and rule.source != "weekly":
+        return rule.source, rule.reason
+    if rule.source == "weekly" and rule.reason == "weekly hours":
+        return "default", "outside opening hours"
+    return "default", f"outside opening hours ({rule.reason})"
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    _aware(start, "start")
+    _aware(end, "end")
+    if end < start:
+        raise ValueError(f"end ({end}) is before start ({start})")
+
+
+def _by_precedence(overrides: Iterable[Override]) -> list[Override]:
+    """Lowest precedence first: earlier starts, then earlier in the sequence."""
+    return [o for _, o in sorted(enumerate(overrides), key=lambda p: (p[1].start, p[0]))]
+
+
+def _paint(spans: list[Span], override: Override) -> list[Span]:
+    """Contiguous ``spans`` with ``override`` laid over them."""
     start, end = override.start.astimezone(UTC), override.end.astimezone(UTC)
+    before = [s for s in spans if s.start < start]
+    after = [s for s in spans if s.end > end]
+    if before and before[-1].end > start:
+        s = before[-1]
+        before[-1] = Span(s.start, start, s.mode, s.source, s.reason)
+    if after and after[0].start < end:
+        s = after[0]
+        after[0] = Span(end, s.end, s.mode, s.source, s.reason)
+    painted = Span(start, end, override.mode, "override", override.reason or "manual override")
+    return [*before, painted, *after]
+
+
+def _clip(spans: Iterable[Span], start: datetime, end: datetime) -> list[Span]:
+    out = [s for s in spans if s.end > start and s.start < end]
+    if out and out[0].start < start:
+        s = out[0]
+        out[0] = Span(start, s.end, s.mode, s.source, s.reason)
+    if out and out[-1].end > end:
+        s = out[-1]
+        out[-1] = Span(s.start, end, s.mode, s.source, s.reason)
+    return out
+
+
+def _offset(instant: datetime, tz: ZoneInfo) -> timedelta | None:
+    return instant.astimezone(tz).utcoffset()
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    """Join neighbours of the same mode (e.g. 24:00 followed by 00:00): no change, no split."""
     out: list[Span] = []
     for span in spans:
-        if span.end <= start or span.start >= end:
+        if out and out[-1].mode is span.mode and out[-1].end == span.start:
+            prev = out[-1]
+            out[-1] = Span(prev.start, span.end, prev.mode, prev.source, prev.reason)
+        else:
             out.append(span)
-            continue
-        if span.start < start:
-            out.append(Span(span.start, start, span.mode, span.source, span.reason))
-        if span.end > end:
-            out.append(Span(end, span.end, span.mode, span.source, span.reason))
-    out.append(Span(start, end, override.mode, "override", override.reason or "manual override"))
-    return sorted(out, key=lambda s: s.start)
+    return out

@@ -76,7 +76,7 @@ def test_inventory_errors_name_file_line_and_field(tmp_path: Path) -> None:
         ),
         (
             text.replace('{start: "14:00", end: "20:00"', '{start: "13:00", end: "20:00"'),
-            "defaults.hours.weekly.sat: 13:00-20:00 overlaps 10:00-14:00",
+            "defaults.hours.weekly.sat[2]: 13:00-20:00 overlaps 10:00-14:00",
         ),
         (text.replace("price_area: DK1", "price_area: DK3"), "municipality.price_area:"),
     ]
