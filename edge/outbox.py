@@ -1,29 +1,55 @@
 """The outbox: the gateway's memory. Every accepted reading is committed here first.
 
-A SQLite database in WAL mode with ``synchronous=FULL``: a batch is accepted when its
-transaction commits (one fsync per batch, not per reading), and a committed batch survives a
-killed process and a power cut. Each sink has a cursor; an entry leaves a sink's queue only
-when that sink's database answered that it stored it, or when the database refused the line
-itself (then it sits in the dead-letter table with the server's message).
+A SQLite database in WAL mode. A batch of readings is *accepted* when its transaction commits
+(one fsync per batch, never per reading). ``synchronous=FULL`` makes every commit durable: a
+committed batch survives a killed process *and* a power cut, as far as the disk honours fsync
+(cheap SD cards with volatile write caches may not). With ``NORMAL`` a power cut could take the
+commits since the last WAL checkpoint (up to ~4 MB of readings, audit records among them),
+which is why FULL is used: one fsync per batch of up to 50 ms costs little. Only a cursor's
+move (``ack``) commits without its own fsync: losing one to a power cut means a batch is sent
+again, which InfluxDB overwrites point for point (the timestamps are the gateway's); the next
+append's fsync makes it durable anyway.
 
-Delivered entries stay as the branch's local history until space is needed. The outbox is
-bounded on disk: at the bound it first forgets history that every sink has, then drops the
-oldest undelivered telemetry — counted, and reported through ``on_drop`` — and never an audit
-entry.
+Each sink has a cursor (the highest ``seq`` its database stored); an entry leaves a sink's
+queue only when that database answered that it stored it, or refused that very line (then it
+sits in the dead-letter table with the server's message, and the drainer moves the cursor past
+it). A sink configured later starts at the beginning: it receives the local history too.
+
+Delivered entries stay as the branch's local history (``lines()``) until space is needed. The
+outbox is bounded on disk (``max_bytes``, measured as SQLite's live pages, every ~2 % of the
+bound appended). Over the bound it frees space down to 90 % of it, in this order:
+
+1. history every sink already stored (telemetry, then audit records);
+2. the oldest undelivered telemetry: counted in the persistent ``dropped`` counter and reported
+   through ``on_drop(count, reason)``;
+3. never an undelivered audit record (nor any audit record when no sink is configured, because
+   then the outbox is their only copy): if only those remain, the bound is exceeded and logged.
+
+Freed pages are reused, so the file stops growing too: on disk it holds the bound, the pages
+freed below it (~10 %) and the WAL (checkpointed at ~5 % of the bound, at most ~4 MB).
+
+A small key/value ``state`` (energy accounts, seen command ids) lives in the same file and can
+be committed in the same transaction as the readings it was derived from. Everything persists:
+a new ``Outbox`` on the same file resumes cursors, counters, dead letters and state.
+
+Thread-safe: coordinators append on the event loop, drainers read and ack from worker threads.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from edge.reading import Reading
 
-__all__ = ["Entry", "Outbox", "OutboxStats"]
+__all__ = ["DeadLetter", "DropCallback", "Entry", "Outbox", "OutboxStats", "Row", "parse_line"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +63,7 @@ CREATE TABLE IF NOT EXISTS entries (
     line TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_history ON entries (measurement, time_ns);
+CREATE INDEX IF NOT EXISTS entries_time ON entries (time_ns);
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,15 +72,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     line TEXT NOT NULL,
     error TEXT NOT NULL
 );
+DELETE FROM dead_letters WHERE id NOT IN (SELECT min(id) FROM dead_letters GROUP BY sink, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_once ON dead_letters (sink, seq);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_SELECT_ENTRIES = "SELECT seq, time_ns, measurement, device, audit, line FROM entries"
+_ROW_OVERHEAD = 48  # bytes an entry costs besides its line (columns, index), for the estimate
+_HISTORY_PAGE = 5000  # rows per query when ``lines()`` streams the history
 
-Row = tuple[int, str, str, int, str]  # time_ns, measurement, device, audit, line
+Row = tuple[int, str, str, int, str]
+"""A pre-serialised entry: (time_ns, measurement, device, audit 0/1, line)."""
+
+DropCallback = Callable[[int, str], None]
+"""Called with (count, reason) after undelivered telemetry was dropped at the bound."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One committed reading: its position, what it is, and its line protocol."""
+
     seq: int
     time_ns: int
     measurement: str
@@ -63,7 +101,19 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A line a sink's database refused, with the server's message."""
+
+    sink: str
+    seq: int
+    line: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxStats:
+    """A snapshot: rows, live size, the drop counter, and per sink depth/dead letters/oldest."""
+
     entries: int
     live_bytes: int
     max_bytes: int
@@ -73,11 +123,36 @@ class OutboxStats:
     oldest_pending_ns: Mapping[str, int | None] = field(default_factory=dict)
 
 
-DropCallback = Callable[[int, str], None]
+_UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def parse_line(line: str, *, audit: bool = False) -> Row:
+    """The outbox row of one line of line protocol: its measurement, device tag and time.
+
+    The line must carry its timestamp (nanoseconds): the gateway never lets the server stamp
+    a reading. Raises ValueError otherwise.
+    """
+    key = _UNESCAPED_SPACE.split(line, maxsplit=1)[0]
+    measurement, *tags = _UNESCAPED_COMMA.split(key)
+    device = ""
+    for tag in tags:
+        name, _, value = tag.partition("=")
+        if name == "device":
+            device = _UNESCAPE.sub(r"\1", value)
+    stamp = line.rstrip().rsplit(" ", 1)[-1]
+    if line.count(" ") < 2 or not stamp.lstrip("-").isdigit():
+        raise ValueError(f"line has no timestamp: {line[:120]!r}")
+    return int(stamp), _UNESCAPE.sub(r"\1", measurement), device, int(audit), line
 
 
 class Outbox:
-    """Thread-safe: coordinators append on the event loop, sinks drain from worker threads."""
+    """The durable queue and local history of one gateway (see the module docstring).
+
+    ``sinks`` names the configured sinks (their cursors); ``check_every_bytes`` is how many
+    bytes of appended lines pass between two measurements of the live size.
+    """
 
     def __init__(
         self,
@@ -92,21 +167,36 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.on_drop = on_drop
+        self.sinks = tuple(sinks)
         self._check_every = check_every_bytes or max(4096, max_bytes // 50)
         self._since_check = 0
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            for sink in sinks:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", (sink,)
-                )
-        self.sinks = tuple(sinks)
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        wal_pages = min(1000, max(16, max_bytes // 20 // 4096))  # the WAL: <= ~5 % of the bound
+        self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+        self._db.executescript(_SCHEMA)
+        self._db.executemany(
+            "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", [(s,) for s in sinks]
+        )
 
-    # -- writing -------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- accepting -----------------------------------------------------------------------
 
     def append(
         self,
@@ -115,57 +205,62 @@ class Outbox:
         audit: bool = False,
         state: Mapping[str, str] | None = None,
     ) -> None:
-        """Commit ``readings`` (and ``state`` derived from them) in one transaction."""
-        rows = [
-            (r.time_ns, r.measurement.name, r.device, int(audit), r.to_line()) for r in readings
-        ]
+        """Commit ``readings`` (and ``state`` derived from them) in one transaction.
+
+        When this returns, the readings are accepted: they survive a crash and a power cut.
+        ``audit`` marks them as audit records, which the bound never drops.
+        """
+        flag = int(audit)
+        rows = [(r.time_ns, r.measurement.name, r.device, flag, r.to_line()) for r in readings]
         self.append_rows(rows, state=state)
 
+    def append_lines(
+        self,
+        lines: Iterable[str],
+        *,
+        audit: bool = False,
+        state: Mapping[str, str] | None = None,
+    ) -> None:
+        """Commit pre-serialised lines of line protocol (each with its timestamp)."""
+        self.append_rows([parse_line(line, audit=audit) for line in lines], state=state)
+
     def append_rows(self, rows: Sequence[Row], *, state: Mapping[str, str] | None = None) -> None:
-        """Commit pre-serialised rows: (time_ns, measurement, device, audit, line)."""
+        """Commit pre-serialised rows (see ``Row``) and ``state`` in one transaction."""
+        dropped = 0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._db.executemany(
                     "INSERT INTO entries (time_ns, measurement, device, audit, line)"
                     " VALUES (?,?,?,?,?)",
                     rows,
                 )
                 if state:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                        state.items(),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            self._since_check += sum(len(r[4]) + 48 for r in rows)
+                    self._put_state(state)
+            self._since_check += sum(len(r[4]) for r in rows) + _ROW_OVERHEAD * len(rows)
             if self._since_check >= self._check_every:
                 self._since_check = 0
-                self._enforce_bound()
+                dropped = self._enforce_bound()
+        self._report_drop(dropped)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
 
     # -- draining ------------------------------------------------------------------------
 
-    def _cursor(self, sink: str) -> int:
-        row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
-        if row is None:
-            raise KeyError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
-        return int(row[0])
-
     def pending(self, sink: str, limit: int) -> list[Entry]:
-        """Up to ``limit`` entries ``sink`` has not stored yet, oldest first."""
+        """Up to ``limit`` entries ``sink`` has not stored yet, oldest (lowest seq) first."""
         with self._lock:
-            acked = self._cursor(sink)
             rows = self._db.execute(
-                "SELECT seq, time_ns, measurement, device, audit, line FROM entries"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
-                (acked, limit),
+                _SELECT_ENTRIES + " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (self._cursor(sink), limit),
             ).fetchall()
-        return [Entry(s, t, m, d, bool(a), line) for s, t, m, d, a, line in rows]
+        return [_entry(row) for row in rows]
 
     def pending_lines(self, sink: str, limit: int) -> tuple[int, list[str]]:
-        """The last seq and the lines of up to ``limit`` pending entries (the fast path)."""
+        """The last seq and the lines of up to ``limit`` pending entries (the fast path).
+
+        With nothing pending, the seq is the sink's cursor and the list is empty.
+        """
         with self._lock:
             acked = self._cursor(sink)
             rows = self._db.execute(
@@ -177,37 +272,72 @@ class Outbox:
         return int(rows[-1][0]), [line for _, line in rows]
 
     def ack(self, sink: str, through_seq: int) -> None:
-        """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``."""
+        """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``.
+
+        The cursor only moves forward; acking an older seq again is harmless.
+        """
         with self._lock:
-            self._db.execute(
-                "UPDATE cursors SET acked = max(acked, ?) WHERE sink = ?", (through_seq, sink)
+            self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+            try:
+                cur = self._db.execute(
+                    "UPDATE cursors SET acked = max(acked, ?) WHERE sink = ?", (through_seq, sink)
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            if cur.rowcount == 0:
+                raise KeyError(self._unknown(sink))
+
+    def dead_letter(self, sink: str, failures: Iterable[tuple[Entry, str]]) -> None:
+        """Record lines ``sink``'s database refused, each with the server's message.
+
+        Recording the same entry twice (a retry after a crash) keeps one record. The entries
+        count as handled once the caller acks past them, as the drainer does right after.
+        """
+        rows = [(sink, e.seq, e.line, error) for e, error in failures]
+        with self._lock, self._transaction():
+            self._cursor(sink)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO dead_letters (sink, seq, line, error) VALUES (?,?,?,?)",
+                rows,
             )
 
-    def dead_letter(self, sink: str, entry: Entry, error: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO dead_letters (sink, seq, line, error) VALUES (?,?,?,?)",
-                (sink, entry.seq, entry.line, error),
-            )
-
-    def dead_letters(self, sink: str | None = None) -> list[tuple[str, int, str, str]]:
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        """Dead letters in the order they were recorded, of one sink or of all."""
         sql = "SELECT sink, seq, line, error FROM dead_letters"
         args: tuple[str, ...] = ()
         if sink is not None:
-            sql += " WHERE sink = ?"
-            args = (sink,)
+            sql, args = sql + " WHERE sink = ?", (sink,)
         with self._lock:
-            return [tuple(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [DeadLetter(str(s), int(q), str(line), str(e)) for s, q, line, e in rows]
 
     def depth(self, sink: str) -> int:
+        """How many entries ``sink`` has not stored yet."""
         with self._lock:
-            acked = self._cursor(sink)
             (n,) = self._db.execute(
-                "SELECT count(*) FROM entries WHERE seq > ?", (acked,)
+                "SELECT count(*) FROM entries WHERE seq > ?", (self._cursor(sink),)
             ).fetchone()
         return int(n)
 
-    # -- state and history ---------------------------------------------------------------
+    def oldest_pending_ns(self, sink: str) -> int | None:
+        """The reading time of ``sink``'s oldest pending entry (None: nothing pending)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT time_ns FROM entries WHERE seq > ? ORDER BY seq LIMIT 1",
+                (self._cursor(sink),),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _cursor(self, sink: str) -> int:
+        row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+        if row is None:
+            raise KeyError(self._unknown(sink))
+        return int(row[0])
+
+    def _unknown(self, sink: str) -> str:
+        return f"unknown sink {sink!r} (known: {', '.join(self.sinks) or 'none'})"
+
+    # -- state -----------------------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
         with self._lock:
@@ -215,12 +345,19 @@ class Outbox:
         return None if row is None else str(row[0])
 
     def set_state(self, key: str, value: str) -> None:
+        """Store one value on its own (to commit it with readings, use ``append(state=)``)."""
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value)
-            )
+            self._put_state({key: value})
+
+    def _put_state(self, state: Mapping[str, str]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(state.items())
+        )
+
+    # -- history ---------------------------------------------------------------------------
 
     def count(self) -> int:
+        """How many entries the outbox holds (pending and history)."""
         with self._lock:
             (n,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
         return int(n)
@@ -233,32 +370,105 @@ class Outbox:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> Iterator[Entry]:
-        """The local history in time order, filtered; ``end_ns`` is exclusive."""
-        where, args = [], []
-        for clause, value in (
-            ("measurement = ?", measurement),
-            ("device = ?", device),
-            ("time_ns >= ?", start_ns),
-            ("time_ns < ?", end_ns),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = "SELECT seq, time_ns, measurement, device, audit, line FROM entries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY time_ns, seq", args).fetchall()
-        return (Entry(s, t, m, d, bool(a), line) for s, t, m, d, a, line in rows)
+        """The local history in time order, filtered; ``end_ns`` is exclusive.
 
-    # -- the bound -----------------------------------------------------------------------
+        Streams in pages, so a long history does not sit in memory at once. Queries walk an
+        index in time order (by measurement and time, or by time); a device is filtered.
+        """
+        where, args = _history_filter(measurement, device, start_ns, end_ns)
+        after: tuple[int, int] | None = None
+        while True:
+            page_where = [*where, "(time_ns, seq) > (?, ?)"] if after else where
+            page_args = [*args, *after] if after else args
+            sql = _SELECT_ENTRIES
+            if page_where:
+                sql += " WHERE " + " AND ".join(page_where)
+            with self._lock:
+                rows = self._db.execute(
+                    sql + " ORDER BY time_ns, seq LIMIT ?", (*page_args, _HISTORY_PAGE)
+                ).fetchall()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < _HISTORY_PAGE:
+                return
+            after = (int(rows[-1][1]), int(rows[-1][0]))
+
+    # -- the bound -------------------------------------------------------------------------
 
     def live_bytes(self) -> int:
+        """Bytes of the database in use: (page_count - freelist_count) * page_size."""
         with self._lock:
             (pages,) = self._db.execute("PRAGMA page_count").fetchone()
             (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
             (size,) = self._db.execute("PRAGMA page_size").fetchone()
         return int((pages - free) * size)
+
+    def enforce_bound(self) -> int:
+        """Apply the bound now (appends do it every ~2 % of it); returns how many were dropped."""
+        with self._lock:
+            dropped = self._enforce_bound()
+        self._report_drop(dropped)
+        return dropped
+
+    def _enforce_bound(self) -> int:
+        if self.live_bytes() <= self.max_bytes:
+            return 0
+        target = int(self.max_bytes * 0.9)
+        delivered = self._delivered_through()
+        self._shrink(target, "seq <= ? AND audit = 0", (delivered,))
+        if self.sinks:  # audit records every database has; without sinks this is their home
+            self._shrink(target, "seq <= ?", (delivered,))
+        dropped = 0
+        if self.live_bytes() > self.max_bytes:
+            dropped = self._shrink(target, "audit = 0", ())
+            if dropped:
+                self._add_counter("dropped", dropped)
+        if self.live_bytes() > self.max_bytes:
+            log.critical(
+                "outbox: %d bytes of undelivered audit records exceed the bound of %d bytes;"
+                " keeping them (an audit record is never dropped)",
+                self.live_bytes(),
+                self.max_bytes,
+            )
+        return dropped
+
+    def _delivered_through(self) -> int:
+        """The highest seq every sink has; with no sink, everything is history."""
+        if not self.sinks:
+            (top,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
+            return int(top)
+        return min(self._cursor(s) for s in self.sinks)
+
+    def _shrink(self, target: int, where: str, args: tuple[int, ...]) -> int:
+        """Delete the oldest entries matching ``where`` until the live size is <= ``target``.
+
+        Deletes in chunks sized from the average entry, re-measuring after each; returns how
+        many entries it deleted.
+        """
+        removed = 0
+        (total,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
+        per_row = max(1, self.live_bytes() // max(1, int(total)))
+        while (excess := self.live_bytes() - target) > 0:
+            chunk = max(100, excess // per_row + 1)
+            with self._transaction():
+                cur = self._db.execute(
+                    "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries"  # noqa: S608
+                    f" WHERE {where} ORDER BY seq LIMIT ?)",  # ``where`` is one of our clauses
+                    (*args, chunk),
+                )
+            removed += cur.rowcount
+            if cur.rowcount < chunk:
+                break  # nothing more matches
+        return removed
+
+    def _report_drop(self, dropped: int) -> None:
+        if not dropped:
+            return
+        reason = f"outbox at its bound of {self.max_bytes:,} bytes"
+        log.error("outbox: dropped the %d oldest undelivered readings: %s", dropped, reason)
+        if self.on_drop is not None:
+            self.on_drop(dropped, reason)
+
+    # -- counters and reporting --------------------------------------------------------------
 
     def _counter(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
@@ -271,91 +481,58 @@ class Outbox:
             (name, n),
         )
 
-    def enforce_bound(self) -> None:
-        with self._lock:
-            self._enforce_bound()
-
-    def _enforce_bound(self) -> None:
-        if self.live_bytes() <= self.max_bytes:
-            return
-        target = int(self.max_bytes * 0.9)
-        delivered = min((self._cursor(s) for s in self.sinks), default=None)
-        if delivered is None:  # no sink: everything is history
-            delivered = self._max_seq()
-        self._shrink(target, "seq <= ? AND audit = 0", (delivered,), count_as=None)
-        if self.live_bytes() > self.max_bytes:
-            dropped = self._shrink(target, "audit = 0", (), count_as="dropped")
-            if dropped:
-                reason = f"outbox at its bound of {self.max_bytes} bytes"
-                log.error("outbox: dropped the %d oldest undelivered readings: %s", dropped, reason)
-                if self.on_drop is not None:
-                    self.on_drop(dropped, reason)
-        if self.live_bytes() > self.max_bytes:
-            log.critical(
-                "outbox: %d bytes of audit records exceed the bound of %d; keeping them",
-                self.live_bytes(),
-                self.max_bytes,
-            )
-
-    def _max_seq(self) -> int:
-        (top,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
-        return int(top)
-
-    def _shrink(self, target: int, where: str, args: tuple[int, ...], count_as: str | None) -> int:
-        """Delete the oldest rows matching ``where`` in chunks until live size <= target."""
-        removed = 0
-        while self.live_bytes() > target:
-            (total,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
-            chunk = max(100, int(total) // 10)
-            self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute(
-                f"DELETE FROM entries WHERE seq IN (SELECT seq FROM entries WHERE {where}"  # noqa: S608
-                " ORDER BY seq LIMIT ?)",
-                (*args, chunk),
-            )
-            if count_as is not None and cur.rowcount:
-                self._add_counter(count_as, cur.rowcount)
-            self._db.execute("COMMIT")
-            removed += cur.rowcount
-            if cur.rowcount == 0:
-                break
-        return removed
-
-    # -- reporting -----------------------------------------------------------------------
-
     @property
     def dropped(self) -> int:
+        """Undelivered readings dropped at the bound, ever (persistent)."""
         with self._lock:
             return self._counter("dropped")
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            depth = {s: self.depth(s) for s in self.sinks}
-            dead = {
-                s: int(
-                    self._db.execute(
-                        "SELECT count(*) FROM dead_letters WHERE sink = ?", (s,)
-                    ).fetchone()[0]
-                )
-                for s in self.sinks
-            }
-            oldest: dict[str, int | None] = {}
-            for s in self.sinks:
-                row = self._db.execute(
-                    "SELECT time_ns FROM entries WHERE seq > ? ORDER BY seq LIMIT 1",
-                    (self._cursor(s),),
-                ).fetchone()
-                oldest[s] = None if row is None else int(row[0])
+            dead = dict(self._db.execute("SELECT sink, count(*) FROM dead_letters GROUP BY sink"))
             return OutboxStats(
                 entries=self.count(),
                 live_bytes=self.live_bytes(),
                 max_bytes=self.max_bytes,
                 dropped=self._counter("dropped"),
-                depth=depth,
-                dead_letters=dead,
-                oldest_pending_ns=oldest,
+                depth={s: self.depth(s) for s in self.sinks},
+                dead_letters={s: int(dead.get(s, 0)) for s in self.sinks},
+                oldest_pending_ns={s: self.oldest_pending_ns(s) for s in self.sinks},
             )
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _entry(row: tuple[int, int, str, str, int, str]) -> Entry:
+    seq, time_ns, measurement, device, audit, line = row
+    return Entry(int(seq), int(time_ns), str(measurement), str(device), bool(audit), str(line))
+
+
+def _history_filter(
+    measurement: str | None, device: str | None, start_ns: int | None, end_ns: int | None
+) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    args: list[object] = []
+    for clause, value in (
+        ("measurement = ?", measurement),
+        ("device = ?", device),
+        ("time_ns >= ?", start_ns),
+        ("time_ns < ?", end_ns),
+    ):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return where, args
