@@ -156,8 +156,11 @@ class Mosquitto(Service):
     name = "mosquitto"
 
     def __init__(self, extra_config: str = "", *, anonymous: bool = True) -> None:
+        binary = _find(
+            "mosquitto", "mosquitto", ("/usr/sbin/mosquitto",)
+        )  # before the temporary directory
         super().__init__()
-        self.binary = _find("mosquitto", "mosquitto", ("/usr/sbin/mosquitto",))
+        self.binary = binary
         self.extra_config = extra_config
         self.anonymous = anonymous
 
@@ -193,8 +196,11 @@ class Influxd(Service):
     name = "influxd"
 
     def __init__(self, extra_http: str = "") -> None:
+        binary = _find(
+            "influxd", "influxdb", ("/usr/bin/influxd",)
+        )  # before the temporary directory
         super().__init__()
-        self.binary = _find("influxd", "influxdb", ("/usr/bin/influxd",))
+        self.binary = binary
         self.rpc_port = free_port()
         self.extra_http = extra_http
 
@@ -253,8 +259,11 @@ class VictoriaMetrics(Service):
     name = "victoria-metrics"
 
     def __init__(self) -> None:
+        binary = _find(
+            "victoria-metrics", "victoria-metrics", ("/usr/bin/victoria-metrics",)
+        )  # before the temporary directory
         super().__init__()
-        self.binary = _find("victoria-metrics", "victoria-metrics", ("/usr/bin/victoria-metrics",))
+        self.binary = binary
 
     @property
     def url(self) -> str:

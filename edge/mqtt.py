@@ -2,13 +2,25 @@
 
 Topic layout (prefix = ``mqtt.topic_prefix``, default ``openbranch``):
 
-    {prefix}/{branch}/status                      retained "online" / "offline" (last will)
-    {prefix}/{branch}/{device}/state              retained JSON: the device's last values
-    {prefix}/{branch}/{device}/availability       retained "online" / "offline"
+    {prefix}/{branch}/status                  retained "online" after every connect;
+                                              "offline" as the last will and on a clean stop
+    {prefix}/{branch}/{device}/state          retained JSON: the device's last values per
+                                              measurement, and "time" (ISO 8601, UTC)
+    {prefix}/{branch}/{device}/availability   retained "online" / "offline"
+    {prefix}/{branch}/control                 signed commands to the gateway (edge.control)
 
-MQTT v5 is used when the broker offers it (3.1.1 otherwise). The session reconnects by itself,
-publishes the birth message after every connect and re-subscribes. Handlers run on the asyncio
-loop that connected, never on paho's network thread.
+Devices publish on their own topics (``transport.topic`` of each device, e.g.
+``zigbee2mqtt/front-door``); the gateway subscribes to those.
+
+MQTT v5 is used when the broker offers it (with ``protocol: auto``, a broker that refuses v5
+or never answers a v5 CONNECT gets 3.1.1). The session reconnects by itself (paho's network
+thread, 1 s to 30 s apart) and after every connect publishes the birth message, subscribes
+again and re-publishes the latest retained state of every device. While it is offline nothing
+retained is queued: only the latest value per topic is kept. Handlers run on the asyncio loop
+that connected, never on paho's network thread.
+
+Errors: ``MqttError`` (a ``ConnectionError``) when the broker cannot be reached or refuses the
+session and the caller asked to be told (``connect(required=True)``).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import contextlib
 import json
 import logging
 import ssl
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,6 +50,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 
+MAX_QUEUED = 1000  # QoS 1 messages paho holds unacknowledged; more are refused, not buffered
+
 
 class MqttError(ConnectionError):
     """The broker could not be reached or refused the session."""
@@ -44,12 +59,18 @@ class MqttError(ConnectionError):
 
 @dataclass(frozen=True, slots=True)
 class Topics:
+    """The gateway's own topics (see the module docstring)."""
+
     prefix: str
     branch: str
 
     @property
     def status(self) -> str:
         return f"{self.prefix}/{self.branch}/status"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}/{self.branch}/control"
 
     def state(self, device: str) -> str:
         return f"{self.prefix}/{self.branch}/{device}/state"
@@ -59,24 +80,36 @@ class Topics:
 
 
 class MqttSession:
+    """One connection to the branch's broker, shared by the gateway and its MQTT devices."""
+
     def __init__(self, config: MqttConfig, *, branch: str, client_id: str | None = None) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, branch)
         self.client_id = client_id or f"openbranch-{branch}-{uuid.uuid4().hex[:6]}"
+        # Shared with paho's thread, under _lock: what to restore after every (re)connect.
+        self._lock = threading.Lock()
+        self._online = False
         self._handlers: dict[str, list[Handler]] = {}
+        self._retained: dict[str, bytes] = {}
+        # Loop side.
         self._routes: dict[str, list[Handler]] = {}
         self._inbox: deque[tuple[str, bytes, bool]] = deque()
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
-        self._answered = asyncio.Event()  # a CONNACK came, good or bad
-        self._refused: str | None = None
+        self._answered = asyncio.Event()  # a CONNACK came (good or bad) or the TCP connect failed
+        self._failure: str | None = None
+        self._unreachable = False
         self.protocol = (
             MQTTProtocolVersion.MQTTv311
             if config.protocol == "3.1.1"
             else MQTTProtocolVersion.MQTTv5
         )
         self._client = self._make_client(self.protocol)
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
         client = mqtt.Client(
@@ -89,7 +122,9 @@ class MqttSession:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(MAX_QUEUED)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -98,16 +133,19 @@ class MqttSession:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def connect(self, wait: float = 5.0) -> bool:
-        """Start the session and wait up to ``wait`` seconds for the broker.
+    async def connect(self, wait: float = 5.0, *, required: bool = False) -> bool:
+        """Start the session and wait up to ``wait`` seconds for the broker's CONNACK.
 
-        Returns False (and keeps trying in the background) when the broker does not answer in
-        time: the gateway goes on polling and committing readings without it. With protocol
-        ``auto``, MQTT v5 is asked for first; a broker that refuses it, or never answers a v5
-        CONNECT (some do), gets 3.1.1.
+        Returns True once connected. Otherwise, by default, logs why (naming host:port),
+        returns False and keeps trying in the background: the gateway goes on polling and
+        committing readings without the broker. With ``required=True`` it stops trying and
+        raises MqttError instead. With protocol ``auto``, MQTT v5 is asked for first; a broker
+        that refuses it, or accepts the TCP connection but never answers a v5 CONNECT (some
+        do), gets 3.1.1.
         """
         self._loop = asyncio.get_running_loop()
         self._answered.clear()
+        self._failure, self._unreachable = None, False
         self._client.connect_async(
             self.config.host, self.config.port, keepalive=int(self.config.keepalive)
         )
@@ -116,55 +154,82 @@ class MqttSession:
             await asyncio.wait_for(self._answered.wait(), wait)
         if self.connected:
             return True
-        if self.config.protocol == "auto" and self.protocol is MQTTProtocolVersion.MQTTv5:
-            log.info("MQTT: no v5 session (%s); trying 3.1.1", self._refused or "no answer")
-            self._client.disconnect()
-            await asyncio.to_thread(self._client.loop_stop)  # joins paho's thread
+        if (
+            self.config.protocol == "auto"
+            and self.protocol is MQTTProtocolVersion.MQTTv5
+            and not self._unreachable
+        ):
+            log.info("MQTT %s: no v5 session (%s); trying 3.1.1", self.address, self._why())
+            await self._stop_client()
             self.protocol = MQTTProtocolVersion.MQTTv311
             self._client = self._make_client(self.protocol)
-            return await self.connect(wait)
-        log.warning(
-            "MQTT broker %s:%s: %s; retrying in the background",
-            self.config.host,
-            self.config.port,
-            self._refused or "no answer",
-        )
+            return await self.connect(wait, required=required)
+        message = f"MQTT broker {self.address}: {self._why()}"
+        if required:
+            await self._stop_client()
+            raise MqttError(message)
+        log.warning("%s; retrying in the background", message)
         return False
+
+    def _why(self) -> str:
+        return self._failure or "no answer"
+
+    async def _stop_client(self) -> None:
+        client = self._client
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)  # joins paho's thread
+        _release(client)
+
+    def _call(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the session's loop (from paho's thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(callback)
+
+    # paho's network thread -------------------------------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
     ) -> None:
         if reason.is_failure:
-            self._refused = str(reason)
+            self._failure = f"refused: {reason}"
             if "protocol" in str(reason).lower():
-                client.disconnect()
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._answered.set)
+                client.disconnect()  # no retries: connect() falls back to 3.1.1
+            self._call(self._answered.set)
             return
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
-        for topic in self._handlers:
-            client.subscribe(topic, qos=1)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
-            self._loop.call_soon_threadsafe(self._answered.set)
-            self._loop.call_soon_threadsafe(self._answered.set)
+        with self._lock:  # publishes from the loop wait; none can slip between these
+            self._online = True
+            client.publish(self.topics.status, b"online", qos=1, retain=True)
+            for topic in self._handlers:
+                client.subscribe(topic, qos=1)
+            for topic, payload in self._retained.items():
+                client.publish(topic, payload, qos=0, retain=True)
+        self._call(self._connected.set)
+        self._call(self._answered.set)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._failure = "unreachable (connection refused or timed out)"
+        self._unreachable = True
+        self._call(self._answered.set)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
     ) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._connected.clear)
+        with self._lock:
+            self._online = False
+        self._call(self._connected.clear)
         if reason.is_failure:
-            log.warning("MQTT: disconnected (%s); reconnecting", reason)
+            log.warning("MQTT %s: disconnected (%s); reconnecting", self.address, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        """On paho's thread: queue the message; wake the loop once per burst, not per message."""
-        if self._loop is None or self._loop.is_closed():
-            return
+        """Queue the message; wake the loop once per burst, not once per message."""
         self._inbox.append((message.topic, bytes(message.payload), bool(message.retain)))
         if not self._wake_pending:
             self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._dispatch_all)
+            self._call(self._dispatch_all)
+
+    # the asyncio loop ---------------------------------------------------------------------
 
     def _dispatch_all(self) -> None:
         self._wake_pending = False
@@ -179,44 +244,77 @@ class MqttSession:
     def _handlers_for(self, topic: str) -> list[Handler]:
         found = self._routes.get(topic)
         if found is None:
-            found = [
-                h
-                for pattern, handlers in self._handlers.items()
-                if mqtt.topic_matches_sub(pattern, topic)
-                for h in handlers
-            ]
+            with self._lock:
+                found = [
+                    h
+                    for pattern, handlers in self._handlers.items()
+                    if mqtt.topic_matches_sub(pattern, topic)
+                    for h in handlers
+                ]
             if len(self._routes) > 10_000:
                 self._routes.clear()
             self._routes[topic] = found
         return found
 
     def subscribe(self, topic_filter: str, handler: Handler) -> None:
-        first = topic_filter not in self._handlers
-        self._handlers.setdefault(topic_filter, []).append(handler)
+        """Call ``handler(topic, payload, retained)`` on this loop for every message matching
+        ``topic_filter`` (QoS 1), now and after every reconnect."""
+        with self._lock:
+            first = topic_filter not in self._handlers
+            self._handlers.setdefault(topic_filter, []).append(handler)
+            online = self._online
         self._routes.clear()
-        if first and self.connected:
+        if first and online:  # else the next connect subscribes
             self._client.subscribe(topic_filter, qos=1)
 
     def publish(
         self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
     ) -> None:
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+        """Publish now. A retained message is also remembered and published again after every
+        reconnect (offline, only the latest per topic is kept); others are queued by paho up
+        to MAX_QUEUED while the broker is away."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with self._lock:
+            if retain:
+                self._retained[topic] = data
+            online = self._online
+        if online or not retain:
+            self._client.publish(topic, data, qos=qos, retain=retain)
+
+    # State and availability go with QoS 0: every reconnect re-asserts the latest value, and
+    # paho would re-send an unacknowledged QoS 1 message after that, older than the latest.
 
     def publish_state(self, device: str, state: Mapping[str, object]) -> None:
-        self.publish(self.topics.state(device), json.dumps(state, default=str), retain=True)
+        """``{prefix}/{branch}/{device}/state``, retained: the device's last values as JSON."""
+        self.publish(self.topics.state(device), json.dumps(state, default=str), retain=True, qos=0)
 
     def publish_availability(self, device: str, available: bool) -> None:
+        """``{prefix}/{branch}/{device}/availability``, retained: ``online`` / ``offline``."""
         self.publish(
-            self.topics.availability(device), b"online" if available else b"offline", retain=True
+            self.topics.availability(device),
+            b"online" if available else b"offline",
+            retain=True,
+            qos=0,
         )
 
     async def close(self) -> None:
         """Say ``offline`` (retained), then disconnect cleanly."""
         if self.connected:
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
-            await asyncio.to_thread(info.wait_for_publish, 5)
-            self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+            with contextlib.suppress(RuntimeError, ValueError):  # not queued: the will says it
+                await asyncio.to_thread(info.wait_for_publish, 5)
+        await self._stop_client()
+        self._connected.clear()
+
+
+def _release(client: mqtt.Client) -> None:
+    """Break the client's reference cycle through our callbacks: paho closes its wake-up
+    socket pair only in ``__del__``, which the cyclic collector may run after the sockets'
+    own finalizers (a ResourceWarning)."""
+    client.on_connect = None
+    client.on_connect_fail = None
+    client.on_disconnect = None
+    client.on_message = None
 
 
 def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float = 10.0) -> None:
@@ -230,7 +328,10 @@ def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float
         )
     if config.tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-    client.connect(config.host, config.port)
+    try:
+        client.connect(config.host, config.port)
+    except OSError as exc:
+        raise MqttError(f"MQTT broker {config.host}:{config.port}: {exc}") from exc
     client.loop_start()
     try:
         client.publish(topic, payload, qos=1).wait_for_publish(timeout)

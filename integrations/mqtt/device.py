@@ -1,27 +1,32 @@
 """An MQTT device as the gateway sees it: it pushes; every good message becomes readings.
 
-Messages are stamped with the gateway's clock when they arrive. Retained messages are refused
-(their time is unknown); so is every bad payload, with a reason naming the topic, counted by
-the coordinator. Nothing a device sends can stop the gateway.
+Messages are stamped with the gateway's clock (UTC) when they arrive. Retained messages are
+refused (their time is unknown); so is every bad payload, with a reason naming the topic,
+counted by the coordinator. Nothing a device sends can stop the gateway: the message handler
+never raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Collection, Mapping
 
 from edge import schema
 from edge.clock import Clock
 from edge.command import Command, CommandError
 from edge.config import DeviceConfig, MqttTransport
-from edge.device import Accept, PollResult, Reject
+from edge.device import Accept, DeviceError, DeviceUnreachable, PollResult, Reject
 from edge.mqtt import MqttSession
 from edge.reading import Reading, Value
 from integrations.mqtt.payload import Extractor, PayloadError, parse
 from integrations.mqtt.profile import MqttProfile
+from integrations.profile import ProfileError
 
 __all__ = ["MqttDevice"]
+
+log = logging.getLogger(__name__)
 
 
 class MqttDevice:
@@ -44,7 +49,9 @@ class MqttDevice:
         self._session = session
         self._branch = branch
         self._clock = clock
-        self._extractor = Extractor(profile.points)
+        self._extractors = {  # full topic -> the rules of the points it carries
+            self._full(sub): Extractor(profile.points_on(sub)) for sub in profile.topics
+        }
         self._targets = {  # point -> (measurement, field key, tags), resolved once
             p.id: (
                 schema.measurement(p.measurement),
@@ -55,6 +62,9 @@ class MqttDevice:
             if p.measurement is not None and p.field is not None
         }
 
+    def _full(self, sub: str | None) -> str:
+        return self._topic if sub is None else f"{self._topic}/{sub}"
+
     @property
     def device_id(self) -> str:
         return self._config.id
@@ -63,23 +73,44 @@ class MqttDevice:
     def topic(self) -> str:
         return self._topic
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic this device's readings arrive on."""
+        return tuple(self._extractors)
+
     def intervals(self) -> Mapping[str, float]:
         return {}
 
     def describe_plan(self) -> str:
+        """'axis: MQTT axis/.../ObjectAnalytics/{Device1Scenario1,Device1Scenario2} (2 points)'"""
         readable = sum(1 for p in self._profile.points if p.measurement is not None)
-        return f"{self.device_id}: MQTT {self._topic} ({readable} points)"
+        subs = self._profile.topics
+        where = [self._topic] if None in subs else []
+        named = [s for s in subs if s is not None]
+        if named:
+            where.append(
+                f"{self._topic}/" + (named[0] if len(named) == 1 else "{" + ",".join(named) + "}")
+            )
+        return (
+            f"{self.device_id}: MQTT {', '.join(where)} ({readable} point{'s' * (readable != 1)})"
+        )
 
     async def poll(self, groups: Collection[str]) -> PollResult:
         return PollResult()
 
-    def readings(self, payload: bytes) -> tuple[list[Reading], dict[str, str]]:
-        """Readings from one message, and the points refused with their reasons.
+    def readings(
+        self, payload: bytes, topic: str | None = None
+    ) -> tuple[list[Reading], dict[str, str]]:
+        """Readings from one message on ``topic`` (default: the device's topic), and the
+        points refused with their reasons.
 
         Raises PayloadError when the whole message is refused.
         """
+        extractor = self._extractors.get(self._topic if topic is None else topic)
+        if extractor is None:
+            raise PayloadError("unexpected topic", f"{topic} carries no point of {self.device_id}")
         doc = parse(payload, max_bytes=self._profile.max_bytes, max_depth=self._profile.max_depth)
-        got = self._extractor.extract(doc)
+        got = extractor.extract(doc)
         now = self._clock.now()
         grouped: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Value]] = {}
         for point_id, value in got.values.items():
@@ -98,47 +129,77 @@ class MqttDevice:
         ]
         return readings, dict(got.problems)
 
-    async def listen(self, accept: Accept, reject: Reject) -> None:
-        if self._session is None:
-            raise CommandError(f"{self.device_id}: MQTT device but no mqtt section in the config")
-
-        def handle(topic: str, payload: bytes, retained: bool) -> None:
-            if retained:
-                reject(topic, "retained: a stored message of unknown time")
-                return
+    def _handle(
+        self, accept: Accept, reject: Reject, topic: str, payload: bytes, retained: bool
+    ) -> None:
+        """One message, on the loop's thread. Never raises."""
+        if retained:
+            reject(topic, "retained: a stored message of unknown time")
+            return
+        try:
+            readings, problems = self.readings(payload, topic)
+        except PayloadError as exc:
+            reject(topic, str(exc))
+            return
+        except ValueError as exc:  # a value the schema refuses
+            reject(topic, f"schema: {exc}")
+            return
+        except Exception as exc:  # a bug here must not stop the device's other messages
+            log.exception("%s: failed on a message on %s", self.device_id, topic)
+            reject(topic, f"internal error: {type(exc).__name__}")
+            return
+        for reason in problems.values():
+            reject(topic, reason)
+        if readings:
             try:
-                readings, problems = self.readings(payload)
-            except PayloadError as exc:
-                reject(topic, str(exc))
-                return
-            except ValueError as exc:  # a value the schema refuses (e.g. not a choice)
-                reject(topic, f"schema: {exc}")
-                return
-            for reason in problems.values():
-                reject(topic, reason)
-            if readings:
                 accept(readings)
+            except Exception:
+                log.exception("%s: readings from %s were not accepted", self.device_id, topic)
 
-        self._session.subscribe(self._topic, handle)
+    async def listen(self, accept: Accept, reject: Reject) -> None:
+        """Subscribe to the device's topics and deliver readings until cancelled."""
+        if self._session is None:
+            raise DeviceError(
+                f"{self.device_id}: an MQTT device needs an mqtt section (the broker)"
+            )
+        for topic in self.topics:
+            self._session.subscribe(
+                topic,
+                lambda t, p, r: self._handle(accept, reject, t, p, r),
+            )
         await asyncio.Event().wait()  # until cancelled
 
     async def write(self, command: Command) -> Value:
-        """Publish the command to the device's set topic (Zigbee2MQTT style)."""
+        """Publish the command to the device's set topic (Zigbee2MQTT style: ``<topic>/set``
+        with ``{"state": "LOCK"}``). MQTT has no read-back: the device's next state message
+        confirms it, and returns the commanded value."""
         if command.expired(self._clock.now()):
             raise CommandError(f"{self.device_id}.{command.point}: expired, not carried out")
-        point = self._profile.point(command.point)
-        if not point.writable or self._profile.set_topic is None or self._session is None:
+        try:
+            point = self._profile.point(command.point)
+        except ProfileError as exc:
+            raise CommandError(f"{self.device_id}: {exc}") from None
+        if not point.writable or self._profile.set_topic is None:
             raise CommandError(f"{self.device_id}.{point.id} is not writable")
+        if self._session is None or not self._session.connected:
+            # never queued for later: a late unlock is worse than none
+            raise DeviceUnreachable(f"{self.device_id}: MQTT broker not connected")
         raw: object = command.value
         if point.map is not None:
-            reverse = {v: k for k, v in point.map.items()}
+            reverse = {v: k for k, v in point.map.items() if type(v) is type(command.value)}
             if command.value not in reverse:
                 raise CommandError(f"{self.device_id}.{point.id}: {command.value!r} is not mapped")
             key = reverse[command.value]
             raw = json.loads(key) if key in ("true", "false") else key
-        self._session.publish(
-            f"{self._topic}/{self._profile.set_topic}", json.dumps({point.path: raw})
-        )
+        message: dict[str, object] = {}
+        node = message
+        *parents, last = point.path.split(".")
+        for part in parents:
+            child: dict[str, object] = {}
+            node[part] = child
+            node = child
+        node[last] = raw
+        self._session.publish(f"{self._topic}/{self._profile.set_topic}", json.dumps(message))
         return command.value
 
     async def close(self) -> None:

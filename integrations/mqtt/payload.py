@@ -1,15 +1,22 @@
 """MQTT payloads to point values. Pure; every refusal says why.
 
-A message is refused whole when it is too large, not UTF-8, not JSON, holds NaN or Infinity,
-is nested deeper than the limit, or is not a JSON object. A point whose value is missing (when
-required), of the wrong type, or not in its map is refused alone; the message's other points
-still count.
+A message is refused whole when it is too large (checked before decoding), not UTF-8, not JSON,
+holds NaN or Infinity, is nested deeper than the limit (checked without recursion), or is not a
+JSON object: nothing in it can be trusted. A point whose value is missing (when required), of
+the wrong type (a boolean is not a number, ``"12"`` is not an integer unless the point is
+``quoted``) or not in its map is refused alone, with its reason; the message's other points
+still count, since devices such as Zigbee2MQTT send one object holding unrelated values.
+
+Reasons start with a short kind (``oversize``, ``invalid UTF-8``, ``invalid JSON``,
+``not a number``, ``too deep``, ``not an object``, ``missing field``, ``wrong type``,
+``not in map``) followed by ``:`` and the detail; the gateway counts refusals per kind.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +55,12 @@ def parse(payload: bytes, *, max_bytes: int = 65536, max_depth: int = 32) -> dic
         doc = _DECODER.decode(text)
     except RecursionError:
         raise PayloadError("too deep", f"nested deeper than {max_depth}") from None
+    except PayloadError:
+        raise
     except json.JSONDecodeError as exc:
         raise PayloadError("invalid JSON", f"{exc.msg} at {exc.pos}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise PayloadError("invalid JSON", str(exc).split(":", maxsplit=1)[0]) from None
     if not isinstance(doc, dict):
         raise PayloadError("not an object", f"top level is {type(doc).__name__}")
     if payload.count(b"{") + payload.count(b"[") > max_depth and _depth(doc) > max_depth:
@@ -86,20 +97,43 @@ def _lookup(doc: Any, parts: Sequence[str]) -> Any:
     return node
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # InfluxDB's integer field
+
+
 def _json_type_ok(value: Any, json_type: str) -> bool:
     if json_type == "boolean":
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
     if json_type == "integer":
-        return isinstance(value, int)
+        return isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX
     if json_type == "number":
         return isinstance(value, int | float) and math.isfinite(value)
     return isinstance(value, str)
 
 
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}")  # fits InfluxDB's int64
+
+
+def _unquote(value: str, json_type: str) -> int | float | None:
+    """The number a quoted point holds ("20960"), or None when it holds none."""
+    if json_type == "integer":
+        return int(value) if _INTEGER_TEXT.fullmatch(value) else None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _raw_key(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _short(value: Any) -> str:
+    """A value for a log line: a device's 60 KiB string is not."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +153,7 @@ class _Rule:
     to_float: bool
     scale: float
     required: bool
+    quoted: bool
 
 
 class Extractor:
@@ -138,6 +173,7 @@ class Extractor:
                 and p.schema_field.type is schema.FieldType.FLOAT,
                 scale=p.scale,
                 required=p.required,
+                quoted=p.quoted,
             )
             for p in points
             if p.measurement is not None
@@ -153,9 +189,19 @@ class Extractor:
                 if rule.required:
                     problems[rule.point] = f"missing field: {rule.path}"
                 continue
-            if not _json_type_ok(raw, rule.json_type):
+            if rule.quoted:
+                number = _unquote(raw, rule.json_type) if isinstance(raw, str) else None
+                if number is None:
+                    problems[rule.point] = (
+                        f"wrong type: {rule.path} is {type(raw).__name__} {_short(raw)}, "
+                        f"not a quoted {rule.json_type}"
+                    )
+                    continue
+                raw = number
+            elif not _json_type_ok(raw, rule.json_type):
                 problems[rule.point] = (
-                    f"wrong type: {rule.path} is {type(raw).__name__} {raw!r}, not {rule.json_type}"
+                    f"wrong type: {rule.path} is {type(raw).__name__} {_short(raw)}, "
+                    f"not {rule.json_type}"
                 )
                 continue
             if rule.ignore and _raw_key(raw) in rule.ignore:
@@ -163,11 +209,15 @@ class Extractor:
             if rule.map is not None:
                 mapped = rule.map.get(_raw_key(raw))
                 if mapped is None:
-                    problems[rule.point] = f"not in map: {rule.path} = {raw!r}"
+                    problems[rule.point] = f"not in map: {rule.path} = {_short(raw)}"
                     continue
                 values[rule.point] = mapped
             elif rule.to_float:
-                values[rule.point] = float(raw) * rule.scale
+                scaled = float(raw) * rule.scale
+                if not math.isfinite(scaled):
+                    problems[rule.point] = f"not a number: {rule.path} = {_short(raw)} scaled"
+                    continue
+                values[rule.point] = scaled
             else:
                 values[rule.point] = raw
         return Extracted(values, problems)

@@ -4,21 +4,29 @@ A point names a dotted path into the JSON payload (``contact``, ``counts.in``, `
 a number selects a list item), the JSON type it must have, and optionally a ``map`` from raw
 values to the field's value (Zigbee2MQTT's ``"LOCK"`` to ``true``, ``true`` to ``false`` for a
 contact sensor whose ``contact: true`` means closed).
+
+Topics: a device's messages arrive on the topic of its config (``transport.topic``). A product
+that publishes on several topics names them per point as a ``topic`` below the device's topic
+(Axis: one sub-topic per analytics scenario). ``examples`` are messages quoted from the
+datasheet with the values they must give: the catalogue tests decode every one, and the
+simulator publishes in their shape.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge import schema
 from integrations.profile import Catalogue, Point, Profile
 
-__all__ = ["CATALOGUE", "JsonType", "MqttPoint", "MqttProfile"]
+__all__ = ["CATALOGUE", "JsonType", "MqttExample", "MqttPoint", "MqttProfile"]
 
 JsonType = Literal["number", "integer", "boolean", "string"]
 MapValue = bool | int | float | str
+
+_SEGMENT = r"[A-Za-z0-9_\-]+"
 
 _FIELD_TYPE_OF: dict[schema.FieldType, tuple[type, ...]] = {
     schema.FieldType.BOOL: (bool,),
@@ -29,8 +37,17 @@ _FIELD_TYPE_OF: dict[schema.FieldType, tuple[type, ...]] = {
 
 
 class MqttPoint(Point):
-    path: str = Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+    path: str = Field(pattern=rf"^{_SEGMENT}(\.{_SEGMENT})*$")
+    topic: str | None = Field(
+        default=None,
+        pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+        description="sub-topic below the device's topic that carries this point (default: none)",
+    )
     json_type: JsonType
+    quoted: bool = Field(
+        default=False,
+        description='a number sent as a JSON string, e.g. Axis event data\'s "20960"',
+    )
     map: dict[str, MapValue] | None = Field(
         default=None, description="raw value (as text: 'true', 'LOCK', '3') -> field value"
     )
@@ -39,13 +56,19 @@ class MqttPoint(Point):
     ignore: list[str] = Field(
         default_factory=list, description="raw values that are normal but carry no reading"
     )
+    event: bool = Field(
+        default=False,
+        description="each message is a new event (a button press), not a repeated state",
+    )
 
     @model_validator(mode="after")
     def _fits_field(self) -> MqttPoint:
+        where = f"point {self.id}"
+        if self.quoted and self.json_type not in ("number", "integer"):
+            raise ValueError(f"{where}: only numbers can be quoted")
         target = self.schema_field
         if target is None:
             return self
-        where = f"point {self.id}"
         if self.map is not None:
             for raw, value in self.map.items():
                 ok = isinstance(value, _FIELD_TYPE_OF[target.type]) and not (
@@ -69,15 +92,47 @@ class MqttPoint(Point):
             )
         if target.type is schema.FieldType.INT and self.scale != 1:
             raise ValueError(f"{where}: {self.measurement}.{self.field} is an integer field")
+        if target.choices:
+            raise ValueError(f"{where}: {self.measurement}.{self.field} has choices; map them")
         return self
 
 
+class MqttExample(BaseModel):
+    """A message quoted from the datasheet, and the point values it must give."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str | None = Field(default=None, description="the sub-topic it arrives on")
+    payload: str = Field(min_length=2, description="the JSON text as the device publishes it")
+    values: dict[str, MapValue] = Field(description="point id -> value; absent points: none")
+
+
 class MqttProfile(Profile[MqttPoint]):
+    payload: Literal["json"] = Field(default="json", description="the payload format")
     set_topic: str | None = Field(
         default=None, description="suffix of the topic that takes commands, e.g. 'set'"
     )
     max_bytes: int = Field(default=65536, ge=64, description="larger messages are refused")
     max_depth: int = Field(default=32, ge=1, description="deeper JSON is refused")
+    examples: list[MqttExample] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _examples_fit(self) -> MqttProfile:
+        topics = self.topics
+        for i, example in enumerate(self.examples):
+            if example.topic not in topics:
+                raise ValueError(f"examples[{i}]: no point is on topic {example.topic!r}")
+            for point_id in example.values:
+                self.point(point_id)  # raises for an unknown point
+        return self
+
+    @property
+    def topics(self) -> tuple[str | None, ...]:
+        """The sub-topics its points arrive on (None: the device's own topic), in order."""
+        return tuple(dict.fromkeys(p.topic for p in self.points if p.measurement is not None))
+
+    def points_on(self, topic: str | None) -> list[MqttPoint]:
+        return [p for p in self.points if p.topic == topic]
 
 
 CATALOGUE: Catalogue[MqttProfile] = Catalogue(MqttProfile, "integrations.mqtt")

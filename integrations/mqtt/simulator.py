@@ -1,8 +1,20 @@
-"""Simulated MQTT devices: publish the same JSON, on the same topics, as the real product."""
+"""Simulated MQTT devices: publish the same JSON, on the same topics, as the real product.
+
+Each simulated device keeps the document the product would publish (shaped like the
+profile's first example on each topic) and publishes it whole whenever a point changes, as
+Zigbee2MQTT does. An event point (a button press) publishes on every ``set``. Devices whose
+profile has a ``set_topic`` obey commands on ``<topic>/<set_topic>`` and publish their new
+state, as a Zigbee2MQTT lock does. ``publish_raw`` sends anything, for bad-payload tests.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import ssl
+import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +27,8 @@ from edge.reading import Value
 from integrations.mqtt.profile import MqttPoint, MqttProfile
 
 __all__ = ["MqttSimulation", "SimulatedMqttDevice"]
+
+log = logging.getLogger(__name__)
 
 
 def _set_path(doc: dict[str, Any], path: str, value: object) -> None:
@@ -37,14 +51,35 @@ def _set_path(doc: dict[str, Any], path: str, value: object) -> None:
         node[last] = value
 
 
+def _get_path(doc: Any, path: str) -> object:
+    node = doc
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _from_key(key: str, point: MqttPoint) -> object:
+    """A map key ('true', 'LOCK', '3') as the JSON value the device sends."""
+    if key in ("true", "false"):
+        return key == "true"
+    if point.json_type == "integer" and key.lstrip("-").isdigit():
+        return int(key)
+    return key
+
+
 def _idle(point: MqttPoint) -> object:
     """A raw value for a point that has not been set: an ignored or first mapped value, 0."""
     if point.ignore:
-        return point.ignore[0]
+        return _from_key(point.ignore[0], point)
     if point.map:
-        key = next(iter(point.map))
-        return json.loads(key) if key in ("true", "false") else key
-    return {"integer": 0, "number": 0.0, "boolean": False, "string": ""}[point.json_type]
+        return _from_key(next(iter(point.map)), point)
+    zero: object = {"integer": 0, "number": 0.0, "boolean": False, "string": ""}[point.json_type]
+    return str(zero) if point.quoted else zero
 
 
 class SimulatedMqttDevice:
@@ -54,10 +89,16 @@ class SimulatedMqttDevice:
         self._device_id = device_id
         self.topic = topic
         self.profile = profile
-        self.document: dict[str, Any] = {}
-        for point in profile.points:  # a real device always sends its whole state
-            _set_path(self.document, point.path, _idle(point))
+        self.documents: dict[str | None, dict[str, Any]] = {}
+        for sub in dict.fromkeys(p.topic for p in profile.points):
+            example = next((e for e in profile.examples if e.topic == sub), None)
+            doc: dict[str, Any] = json.loads(example.payload) if example else {}
+            for point in profile.points_on(sub):  # a real device always sends its whole state
+                if example is None or point.event or _get_path(doc, point.path) is None:
+                    _set_path(doc, point.path, _idle(point))
+            self.documents[sub] = doc
         self._values: dict[str, Value] = {}
+        self._lock = threading.Lock()  # commands arrive on paho's thread
         self._silent = False
         self._client: mqtt.Client | None = None
         self.published = 0
@@ -65,6 +106,14 @@ class SimulatedMqttDevice:
     @property
     def device_id(self) -> str:
         return self._device_id
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The document published on the device's own topic."""
+        return self.documents[None]
+
+    def topic_of(self, point: MqttPoint) -> str:
+        return self.topic if point.topic is None else f"{self.topic}/{point.topic}"
 
     def points(self) -> tuple[PointInfo, ...]:
         return self.profile.point_infos()
@@ -76,26 +125,27 @@ class SimulatedMqttDevice:
             )
             if key is None:
                 raise ValueError(f"{point.id}: {value!r} is not a mapped value")
-            return (
-                json.loads(key)
-                if key in ("true", "false")
-                else (
-                    int(key) if key.lstrip("-").isdigit() and point.json_type == "integer" else key
-                )
-            )
+            return _from_key(key, point)
+        raw: object = value
         if point.json_type == "integer":
-            return int(value)
-        if point.json_type == "number" and not isinstance(value, bool):
-            return float(value) / point.scale
-        return value
+            raw = int(value)
+        elif point.json_type == "number" and not isinstance(value, bool | str):
+            raw = float(value) / point.scale
+        return str(raw) if point.quoted else raw
 
     def set(self, point_id: str, value: Value) -> None:
         point = self.profile.point(point_id)
-        if self._values.get(point_id) == value and point_id in self._values:
-            return
-        self._values[point_id] = value
-        _set_path(self.document, point.path, self._raw(point, value))
-        self.publish_raw(self.topic, json.dumps(self.document).encode())
+        raw = self._raw(point, value)  # raises ValueError before anything changes
+        with self._lock:
+            if not point.event and point_id in self._values and self._values[point_id] == value:
+                return
+            self._values[point_id] = value
+            doc = self.documents[point.topic]
+            _set_path(doc, point.path, raw)
+            payload = json.dumps(doc).encode()
+            if point.event:  # the press is sent once; the document goes back to idle
+                _set_path(doc, point.path, _idle(point))
+        self.publish_raw(self.topic_of(point), payload)
 
     def get(self, point_id: str) -> Value | None:
         return self._values.get(point_id)
@@ -104,10 +154,27 @@ class SimulatedMqttDevice:
         self._silent = silent
 
     def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish ``payload`` as is (QoS 1), unless silent or not started."""
         if self._silent or self._client is None:
             return
         self._client.publish(topic, payload, qos=1, retain=retain)
         self.published += 1
+
+    def command(self, payload: bytes) -> None:
+        """A message on the set topic: apply what it sets, publish the new state."""
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            log.warning("%s: a command that is not JSON", self.device_id)
+            return
+        for point in self.profile.points:
+            raw = _get_path(doc, point.path) if point.writable else None
+            if raw is None:
+                continue
+            key = json.dumps(raw) if isinstance(raw, bool) else str(raw)
+            value = point.map.get(key) if point.map is not None else raw
+            if isinstance(value, bool | int | float | str):
+                self.set(point.id, value)
 
 
 class MqttSimulation:
@@ -121,29 +188,58 @@ class MqttSimulation:
     ) -> None:
         self._broker = broker
         self._devices: dict[str, SimulatedMqttDevice] = {}
+        self._commands: dict[str, SimulatedMqttDevice] = {}
         for device in devices:
-            assert isinstance(device.transport, MqttTransport)
-            self._devices[device.id] = SimulatedMqttDevice(
-                device_id=device.id, topic=device.transport.topic, profile=profiles[device.profile]
+            if not isinstance(device.transport, MqttTransport):
+                raise TypeError(f"{device.id}: not an MQTT transport")
+            profile = profiles[device.profile]
+            sim = SimulatedMqttDevice(
+                device_id=device.id, topic=device.transport.topic, profile=profile
             )
+            self._devices[device.id] = sim
+            if profile.set_topic is not None:
+                self._commands[f"{sim.topic}/{profile.set_topic}"] = sim
         self._client: mqtt.Client | None = None
 
     @property
     def devices(self) -> Mapping[str, SimulatedMqttDevice]:
         return self._devices
 
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        for topic in self._commands:
+            client.subscribe(topic, qos=1)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        device = self._commands.get(message.topic)
+        if device is not None:
+            device.command(bytes(message.payload))
+
     async def start(self) -> None:
         if self._broker is None:
             raise ValueError("MQTT devices need an mqtt section (the broker) in the config")
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="openbranch-simulator")
-        client.connect(self._broker.host, self._broker.port)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"openbranch-simulator-{uuid.uuid4().hex[:6]}"
+        )
+        if self._broker.username:
+            password = self._broker.password.resolve() if self._broker.password else None
+            client.username_pw_set(self._broker.username, password)
+        if self._broker.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        await asyncio.to_thread(client.connect, self._broker.host, self._broker.port)
         client.loop_start()
         self._client = client
         for device in self._devices.values():
             device._client = client
 
     async def stop(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
+        client, self._client = self._client, None
+        if client is None:
+            return
+        for device in self._devices.values():
+            device._client = None
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        client.on_connect = None  # no cycle: paho closes its socket pair in __del__
+        client.on_message = None

@@ -1,0 +1,50 @@
+"""The demo's in-process broker (amqtt): paho clients publish and subscribe through it, and
+the gateway's session, asking for v5 first, settles on 3.1.1 there."""
+
+from __future__ import annotations
+
+import asyncio
+
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from edge.broker import EmbeddedBroker
+from edge.config import MqttConfig
+from edge.mqtt import MqttSession
+from tests.integrations.mqtt.conftest import Watcher
+
+
+def test_paho_publishes_and_subscribes_through_the_embedded_broker() -> None:
+    async def main() -> None:
+        async with EmbeddedBroker() as broker:
+            assert broker.host == "127.0.0.1" and broker.port > 0
+            watcher = await asyncio.to_thread(Watcher, broker.host, broker.port, "demo/#")
+            publisher = await asyncio.to_thread(Watcher, broker.host, broker.port, "unused")
+            await asyncio.to_thread(publisher.publish, "demo/counter", b'{"in": 3}')
+            seen = await asyncio.to_thread(watcher.wait_for, bool)
+            assert [(m.topic, m.payload) for m in seen] == [("demo/counter", b'{"in": 3}')]
+            for client in (watcher, publisher):
+                await asyncio.to_thread(client.close)
+
+    asyncio.run(main())
+
+
+def test_session_falls_back_to_311_on_the_embedded_broker() -> None:
+    async def main() -> None:
+        async with EmbeddedBroker() as broker:
+            session = MqttSession(MqttConfig(host=broker.host, port=broker.port), branch="demo")
+            assert await session.connect(wait=1.0)
+            assert session.protocol is MQTTProtocolVersion.MQTTv311
+            got: list[bytes] = []
+            session.subscribe("demo/#", lambda _t, p, _r: got.append(p))
+            await asyncio.sleep(0.2)
+            publisher = await asyncio.to_thread(Watcher, broker.host, broker.port, "unused")
+            await asyncio.to_thread(publisher.publish, "demo/door", b"open")
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.02)
+            assert got == [b"open"]
+            await asyncio.to_thread(publisher.close)
+            await session.close()
+
+    asyncio.run(main())
