@@ -49,6 +49,7 @@ def prepare_config(
     *,
     mqtt: tuple[str, int] | None = None,
     influx_url: str | None = None,
+    influx_database: str = "openbranch",
 ) -> Path:
     """Copy the demo config into ``workdir`` with every device port moved to a free port,
     the MQTT broker and the InfluxDB sink of this run filled in."""
@@ -56,7 +57,7 @@ def prepare_config(
     if mqtt is not None and "mqtt" not in data:
         data["mqtt"] = {"host": mqtt[0], "port": mqtt[1], "protocol": "3.1.1"}  # amqtt: no v5
     if influx_url is not None:
-        sink = {"type": "influxdb_v1", "url": influx_url, "database": "openbranch"}
+        sink = {"type": "influxdb_v1", "url": influx_url, "database": influx_database}
         data["sinks"] = [*data.get("sinks", []), sink]
     ports: dict[int, int] = {}
     for device in data.get("devices", []):
@@ -201,13 +202,21 @@ async def run_demo(
     outage: bool = True,
     view_every: float = 5.0,
     quiet: bool = False,
-    influx: bool = True,
+    influx: bool | Influxd = True,
+    influx_database: str = "openbranch",
     straggler: bool = True,
 ) -> dict[str, Any]:
-    """Run the demo for ``duration`` real seconds; return the summary figures."""
+    """Run the demo for ``duration`` real seconds; return the summary figures.
+
+    ``influx``: True starts a private influxd for the run, False keeps readings local, a
+    running ``Influxd`` (a test's) receives them in ``influx_database`` and is left running.
+    """
     say: Callable[[str], None] = (lambda _t: None) if quiet else print
     broker = EmbeddedBroker() if _needs_broker(config_path) else None
-    influxd = _private_influxd(say) if influx else None
+    own_influxd = influx is True
+    influxd = influx if isinstance(influx, Influxd) else _private_influxd(say) if influx else None
+    if influxd is not None and not own_influxd:
+        influxd.query(f'CREATE DATABASE "{influx_database}"')
     if broker is not None:
         await broker.start()
     try:
@@ -217,6 +226,7 @@ async def run_demo(
                 workdir,
                 mqtt=(broker.host, broker.port) if broker else None,
                 influx_url=influxd.url if influxd else None,
+                influx_database=influx_database,
             ),
             duration=duration,
             speed=speed,
@@ -227,7 +237,7 @@ async def run_demo(
             straggler=straggler,
         )
         if influxd is not None:
-            rows = influxd.rows("SELECT count(power_w) FROM energy", "openbranch")
+            rows = influxd.rows("SELECT count(power_w) FROM energy", influx_database)
             summary["influxdb"] = {"url": influxd.url, "energy_points": rows[0][1] if rows else 0}
             say(
                 f"InfluxDB (private, {influxd.url}): {summary['influxdb']['energy_points']} "
@@ -236,7 +246,7 @@ async def run_demo(
     finally:
         if broker is not None:
             await broker.stop()
-        if influxd is not None:
+        if influxd is not None and own_influxd:
             influxd.close()
     return summary
 

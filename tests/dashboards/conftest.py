@@ -1,0 +1,75 @@
+"""Demo data for dashboard (and report) tests: the real demo, run once per session.
+
+``demo_data`` runs ``edge.demo.run_demo`` — simulated devices over their real protocols, a real
+gateway on an accelerated clock through one whole day (06:00 to midnight, local) — with the
+session's private influxd as its InfluxDB sink, in a database of its own. Tests read what the
+gateway wrote there; they must not write into it. Use it together with the ``influxd`` fixture
+(which restarts the server if an earlier test stopped it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edge.demo import DEFAULT_CONFIG, run_demo
+from tests.services import Influxd
+
+DEMO_DAY = date(2026, 11, 30)  # a Monday: self-service, staffed, self-service, closed
+DEMO_SECONDS = 20.0  # real seconds for the 18 simulated hours
+DEMO_DATABASE = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoData:
+    """Where the demo's readings are and which span of time they cover."""
+
+    database: str
+    branch: str
+    start: datetime  # 06:00 local on DEMO_DAY (aware)
+    end: datetime  # the simulated end (aware)
+    timezone: ZoneInfo
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def demo_data(
+    influxd_session: Influxd, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoData]:
+    tz = ZoneInfo("Europe/Copenhagen")
+    start = datetime.combine(DEMO_DAY, dtime(6, 0), tz)
+    workdir: Path = tmp_path_factory.mktemp("demo")
+    influxd_session.start()
+    summary = asyncio.run(
+        run_demo(
+            config_path=DEFAULT_CONFIG,
+            workdir=workdir,
+            duration=DEMO_SECONDS,
+            speed=18 * 3600 / DEMO_SECONDS,
+            start=start,
+            outage=True,
+            view_every=DEMO_SECONDS + 1,
+            quiet=True,
+            influx=influxd_session,
+            influx_database=DEMO_DATABASE,
+        )
+    )
+    simulated = timedelta(seconds=18 * 3600)
+    yield DemoData(
+        database=DEMO_DATABASE,
+        branch=summary["branch"],
+        start=start,
+        end=start + simulated,
+        timezone=tz,
+        summary=summary,
+    )
+    influxd_session.start()
+    influxd_session.query(f'DROP DATABASE "{DEMO_DATABASE}"')
