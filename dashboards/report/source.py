@@ -1,0 +1,438 @@
+"""Where the report's numbers come from: InfluxDB (InfluxQL) or one gateway's local store.
+
+Both sources give the same three streams, in the same types, so the report is computed by one
+piece of code whichever it reads:
+
+- ``hours``: the ``energy_hourly`` rows (consumption, quality, coverage of each UTC hour);
+- ``registers``: the raw ``energy`` register readings (to count meter resets);
+- ``entered``: the people counters' ``entered`` counters (visitors).
+
+Numbers stay exact: a float field becomes the Decimal of its shortest repr, which is the text
+the gateway wrote into the line protocol (``repr(float)``) and what InfluxDB gives back, so both
+sources agree to the last digit.
+
+Exceptions: ``SourceError`` when a source cannot be read (unknown store, server error).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import influxdb
+
+from edge import schema
+from edge.outbox import Outbox
+
+__all__ = [
+    "Counter",
+    "HourRow",
+    "InfluxSource",
+    "Source",
+    "SourceError",
+    "StoreSource",
+    "parse_fields",
+]
+
+HOUR_NS = 3_600 * 10**9
+_WINDOW_NS = 31 * 24 * HOUR_NS  # InfluxQL queries go a month at a time (bounded answers)
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be read: a missing store, an unreachable or refusing server."""
+
+
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    """One ``energy_hourly`` point."""
+
+    branch: str
+    device: str
+    carrier: str
+    hour_ns: int  # start of the UTC hour
+    consumption: Decimal
+    quality: str
+    coverage: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One reading of a counter (an energy register, a people counter's ``entered``)."""
+
+    branch: str
+    device: str
+    carrier: str  # "" for people counters
+    time_ns: int
+    value: Decimal
+
+
+class Source(Protocol):
+    """What the report reads. Times are ns since the epoch; ``end_ns`` is exclusive;
+    ``branches`` None means every branch the source holds."""
+
+    description: str
+
+    def hours(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[HourRow]: ...
+
+    def registers(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]: ...
+
+    def entered(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]: ...
+
+    def close(self) -> None: ...
+
+
+def _decimal(value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise SourceError(f"a boolean {value!r} where a number was expected")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        return Decimal(value.removesuffix("i"))
+    raise SourceError(f"{value!r} is not a number")
+
+
+# -- InfluxDB --------------------------------------------------------------------------------
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxSource:
+    """InfluxQL over the v1 query API (InfluxDB 1.x, 2.x's v1 API, 3.x), every branch.
+
+    ``url`` like ``http://influx.example:8086``; queries go a month of time at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        database: str,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SourceError(f"InfluxDB URL {url!r}: expected http(s)://host:port")
+        self.description = f"InfluxDB {parts.scheme}://{parts.netloc}, database {database}"
+        self._client = influxdb.InfluxDBClient(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 8086),
+            ssl=parts.scheme == "https",
+            verify_ssl=parts.scheme == "https",
+            database=database,
+            username=username,
+            password=password,
+            timeout=timeout,
+            path=parts.path.strip("/"),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> InfluxSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _series(
+        self,
+        *,
+        measurement: schema.Measurement,
+        fields: Sequence[schema.Field],
+        group: Sequence[schema.Tag],
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[tuple[dict[str, str], list[Any]]]:
+        select = ", ".join(_quote_ident(f.key) for f in fields)
+        where = ""
+        if branches:
+            where = (
+                " AND ("
+                + " OR ".join(
+                    f"{_quote_ident(schema.Tag.BRANCH.value)} = {_quote_str(b)}" for b in branches
+                )
+                + ")"
+            )
+        by = ", ".join(_quote_ident(t.value) for t in group)
+        lo = start_ns
+        while lo < end_ns:
+            hi = min(end_ns, lo + _WINDOW_NS)
+            q = (
+                f"SELECT {select} FROM {_quote_ident(measurement.name)}"  # noqa: S608 - quoted
+                f" WHERE time >= {lo} AND time < {hi}{where} GROUP BY {by}"
+            )
+            try:
+                answer = self._client.query(q, epoch="ns")
+            except Exception as exc:  # the client raises requests' and its own errors
+                raise SourceError(f"{self.description}: {q}: {exc}") from exc
+            for (_, tags), points in answer.items():
+                yield dict(tags or {}), list(points)
+            lo = hi
+
+    def hours(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[HourRow]:
+        fields = (schema.HOURLY_CONSUMPTION, schema.HOURLY_QUALITY, schema.HOURLY_COVERAGE)
+        tags = (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
+        c, q, v = (f.key for f in fields)
+        for key, points in self._series(
+            measurement=schema.ENERGY_HOURLY,
+            fields=fields,
+            group=tags,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            branches=branches,
+        ):
+            for p in points:
+                if p.get(c) is None:
+                    continue
+                yield HourRow(
+                    branch=key.get(schema.Tag.BRANCH.value, ""),
+                    device=key.get(schema.Tag.DEVICE.value, ""),
+                    carrier=key.get(schema.Tag.CARRIER.value, ""),
+                    hour_ns=int(p["time"]),
+                    consumption=_decimal(p[c]),
+                    quality=str(p.get(q) or ""),
+                    coverage=_decimal(p[v]) if p.get(v) is not None else Decimal(0),
+                )
+
+    def _counters(
+        self,
+        *,
+        measurement: schema.Measurement,
+        field: schema.Field,
+        tags: Sequence[schema.Tag],
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[Counter]:
+        for key, points in self._series(
+            measurement=measurement,
+            fields=(field,),
+            group=tags,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            branches=branches,
+        ):
+            for p in points:
+                if p.get(field.key) is None:
+                    continue
+                yield Counter(
+                    branch=key.get(schema.Tag.BRANCH.value, ""),
+                    device=key.get(schema.Tag.DEVICE.value, ""),
+                    carrier=key.get(schema.Tag.CARRIER.value, ""),
+                    time_ns=int(p["time"]),
+                    value=_decimal(p[field.key]),
+                )
+
+    def registers(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]:
+        tags = (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
+        return self._counters(
+            measurement=schema.ENERGY,
+            field=schema.ENERGY_REGISTER,
+            tags=tags,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            branches=branches,
+        )
+
+    def entered(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]:
+        tags = (schema.Tag.BRANCH, schema.Tag.DEVICE)
+        return self._counters(
+            measurement=schema.OCCUPANCY,
+            field=schema.OCCUPANCY_ENTERED,
+            tags=tags,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            branches=branches,
+        )
+
+
+# -- the local store -------------------------------------------------------------------------
+
+_SPLIT_SPACE = re.compile(r"(?<!\\) ")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    out, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == sep:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def parse_fields(text: str) -> dict[str, str | Decimal | bool]:
+    """The field set of a line protocol line: strings unquoted, numbers as Decimal."""
+    fields: dict[str, str | Decimal | bool] = {}
+    i, n = 0, len(text)
+    while i < n:
+        eq = i
+        while eq < n and not (text[eq] == "=" and text[eq - 1] != "\\"):
+            eq += 1
+        key = _UNESCAPE.sub(r"\1", text[i:eq])
+        j = eq + 1
+        if j < n and text[j] == '"':
+            j += 1
+            buf = []
+            while j < n and text[j] != '"':
+                if text[j] == "\\" and j + 1 < n:
+                    j += 1
+                buf.append(text[j])
+                j += 1
+            fields[key] = "".join(buf)
+            j += 1  # the closing quote
+        else:
+            end = text.find(",", j)
+            end = n if end < 0 else end
+            raw = text[j:end]
+            if raw in ("t", "T", "true", "True", "TRUE"):
+                fields[key] = True
+            elif raw in ("f", "F", "false", "False", "FALSE"):
+                fields[key] = False
+            else:
+                fields[key] = Decimal(raw.rstrip("iu"))
+            j = end
+        i = j + 1  # past the comma
+    return fields
+
+
+def _parse(line: str) -> tuple[dict[str, str], dict[str, str | Decimal | bool], int]:
+    """Tags, fields and time of one line of line protocol (with its timestamp)."""
+    head, _, rest = line.partition(" ") if "\\ " not in line else _head_split(line)
+    fields_text, _, stamp = rest.rstrip().rpartition(" ")
+    tags: dict[str, str] = {}
+    for part in _split_unescaped(head, ",")[1:]:
+        k, _, v = part.partition("=")
+        tags[_UNESCAPE.sub(r"\1", k)] = _UNESCAPE.sub(r"\1", v)
+    return tags, parse_fields(fields_text), int(stamp)
+
+
+def _head_split(line: str) -> tuple[str, str, str]:
+    head, rest = _SPLIT_SPACE.split(line, maxsplit=1)
+    return head, " ", rest
+
+
+class StoreSource:
+    """One gateway's local store (the outbox SQLite file): the history it still holds."""
+
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise SourceError(f"{path}: no such local store")
+        self.description = f"local store {path}"
+        self._outbox = Outbox(path)
+
+    def close(self) -> None:
+        self._outbox.close()
+
+    def __enter__(self) -> StoreSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lines(
+        self,
+        measurement: schema.Measurement,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterable[tuple[dict[str, str], dict[str, str | Decimal | bool], int]]:
+        wanted = set(branches) if branches else None
+        for entry in self._outbox.lines(
+            measurement=measurement.name, start_ns=start_ns, end_ns=end_ns
+        ):
+            tags, fields, time_ns = _parse(entry.line)
+            if wanted is None or tags.get(schema.Tag.BRANCH.value) in wanted:
+                yield tags, fields, time_ns
+
+    def hours(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[HourRow]:
+        c, q, v = (
+            schema.HOURLY_CONSUMPTION.key,
+            schema.HOURLY_QUALITY.key,
+            schema.HOURLY_COVERAGE.key,
+        )
+        for tags, fields, time_ns in self._lines(schema.ENERGY_HOURLY, start_ns, end_ns, branches):
+            consumption = fields.get(c)
+            if not isinstance(consumption, Decimal):
+                continue
+            coverage = fields.get(v)
+            yield HourRow(
+                branch=tags.get(schema.Tag.BRANCH.value, ""),
+                device=tags.get(schema.Tag.DEVICE.value, ""),
+                carrier=tags.get(schema.Tag.CARRIER.value, ""),
+                hour_ns=time_ns,
+                consumption=consumption,
+                quality=str(fields.get(q, "")),
+                coverage=coverage if isinstance(coverage, Decimal) else Decimal(0),
+            )
+
+    def _counters(
+        self,
+        measurement: schema.Measurement,
+        field: schema.Field,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[Counter]:
+        for tags, fields, time_ns in self._lines(measurement, start_ns, end_ns, branches):
+            value = fields.get(field.key)
+            if isinstance(value, Decimal):
+                yield Counter(
+                    branch=tags.get(schema.Tag.BRANCH.value, ""),
+                    device=tags.get(schema.Tag.DEVICE.value, ""),
+                    carrier=tags.get(schema.Tag.CARRIER.value, ""),
+                    time_ns=time_ns,
+                    value=value,
+                )
+
+    def registers(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]:
+        return self._counters(schema.ENERGY, schema.ENERGY_REGISTER, start_ns, end_ns, branches)
+
+    def entered(
+        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+    ) -> Iterator[Counter]:
+        return self._counters(
+            schema.OCCUPANCY, schema.OCCUPANCY_ENTERED, start_ns, end_ns, branches
+        )
