@@ -486,7 +486,7 @@ class _Builder:
                 month.co2e_location_kg = month.consumption * row.g_per_kwh / 1000
                 month.co2e_market_kg = month.co2e_location_kg
                 month.factor_basis = f"supplier {row.supplier} {row.year}"
-            if self.o.degree_days is not None:
+            if self.o.degree_days is not None and c == schema.Carrier.DISTRICT_HEATING.value:
                 month.degree_days = self._degree_days(b, i)
 
     def _degree_days(self, branch: str, i: int) -> Decimal:

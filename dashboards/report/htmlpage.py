@@ -65,7 +65,7 @@ def _fmt(value: Value, kind: str) -> str:
             places = 1
         return f"{value:,.{places}f}".replace(",", "\u202f")
     if isinstance(value, int):
-        return f"{value:,}".replace(",", "\u202f")
+        return str(value) if kind == "year" else f"{value:,}".replace(",", "\u202f")
     return escape(str(value))
 
 
@@ -95,6 +95,12 @@ def _nice_max(value: Decimal) -> Decimal:
     return Decimal(10) ** (exp + 1)
 
 
+def _axis(value: Decimal) -> str:
+    """An axis label: whole numbers from 10 up, two places below."""
+    places = Decimal("0.01") if value < 10 else Decimal(1)
+    return _fmt(value.quantize(places), "intensity")
+
+
 def monthly_chart(report: EnergyReport) -> str:
     """Grouped bars: total kWh per local month and carrier, all branches of the report."""
     sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
@@ -120,7 +126,7 @@ def monthly_chart(report: EnergyReport) -> str:
         out.append(
             f'<line x1="{left}" x2="{width - 20}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{_fmt(q(v, 'intensity'), 'x')}</text>"
+            f"{_axis(v)}</text>"
         )
     for gi, month in enumerate(months):
         x0 = left + gi * group + (group - bar * len(carriers)) / 2

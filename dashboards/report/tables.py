@@ -157,7 +157,7 @@ def _factors(r: EnergyReport) -> Table:
             "market-based", o.market_source or "given on the command line", "no", "no",
         ])  # fmt: skip
     spec = [
-        ("carrier", "text"), ("applies to", "text"), ("year", "int"), ("value", "text"),
+        ("carrier", "text"), ("applies to", "text"), ("year", "year"), ("value", "text"),
         ("unit", "text"), ("method", "text"), ("source", "text"), ("preliminary", "text"),
         ("verified", "text"),
     ]  # fmt: skip
