@@ -13,8 +13,6 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from dashboards.report import (
     ReportOptions,
     StoreSource,
@@ -128,7 +126,7 @@ def test_charts_render_in_headless_chromium(tmp_path: Path) -> None:
             f"--screenshot={shot}",
             "--window-size=1200,2000",
             page.as_uri(),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         timeout=90,
         check=False,
