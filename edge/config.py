@@ -34,6 +34,7 @@ __all__ = [
     "BranchConfig",
     "DeviceConfig",
     "GatewayConfig",
+    "HomeAssistantConfig",
     "InfluxV1Sink",
     "InfluxV2Sink",
     "ModbusRtu",
@@ -296,6 +297,18 @@ class ControlConfig(_Model):
     key: SecretRef = Field(description="this gateway's HMAC key, from provisioning")
 
 
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery (integrations/homeassistant): every device, the branch
+    mode and the gateway's health appear in Home Assistant by themselves."""
+
+    enabled: bool = True
+    discovery_prefix: str = Field(
+        default="homeassistant",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's MQTT discovery prefix",
+    )
+
+
 class GatewayConfig(_Model):
     branch: BranchConfig
     hours: OpeningHours | None = Field(
@@ -311,6 +324,7 @@ class GatewayConfig(_Model):
     sinks: list[SinkConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
 
 def device_problems(

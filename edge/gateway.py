@@ -12,8 +12,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Protocol
 
 from edge import schema
 from edge.calendar import Calendar, OpeningHours, Override
@@ -30,7 +33,16 @@ from edge.reconciler import Reconciler
 from edge.registry import BuildContext, Registry
 from edge.sink import Drainer, make_writer, sink_name
 
-__all__ = ["GATEWAY_DEVICE", "Gateway", "open_outbox"]
+__all__ = [
+    "EXTENSION_GROUP",
+    "GATEWAY_DEVICE",
+    "Extension",
+    "ExtensionContext",
+    "Gateway",
+    "load_extensions",
+    "open_outbox",
+    "state_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,46 @@ HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
 ENGINE_EVERY = 30.0  # seconds of gateway time between engine steps
 COMMIT_EVERY = 0.05  # real seconds a reading may wait for its commit
 COMMIT_MAX = 5000  # readings that trigger a commit at once
+EXTENSION_GROUP = "openbranch.extensions"  # entry points: (ExtensionContext) -> Extension | None
+_SERIES_TAGS = (schema.Tag.ZONE.value, schema.Tag.PHASE.value, schema.Tag.KIND.value)
+
+
+def state_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """Where a series sits in its device's state JSON: the measurement's name, then ``/`` and
+    the value of each tag that tells one device's series apart (zone, phase, kind), e.g.
+    ``light/group-0``. The state also keeps one entry per measurement, merged, as before."""
+    return "/".join([measurement, *(tags[t] for t in _SERIES_TAGS if t in tags)])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtensionContext:
+    """What an extension (such as Home Assistant discovery) gets from the gateway."""
+
+    config: GatewayConfig
+    mqtt: MqttSession | None
+    clock: Clock
+
+
+class Extension(Protocol):
+    """Something that runs beside the gateway's loop, from the ``openbranch.extensions`` entry
+    point group (edge never imports it by name)."""
+
+    name: str
+
+    async def run(self) -> None:
+        """Run until cancelled (the gateway stops)."""
+        ...
+
+
+def load_extensions(context: ExtensionContext) -> list[Extension]:
+    """Every installed extension that wants to run for this gateway (a factory may say no)."""
+    found = []
+    for ep in sorted(entry_points(group=EXTENSION_GROUP), key=lambda e: e.name):
+        make: Callable[[ExtensionContext], Extension | None] = ep.load()
+        extension = make(context)
+        if extension is not None:
+            found.append(extension)
+    return found
 
 
 def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -> Outbox:
@@ -59,6 +111,7 @@ class Gateway:
         clock: Clock,
         outbox: Outbox,
         drainers: Sequence[Drainer] | None = None,
+        extensions: Sequence[Extension] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -122,6 +175,11 @@ class Gateway:
             )
         if outbox.on_drop is None:
             outbox.on_drop = self.on_drop
+        if extensions is None:
+            extensions = load_extensions(
+                ExtensionContext(config=config, mqtt=self.mqtt, clock=clock)
+            )
+        self.extensions = list(extensions)
 
     def _accept(self, readings: Sequence[Reading]) -> None:
         """Queue readings for the next commit (at most ``COMMIT_EVERY`` seconds away)."""
@@ -167,6 +225,7 @@ class Gateway:
             time=self._clock.now(),
         )
         self.outbox.append([reading], audit=True)
+        self._publish_own([reading])
 
     def audit(self, kind: str, message: str) -> None:
         """Record a decision of the engine; audit entries are never dropped."""
@@ -212,18 +271,29 @@ class Gateway:
         """One engine step: decide, record, and make the devices match."""
         now = self._clock.now()
         self.overrides = [o for o in self.overrides if o.end > now]
-        decision = self.engine.step(now, self.inputs(), self.overrides)
+        inputs = self.inputs()
+        decision = self.engine.step(now, inputs, self.overrides)
         previous = self.last_decision
         if previous is None or previous.mode is not decision.mode:
             was = "start" if previous is None else previous.mode.value
             self.audit("mode", f"{was} -> {decision.mode.value}")
-            self.outbox.append(
+            mode = Reading(
+                branch=self.config.branch.id,
+                device=GATEWAY_DEVICE,
+                measurement=schema.BRANCH_MODE,
+                fields={schema.BRANCH_MODE_MODE.key: decision.mode.value},
+                time=now,
+            )
+            self.outbox.append([mode])
+            self._publish_own([mode])
+        if inputs.present is not None:  # on the gateway's state topic only
+            self._publish_own(
                 [
                     Reading(
                         branch=self.config.branch.id,
                         device=GATEWAY_DEVICE,
-                        measurement=schema.BRANCH_MODE,
-                        fields={schema.BRANCH_MODE_MODE.key: decision.mode.value},
+                        measurement=schema.OCCUPANCY,
+                        fields={schema.OCCUPANCY_PRESENT.key: inputs.present},
                         time=now,
                     )
                 ]
@@ -294,20 +364,27 @@ class Gateway:
     def _publish_states(self, readings: Sequence[Reading], *, force: bool = False) -> None:
         """Update each device's retained state topic, at most once a second per device."""
         assert self.mqtt is not None
-        for r in readings:  # the latest reading per device and measurement; merged when sent
-            self._latest.setdefault(r.device, {})[r.measurement.name] = r
+        for r in readings:  # the latest reading per device and series; merged when sent
+            self._latest.setdefault(r.device, {})[state_key(r.measurement.name, r.tags)] = r
         now = time.monotonic()
         for device, latest in self._latest.items():
             if force or now - self._published.get(device, 0.0) >= 1.0:
                 self._published[device] = now
                 state = self._states.setdefault(device, {})
-                for name, r in latest.items():
-                    values = state.setdefault(name, {})
-                    assert isinstance(values, dict)
-                    values.update(r.fields)
+                for key, r in latest.items():
+                    for name in {r.measurement.name, key}:
+                        values = state.setdefault(name, {})
+                        assert isinstance(values, dict)
+                        values.update(r.fields)
                     state["time"] = r.time.isoformat()
                 latest.clear()
                 self.mqtt.publish_state(device, state)
+
+    def _publish_own(self, readings: Sequence[Reading]) -> None:
+        """The gateway's own state topic (branch mode, people present, alerts, health): rare,
+        so sent at once."""
+        if self.mqtt is not None:
+            self._publish_states(readings, force=True)
 
     def _availability(self, device_id: str, available: bool) -> None:
         if self.mqtt is not None:
@@ -356,7 +433,9 @@ class Gateway:
     async def _report_health(self) -> None:
         while True:
             await self._clock.sleep(HEALTH_EVERY)
-            self.outbox.append([self.health()])
+            health = self.health()
+            self.outbox.append([health])
+            self._publish_own([health])
 
     async def _connect_mqtt(self) -> None:
         assert self.mqtt is not None
@@ -377,6 +456,7 @@ class Gateway:
             tasks.append(asyncio.create_task(self._run_engine(), name="engine"))
         if self.mqtt is not None:  # polling and committing never wait for the broker
             tasks.append(asyncio.create_task(self._connect_mqtt(), name="mqtt"))
+        tasks += [asyncio.create_task(_run_extension(e), name=e.name) for e in self.extensions]
         try:
             await stop.wait()
         finally:
@@ -395,3 +475,11 @@ class Gateway:
                 await coordinator.source.close()
             for drainer in self.drainers:
                 drainer.writer.close()
+
+
+async def _run_extension(extension: Extension) -> None:
+    """An extension that fails is logged; the gateway goes on polling and committing."""
+    try:
+        await extension.run()
+    except Exception:
+        log.exception("extension %s failed; the gateway goes on without it", extension.name)

@@ -1,0 +1,18 @@
+"""The profile of a configured device, from the catalogue of the protocol that serves it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.config import DeviceConfig, MqttTransport
+from integrations.modbus.profile import CATALOGUE as MODBUS
+from integrations.mqtt.profile import CATALOGUE as MQTT
+from integrations.profile import Profile
+
+__all__ = ["profile_for"]
+
+
+def profile_for(device: DeviceConfig) -> Profile[Any]:
+    """ProfileError (a ValueError) when the profile is unknown."""
+    catalogue = MQTT if isinstance(device.transport, MqttTransport) else MODBUS
+    return catalogue.get(device.profile)
