@@ -41,6 +41,7 @@ __all__ = [
 
 HOUR_NS = 3_600 * 10**9
 _WINDOW_NS = 31 * 24 * HOUR_NS  # InfluxQL queries go a month at a time (bounded answers)
+_STORE_WINDOW_NS = 7 * 24 * HOUR_NS
 
 
 class SourceError(RuntimeError):
@@ -333,15 +334,53 @@ def parse_fields(text: str) -> dict[str, str | Decimal | bool]:
     return fields
 
 
+_TAGS_CACHE: dict[str, dict[str, str]] = {}
+
+
+def _tags(head: str) -> dict[str, str]:
+    """The tags of a series key (cached: a store holds few series and many lines)."""
+    found = _TAGS_CACHE.get(head)
+    if found is None:
+        found = {}
+        for part in _split_unescaped(head, ",")[1:]:
+            k, _, v = part.partition("=")
+            found[_UNESCAPE.sub(r"\1", k)] = _UNESCAPE.sub(r"\1", v)
+        if len(_TAGS_CACHE) > 10_000:
+            _TAGS_CACHE.clear()
+        _TAGS_CACHE[head] = found
+    return found
+
+
+def _fast_fields(text: str) -> dict[str, str | Decimal | bool] | None:
+    """Fields of a line without escapes or quoted commas; None: use ``parse_fields``."""
+    fields: dict[str, str | Decimal | bool] = {}
+    for part in text.split(","):
+        key, eq, raw = part.partition("=")
+        if not eq:
+            return None
+        if raw.startswith('"'):
+            if len(raw) < 2 or not raw.endswith('"'):
+                return None
+            fields[key] = raw[1:-1]
+        elif raw in ("t", "T", "true", "True", "TRUE"):
+            fields[key] = True
+        elif raw in ("f", "F", "false", "False", "FALSE"):
+            fields[key] = False
+        else:
+            fields[key] = Decimal(raw.rstrip("iu"))
+    return fields
+
+
 def _parse(line: str) -> tuple[dict[str, str], dict[str, str | Decimal | bool], int]:
     """Tags, fields and time of one line of line protocol (with its timestamp)."""
+    if "\\" not in line and line.count(" ") == 2:
+        head, fields_text, stamp = line.split(" ")
+        fields = _fast_fields(fields_text)
+        if fields is not None:
+            return _tags(head), fields, int(stamp)
     head, _, rest = line.partition(" ") if "\\ " not in line else _head_split(line)
     fields_text, _, stamp = rest.rstrip().rpartition(" ")
-    tags: dict[str, str] = {}
-    for part in _split_unescaped(head, ",")[1:]:
-        k, _, v = part.partition("=")
-        tags[_UNESCAPE.sub(r"\1", k)] = _UNESCAPE.sub(r"\1", v)
-    return tags, parse_fields(fields_text), int(stamp)
+    return _tags(head), parse_fields(fields_text), int(stamp)
 
 
 def _head_split(line: str) -> tuple[str, str, str]:
@@ -376,12 +415,16 @@ class StoreSource:
         branches: Sequence[str] | None,
     ) -> Iterable[tuple[dict[str, str], dict[str, str | Decimal | bool], int]]:
         wanted = set(branches) if branches else None
-        for entry in self._outbox.lines(
-            measurement=measurement.name, start_ns=start_ns, end_ns=end_ns
-        ):
-            tags, fields, time_ns = _parse(entry.line)
-            if wanted is None or tags.get(schema.Tag.BRANCH.value) in wanted:
-                yield tags, fields, time_ns
+        # A week at a time: ``Outbox.lines`` pages by (time, seq) from the start of its range,
+        # and a page far into a long range costs more than one near its start.
+        lo = start_ns
+        while lo < end_ns:
+            hi = min(end_ns, lo + _STORE_WINDOW_NS)
+            for entry in self._outbox.lines(measurement=measurement.name, start_ns=lo, end_ns=hi):
+                tags, fields, time_ns = _parse(entry.line)
+                if wanted is None or tags.get(schema.Tag.BRANCH.value) in wanted:
+                    yield tags, fields, time_ns
+            lo = hi
 
     def hours(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
