@@ -37,8 +37,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -51,6 +53,70 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 
 MAX_QUEUED = 1000  # QoS 1 messages paho holds unacknowledged; more are refused, not buffered
+READ_CHUNK = 64 * 1024  # bytes taken from the socket per recv() on the receive path
+
+
+class _SharedTableProperties(Properties):
+    """paho's MQTT v5 ``Properties``, built without rebuilding its lookup tables.
+
+    paho decodes every incoming v5 PUBLISH into a fresh ``Properties``, whose constructor
+    builds two dictionaries of every property name, identifier and type, about 30 entries
+    each, for each message: at thousands of messages a second that was the largest single
+    cost of the v5 receive path (bench/ingest.py, py-spy). The tables are constants that no
+    method changes, so every instance here shares one set; the behaviour is paho's.
+    """
+
+    _TABLES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+    def __init__(self, packetType: int) -> None:  # noqa: N803  # paho's parameter name
+        object.__setattr__(self, "packetType", packetType)
+        object.__setattr__(self, "types", self._TABLES.types)
+        object.__setattr__(self, "names", self._TABLES.names)
+        object.__setattr__(self, "properties", self._TABLES.properties)
+
+
+# paho's PUBLISH decoder looks the class up in its module at every message.
+paho_packet.Properties = _SharedTableProperties  # type: ignore[attr-defined]
+
+
+class _BufferedClient(mqtt.Client):
+    """paho's client, reading the socket in 64 KiB chunks instead of a few bytes at a time.
+
+    Stock paho reads a packet with three or more ``recv()`` calls (the command byte, each
+    byte of the length, then the body) and handles one packet per ``select()``: under a stream
+    of small PUBLISH packets that is several system calls and a GIL hand-over per message
+    (bench/ingest.py). Here ``_sock_recv`` serves paho's small reads from a buffer filled by
+    one ``recv()``, and ``loop_read`` goes on until the buffer is empty, so no received byte
+    waits for a ``select()`` that would never wake for it. paho's own packet parser, keep-alive
+    and reconnect logic are unchanged; the buffer is dropped with the socket.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._rbuf = bytearray()
+        self._rpos = 0
+        super().__init__(*args, **kwargs)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            chunk = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if not chunk:
+                return b""  # the broker closed the connection
+            self._rbuf = bytearray(chunk)
+            self._rpos = 0
+        start = self._rpos
+        self._rpos = min(start + bufsize, len(self._rbuf))
+        return bytes(self._rbuf[start : self._rpos])
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _sock_close(self) -> None:
+        self._rbuf = bytearray()
+        self._rpos = 0
+        super()._sock_close()
 
 
 class MqttError(ConnectionError):
@@ -112,7 +178,7 @@ class MqttSession:
         return f"{self.config.host}:{self.config.port}"
 
     def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        client = mqtt.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol
         )
         if self.config.username:

@@ -181,3 +181,51 @@ def test_unreachable_broker_is_named() -> None:
         await quiet.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_burst_arrives_whole_and_in_order_across_read_chunks(
+    mosquitto: Mosquitto, protocol: str
+) -> None:
+    """The session reads the socket in 64 KiB chunks (edge/mqtt.py, _BufferedClient): packets
+    that straddle chunk boundaries, bodies larger than a chunk and thousands of small messages
+    published back to back must all arrive, byte for byte, in the order they were sent."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edge.mqtt import READ_CHUNK
+
+    sizes = [1, 2, 127, 128, 16_383, 16_384, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 7]
+    payloads = [
+        *(f"{i:06d}".encode() * (1 + i % 9) for i in range(3000)),
+        *(bytes([i % 251]) * size for i, size in enumerate(sizes)),
+    ]
+    got: list[bytes] = []
+
+    async def main() -> None:
+        session = session_for(mosquitto, protocol=protocol)
+        session.subscribe("burst/#", lambda _t, p, _r: got.append(p))
+        assert await session.connect()
+        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
+        publisher.max_queued_messages_set(0)
+        publisher.connect(mosquitto.host, mosquitto.port)
+        publisher.loop_start()
+        try:
+            for i, payload in enumerate(payloads):
+                props = None
+                if version == mqtt.MQTTv5 and i % 3 == 0:
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.UserProperty = ("n", str(i))
+                publisher.publish(f"burst/{i % 7}", payload, qos=1, properties=props)
+            await until(lambda: len(got) >= len(payloads), within=30)
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+        await session.close()
+
+    asyncio.run(main())
+    assert len(got) == len(payloads)
+    assert got == payloads
