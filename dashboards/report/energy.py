@@ -53,6 +53,7 @@ ZERO = Decimal(0)
 _KWH_CARRIERS = (schema.Carrier.ELECTRICITY.value, schema.Carrier.DISTRICT_HEATING.value)
 _MEASURED, _INTERPOLATED = "measured", "interpolated"  # HOURLY_QUALITY's choices
 assert {_MEASURED, _INTERPOLATED} <= set(schema.HOURLY_QUALITY.choices)
+_ELECTRICITY = schema.Carrier.ELECTRICITY.value
 _MARGIN_NS = 15 * HOUR_NS  # any UTC offset: the query window around local dates
 
 
@@ -294,6 +295,7 @@ class _Builder:
         self.o = options
         self.first, self.last = first, last
         self.months_by_tz: dict[str, _Months] = {}
+        self.months_of: dict[str, _Months] = {}
         self.rows: dict[tuple[str, int, str], MonthRow] = {}
         self.meters: dict[tuple[str, str, str], MeterQuality] = {}
         self.pending: dict[tuple[str, str, str], HourRow] = {}
@@ -312,10 +314,13 @@ class _Builder:
         return found
 
     def months(self, branch: str) -> _Months:
-        zone = self.info(branch).timezone
-        got = self.months_by_tz.get(zone)
+        got = self.months_of.get(branch)
         if got is None:
-            got = self.months_by_tz[zone] = _Months.of(self.first, self.last, ZoneInfo(zone))
+            zone = self.info(branch).timezone
+            got = self.months_by_tz.get(zone)
+            if got is None:
+                got = self.months_by_tz[zone] = _Months.of(self.first, self.last, ZoneInfo(zone))
+            self.months_of[branch] = got
         return got
 
     def bounds(self, branch: str) -> tuple[int, int]:
@@ -379,8 +384,7 @@ class _Builder:
             month.other += row.consumption
         # the meter's data quality
         prev = self.prev_hour.get(key)
-        lo, _ = self.bounds(row.branch)
-        gap_from = prev[0] + HOUR_NS if prev is not None else lo
+        gap_from = prev[0] + HOUR_NS if prev is not None else months.starts_ns[0]
         if row.hour_ns > gap_from:
             meter.missing_runs += 1
         if interpolated:
@@ -394,7 +398,7 @@ class _Builder:
         if meter.first_hour_ns is None:
             meter.first_hour_ns = row.hour_ns
         meter.last_hour_ns = row.hour_ns
-        if row.carrier == schema.Carrier.ELECTRICITY.value:
+        if row.carrier == _ELECTRICITY:
             self._price_electricity(row, i)
 
     def _price_electricity(self, row: HourRow, i: int) -> None:

@@ -42,6 +42,9 @@ __all__ = [
 HOUR_NS = 3_600 * 10**9
 _WINDOW_NS = 31 * 24 * HOUR_NS  # InfluxQL queries go a month at a time (bounded answers)
 _STORE_WINDOW_NS = 7 * 24 * HOUR_NS
+_BRANCH, _DEVICE, _CARRIER = (
+    t.value for t in (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
+)
 
 
 class SourceError(RuntimeError):
@@ -206,13 +209,15 @@ class InfluxSource:
             end_ns=end_ns,
             branches=branches,
         ):
+            branch, device = key.get(_BRANCH, ""), key.get(_DEVICE, "")
+            carrier = key.get(_CARRIER, "")
             for p in points:
                 if p.get(c) is None:
                     continue
                 yield HourRow(
-                    branch=key.get(schema.Tag.BRANCH.value, ""),
-                    device=key.get(schema.Tag.DEVICE.value, ""),
-                    carrier=key.get(schema.Tag.CARRIER.value, ""),
+                    branch=branch,
+                    device=device,
+                    carrier=carrier,
                     hour_ns=int(p["time"]),
                     consumption=_decimal(p[c]),
                     quality=str(p.get(q) or ""),
@@ -422,7 +427,7 @@ class StoreSource:
             hi = min(end_ns, lo + _STORE_WINDOW_NS)
             for entry in self._outbox.lines(measurement=measurement.name, start_ns=lo, end_ns=hi):
                 tags, fields, time_ns = _parse(entry.line)
-                if wanted is None or tags.get(schema.Tag.BRANCH.value) in wanted:
+                if wanted is None or tags.get(_BRANCH) in wanted:
                     yield tags, fields, time_ns
             lo = hi
 
@@ -440,9 +445,9 @@ class StoreSource:
                 continue
             coverage = fields.get(v)
             yield HourRow(
-                branch=tags.get(schema.Tag.BRANCH.value, ""),
-                device=tags.get(schema.Tag.DEVICE.value, ""),
-                carrier=tags.get(schema.Tag.CARRIER.value, ""),
+                branch=tags.get(_BRANCH, ""),
+                device=tags.get(_DEVICE, ""),
+                carrier=tags.get(_CARRIER, ""),
                 hour_ns=time_ns,
                 consumption=consumption,
                 quality=str(fields.get(q, "")),
@@ -461,9 +466,9 @@ class StoreSource:
             value = fields.get(field.key)
             if isinstance(value, Decimal):
                 yield Counter(
-                    branch=tags.get(schema.Tag.BRANCH.value, ""),
-                    device=tags.get(schema.Tag.DEVICE.value, ""),
-                    carrier=tags.get(schema.Tag.CARRIER.value, ""),
+                    branch=tags.get(_BRANCH, ""),
+                    device=tags.get(_DEVICE, ""),
+                    carrier=tags.get(_CARRIER, ""),
                     time_ns=time_ns,
                     value=value,
                 )
