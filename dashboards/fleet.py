@@ -1,134 +1,145 @@
-"""The fleet overview dashboard, built from the schema: every branch's mode now, people present,
-open alerts, gateway health and today's energy. Queries are InfluxQL, so they run on InfluxDB
-1.x, on 2.x through its v1 API, and on 3.x.
+"""The fleet overview: every branch's mode now, people present, open alerts, gateway health
+(outbox depth, last data) and today's energy. One row per branch in each table.
 
-Dashboards are plain data (Grafana's JSON model) built by small typed helpers; the queries are
-kept next to each panel so tests can run every one of them against a real influxd.
+"Now" panels carry their own time range (Grafana's ``timeFrom``): the mode and alert state
+are written when they change, so "the last value within 7 days" is the value now; people
+present and energy count from local midnight (``now/d``), when branches are closed and empty.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from dashboards.common import fleet_variables, mode_mappings, uid
+from dashboards.influxql import BRANCH, f, kwh_filter, last, select, t
+from dashboards.model import DATASOURCE, Dashboard, Fleet, Panel, Target
 from edge import schema
 
-__all__ = ["Panel", "fleet_overview", "panels_of"]
-
-DATASOURCE = {"type": "influxdb", "uid": "openbranch-influxdb"}
-BRANCH_FILTER = f'"{schema.Tag.BRANCH.value}" =~ /^$branch$/'
+__all__ = ["DATASOURCE", "fleet_dashboard", "fleet_overview", "panels_of"]
 
 
-@dataclass(frozen=True, slots=True)
-class Panel:
-    title: str
-    query: str  # InfluxQL with Grafana's $timeFilter and $branch
-    kind: str = "table"  # table | timeseries | stat
-    unit: str = ""
-    expects: tuple[str, ...] = ()  # the columns the panel reads besides time and tags
-
-
-def _q(select: str, measurement: schema.Measurement, group: str) -> str:
-    return (
-        f'SELECT {select} FROM "{measurement.name}" WHERE $timeFilter AND {BRANCH_FILTER}'  # noqa: S608 - schema names
-        f" GROUP BY {group}"
+def _present_today() -> str:
+    """Entries minus exits since the start of the range, summed over the branch's counters
+    (each counter only grows, so its spread is its increase)."""
+    inner = select(
+        f"spread({f(schema.OCCUPANCY_ENTERED)}) - spread({f(schema.OCCUPANCY_EXITED)})"
+        ' AS "present"',
+        schema.OCCUPANCY,
+        group=f"{BRANCH}, {t(schema.Tag.DEVICE)}",
     )
-
-
-def _last(field: schema.Field) -> str:
-    return f'last("{field.key}") AS "{field.key}"'
+    return select('sum("present") AS "present"', f"({inner})", group=BRANCH)
 
 
 def panels_of() -> tuple[Panel, ...]:
-    branch, kind = f'"{schema.Tag.BRANCH.value}"', f'"{schema.Tag.KIND.value}"'
-    carrier = f'"{schema.Tag.CARRIER.value}"'
+    kind, carrier = t(schema.Tag.KIND), t(schema.Tag.CARRIER)
     return (
         Panel(
-            "Mode now",
-            _q(_last(schema.BRANCH_MODE_MODE), schema.BRANCH_MODE, branch),
-            expects=(schema.BRANCH_MODE_MODE.key,),
-        ),
-        Panel(
-            "People present",
-            _q(_last(schema.OCCUPANCY_PRESENT), schema.OCCUPANCY, branch),
-            kind="stat",
-            expects=(schema.OCCUPANCY_PRESENT.key,),
-        ),
-        Panel(
-            "Alerts (last state per kind; active = open)",
-            _q(
-                f"{_last(schema.ALERT_ACTIVE)}, {_last(schema.ALERT_MESSAGE)}",
-                schema.ALERT,
-                f"{branch}, {kind}",
+            title="Mode now",
+            kind="table",
+            time_from="7d",
+            mappings=mode_mappings(),
+            targets=(
+                Target(
+                    query=select(last(schema.BRANCH_MODE_MODE), schema.BRANCH_MODE, group=BRANCH),
+                    expects=(schema.BRANCH_MODE_MODE.key,),
+                    result_format="table",
+                ),
             ),
-            expects=(schema.ALERT_ACTIVE.key, schema.ALERT_MESSAGE.key),
         ),
         Panel(
-            "Gateway health",
-            _q(
-                f"{_last(schema.GATEWAY_OUTBOX_DEPTH)}, {_last(schema.GATEWAY_DEVICES_DOWN)}",
-                schema.GATEWAY,
-                branch,
-            ),
-            expects=(schema.GATEWAY_OUTBOX_DEPTH.key, schema.GATEWAY_DEVICES_DOWN.key),
+            title="People present",
+            description="entries minus exits since local midnight, all entrances",
+            kind="table",
+            time_from="now/d",
+            targets=(Target(query=_present_today(), expects=("present",), result_format="table"),),
         ),
         Panel(
-            "Energy in the period, per carrier",
-            _q(
-                f'sum("{schema.HOURLY_CONSUMPTION.key}") AS "{schema.HOURLY_CONSUMPTION.key}"',
-                schema.ENERGY_HOURLY,
-                f"{branch}, {carrier}",
+            title="Alerts (last state per kind; active = open)",
+            kind="table",
+            time_from="7d",
+            width=24,
+            targets=(
+                Target(
+                    query=select(
+                        ", ".join(
+                            last(x)
+                            for x in (
+                                schema.ALERT_ACTIVE,
+                                schema.ALERT_SEVERITY,
+                                schema.ALERT_MESSAGE,
+                            )
+                        ),
+                        schema.ALERT,
+                        group=f"{BRANCH}, {kind}",
+                    ),
+                    expects=(schema.ALERT_ACTIVE.key, schema.ALERT_MESSAGE.key),
+                    result_format="table",
+                ),
             ),
+        ),
+        Panel(
+            title="Gateway health",
+            description="time of the last health report (last data), outbox depth, devices down",
+            kind="table",
+            time_from="7d",
+            transformations=({"id": "merge", "options": {}},),
+            targets=(
+                Target(
+                    query=select(last(schema.GATEWAY_OUTBOX_DEPTH), schema.GATEWAY, group=BRANCH),
+                    expects=(schema.GATEWAY_OUTBOX_DEPTH.key,),
+                    result_format="table",
+                ),
+                Target(
+                    ref="B",
+                    query=select(
+                        f"{last(schema.GATEWAY_DEVICES_DOWN)}, {last(schema.GATEWAY_DROPPED)}",
+                        schema.GATEWAY,
+                        group=BRANCH,
+                    ),
+                    expects=(schema.GATEWAY_DEVICES_DOWN.key, schema.GATEWAY_DROPPED.key),
+                    result_format="table",
+                ),
+            ),
+        ),
+        Panel(
+            title="Energy today, per carrier",
+            kind="table",
             unit="kwatth",
-            expects=(schema.HOURLY_CONSUMPTION.key,),
+            time_from="now/d",
+            targets=(
+                Target(
+                    query=select(
+                        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
+                        schema.ENERGY_HOURLY,
+                        where=kwh_filter(),
+                        group=f"{BRANCH}, {carrier}",
+                    ),
+                    expects=("kwh",),
+                    result_format="table",
+                ),
+            ),
         ),
     )
 
 
-def _panel_json(i: int, panel: Panel) -> dict[str, Any]:
-    return {
-        "id": i + 1,
-        "type": panel.kind,
-        "title": panel.title,
-        "datasource": DATASOURCE,
-        "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
-        "targets": [
-            {
-                "refId": "A",
-                "datasource": DATASOURCE,
-                "query": panel.query,
-                "rawQuery": True,
-                "resultFormat": "table" if panel.kind == "table" else "time_series",
-            }
-        ],
-    }
+def fleet_dashboard(fleet: Fleet) -> Dashboard:
+    return Dashboard(
+        uid=uid("fleet", fleet),
+        title=f"Fleet overview — {fleet.name}",
+        description="Every branch now: mode, people, alerts, gateway health, today's energy.",
+        tags=("openbranch", fleet.id),
+        time_from="now/d",
+        timezone=fleet.timezone,
+        panels=panels_of(),
+        variables=fleet_variables(fleet),
+    )
 
 
-def fleet_overview(municipality: str) -> dict[str, Any]:
-    """The Grafana dashboard JSON."""
-    return {
-        "uid": f"openbranch-fleet-{municipality}",
-        "title": f"Fleet overview — {municipality}",
-        "tags": ["openbranch", municipality],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "time": {"from": "now/d", "to": "now"},
-        "refresh": "1m",
-        "templating": {
-            "list": [
-                {
-                    "name": "branch",
-                    "type": "query",
-                    "datasource": DATASOURCE,
-                    "query": f'SHOW TAG VALUES FROM "{schema.BRANCH_MODE.name}"'
-                    f' WITH KEY = "{schema.Tag.BRANCH.value}"',
-                    "includeAll": True,
-                    "multi": True,
-                    "allValue": ".*",
-                    "current": {"text": "All", "value": "$__all"},
-                }
-            ]
-        },
-        "panels": [_panel_json(i, p) for i, p in enumerate(panels_of())],
-    }
+def fleet_overview(municipality: str | Fleet) -> dict[str, Any]:
+    """The Grafana dashboard JSON (a bare id builds it for a fleet known only by name)."""
+    fleet = (
+        municipality
+        if isinstance(municipality, Fleet)
+        else Fleet(id=municipality, name=municipality)
+    )
+    return fleet_dashboard(fleet).to_json()

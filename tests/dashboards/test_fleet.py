@@ -1,5 +1,5 @@
-"""Every panel query of the fleet dashboard, after Grafana's $timeFilter and $branch
-substitution, runs against a real influxd holding gateway data and returns what it shows."""
+"""The fleet overview shows one row per branch: every panel query, after Grafana's
+substitution, run against a real influxd holding what two gateways write today."""
 
 from __future__ import annotations
 
@@ -7,55 +7,88 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from dashboards.fleet import fleet_overview, panels_of
+from dashboards.interpolate import TimeRange, VariableValue, interpolate
 from edge import schema
 from edge.reading import Reading
 from tests.services import Influxd
 
+BRANCHES = ("hasle", "viby")
 
-def demo_lines(now: datetime) -> list[str]:
-    """What a gateway writes: modes, people, alerts, health and closed hours."""
+
+def gateway_lines(now: datetime) -> list[str]:
+    """What a gateway writes: modes, counters, alerts, health and closed hours."""
     out = []
-    for branch in ("hasle", "viby"):
-        t = now - timedelta(hours=3)
-        for m, fields, tags in [
-            (schema.BRANCH_MODE, {"mode": "self_service"}, {}),
-            (schema.OCCUPANCY, {"present": 7, "entered": 20, "exited": 13}, {}),
-            (
-                schema.ALERT,
-                {"active": True, "message": "1 still present", "severity": "warning"},
-                {"kind": "not_empty"},
-            ),
-            (schema.GATEWAY, {"outbox_depth": 0, "devices_down": 0}, {}),
-            (
-                schema.ENERGY_HOURLY,
-                {"consumption": 12.5, "quality": "measured", "coverage": 1.0},
-                {"carrier": "electricity"},
-            ),
-        ]:
-            out.append(
-                Reading(
-                    branch=branch, device="gateway", measurement=m, fields=fields, tags=tags, time=t
-                ).to_line()
-            )
+    for branch in BRANCHES:
+        for minutes, entered, exited in ((50, 3, 0), (20, 20, 13)):
+            t = now - timedelta(minutes=minutes)
+            for m, fields, tags in [
+                (schema.BRANCH_MODE, {schema.BRANCH_MODE_MODE.key: "self_service"}, {}),
+                (
+                    schema.OCCUPANCY,
+                    {schema.OCCUPANCY_ENTERED.key: entered, schema.OCCUPANCY_EXITED.key: exited},
+                    {},
+                ),
+                (
+                    schema.ALERT,
+                    {
+                        schema.ALERT_ACTIVE.key: True,
+                        schema.ALERT_MESSAGE.key: "1 still present",
+                        schema.ALERT_SEVERITY.key: "warning",
+                    },
+                    {schema.Tag.KIND.value: "not_empty"},
+                ),
+                (
+                    schema.GATEWAY,
+                    {
+                        schema.GATEWAY_OUTBOX_DEPTH.key: 0,
+                        schema.GATEWAY_DEVICES_DOWN.key: 0,
+                        schema.GATEWAY_DROPPED.key: 0,
+                    },
+                    {},
+                ),
+                (
+                    schema.ENERGY_HOURLY,
+                    {
+                        schema.HOURLY_CONSUMPTION.key: 12.5,
+                        schema.HOURLY_QUALITY.key: "measured",
+                        schema.HOURLY_COVERAGE.key: 1.0,
+                    },
+                    {schema.Tag.CARRIER.value: schema.Carrier.ELECTRICITY.value},
+                ),
+            ]:
+                out.append(
+                    Reading(
+                        branch=branch, device="gw", measurement=m, fields=fields, tags=tags, time=t
+                    ).to_line()
+                )
     return out
 
 
-def substitute(query: str, branch_regex: str = ".*") -> str:
-    """Grafana's macros for InfluxQL: $timeFilter and a multi-value variable as a regex."""
-    return query.replace("$timeFilter", "time > now() - 24h").replace("$branch", branch_regex)
-
-
-def test_every_panel_query_returns_its_series(influxd: Influxd, influx_db: str) -> None:
-    influxd.write("\n".join(demo_lines(datetime.now(UTC))), influx_db)
+def test_every_fleet_panel_has_a_row_per_branch(influxd: Influxd, influx_db: str) -> None:
+    now = datetime.now(UTC)
+    influxd.write("\n".join(gateway_lines(now)), influx_db)
+    everything = {
+        "municipality": VariableValue.single("hasle|viby"),
+        "branch": VariableValue(("$__all",), multi=True, include_all=True, all_value=".*"),
+    }
     for panel in panels_of():
-        answer = influxd.query(substitute(panel.query), influx_db)["results"][0]
-        series = answer.get("series", [])
-        assert len(series) >= 2, (panel.title, answer)  # one per branch (at least)
-        for s in series:
-            assert set(panel.expects) <= set(s["columns"]), (panel.title, s["columns"])
-            assert all(v is not None for v in s["values"][0][1:]), (panel.title, s)
-    one = influxd.query(substitute(panels_of()[0].query, "hasle"), influx_db)["results"][0]
-    assert [s["tags"]["branch"] for s in one["series"]] == ["hasle"]
+        for target in panel.targets:
+            query = interpolate(
+                target.query,
+                everything,
+                time_range=TimeRange("now-2h", "now"),
+                panel_time_from=None if panel.time_from == "now/d" else panel.time_from,
+            )
+            series = influxd.query(query, influx_db)["results"][0].get("series", [])
+            branches = {s["tags"]["branch"] for s in series}
+            assert branches == set(BRANCHES), (panel.title, series)
+            for s in series:
+                assert set(target.expects) <= set(s["columns"]), (panel.title, s["columns"])
+    present = next(p for p in panels_of() if p.title == "People present").targets[0]
+    rows = influxd.rows(
+        interpolate(present.query, everything, time_range=TimeRange("now-2h", "now")), influx_db
+    )
+    assert [r[1] for r in rows] == [17 - 13, 17 - 13]  # (20 - 3) in, (13 - 0) out
 
 
 def test_dashboard_json_has_the_documented_shape() -> None:
@@ -63,8 +96,8 @@ def test_dashboard_json_has_the_documented_shape() -> None:
     text = json.dumps(dashboard)
     assert json.loads(text) == dashboard
     assert dashboard["uid"] == "openbranch-fleet-aarhus"
-    assert [v["name"] for v in dashboard["templating"]["list"]] == ["branch"]
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["municipality", "branch"]
     for panel in dashboard["panels"]:
         assert {"id", "type", "title", "datasource", "gridPos", "targets"} <= set(panel)
-        assert panel["targets"][0]["rawQuery"] is True
-        assert "$timeFilter" in panel["targets"][0]["query"]
+        assert all(t["rawQuery"] is True for t in panel["targets"])
+        assert all("$timeFilter" in t["query"] for t in panel["targets"])

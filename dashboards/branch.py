@@ -1,0 +1,202 @@
+"""The branch dashboard: one branch (or a few) through the day — mode bands, people, doors,
+lights, indoor climate, energy per carrier, alerts and the audit trail of events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboards.common import fleet_variables, mode_mappings, uid
+from dashboards.influxql import BRANCH, PER_INTERVAL, f, kwh_filter, last, m, select, t, visits_per
+from dashboards.model import Dashboard, Fleet, Panel, Target
+from edge import schema
+from edge.gateway import GATEWAY_DEVICE
+
+__all__ = ["branch_dashboard"]
+
+_BOOL_MAPPINGS: tuple[dict[str, Any], ...] = (
+    {
+        "type": "value",
+        "options": {
+            "true": {"text": "yes", "color": "orange", "index": 0},
+            "false": {"text": "no", "color": "green", "index": 1},
+        },
+    },
+)
+
+
+def _present() -> str:
+    """People present: entries minus exits per interval, summed over the counters, then
+    accumulated from the start of the range (open the range when the branch is empty)."""
+    device = t(schema.Tag.DEVICE)
+    inner = select(
+        f"difference(max({f(schema.OCCUPANCY_ENTERED)}))"
+        f' - difference(max({f(schema.OCCUPANCY_EXITED)})) AS "net"',
+        schema.OCCUPANCY,
+        group=f"{PER_INTERVAL}, {BRANCH}, {device}",
+    )
+    return select(
+        'cumulative_sum(sum("net")) AS "present"', f"({inner})", group=f"{PER_INTERVAL}, {BRANCH}"
+    )
+
+
+def _per_interval(field: schema.Field, measurement: schema.Measurement, tag: schema.Tag) -> str:
+    return select(
+        f'mean({f(field)}) AS "{field.key}"',
+        measurement,
+        group=f"{PER_INTERVAL}, {BRANCH}, {t(tag)}",
+        fill="previous",
+    )
+
+
+def panels() -> tuple[Panel, ...]:
+    device, kind = t(schema.Tag.DEVICE), t(schema.Tag.KIND)
+    return (
+        Panel(
+            title="Mode",
+            description="staffed, self-service and closed hours as bands",
+            kind="state-timeline",
+            width=24,
+            height=5,
+            mappings=mode_mappings(),
+            options={"showValue": "auto", "mergeValues": True, "rowHeight": 0.8},
+            targets=(
+                Target(
+                    query=select(
+                        last(schema.BRANCH_MODE_MODE),
+                        schema.BRANCH_MODE,
+                        group=f"{PER_INTERVAL}, {BRANCH}",
+                        fill="previous",
+                    ),
+                    expects=(schema.BRANCH_MODE_MODE.key,),
+                ),
+            ),
+        ),
+        Panel(
+            title="People present and visits",
+            description="present: entries minus exits since the start of the range",
+            kind="timeseries",
+            targets=(
+                Target(query=_present(), expects=("present",)),
+                Target(ref="B", query=visits_per(PER_INTERVAL), expects=("visits",)),
+            ),
+        ),
+        Panel(
+            title="Doors: open and locked",
+            kind="state-timeline",
+            mappings=_BOOL_MAPPINGS,
+            targets=(
+                Target(
+                    query=select(
+                        f"{last(schema.DOOR_OPEN)}, {last(schema.DOOR_LOCKED)}",
+                        schema.DOOR,
+                        group=f"{PER_INTERVAL}, {BRANCH}, {device}",
+                        fill="previous",
+                    ),
+                    expects=(schema.DOOR_OPEN.key, schema.DOOR_LOCKED.key),
+                ),
+            ),
+        ),
+        Panel(
+            title="Events: mode changes, commands, announcements",
+            kind="table",
+            targets=(
+                Target(
+                    query=select(
+                        f"{f(schema.AUDIT_MESSAGE)}", schema.AUDIT, group=f"{BRANCH}, {kind}"
+                    ),
+                    expects=(schema.AUDIT_MESSAGE.key,),
+                    result_format="table",
+                ),
+            ),
+        ),
+        Panel(
+            title="Lights (dimming level per zone)",
+            kind="timeseries",
+            unit="percent",
+            targets=(
+                Target(
+                    query=_per_interval(schema.LIGHT_LEVEL, schema.LIGHT, schema.Tag.ZONE),
+                    expects=(schema.LIGHT_LEVEL.key,),
+                ),
+            ),
+        ),
+        Panel(
+            title="Indoor temperature",
+            kind="timeseries",
+            unit="celsius",
+            targets=(
+                Target(
+                    query=_per_interval(schema.INDOOR_TEMPERATURE, schema.INDOOR, schema.Tag.ZONE),
+                    expects=(schema.INDOOR_TEMPERATURE.key,),
+                ),
+            ),
+        ),
+        Panel(
+            title="Indoor CO2",
+            kind="timeseries",
+            unit="ppm",
+            targets=(
+                Target(
+                    query=_per_interval(schema.INDOOR_CO2, schema.INDOOR, schema.Tag.ZONE),
+                    expects=(schema.INDOOR_CO2.key,),
+                ),
+            ),
+        ),
+        Panel(
+            title="Energy per carrier",
+            description="closed hours from energy_hourly (the gateway's reset-corrected hours)",
+            kind="timeseries",
+            unit="kwatth",
+            interval="1h",
+            options={"legend": {"displayMode": "table", "calcs": ["sum"]}},
+            targets=(
+                Target(
+                    query=select(
+                        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
+                        schema.ENERGY_HOURLY,
+                        where=kwh_filter(),
+                        group=f"{PER_INTERVAL}, {BRANCH}, {t(schema.Tag.CARRIER)}",
+                        fill="none",
+                    ),
+                    expects=("kwh",),
+                ),
+            ),
+        ),
+        Panel(
+            title="Alerts raised and cleared by the gateway",
+            kind="table",
+            width=24,
+            targets=(
+                Target(
+                    query=select(
+                        ", ".join(
+                            f(x)
+                            for x in (
+                                schema.ALERT_ACTIVE,
+                                schema.ALERT_SEVERITY,
+                                schema.ALERT_MESSAGE,
+                            )
+                        ),
+                        schema.ALERT,
+                        where=f"{device} = '{GATEWAY_DEVICE}'",
+                        group=f"{BRANCH}, {kind}",
+                    ),
+                    expects=(schema.ALERT_ACTIVE.key, schema.ALERT_MESSAGE.key),
+                    result_format="table",
+                ),
+            ),
+        ),
+    )
+
+
+def branch_dashboard(fleet: Fleet) -> Dashboard:
+    return Dashboard(
+        uid=uid("branch", fleet),
+        title=f"Branch — {fleet.name}",
+        description=f"One branch through the day. Source: {m(schema.BRANCH_MODE)} and the rest.",
+        tags=("openbranch", fleet.id),
+        time_from="now/d",
+        timezone=fleet.timezone,
+        panels=panels(),
+        variables=fleet_variables(fleet),
+    )

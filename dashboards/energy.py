@@ -1,0 +1,235 @@
+"""Energy and climate: kWh per branch and carrier, kWh/m², kWh per visitor, CO2e with factor
+variables, and the base load that nights and weekends leave.
+
+Floor areas come from the fleet inventory (``floor_area_m2`` per branch): the kWh/m² panel has
+one query per branch that divides by its area (InfluxQL cannot join a table of areas). Built
+without an inventory, it divides the selected branches' sum by the ``floor_area_m2`` variable.
+CO2e factors are dashboard variables (g CO2e per kWh, location-based); the climate report
+(``openbranch report energy``) is where factors are sourced and dated.
+"""
+
+from __future__ import annotations
+
+from dashboards.common import fleet_variables, uid
+from dashboards.influxql import BRANCH, f, kwh_filter, select, t
+from dashboards.model import Dashboard, Fleet, Panel, Target, Variable
+from edge import schema
+
+__all__ = ["energy_dashboard", "ref_id"]
+
+# Default factors (g CO2e/kWh): placeholders of the right order, the same preliminary values
+# as the report's factor table (dashboards/report/factors.yaml); set them per municipality.
+DEFAULT_ELECTRICITY_G_PER_KWH = {"DK1": "110", "DK2": "95"}
+DEFAULT_HEAT_G_PER_KWH = "50"
+
+
+def ref_id(i: int) -> str:
+    """Grafana's refIds: A..Z, then AA, AB, ..."""
+    letters = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        letters = chr(ord("A") + r) + letters
+    return letters
+
+
+def _kwh(where: str = "", group: str = "") -> str:
+    return select(
+        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
+        schema.ENERGY_HOURLY,
+        where=" AND ".join(x for x in (kwh_filter(), where) if x),
+        group=group,
+    )
+
+
+def _per_m2(fleet: Fleet) -> tuple[Target, ...]:
+    carrier = t(schema.Tag.CARRIER)
+    sized = [b for b in fleet.branches if b.floor_area_m2]
+    if not sized:
+        return (
+            Target(
+                query=select(
+                    f'sum({f(schema.HOURLY_CONSUMPTION)}) / $floor_area_m2 AS "kwh_per_m2"',
+                    schema.ENERGY_HOURLY,
+                    where=kwh_filter(),
+                    group=carrier,
+                ),
+                expects=("kwh_per_m2",),
+                result_format="table",
+            ),
+        )
+    return tuple(
+        Target(
+            ref=ref_id(i),
+            query=select(
+                f'sum({f(schema.HOURLY_CONSUMPTION)}) / {b.floor_area_m2:g} AS "kwh_per_m2"',
+                schema.ENERGY_HOURLY,
+                where=f"{BRANCH} = '{b.id}' AND {kwh_filter()}",
+                group=f"{BRANCH}, {carrier}",
+            ),
+            expects=("kwh_per_m2",),
+            result_format="table",
+        )
+        for i, b in enumerate(sized)
+    )
+
+
+def _visits_total() -> str:
+    inner = select(
+        f'non_negative_difference(max({f(schema.OCCUPANCY_ENTERED)})) AS "visits"',
+        schema.OCCUPANCY,
+        group=f"time(1h), {BRANCH}, {t(schema.Tag.DEVICE)}",
+    )
+    return select('sum("visits") AS "visits"', f"({inner})", group=BRANCH)
+
+
+def _co2e(carrier: schema.Carrier, variable: str) -> Target:
+    return Target(
+        ref="A" if carrier is schema.Carrier.ELECTRICITY else "B",
+        query=select(
+            f'sum({f(schema.HOURLY_CONSUMPTION)}) * ${variable} / 1000 AS "kg_co2e"',
+            schema.ENERGY_HOURLY,
+            where=kwh_filter(carrier),
+            group=f"{BRANCH}, {t(schema.Tag.CARRIER)}",
+        ),
+        expects=("kg_co2e",),
+        result_format="table",
+    )
+
+
+def panels(fleet: Fleet) -> tuple[Panel, ...]:
+    carrier = t(schema.Tag.CARRIER)
+    hourly = select(
+        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
+        schema.ENERGY_HOURLY,
+        where=kwh_filter(),
+        group=f"time(1h), {BRANCH}, {carrier}",
+        fill="none",
+    )
+    return (
+        Panel(
+            title="kWh per branch and carrier",
+            kind="table",
+            unit="kwatth",
+            targets=(
+                Target(
+                    query=_kwh(group=f"{BRANCH}, {carrier}"),
+                    expects=("kwh",),
+                    result_format="table",
+                ),
+            ),
+        ),
+        Panel(
+            title="kWh per m²",
+            description="floor areas from the fleet inventory",
+            kind="table",
+            unit="kwatth",
+            transformations=({"id": "merge", "options": {}},),
+            targets=_per_m2(fleet),
+        ),
+        Panel(
+            title="kWh per visitor",
+            description="electricity and heat over visits (counter increases), joined by branch",
+            kind="table",
+            transformations=(
+                {
+                    "id": "joinByField",
+                    "options": {"byField": schema.Tag.BRANCH.value, "mode": "inner"},
+                },
+                {
+                    "id": "calculateField",
+                    "options": {
+                        "mode": "binary",
+                        "binary": {"left": "kwh", "operator": "/", "right": "visits"},
+                        "alias": "kwh_per_visitor",
+                    },
+                },
+            ),
+            targets=(
+                Target(query=_kwh(group=BRANCH), expects=("kwh",), result_format="table"),
+                Target(ref="B", query=_visits_total(), expects=("visits",), result_format="table"),
+            ),
+        ),
+        Panel(
+            title="CO2e (location-based, factors from the variables)",
+            kind="table",
+            unit="masskg",
+            transformations=({"id": "merge", "options": {}},),
+            targets=(
+                _co2e(schema.Carrier.ELECTRICITY, "co2e_electricity"),
+                _co2e(schema.Carrier.DISTRICT_HEATING, "co2e_district_heating"),
+            ),
+        ),
+        Panel(
+            title="Base load (nights and weekends)",
+            description="the 10th percentile of hourly kWh: what the building draws when empty",
+            kind="table",
+            unit="kwatth",
+            targets=(
+                Target(
+                    query=select(
+                        'percentile("kwh", 10) AS "base_kwh_per_hour"',
+                        f"({hourly})",
+                        group=f"{BRANCH}, {carrier}",
+                    ),
+                    expects=("base_kwh_per_hour",),
+                    result_format="table",
+                ),
+            ),
+        ),
+        Panel(
+            title="Hourly kWh",
+            kind="timeseries",
+            unit="kwatth",
+            interval="1h",
+            targets=(Target(query=hourly, expects=("kwh",)),),
+        ),
+    )
+
+
+def variables(fleet: Fleet) -> tuple[Variable, ...]:
+    electricity = DEFAULT_ELECTRICITY_G_PER_KWH.get(fleet.price_area or "", "110")
+    out = [
+        *fleet_variables(fleet),
+        Variable(
+            name="co2e_electricity",
+            label="Electricity g CO2e/kWh",
+            kind="textbox",
+            query=electricity,
+            default=electricity,
+            description=f"location-based, price area {fleet.price_area or 'unknown'} (preliminary)",
+        ),
+        Variable(
+            name="co2e_district_heating",
+            label="District heating g CO2e/kWh",
+            kind="textbox",
+            query=DEFAULT_HEAT_G_PER_KWH,
+            default=DEFAULT_HEAT_G_PER_KWH,
+            description="the heat supplier's declaration (preliminary)",
+        ),
+    ]
+    if not any(b.floor_area_m2 for b in fleet.branches):
+        out.append(
+            Variable(
+                name="floor_area_m2",
+                label="Floor area m² of the selected branches",
+                kind="textbox",
+                query="1000",
+                default="1000",
+            )
+        )
+    return tuple(out)
+
+
+def energy_dashboard(fleet: Fleet) -> Dashboard:
+    return Dashboard(
+        uid=uid("energy", fleet),
+        title=f"Energy and climate — {fleet.name}",
+        description="kWh, kWh/m², kWh per visitor, CO2e and base load, from energy_hourly.",
+        tags=("openbranch", fleet.id),
+        time_from="now-30d",
+        timezone=fleet.timezone,
+        refresh="1h",
+        panels=panels(fleet),
+        variables=variables(fleet),
+    )

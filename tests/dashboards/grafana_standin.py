@@ -1,0 +1,78 @@
+"""A stand-in for the few Grafana transformations the dashboards use (Grafana cannot run
+here): InfluxDB answers as rows, ``joinByField``, ``groupBy`` and a binary ``calculateField``.
+It mirrors what the panels ask Grafana to do so the tests can check the joined result; it
+does not claim to be Grafana."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import fmean
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def rows_of(answer: Mapping[str, Any]) -> list[Row]:
+    """An InfluxQL statement result as rows: the series' tags merged into each row."""
+    out = []
+    for series in answer.get("series", []):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            row.update(series.get("tags", {}))
+            out.append(row)
+    return out
+
+
+def join_by_field(left: Sequence[Row], right: Sequence[Row], field: str, *, mode: str) -> list[Row]:
+    """``joinByField``: rows with the same ``field`` value merged; outer keeps every row."""
+    merged: dict[Any, Row] = {}
+    for row in left:
+        merged.setdefault(row[field], {}).update(row)
+    keys_right = set()
+    for row in right:
+        keys_right.add(row[field])
+        merged.setdefault(row[field], {}).update(row)
+    if mode == "inner":
+        keys_left = {row[field] for row in left}
+        return [r for k, r in merged.items() if k in keys_left and k in keys_right]
+    return list(merged.values())
+
+
+_AGGREGATE: dict[str, Any] = {
+    "sum": sum,
+    "count": len,
+    "mean": lambda xs: fmean(xs) if xs else None,
+}
+
+
+def group_by(rows: Iterable[Row], options: Mapping[str, Any]) -> dict[Any, Row]:
+    """``groupBy`` with one group-by field and aggregated fields (nulls skipped)."""
+    fields = options["fields"]
+    (key,) = [name for name, spec in fields.items() if spec["operation"] == "groupby"]
+    groups: dict[Any, list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.get(key) is not None:
+            groups[row[key]].append(row)
+    out = {}
+    for value, members in groups.items():
+        result: Row = {key: value}
+        for name, spec in fields.items():
+            if spec["operation"] != "aggregate":
+                continue
+            numbers = [r[name] for r in members if r.get(name) is not None]
+            for agg in spec["aggregations"]:
+                result[f"{name} ({agg})"] = _AGGREGATE[agg](numbers)
+        out[value] = result
+    return out
+
+
+def calculate_binary(rows: Iterable[Row], options: Mapping[str, Any]) -> list[Row]:
+    binary = options["binary"]
+    assert binary["operator"] == "/"
+    out = []
+    for row in rows:
+        left, right = row.get(binary["left"]), row.get(binary["right"])
+        value = left / right if left is not None and right else None
+        out.append(dict(row, **{options["alias"]: value}))
+    return out
