@@ -35,8 +35,9 @@ def counts(profile: ModbusProfile) -> tuple[int, int, int]:
         mine = [
             p.footprint() for p in profile.points if p.measurement is not None and p.group == group
         ]
-        planned += len(plan(mine, max_gap=profile.max_gap, holes=holes))
-        bound += lower_bound(mine, holes=holes, max_gap=profile.max_gap)
+        limits = {"max_gap": profile.max_gap, "max_registers": profile.max_registers}
+        planned += len(plan(mine, holes=holes, **limits))
+        bound += lower_bound(mine, holes=holes, **limits)
     return planned, len(points), bound
 
 

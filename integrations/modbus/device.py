@@ -100,6 +100,7 @@ class ModbusDevice:
                     max_gap=max_gap,
                     holes=holes,
                     one_per_point=transport.one_request_per_point,
+                    max_registers=profile.max_registers,
                 ),
             )
 

@@ -127,6 +127,12 @@ class ModbusProfile(Profile[ModbusPoint]):
     max_gap: int = Field(
         default=125, ge=0, le=125, description="default planner gap for this model"
     )
+    max_registers: int = Field(
+        default=125,
+        ge=1,
+        le=125,
+        description="the most registers this model answers in one read (the protocol allows 125)",
+    )
     holes: list[HoleSpec] = Field(default_factory=list)
     pause_after_connect: float = Field(default=0.0, ge=0, description="seconds, device advice")
     pause_between_requests: float = Field(default=0.0, ge=0, description="seconds, device advice")

@@ -159,6 +159,8 @@ class SimulatedUnit:
         for failure in self._failures:
             if failure.table is table and address <= failure.end and failure.start <= end:
                 return ExcCodes(failure.code)
+        if not table.is_bit and count > self.profile.max_registers:
+            return ExcCodes.ILLEGAL_VALUE  # as the real device refuses a read above its limit
         lo, hi = self._bounds.get(table, (1, 0))
         if address < lo or end > hi:
             return ExcCodes.ILLEGAL_ADDRESS

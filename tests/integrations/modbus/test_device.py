@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymodbus.constants import ExcCodes
 
 from edge import schema
 from edge.clock import ScaledClock, SystemClock
@@ -43,8 +44,8 @@ points:
 """
 
 
-def profile() -> ModbusProfile:
-    return validate(ModbusProfile, parse_yaml(PROFILE, name="test-meter.yaml"))
+def profile(extra: str = "") -> ModbusProfile:
+    return validate(ModbusProfile, parse_yaml(extra + PROFILE, name="test-meter.yaml"))
 
 
 def device_config(port: int, unit: int = 1, **transport: Any) -> DeviceConfig:
@@ -69,13 +70,19 @@ Scenario = Callable[[ModbusSimulator, list[ModbusDevice]], Awaitable[None]]
 
 
 def run_against_simulator(
-    scenario: Scenario, *, units: int = 1, clock: Any = None, **transport: Any
+    scenario: Scenario,
+    *,
+    units: int = 1,
+    clock: Any = None,
+    prof: ModbusProfile | None = None,
+    **transport: Any,
 ) -> None:
     """Serve ``units`` simulated meters on one port and poll them through one shared Bus."""
 
     async def main() -> None:
         port = free_port()
-        prof = profile()
+        nonlocal prof
+        prof = prof or profile()
         sims = [
             SimulatedUnit(device_id=f"meter-{u}", profile=prof, unit_id=u)
             for u in range(1, units + 1)
@@ -131,6 +138,27 @@ def test_plan_reads_around_the_hole() -> None:
         ]
 
     run_against_simulator(scenario)
+
+
+def test_a_model_that_reads_few_registers_at_a_time_gets_small_requests() -> None:
+    """``max_registers`` (e.g. 11 for an RS-485 Carlo Gavazzi EM24): the plan stays within it,
+    the simulator refuses a larger read as the device does, and every point is still read."""
+    small = profile("max_registers: 5\n")
+
+    async def scenario(server: ModbusSimulator, devices: list[ModbusDevice]) -> None:
+        (device,) = devices
+        registers = [r for r in device.requests() if not r.table.is_bit]
+        assert registers and max(r.count for r in registers) <= 5
+        assert (
+            len(registers) == 5
+        )  # voltage 0-1, current 6-7, power 12-13 (0-13 is 14), energy, level
+        assert server.units[1].answer(4, 0, 6) == ExcCodes.ILLEGAL_VALUE
+        assert server.units[1].answer(4, 0, 5) != ExcCodes.ILLEGAL_VALUE
+        result = await device.poll(["default", "energy"])
+        assert result.reached and not result.failures and not result.missing
+        assert fields_of(result.readings)["energy.power_w"] == 2750.0
+
+    run_against_simulator(scenario, prof=small)
 
 
 def test_poll_decodes_every_point_into_schema_readings() -> None:
