@@ -374,13 +374,15 @@ class MqttSession:
 
 
 def _release(client: mqtt.Client) -> None:
-    """Break the client's reference cycle through our callbacks: paho closes its wake-up
-    socket pair only in ``__del__``, which the cyclic collector may run after the sockets'
-    own finalizers (a ResourceWarning)."""
+    """Break the client's reference cycle through our callbacks and close its wake-up socket
+    pair: paho closes it only in ``__del__``, which the cyclic collector may run after the
+    sockets' own finalizers (a ResourceWarning), e.g. when the client hangs off a gateway's
+    cycles."""
     client.on_connect = None
     client.on_connect_fail = None
     client.on_disconnect = None
     client.on_message = None
+    client._reset_sockets(sockpair_only=True)  # the loop is stopped: close them now
 
 
 def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float = 10.0) -> None:

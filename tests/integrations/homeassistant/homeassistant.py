@@ -100,6 +100,19 @@ class HomeAssistant(Service):
     def start(self, timeout: float = 90.0) -> None:
         super().start(timeout)
 
+    def problems(self, logger: str = "homeassistant.components.mqtt") -> list[str]:
+        """Warnings and errors that ``logger`` wrote, over every start (the log rotates)."""
+        found = []
+        for name in ("home-assistant.log.1", "home-assistant.log"):
+            path = self.dir / name
+            if path.exists():
+                found += [
+                    line
+                    for line in path.read_text(errors="replace").splitlines()
+                    if (" WARNING " in line or " ERROR " in line) and f"[{logger}" in line
+                ]
+        return found
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             text = (self.dir / "home-assistant.log").read_text(errors="replace")

@@ -1,0 +1,193 @@
+"""The discovery extension in a running gateway on a real Mosquitto: stale configs emptied,
+alert entities kept and added, discovery published again when Home Assistant comes online,
+nothing at all when switched off."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.clock import SystemClock
+from edge.config import GatewayConfig
+from edge.gateway import Gateway, open_outbox
+from edge.registry import default_registry
+from integrations.homeassistant import HomeAssistantDiscovery, alert_entity, discovery
+from tests.services import Mosquitto
+
+pytestmark = pytest.mark.services
+
+BRANCH = "pub"
+NODE = f"homeassistant/+/openbranch_{BRANCH}/+/config"
+
+
+def config_for(broker: Mosquitto, tmp_path: Path, **extra: Any) -> GatewayConfig:
+    return GatewayConfig.model_validate(
+        {
+            "branch": {"id": BRANCH, "name": "Publisher test"},
+            "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5},
+            "store": {"path": str(tmp_path / "outbox.db")},
+            "devices": [
+                {
+                    "id": "front-door",
+                    "profile": "aqara-door-contact",
+                    "transport": {"type": "mqtt", "topic": "zigbee2mqtt/front-door"},
+                }
+            ],
+            **extra,
+        }
+    )
+
+
+class Watcher:
+    """Every message on ``topic`` (retained or not), from a client of the test's own."""
+
+    def __init__(self, broker: Mosquitto, topic: str) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        assert self._subscribed.wait(5)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+        self.client.on_message = self.client.on_subscribe = None  # no cycle: paho's sockets
+        # close in its __del__, which must run now, not in a later garbage collection
+
+
+def publish(broker: Mosquitto, topic: str, payload: bytes, *, retain: bool) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def retained(broker: Mosquitto, topic_filter: str) -> dict[str, bytes]:
+    watcher = Watcher(broker, topic_filter)
+    time.sleep(0.5)
+    watcher.close()
+    return {t: p for t, p, r in watcher.messages if r}
+
+
+async def run_gateway(config: GatewayConfig, body: Callable[[Gateway], Awaitable[None]]) -> None:
+    outbox = open_outbox(config)
+    gateway = Gateway(
+        config=config, registry=default_registry(), clock=SystemClock(), outbox=outbox
+    )
+    stop = asyncio.Event()
+    run = asyncio.create_task(gateway.run(stop))
+    try:
+        await body(gateway)
+    finally:
+        stop.set()
+        await run
+        outbox.close()
+
+
+async def ready(gateway: Gateway) -> HomeAssistantDiscovery:
+    (ext,) = gateway.extensions
+    assert isinstance(ext, HomeAssistantDiscovery)
+    await asyncio.wait_for(ext.ready.wait(), 10)
+    return ext
+
+
+def test_stale_configs_are_emptied_and_alert_entities_kept(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = config_for(mosquitto, tmp_path)
+    stale = f"homeassistant/sensor/openbranch_{BRANCH}/old-meter_import_kwh_total/config"
+    kept = alert_entity(config, "outbox_dropped")
+    other = "homeassistant/sensor/openbranch_other/old-meter_import_kwh_total/config"
+    for topic, payload in (
+        (stale, b'{"name": "old"}'),
+        (kept.topic, kept.encode()),
+        (other, b"{}"),
+    ):
+        publish(mosquitto, topic, payload, retain=True)
+
+    async def body(gateway: Gateway) -> None:
+        ext = await ready(gateway)
+        assert ext.removed == [stale]
+        await asyncio.sleep(0.3)
+
+    asyncio.run(run_gateway(config, body))
+    now = retained(mosquitto, "homeassistant/#")
+    assert stale not in now  # emptied
+    assert now[kept.topic] == kept.encode()  # an alert entity of an earlier run stays
+    assert other in now  # another branch's node is not ours to touch
+    assert {t: p for t, p in now.items() if t not in (kept.topic, other)} == discovery(config)
+
+
+def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = config_for(mosquitto, tmp_path)
+    messages = discovery(config)
+    topic = next(iter(messages))
+    watcher = Watcher(mosquitto, NODE)
+
+    async def body(gateway: Gateway) -> None:
+        await ready(gateway)
+        await asyncio.sleep(0.3)
+        before = len(watcher.on(topic))
+        assert before == 1
+        await asyncio.to_thread(publish, mosquitto, "homeassistant/status", b"online", retain=False)
+        for _ in range(50):
+            if len(watcher.on(topic)) > before:
+                break
+            await asyncio.sleep(0.05)
+        assert watcher.on(topic)[-1] == messages[topic]
+        assert len(watcher.on(topic)) == before + 1
+        gateway.alert(
+            "outbox_dropped", "dropped 3 oldest readings", severity="critical", active=True
+        )
+        alert = alert_entity(config, "outbox_dropped")
+        for _ in range(50):
+            if watcher.on(alert.topic):
+                break
+            await asyncio.sleep(0.05)
+        assert watcher.on(alert.topic) == [alert.encode()]
+
+    try:
+        asyncio.run(run_gateway(config, body))
+    finally:
+        watcher.close()
+
+
+def test_switched_off_publishes_no_discovery(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = config_for(mosquitto, tmp_path, homeassistant={"enabled": False})
+
+    async def body(gateway: Gateway) -> None:
+        assert gateway.extensions == []
+        for _ in range(100):
+            if gateway.mqtt is not None and gateway.mqtt.connected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+
+    asyncio.run(run_gateway(config, body))
+    assert retained(mosquitto, "homeassistant/#") == {}
+    assert retained(mosquitto, f"openbranch/{BRANCH}/status") != {}  # the gateway did run
