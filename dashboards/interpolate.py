@@ -212,7 +212,7 @@ def interpolate(
         f"time >= {_influx_time(start_raw, clock, tz, round_up=False, frozen=frozen)}"
         f" and time <= {_influx_time(end_raw, clock, tz, round_up=True, frozen=frozen)}"
     )
-    span_ms = max((finish - begin).total_seconds() * 1000, 1)
+    span_ms = max((finish.timestamp() - begin.timestamp()) * 1000, 1)  # elapsed, across DST
     interval = round_interval(span_ms / max_data_points)
     if panel_interval is not None:
         interval = max(interval, _interval_ms(panel_interval))
