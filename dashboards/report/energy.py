@@ -19,7 +19,8 @@ written out. The rules (also printed in the report's Method section, ``method_no
   holds the hour, else the annual factor of the month's year (or the nearest year, stated);
   district heating x the supplier's factor. Market-based: electricity x the supplier factor
   given, district heating as location-based. Water has no Scope 2 figure.
-- Resets: a register reading below 90 % of the highest since the last reset (``edge.energy``).
+- Resets: a register reading below 90 % of the highest since the last reset (``edge.energy``),
+  found from each meter's daily first/lowest/highest/last reading (``add_resets``).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from zoneinfo import ZoneInfo
 
 from dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
 from dashboards.report.inputs import BranchInfo
-from dashboards.report.source import HOUR_NS, Counter, HourRow, Source
+from dashboards.report.source import DAY_NS, HOUR_NS, Counter, HourRow, RegisterDay, Source
 from edge import schema
-from edge.energy import CounterEvent, classify
+from edge.energy import RESET_RATIO
 
 __all__ = [
     "BranchRow",
@@ -54,6 +55,7 @@ _KWH_CARRIERS = (schema.Carrier.ELECTRICITY.value, schema.Carrier.DISTRICT_HEATI
 _MEASURED, _INTERPOLATED = "measured", "interpolated"  # HOURLY_QUALITY's choices
 assert {_MEASURED, _INTERPOLATED} <= set(schema.HOURLY_QUALITY.choices)
 _ELECTRICITY = schema.Carrier.ELECTRICITY.value
+_RESET_RATIO = Decimal(repr(RESET_RATIO))
 _MARGIN_NS = 15 * HOUR_NS  # any UTC offset: the query window around local dates
 
 
@@ -511,26 +513,28 @@ class _Builder:
 
     # -- counters --------------------------------------------------------------------------
 
-    def add_resets(self, registers: Iterable[Counter]) -> None:
-        reference: dict[tuple[str, str, str], float] = {}
-        for r in registers:
-            key = (r.branch, r.device, r.carrier)
-            meter = self.meters.get(key)
-            lo, hi = self.bounds(r.branch)
-            if not lo <= r.time_ns < hi:
+    def add_resets(self, days: Iterable[RegisterDay]) -> None:
+        """Count resets from each meter's daily first/lowest/highest/last register.
+
+        A day has a reset when its lowest reading is below 90 % of the highest before it
+        (the reference carried from earlier days, or the day's first reading), or when it ends
+        below 90 % of its own highest; after a reset the day's last reading is the reference.
+        A dip (at or above 90 %) is never a reset; two resets in one day count as one.
+        """
+        reference: dict[tuple[str, str, str], Decimal] = {}
+        for d in days:
+            key = (d.branch, d.device, d.carrier)
+            lo, hi = self.bounds(d.branch)
+            if d.day_ns + DAY_NS <= lo or d.day_ns >= hi:
                 continue
-            value = float(r.value)
-            ref = reference.get(key)
-            if ref is None:
-                reference[key] = value
-                continue
-            event = classify(ref, value)
-            if event is CounterEvent.RESET:
+            ref = max(reference.get(key, d.first), d.first)
+            if d.low < _RESET_RATIO * ref or d.last < _RESET_RATIO * d.high:
+                meter = self.meters.get(key)
                 if meter is not None:
                     meter.resets += 1
-                reference[key] = value
-            elif event is CounterEvent.INCREASE:
-                reference[key] = value
+                reference[key] = d.last
+            else:
+                reference[key] = max(ref, d.high)
 
     def visitors(self, counters: Iterable[Counter]) -> dict[str, int]:
         last: dict[tuple[str, str], Decimal] = {}
@@ -555,7 +559,7 @@ def _collect(source: Source, options: ReportOptions, first: date, last: date) ->
     only = list(options.only) if options.only else None
     b.add_hours(source.hours(lo, hi, only))
     b.finish_meters()
-    b.add_resets(source.registers(lo, hi, only))
+    b.add_resets(source.register_days(lo - lo % DAY_NS, hi - hi % DAY_NS + DAY_NS, only))
     b.price()
     return b
 
@@ -696,7 +700,9 @@ def method_notes(report: EnergyReport) -> list[tuple[str, str]]:
             " linearly to 8760 hours. Heat per degree day: district heating over heating degree"
             " days (base 17 °C) of the period; normalised heat = that x the normal year's degree"
             " days" + (f" ({o.normal_degree_days})" if o.normal_degree_days else "") + "."
-            " kWh per visitor: electricity + district heating over the people counters' entries."
+            " kWh per visitor: electricity + district heating over the people counters' entries"
+            " (increases of each counter from its first reading in the period; a counter that"
+            " falls counts its new value in full)."
             + (
                 f" Change: against the same months of {o.baseline_year}." if o.baseline_year else ""
             ),
@@ -705,7 +711,9 @@ def method_notes(report: EnergyReport) -> list[tuple[str, str]]:
             "Data quality",
             "Missing hours: hours of the period with no point for a meter (also"
             " before a meter's first point). Interpolated runs: consecutive hours inside a gap."
-            " Resets: register readings below 90 % of the highest since the last reset.",
+            " Resets: register readings below 90 % of the highest since the last reset, found"
+            " from each meter's daily first, lowest, highest and last reading (two in a day"
+            " count once).",
         ),
         ("Rounding", "Sums are exact (decimal); figures are rounded only when written."),
     ]

@@ -39,6 +39,7 @@ th, td { border: 1px solid #bbb; padding: 2px 6px; vertical-align: top; }
 th { background: #eee; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .notes li { margin: 2px 0; } .chart { margin: 8px 0 16px; }
+.scroll { overflow-x: auto; }
 svg text { font: 11px "DejaVu Sans", Arial, sans-serif; fill: #222; }
 @media print {
   @page { size: A4 portrait; margin: 14mm 12mm; }
@@ -48,6 +49,7 @@ svg text { font: 11px "DejaVu Sans", Arial, sans-serif; fill: #222; }
   tr, .chart, svg { break-inside: avoid; }
   section.wide table { font-size: 6.5pt; }
   a { color: inherit; text-decoration: none; }
+  .scroll { overflow: visible; }
 }
 """
 
@@ -80,7 +82,10 @@ def _table(table: Table) -> str:
             for v, c in zip(row, table.columns, strict=True)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _nice_max(value: Decimal) -> Decimal:

@@ -4,7 +4,8 @@ Both sources give the same three streams, in the same types, so the report is co
 piece of code whichever it reads:
 
 - ``hours``: the ``energy_hourly`` rows (consumption, quality, coverage of each UTC hour);
-- ``registers``: the raw ``energy`` register readings (to count meter resets);
+- ``register_days``: per meter and UTC day, the first, lowest, highest and last ``energy``
+  register reading (to count meter resets without moving every raw reading);
 - ``entered``: the people counters' ``entered`` counters (visitors).
 
 Numbers stay exact: a float field becomes the Decimal of its shortest repr, which is the text
@@ -33,6 +34,7 @@ __all__ = [
     "Counter",
     "HourRow",
     "InfluxSource",
+    "RegisterDay",
     "Source",
     "SourceError",
     "StoreSource",
@@ -75,6 +77,23 @@ class Counter:
     value: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterDay:
+    """One meter's register over one UTC day: first, lowest, highest and last reading."""
+
+    branch: str
+    device: str
+    carrier: str
+    day_ns: int  # start of the UTC day
+    first: Decimal
+    low: Decimal
+    high: Decimal
+    last: Decimal
+
+
+DAY_NS = 24 * HOUR_NS
+
+
 class Source(Protocol):
     """What the report reads. Times are ns since the epoch; ``end_ns`` is exclusive;
     ``branches`` None means every branch the source holds."""
@@ -85,9 +104,11 @@ class Source(Protocol):
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
     ) -> Iterator[HourRow]: ...
 
-    def registers(
+    def register_days(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
-    ) -> Iterator[Counter]: ...
+    ) -> Iterator[RegisterDay]:
+        """``start_ns`` and ``end_ns`` on UTC day boundaries."""
+        ...
 
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
@@ -168,8 +189,12 @@ class InfluxSource:
         start_ns: int,
         end_ns: int,
         branches: Sequence[str] | None,
+        select: str = "",
+        every: str = "",
     ) -> Iterator[tuple[dict[str, str], list[Any]]]:
-        select = ", ".join(_quote_ident(f.key) for f in fields)
+        """Points per series, a window of time per query (windows start at ``start_ns`` and
+        are whole days long, so ``GROUP BY time(1d)`` buckets never straddle two queries)."""
+        select = select or ", ".join(_quote_ident(f.key) for f in fields)
         where = ""
         if branches:
             where = (
@@ -180,12 +205,15 @@ class InfluxSource:
                 + ")"
             )
         by = ", ".join(_quote_ident(t.value) for t in group)
+        if every:
+            by = f"time({every}), {by}"
+        fill = " fill(none)" if every else ""
         lo = start_ns
         while lo < end_ns:
             hi = min(end_ns, lo + _WINDOW_NS)
             q = (
                 f"SELECT {select} FROM {_quote_ident(measurement.name)}"  # noqa: S608 - quoted
-                f" WHERE time >= {lo} AND time < {hi}{where} GROUP BY {by}"
+                f" WHERE time >= {lo} AND time < {hi}{where} GROUP BY {by}{fill}"
             )
             try:
                 answer = self._client.query(q, epoch="ns")
@@ -253,18 +281,39 @@ class InfluxSource:
                     value=_decimal(p[field.key]),
                 )
 
-    def registers(
+    def register_days(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
-    ) -> Iterator[Counter]:
+    ) -> Iterator[RegisterDay]:
+        reg = _quote_ident(schema.ENERGY_REGISTER.key)
+        select = ", ".join(
+            f"{fn}({reg}) AS {_quote_ident(fn)}" for fn in ("first", "min", "max", "last")
+        )
         tags = (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
-        return self._counters(
+        for key, points in self._series(
             measurement=schema.ENERGY,
-            field=schema.ENERGY_REGISTER,
-            tags=tags,
+            fields=(),
+            group=tags,
             start_ns=start_ns,
             end_ns=end_ns,
             branches=branches,
-        )
+            select=select,
+            every="1d",
+        ):
+            branch, device = key.get(_BRANCH, ""), key.get(_DEVICE, "")
+            carrier = key.get(_CARRIER, "")
+            for p in points:
+                if p.get("first") is None:
+                    continue
+                yield RegisterDay(
+                    branch=branch,
+                    device=device,
+                    carrier=carrier,
+                    day_ns=int(p["time"]),
+                    first=_decimal(p["first"]),
+                    low=_decimal(p["min"]),
+                    high=_decimal(p["max"]),
+                    last=_decimal(p["last"]),
+                )
 
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
@@ -473,10 +522,21 @@ class StoreSource:
                     value=value,
                 )
 
-    def registers(
+    def register_days(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
-    ) -> Iterator[Counter]:
-        return self._counters(schema.ENERGY, schema.ENERGY_REGISTER, start_ns, end_ns, branches)
+    ) -> Iterator[RegisterDay]:
+        days: dict[tuple[str, str, str, int], list[Decimal]] = {}
+        for r in self._counters(schema.ENERGY, schema.ENERGY_REGISTER, start_ns, end_ns, branches):
+            key = (r.branch, r.device, r.carrier, r.time_ns - r.time_ns % DAY_NS)
+            got = days.get(key)
+            if got is None:
+                days[key] = [r.value, r.value, r.value, r.value]
+            else:
+                got[1] = min(got[1], r.value)
+                got[2] = max(got[2], r.value)
+                got[3] = r.value
+        for (branch, device, carrier, day), (first, low, high, last) in sorted(days.items()):
+            yield RegisterDay(branch, device, carrier, day, first, low, high, last)
 
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None

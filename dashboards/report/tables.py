@@ -176,7 +176,13 @@ def _summary(r: EnergyReport) -> Table:
         rows.append([f"{carrier} ({unit_of(carrier)})", q(amount, "amount"), unit_of(carrier)])
     rows.append(["CO2e location-based (kg)", q(r.co2e_location_kg, "kg"), "kg"])
     market = r.co2e_market_kg
-    rows.append(["CO2e market-based (kg)", q(market, "kg") if market is not None else None, "kg"])
+    rows.append(
+        [
+            "CO2e market-based (kg)",
+            q(market, "kg") if market is not None else "not computed (no supplier factor)",
+            "kg" if market is not None else None,
+        ]
+    )
     for note in r.notes:
         rows.append(["note", note, None])
     return Table(

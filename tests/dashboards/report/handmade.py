@@ -14,6 +14,8 @@ kbh (DK2, HOFOR, 1000 m²):
   el    electricity  4 kWh an hour, but the first hour is written twice, the second time 5 kWh
                      (the later point wins, as in InfluxDB), and three hours are missing
                      (no point at all): 740 h present, 739 x 4 + 5 = 2961 kWh.
+                     Registers within one UTC day: 500, 900, 700 (below 90 % of 900: a reset,
+                     though not the day's lowest), 720; the next day 730 -> 1 reset.
 Baseline (March 2025, also 743 hours): aby main 2 kWh an hour -> 1486 kWh.
 """
 
@@ -100,6 +102,11 @@ def march_lines() -> list[str]:
     for i, value in enumerate((1000.0, 1100.0, 50.0, 60.0, 70.0, 65.0)):
         t = MARCH_START + timedelta(days=2 + i, minutes=7)
         add(t, register("aby", "main", EL, t, value))
+    for i, value in enumerate((500.0, 900.0, 700.0, 720.0)):  # one UTC day: 900 -> 700 resets
+        t = MARCH_START + timedelta(days=10, hours=1 + i)
+        add(t, register("kbh", "el", EL, t, value))
+    t = MARCH_START + timedelta(days=11, hours=1)
+    add(t, register("kbh", "el", EL, t, 730.0))
     for i, count in enumerate((0, 100, 250, 20, 50)):
         t = MARCH_START + timedelta(days=3 + i, hours=10)
         add(t, entered("aby", "door", t, count))

@@ -46,7 +46,11 @@ def test_escaped_tags_and_odd_values_round_trip(tmp_path: Path) -> None:
         outbox.append_lines(lines)
     with StoreSource(tmp_path / "o.db") as source:
         (row,) = source.hours(0, 2**62, None)
-        assert (row.branch, row.device, row.carrier) == ("a b,c=d", "m 1", schema.Carrier.WATER.value)
+        assert (row.branch, row.device, row.carrier) == (
+            "a b,c=d",
+            "m 1",
+            schema.Carrier.WATER.value,
+        )
         assert row.consumption == Decimal("0.30000000000000004")
         assert row.quality == schema.HOURLY_QUALITY.choices[1]
         assert row.coverage == Decimal("0.25")
