@@ -151,11 +151,18 @@ class BranchEngine:
                 tuple(notes),
             )
         if resolution.mode in _OPEN or resolution.mode is Mode.MAINTENANCE:
-            return self._open(now, resolution.mode, inputs, alerts, notes)
+            return self._open(now, resolution.mode, inputs, alerts, notes, overrides=overrides)
         return self._closing(now, inputs, alerts, notes)
 
     def _open(
-        self, now: datetime, mode: Mode, inputs: Inputs, alerts: list[AlertEvent], notes: list[str]
+        self,
+        now: datetime,
+        mode: Mode,
+        inputs: Inputs,
+        alerts: list[AlertEvent],
+        notes: list[str],
+        *,
+        overrides: Sequence[Override] = (),
     ) -> Decision:
         if self._s.phase is not Phase.OPEN:
             notes.append(f"open: {mode}")
@@ -165,7 +172,7 @@ class BranchEngine:
                 self._s.straggler_alert = False
                 alerts.append(AlertEvent("not_empty", "branch opened again", "warning", False))
         desired = DESIRED[mode]
-        if self._clearing_out(now, mode):
+        if self._clearing_out(now, mode, overrides):
             desired = replace(desired, door="exit_only")
         cap = self.policy.occupancy_cap
         over = cap is not None and inputs.present is not None and inputs.present >= cap
@@ -183,21 +190,26 @@ class BranchEngine:
             )
         if over:
             desired = replace(desired, door="exit_only")
-        return Decision(
-            now, mode, Phase.OPEN, desired, tuple(alerts), self._announce(now), tuple(notes)
-        )
+        announce = self._announce(now, overrides)
+        return Decision(now, mode, Phase.OPEN, desired, tuple(alerts), announce, tuple(notes))
 
-    def _clearing_out(self, now: datetime, mode: Mode) -> bool:
+    def _clearing_out(self, now: datetime, mode: Mode, overrides: Sequence[Override]) -> bool:
         """In the clear-out gap after staffed hours hand over to self-service: exit only."""
         gap = timedelta(minutes=self.policy.clear_out_gap)
         if mode is not Mode.SELF_SERVICE or not gap:
             return False
-        return self.calendar.mode_at(now - gap + timedelta(microseconds=1)).mode is Mode.STAFFED
+        before = now - gap + timedelta(microseconds=1)
+        return self.calendar.mode_at(before, overrides).mode is Mode.STAFFED
 
-    def _announce(self, now: datetime) -> tuple[str, ...]:
-        """Closing announcements due in this minute (never replayed after it)."""
+    def _announce(self, now: datetime, overrides: Sequence[Override]) -> tuple[str, ...]:
+        """Closing announcements due in this minute (never replayed after it), for the closing
+        the overrides in force make, not only the calendar's: an override that closes at
+        15:00 is announced before 15:00, and one that keeps the branch open past its hours
+        silences the calendar's announcement."""
         upcoming = self.calendar.transitions(
-            now, now + timedelta(minutes=max(self.policy.announce_before, default=0) + 1)
+            now,
+            now + timedelta(minutes=max(self.policy.announce_before, default=0) + 1),
+            overrides,
         )
         out = []
         for t in upcoming:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from edge.calendar import Calendar, Mode, OpeningHours
+from edge.calendar import Calendar, Mode, OpeningHours, Override
 from edge.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
 from edge.policy import ClosingPolicy
 
@@ -119,6 +119,32 @@ def test_announcements_once_each_and_not_replayed_after_a_restart() -> None:
     restarted = evening(lambda _t: 5, start=at(21, 52), end=at(22, 0))  # a new engine
     assert [d.at.strftime("%H:%M") for d in restarted if d.announcements] == ["21:55"]
     assert restarted[0].notes == ("started in self_service (weekly hours)",)
+
+
+def test_announcements_follow_an_override_that_closes_early_or_stays_open() -> None:
+    """A person closes the branch at 21:00 today: the warnings come before 21:00, and none at
+    21:45-21:55 for the calendar's closing that no longer happens. An override that keeps it
+    open until 23:00 moves them to 22:45-22:55."""
+
+    def said(override: Override) -> list[str]:
+        engine = BranchEngine(calendar=Calendar(HOURS, CPH), policy=ClosingPolicy())
+        out, now = [], at(20, 30)
+        while now < at(23, 30):
+            decision = engine.step(now, Inputs(present=5), [override])
+            out += [now.strftime("%H:%M") for t in decision.announcements if "closes in" in t]
+            now += timedelta(minutes=1)
+        return out
+
+    assert said(Override(Mode.CLOSED, at(21, 0), at(23, 59), "water damage")) == [
+        "20:45",
+        "20:50",
+        "20:55",
+    ]
+    assert said(Override(Mode.SELF_SERVICE, at(21, 0), at(23, 0), "election night")) == [
+        "22:45",
+        "22:50",
+        "22:55",
+    ]
 
 
 def test_restart_in_closed_hours_verifies_empty_before_arming() -> None:
