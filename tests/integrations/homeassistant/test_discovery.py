@@ -230,3 +230,14 @@ def test_config_switch_prefix_and_schema(tmp_path: Path) -> None:
 def test_home_assistant_gets_read_only_sensors_only() -> None:
     platforms = {e.topic.split("/")[1] for e in entities(catalogue_config())}
     assert platforms == {Platform.SENSOR.value, Platform.BINARY_SENSOR.value}  # read-only
+
+
+def test_the_sample_config_is_valid_and_renders() -> None:
+    sample = ROOT / "integrations" / "homeassistant" / "sample.yaml"
+    config = load_gateway_config(sample, check_device=default_registry().check_device)
+    found = {e.unique_id: e.payload for e in entities(config)}
+    energy = found["openbranch:sample-branch:main-meter:import_kwh_total"]
+    assert energy["device"]["name"] == "Main meter"
+    assert energy["device"]["suggested_area"] == "Sample Bibliotek"
+    co2 = found["openbranch:sample-branch:reading-room-climate:co2"]
+    assert '"indoor/reading-room"' in co2["value_template"]  # the device's zone is its series
