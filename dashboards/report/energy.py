@@ -701,8 +701,8 @@ def method_notes(report: EnergyReport) -> list[tuple[str, str]]:
             " days (base 17 °C) of the period; normalised heat = that x the normal year's degree"
             " days" + (f" ({o.normal_degree_days})" if o.normal_degree_days else "") + "."
             " kWh per visitor: electricity + district heating over the people counters' entries"
-            " (increases of each counter from its first reading in the period; a counter that"
-            " falls counts its new value in full)."
+            " (increases of each counter's last reading of every hour, from the first hour of"
+            " the period; a counter that falls counts its new value in full)."
             + (
                 f" Change: against the same months of {o.baseline_year}." if o.baseline_year else ""
             ),

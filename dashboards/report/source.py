@@ -6,7 +6,7 @@ piece of code whichever it reads:
 - ``hours``: the ``energy_hourly`` rows (consumption, quality, coverage of each UTC hour);
 - ``register_days``: per meter and UTC day, the first, lowest, highest and last ``energy``
   register reading (to count meter resets without moving every raw reading);
-- ``entered``: the people counters' ``entered`` counters (visitors).
+- ``entered``: each people counter's last ``entered`` of every hour (visitors).
 
 Numbers stay exact: a float field becomes the Decimal of its shortest repr, which is the text
 the gateway wrote into the line protocol (``repr(float)``) and what InfluxDB gives back, so both
@@ -112,7 +112,9 @@ class Source(Protocol):
 
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
-    ) -> Iterator[Counter]: ...
+    ) -> Iterator[Counter]:
+        """Each people counter's last ``entered`` of every UTC hour (stamped at its start)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -252,35 +254,6 @@ class InfluxSource:
                     coverage=_decimal(p[v]) if p.get(v) is not None else Decimal(0),
                 )
 
-    def _counters(
-        self,
-        *,
-        measurement: schema.Measurement,
-        field: schema.Field,
-        tags: Sequence[schema.Tag],
-        start_ns: int,
-        end_ns: int,
-        branches: Sequence[str] | None,
-    ) -> Iterator[Counter]:
-        for key, points in self._series(
-            measurement=measurement,
-            fields=(field,),
-            group=tags,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            branches=branches,
-        ):
-            for p in points:
-                if p.get(field.key) is None:
-                    continue
-                yield Counter(
-                    branch=key.get(schema.Tag.BRANCH.value, ""),
-                    device=key.get(schema.Tag.DEVICE.value, ""),
-                    carrier=key.get(schema.Tag.CARRIER.value, ""),
-                    time_ns=int(p["time"]),
-                    value=_decimal(p[field.key]),
-                )
-
     def register_days(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
     ) -> Iterator[RegisterDay]:
@@ -318,15 +291,21 @@ class InfluxSource:
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
     ) -> Iterator[Counter]:
-        tags = (schema.Tag.BRANCH, schema.Tag.DEVICE)
-        return self._counters(
+        key = _quote_ident(schema.OCCUPANCY_ENTERED.key)
+        for tags, points in self._series(
             measurement=schema.OCCUPANCY,
-            field=schema.OCCUPANCY_ENTERED,
-            tags=tags,
-            start_ns=start_ns,
+            fields=(),
+            group=(schema.Tag.BRANCH, schema.Tag.DEVICE),
+            start_ns=start_ns - start_ns % HOUR_NS,
             end_ns=end_ns,
             branches=branches,
-        )
+            select=f'last({key}) AS "last"',
+            every="1h",
+        ):
+            branch, device = tags.get(_BRANCH, ""), tags.get(_DEVICE, "")
+            for p in points:
+                if p.get("last") is not None:
+                    yield Counter(branch, device, "", int(p["time"]), _decimal(p["last"]))
 
 
 # -- the local store -------------------------------------------------------------------------
@@ -541,6 +520,14 @@ class StoreSource:
     def entered(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
     ) -> Iterator[Counter]:
-        return self._counters(
-            schema.OCCUPANCY, schema.OCCUPANCY_ENTERED, start_ns, end_ns, branches
-        )
+        last: dict[tuple[str, str, int], Decimal] = {}
+        for r in self._counters(
+            schema.OCCUPANCY,
+            schema.OCCUPANCY_ENTERED,
+            start_ns - start_ns % HOUR_NS,
+            end_ns,
+            branches,
+        ):
+            last[(r.branch, r.device, r.time_ns - r.time_ns % HOUR_NS)] = r.value
+        for (branch, device, hour_ns), value in sorted(last.items()):
+            yield Counter(branch, device, "", hour_ns, value)
