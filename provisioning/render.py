@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
 
-from dashboards.fleet import DATASOURCE, fleet_overview
+from dashboards import ALERT_RULES_FILE, BranchInfo, Fleet
+from dashboards import build as build_dashboards
+from dashboards.model import DATASOURCE
+from edge.calendar import OpeningHours
 from edge.config import MqttTransport
 from provisioning.influx import setup_for
-from provisioning.inventory import Branch, Inventory
+from provisioning.inventory import Branch, Defaults, Inventory
 from provisioning.secrets import Secrets
 
-__all__ = ["GATEWAY_SECRETS", "mosquitto_password_line", "render", "render_gateway", "user_of"]
+__all__ = [
+    "GATEWAY_SECRETS",
+    "fleet_of",
+    "mosquitto_password_line",
+    "render",
+    "render_gateway",
+    "user_of",
+]
 
 GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
 TOPIC_PREFIX = "openbranch"
@@ -30,6 +39,21 @@ OPERATIONS, DASHBOARDS = "operations", "dashboards"
 
 def user_of(branch: Branch) -> str:
     return f"gw-{branch.id}"
+
+
+def _hours_of(branch: Branch, defaults: Defaults) -> OpeningHours | None:
+    """The branch's own hours, or the fleet's; municipality-wide closures in the fleet's
+    hours apply to every branch, also one with its own hours (its own entry for a date wins)."""
+    if branch.hours is None or defaults.hours is None:
+        return branch.hours or defaults.hours
+    own = {c.date for c in branch.hours.municipality_closures}
+    merged = [
+        *branch.hours.municipality_closures,
+        *(c for c in defaults.hours.municipality_closures if c.date not in own),
+    ]
+    return branch.hours.model_copy(
+        update={"municipality_closures": sorted(merged, key=lambda c: c.date)}
+    )
 
 
 def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
@@ -63,7 +87,7 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
         sinks.append(data)
     if sinks:
         config["sinks"] = sinks
-    hours = branch.hours or d.hours
+    hours = _hours_of(branch, d)
     if hours is not None:
         config["hours"] = hours.model_dump(mode="json", exclude_defaults=True)
     closing = d.closing.model_dump(mode="json", exclude_defaults=True)
@@ -216,8 +240,24 @@ def render(
 GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards/openbranch"  # where the render is installed
 
 
+def fleet_of(inventory: Inventory) -> Fleet:
+    """What the dashboards need from the inventory: branch names and floor areas."""
+    m = inventory.municipality
+    return Fleet(
+        id=m.id,
+        name=m.name,
+        timezone=m.timezone,
+        price_area=m.price_area,
+        branches=tuple(
+            BranchInfo(id=b.id, name=b.name, floor_area_m2=b.floor_area_m2)
+            for b in inventory.branches
+        ),
+    )
+
+
 def _grafana(inventory: Inventory) -> dict[str, str]:
-    """Grafana provisioning: the InfluxDB data source and a dashboard folder per municipality."""
+    """Grafana provisioning: the InfluxDB data source, a dashboard folder per municipality with
+    every dashboard, and the alert rules (in the same folder)."""
     m = inventory.municipality
     sink = next((s for s in inventory.defaults.sinks if s.type == "influxdb_v1"), None)
     if sink is None:
@@ -250,11 +290,16 @@ def _grafana(inventory: Inventory) -> dict[str, str]:
         ],
     }
     dump = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True)  # noqa: E731
-    return {
+    files = {
         "grafana/provisioning/datasources/openbranch.yaml": dump(datasource),
         "grafana/provisioning/dashboards/openbranch.yaml": dump(provider),
-        f"grafana/dashboards/{m.id}/fleet.json": json.dumps(fleet_overview(m.id), indent=2),
     }
+    for name, text in build_dashboards(fleet_of(inventory)).items():
+        if name == ALERT_RULES_FILE:
+            files["grafana/provisioning/alerting/openbranch.yaml"] = text
+        else:
+            files[f"grafana/dashboards/{m.id}/{name}"] = text
+    return files
 
 
 SYSTEMD_UNIT = """\

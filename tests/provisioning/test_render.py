@@ -211,10 +211,28 @@ def test_grafana_provisioning_points_at_dashboards_in_the_render(tmp_path: Path)
     assert provider["type"] == "file"
     assert provider["folder"] == "Aarhus Kommune"
     folder = provider["options"]["path"].rsplit("/", 1)[1]
-    dashboards = [n for n in files if n.startswith(f"grafana/dashboards/{folder}/")]
-    assert dashboards == [f"grafana/dashboards/{folder}/fleet.json"]
-    board = json.loads(files[dashboards[0]])
-    assert all(p["datasource"]["uid"] == source["uid"] for p in board["panels"])
+    dashboards = sorted(n for n in files if n.startswith(f"grafana/dashboards/{folder}/"))
+    assert [n.rsplit("/", 1)[1] for n in dashboards] == [
+        "branch.json",
+        "energy.json",
+        "extended-hours.json",
+        "fleet.json",
+    ]
+    for name in dashboards:
+        board = json.loads(files[name])
+        assert all(p["datasource"]["uid"] == source["uid"] for p in board["panels"])
+        assert all(
+            t["datasource"]["uid"] == source["uid"] for p in board["panels"] for t in p["targets"]
+        )
+    energy = json.loads(files[f"grafana/dashboards/{folder}/energy.json"])
+    per_m2 = next(p for p in energy["panels"] if p["title"] == "kWh per m²")
+    assert len(per_m2["targets"]) == 3  # one per branch, divided by its floor area
+    alerting = yaml.safe_load(files["grafana/provisioning/alerting/openbranch.yaml"])
+    assert alerting["apiVersion"] == 1
+    (group,) = alerting["groups"]
+    assert group["folder"] == provider["folder"]  # the rules sit beside the dashboards
+    for rule in group["rules"]:
+        assert rule["data"][0]["datasourceUid"] == source["uid"]
 
 
 def test_bridge_for_a_branch_with_a_local_broker_carries_no_secret(tmp_path: Path) -> None:
