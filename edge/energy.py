@@ -497,6 +497,8 @@ class EnergyLedger:
     is none); the state updates that ``process`` returns are to be committed in the same
     transaction as the readings derived from them (the outbox's ``append(state=...)``).
     ``rollovers`` maps a device to its register's rollover (devices not in it have none).
+    ``max_gaps`` maps a device to its own ``max_gap`` (others get ``max_gap``): a meter polled
+    every 15 minutes has 15-minute intervals that are not gaps.
     """
 
     def __init__(
@@ -506,11 +508,13 @@ class EnergyLedger:
         load: Callable[[str], str | None],
         rollovers: Mapping[str, float] | None = None,
         max_gap: timedelta = DEFAULT_MAX_GAP,
+        max_gaps: Mapping[str, timedelta] | None = None,
     ) -> None:
         self._branch = branch
         self._load = load
         self._rollovers = dict(rollovers or {})
         self._max_gap = max_gap
+        self._max_gaps = dict(max_gaps or {})
         self._accounts: dict[tuple[str, str], EnergyAccount] = {}
         self.rejected = 0  # readings an account refused (kept, without a total)
         self.unreadable_states = 0  # saved states that could not be read (started afresh)
@@ -539,7 +543,7 @@ class EnergyLedger:
                 device=device,
                 carrier=carrier,
                 rollover=self._rollovers.get(device),
-                max_gap=self._max_gap,
+                max_gap=self._max_gaps.get(device, self._max_gap),
                 state=self._saved(device, carrier),
             )
             self._accounts[(device, carrier)] = account

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +25,7 @@ from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.control import ControlError, Verifier
 from edge.coordinator import Coordinator
-from edge.energy import EnergyLedger
+from edge.energy import DEFAULT_MAX_GAP, EnergyLedger
 from edge.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
 from edge.mqtt import MqttSession
 from edge.outbox import Outbox
@@ -102,6 +103,18 @@ def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -
     )
 
 
+
+def energy_max_gaps(config: GatewayConfig) -> dict[str, timedelta]:
+    """Per polled device, the longest interval between two energy readings that is still not
+    a gap: three of its longest poll intervals, and never less than the ledger's default (a
+    meter polled every 10 minutes must not have every hour flagged interpolated)."""
+    gaps = {}
+    for device in config.devices:
+        if device.poll:
+            longest = timedelta(seconds=max(device.poll.values()))
+            gaps[device.id] = max(DEFAULT_MAX_GAP, 3 * longest)
+    return gaps
+
 class Gateway:
     def __init__(
         self,
@@ -145,7 +158,9 @@ class Gateway:
         self._states: dict[str, dict[str, object]] = {}
         self._latest: dict[str, dict[str, Reading]] = {}
         self._published: dict[str, float] = {}
-        self.energy = EnergyLedger(branch=config.branch.id, load=outbox.get_state)
+        self.energy = EnergyLedger(
+            branch=config.branch.id, load=outbox.get_state, max_gaps=energy_max_gaps(config)
+        )
         self.engine = BranchEngine(
             calendar=Calendar(config.hours or OpeningHours(), config.branch.timezone),
             policy=config.closing,

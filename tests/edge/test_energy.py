@@ -11,6 +11,7 @@ import pytest
 
 from edge import schema
 from edge.energy import (
+    DEFAULT_MAX_GAP,
     AccountState,
     CounterEvent,
     EnergyAccount,
@@ -566,6 +567,48 @@ def test_ledger_adds_totals_and_hours_and_resumes_from_saved_state() -> None:
     assert totals(out) == [103.0, 104.0]
     # 10:00: 2 kWh 10:00-10:10 + 1 kWh 10:10-11:00 (a 50-minute gap)
     assert consumed(out) == [(at(10), 3.0)]
+
+
+def test_ledger_max_gap_per_device_for_meters_polled_slowly() -> None:
+    """Readings 20 minutes apart: gaps for a meter on the default 15-minute max_gap, normal
+    intervals for one the gateway gave 30 minutes (it polls it every 10 minutes)."""
+    ledger = EnergyLedger(
+        branch="b", load=lambda _key: None, max_gaps={"slow": timedelta(minutes=30)}
+    )
+    times = [at(9), at(9, 20), at(9, 40), at(10, 0)]
+    out, _ = ledger.process(
+        [meter(t, 10.0 + i, device=d) for i, t in enumerate(times) for d in ("m", "slow")]
+    )
+    hours = {r.device: r.fields[QUALITY] for r in out if r.measurement is schema.ENERGY_HOURLY}
+    assert hours == {"m": "interpolated", "slow": "measured"}
+
+
+def test_gateway_gives_each_polled_meter_three_poll_intervals_of_max_gap() -> None:
+    from edge.config import GatewayConfig
+    from edge.gateway import energy_max_gaps
+
+    def device(name: str, poll: dict[str, float] | None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "id": name,
+            "profile": "eastron-sdm630",
+            "transport": {"type": "modbus_tcp", "host": "10.0.0.1", "unit_id": 1},
+        }
+        if poll is not None:
+            out["poll"] = poll
+        return out
+
+    config = GatewayConfig.model_validate(
+        {
+            "branch": {"id": "b", "name": "B"},
+            "devices": [
+                device("fast", {"default": 10}),
+                device("slow", {"default": 60, "energy": 900}),
+            ],
+        }
+    )
+    gaps = energy_max_gaps(config)
+    assert gaps["fast"] == DEFAULT_MAX_GAP  # 30 s would be shorter than the default
+    assert gaps["slow"] == timedelta(minutes=45)
 
 
 def test_ledger_keeps_one_account_per_device_and_carrier() -> None:
