@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dashboards.common import short_uid
 from dashboards.influxql import BRANCH, NOT_EMPTY_ALERT, f, select, t
 from dashboards.model import DATASOURCE, Fleet, Target
 from edge import schema
@@ -50,7 +51,7 @@ class AlertRule:
     def to_json(self, fleet: Fleet) -> dict[str, Any]:
         model = dict(self.query.to_json(), intervalMs=1000, maxDataPoints=43200)
         return {
-            "uid": f"openbranch-{fleet.id}-{self.key}",
+            "uid": short_uid(f"openbranch-{fleet.id}-{self.key}"),
             "title": self.title,
             "condition": "C",
             "data": [
@@ -98,7 +99,7 @@ def alert_rules(fleet: Fleet) -> tuple[AlertRule, ...]:
     fleet_only = f"{BRANCH} =~ /^({fleet.branch_regex})$/"
     return (
         AlertRule(
-            key="stopped-reporting",
+            key="silent",
             title="Branch stopped reporting",
             summary="No health report from {{ $labels.branch }} for 15 minutes",
             query=Target(
@@ -118,7 +119,7 @@ def alert_rules(fleet: Fleet) -> tuple[AlertRule, ...]:
             pending="10m",
         ),
         AlertRule(
-            key="outbox-growing",
+            key="outbox",
             title="Outbox growing",
             summary="{{ $labels.branch }}: readings pile up in the outbox (database unreachable?)",
             query=Target(
@@ -137,7 +138,7 @@ def alert_rules(fleet: Fleet) -> tuple[AlertRule, ...]:
             pending="15m",
         ),
         AlertRule(
-            key="occupied-after-closing",
+            key="occupied",
             title="Branch still occupied after closing",
             summary="People are still counted inside {{ $labels.branch }} after closing",
             query=Target(

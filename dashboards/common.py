@@ -3,6 +3,7 @@ mappings for modes, and the uid scheme."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,9 @@ from dashboards.model import Fleet, Variable
 from edge import schema
 from edge.calendar import Mode
 
-__all__ = ["MODE_COLOURS", "fleet_variables", "mode_mappings", "uid"]
+__all__ = ["MODE_COLOURS", "UID_MAX", "fleet_variables", "mode_mappings", "short_uid", "uid"]
+
+UID_MAX = 40
 
 MODE_COLOURS: Mapping[Mode, str] = {
     Mode.STAFFED: "green",
@@ -22,8 +25,15 @@ MODE_COLOURS: Mapping[Mode, str] = {
 }
 
 
+def short_uid(text: str) -> str:
+    """Grafana's uids are at most 40 characters: longer ones keep a prefix and a hash."""
+    if len(text) <= UID_MAX:
+        return text
+    return f"{text[: UID_MAX - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 def uid(kind: str, fleet: Fleet) -> str:
-    return f"openbranch-{kind}-{fleet.id}"
+    return short_uid(f"openbranch-{kind}-{fleet.id}")
 
 
 def fleet_variables(fleet: Fleet) -> tuple[Variable, Variable]:

@@ -48,3 +48,6 @@ def test_provider_folder_holds_every_dashboard(tmp_path: Path) -> None:
         rules = yaml.safe_load((provisioning / "alerting" / "openbranch.yaml").read_text())
         assert rules == yaml.safe_load(build(fleet_of(inventory))[ALERT_RULES_FILE])
         assert rules["groups"][0]["folder"] == provider["folder"]
+        jsonschema.validate(
+            rules, json.loads((ROOT / "dashboards" / "alert-rules.schema.json").read_text())
+        )

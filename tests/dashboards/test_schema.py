@@ -29,6 +29,7 @@ FLEETS = {
         ),
     ),
     "bare": Fleet(id="all", name="All branches"),
+    "long-id": Fleet(id="frederiksberg-og-omegns-biblioteker", name="Frederiksberg"),
 }
 
 
