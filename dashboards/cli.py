@@ -1,5 +1,5 @@
 """`openbranch dashboards build|push`: the dashboards and alert rules as files, or sent to a
-Grafana through its HTTP API.
+Grafana through its HTTP API (dashboards, then alert rules into the same folder).
 
 With ``--inventory`` the build knows the municipality's branches (names, floor areas, price
 area); without it, it builds for every branch in the database, with a floor-area variable.
@@ -13,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
+from dashboards.alerts import alert_rules
 from dashboards.build import ALERT_RULES_FILE, all_dashboards, build
 from dashboards.model import Fleet
 
@@ -63,6 +64,13 @@ def _push(args: argparse.Namespace) -> int:
         folder_uid=f"openbranch-{fleet.id}",
         dashboards=[board.to_json() for board in all_dashboards(fleet).values()],
     )
+    changes += grafana.push_alert_rules(
+        args.url,
+        _token(args),
+        folder_uid=f"openbranch-{fleet.id}",
+        group=f"openbranch-{fleet.id}",
+        rules=[rule.to_json(fleet) for rule in alert_rules(fleet)],
+    )
     for line in changes or ["Grafana: no changes"]:
         print(line)
     return 0
@@ -73,7 +81,7 @@ def dashboards_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     dsub = dashboards.add_subparsers(dest="action", required=True)
     build_cmd = dsub.add_parser("build", help="write one JSON per dashboard and the alert rules")
     build_cmd.add_argument("--out", type=Path, required=True)
-    push_cmd = dsub.add_parser("push", help="create or update the dashboards in a Grafana")
+    push_cmd = dsub.add_parser("push", help="create or update dashboards and alert rules")
     push_cmd.add_argument("--url", required=True, help="Grafana's base URL")
     push_cmd.add_argument("--token", help=f"an API token (or --token-file, or ${TOKEN_ENV})")
     push_cmd.add_argument("--token-file", help="a file holding the API token")

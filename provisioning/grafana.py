@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["GrafanaError", "push"]
+__all__ = ["GrafanaError", "push", "push_alert_rules"]
 
 
 class GrafanaError(RuntimeError):
@@ -72,4 +72,28 @@ def push(
             {"dashboard": dict(dashboard), "folderUid": folder_uid, "overwrite": True},
         )
         changes.append(f"{'updated' if current else 'created'} dashboard {dashboard['title']}")
+    return changes
+
+
+def push_alert_rules(
+    url: str, token: str, *, folder_uid: str, group: str, rules: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Create or update Grafana-managed alert rules through the alerting provisioning API (the
+    folder must exist: push the dashboards first); unchanged rules are left alone."""
+    api = _Api(url, token)
+    changes: list[str] = []
+    for rule in rules:
+        wanted = dict(rule, folderUID=folder_uid, ruleGroup=group, orgID=1)
+        path = f"/v1/provisioning/alert-rules/{rule['uid']}"
+        try:
+            current = api.call("GET", path)
+        except GrafanaError as exc:
+            if exc.status != 404:
+                raise
+            api.call("POST", "/v1/provisioning/alert-rules", wanted)
+            changes.append(f"created alert rule {rule['title']}")
+            continue
+        if any(current.get(k) != v for k, v in wanted.items()):
+            api.call("PUT", path, wanted)
+            changes.append(f"updated alert rule {rule['title']}")
     return changes

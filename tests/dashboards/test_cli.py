@@ -3,14 +3,19 @@ dashboards to Grafana's HTTP API (a stand-in server: Grafana cannot run here) id
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from edge.cli import main
-from tests.provisioning.test_grafana import grafana  # noqa: F401 - the fixture
+from tests.provisioning.test_grafana import FakeGrafana
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AARHUS = ROOT / "examples" / "inventories" / "aarhus.yaml"
@@ -39,14 +44,59 @@ def test_build_writes_json_per_dashboard_and_the_rules(
     assert "floor_area_m2" in [v["name"] for v in variables["list"]]
 
 
+class FakeGrafanaWithAlerting(FakeGrafana):
+    """The dashboards stand-in plus Grafana's alerting provisioning endpoints."""
+
+    rules: dict[str, dict[str, Any]] = {}  # noqa: RUF012
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path.startswith("/api/v1/provisioning/alert-rules/"):
+            uid = self.path.rsplit("/", 1)[1]
+            if uid in self.rules:
+                self._send(200, dict(self.rules[uid], id=7, provenance="api"))
+            else:
+                self._send(404, {"message": "rule not found"})
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == "/api/v1/provisioning/alert-rules":
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            assert body["folderUID"] in {f["uid"] for f in self.folders}  # folder first
+            self.rules[body["uid"]] = body
+            self._send(201, body)
+            return
+        super().do_POST()
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.rules[body["uid"]] = body
+        self._send(200, body)
+
+
+@pytest.fixture
+def grafana() -> Iterator[tuple[str, type[FakeGrafanaWithAlerting]]]:
+    handler = type(
+        "Handler",
+        (FakeGrafanaWithAlerting,),
+        {"folders": [], "dashboards": {}, "rules": {}, "writes": 0},
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
 def test_push_creates_then_changes_nothing(
-    grafana: str,  # noqa: F811 - the fixture
-    capsys: pytest.CaptureFixture[str],
+    grafana: tuple[str, type[FakeGrafanaWithAlerting]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["dashboards", "push", "--url", grafana, "--token", "t0ken", "--inventory", str(AARHUS)]
+    url, server = grafana
+    args = ["dashboards", "push", "--url", url, "--token", "t0ken", "--inventory", str(AARHUS)]
     assert main(args) == 0
     first = capsys.readouterr().out.splitlines()
     assert first[0] == "created folder Aarhus Kommune"
-    assert len(first) == 5  # the folder and four dashboards
+    assert len(first) == 1 + 4 + 3  # the folder, four dashboards, three alert rules
+    assert {r["ruleGroup"] for r in server.rules.values()} == {"openbranch-aarhus"}
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == "Grafana: no changes"
