@@ -91,14 +91,22 @@ def check_answer(board: Dashboard, panel: Panel, target: Target, answer: Any, br
         assert any(v is not None for v in values), f"{where}: {column} is null everywhere"
 
 
-@pytest.mark.parametrize("areas", [True, False], ids=["areas-from-inventory", "area-variable"])
+@pytest.mark.parametrize(
+    ("areas", "one_branch"),
+    [(True, False), (False, False), (True, True)],
+    ids=["areas-from-inventory", "area-variable", "one-branch-selected"],
+)
 def test_every_panel_query_returns_what_the_panel_reads(
-    influxd: Influxd, demo_data: DemoData, areas: bool
+    influxd: Influxd, demo_data: DemoData, areas: bool, one_branch: bool
 ) -> None:
     fleet = demo_fleet(demo_data, areas=areas)
     count = 0
     for board in all_dashboards(fleet).values():
         runner = Runner(influxd, demo_data, board)
+        if one_branch:
+            runner.variables["branch"] = VariableValue(
+                (demo_data.branch,), multi=True, include_all=True
+            )
         for panel, target in board.targets():
             check_answer(board, panel, target, runner.target(panel, target), demo_data.branch)
             count += 1
