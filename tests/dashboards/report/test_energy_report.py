@@ -295,3 +295,56 @@ def test_shipped_factor_table_is_honest() -> None:
         assert row.source and row.year >= 2020
         assert row.preliminary or row.verified  # an unverified value is never shown as final
     assert schema.Carrier(EL) and schema.Carrier(DH)
+
+
+def test_cli_from_a_gateway_config_reports_its_branch_only(
+    store: Path, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"branch: {{id: kbh, name: KBH, timezone: Europe/Copenhagen}}\n"
+        f"store: {{path: {store.name}}}\ndevices: []\n",
+        encoding="utf-8",
+    )  # the store path is relative to the config's folder
+    out = tmp_path / "kbh.csv"
+    args = [
+        "report", "energy", "--from", "2026-03-01", "--to", "2026-03-31", "--format", "csv",
+        "--config", str(config), "--factors", str(inputs["factors"]), "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "report: 1 branches" in capsys.readouterr().out
+    rows = out.read_text(encoding="utf-8").splitlines()[1:]
+    assert [r.split(",")[:5] for r in rows] == [["kbh", "2026-03", EL, "kWh", "2961.000"]]
+    # no branches file: no price area, so no CO2e, and the report says why
+    summary = (tmp_path / "kbh-summary.csv").read_text(encoding="utf-8")
+    assert "kbh: no electricity factor (price area unknown)" in summary
+    assert "kbh: no floor area" in summary
+
+
+def test_a_branch_in_another_time_zone_has_its_own_months(
+    store: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    utc = tmp_path / "utc.yaml"
+    utc.write_text(
+        "branches:\n  - {id: aby, floor_area_m2: 500, timezone: UTC, price_area: DK1}\n",
+        encoding="utf-8",
+    )
+    r = report_from_store(store, options(inputs, branches=load_branches([utc])))
+    # March in UTC: 744 hours, 1 March 00:00Z .. 1 April 00:00Z; aby main has points from
+    # 28 Feb 23:00Z (which is February in UTC) to 31 March 21:00Z: 742 of them in March UTC,
+    # of which 2.5 kWh each: 1855 kWh; the 22:00Z and 23:00Z hours are missing.
+    m = month(r, "aby", EL)
+    assert (m.hours_in_period, m.hours_present, m.consumption) == (744, 742, D("1855.0"))
+
+
+def test_unreachable_influxdb_is_one_line(
+    tmp_path: Path, inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "report", "energy", "--from", "2026-03-01", "--to", "2026-03-31",
+        "--influx", "http://127.0.0.1:9", "--db", "x", "--out", str(tmp_path / "r.html"),
+    ]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("report: InfluxDB http://127.0.0.1:9")
+    assert not (tmp_path / "r.html").exists()
