@@ -13,8 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from dashboards.alerts import alert_rules
-from dashboards.build import ALERT_RULES_FILE, all_dashboards, build
+from dashboards.build import ALERT_RULES_FILE, build
 from dashboards.model import Fleet
 
 __all__ = ["dashboards_commands"]
@@ -54,23 +53,9 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from provisioning import grafana  # noqa: PLC0415 - the one HTTP client for Grafana
+    from dashboards import grafana  # noqa: PLC0415 - the one HTTP client for Grafana
 
-    fleet = _fleet(args.inventory)
-    changes = grafana.push(
-        args.url,
-        _token(args),
-        folder=fleet.name,
-        folder_uid=f"openbranch-{fleet.id}",
-        dashboards=[board.to_json() for board in all_dashboards(fleet).values()],
-    )
-    changes += grafana.push_alert_rules(
-        args.url,
-        _token(args),
-        folder_uid=f"openbranch-{fleet.id}",
-        group=f"openbranch-{fleet.id}",
-        rules=[rule.to_json(fleet) for rule in alert_rules(fleet)],
-    )
+    changes = grafana.push_fleet(args.url, _token(args), _fleet(args.inventory))
     for line in changes or ["Grafana: no changes"]:
         print(line)
     return 0

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dashboards.fleet import fleet_overview
+from dashboards import grafana
 from edge.registry import default_registry
-from provisioning import grafana, influx
+from provisioning import influx
 from provisioning.inventory import Inventory, inventory_json_schema, load_inventory
-from provisioning.render import render, user_of
+from provisioning.render import fleet_of, render, user_of
 from provisioning.secrets import Secrets
 
 __all__ = ["diff", "provision_commands"]
@@ -100,14 +100,8 @@ def _apply(args: argparse.Namespace) -> int:
     _write(files, args.out, changes)
     if args.grafana:
         token = Path(args.grafana_token_file).read_text(encoding="utf-8").strip()
-        m = inventory.municipality
-        for line in grafana.push(
-            args.grafana,
-            token,
-            folder=m.name,
-            folder_uid=f"openbranch-{m.id}",
-            dashboards=[fleet_overview(m.id)],
-        ) or ["Grafana: no changes"]:
+        pushed = grafana.push_fleet(args.grafana, token, fleet_of(inventory))
+        for line in pushed or ["Grafana: no changes"]:
             print(line)
     if args.influxdb:
         for sink in inventory.defaults.sinks:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from edge.cli import main
-from tests.provisioning.test_grafana import FakeGrafana
+from tests.dashboards.test_grafana import FakeGrafana
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +100,26 @@ def test_push_creates_then_changes_nothing(
     assert {r["ruleGroup"] for r in server.rules.values()} == {"openbranch-aarhus"}
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == "Grafana: no changes"
+
+
+def test_provision_apply_pushes_every_dashboard_and_the_rules(
+    grafana: tuple[str, type[FakeGrafanaWithAlerting]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`openbranch provision apply --grafana` sends the same as `dashboards push --inventory`."""
+    url, server = grafana
+    token = tmp_path / "grafana-token"
+    token.write_text("t0ken\n", encoding="utf-8")
+    args = [
+        *("provision", "apply", str(AARHUS)),
+        *("--out", str(tmp_path / "render"), "--secrets", str(tmp_path / "secrets")),
+        *("--grafana", url, "--grafana-token-file", str(token)),
+    ]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "created folder Aarhus Kommune" in said
+    assert len(server.dashboards) == 4
+    assert len(server.rules) == 3
+    assert main(args) == 0
+    assert "Grafana: no changes" in capsys.readouterr().out
