@@ -15,7 +15,11 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["GrafanaError", "push", "push_alert_rules"]
+from dashboards.alerts import alert_rules
+from dashboards.build import all_dashboards
+from dashboards.model import Fleet
+
+__all__ = ["GrafanaError", "push", "push_alert_rules", "push_fleet"]
 
 
 class GrafanaError(RuntimeError):
@@ -97,3 +101,22 @@ def push_alert_rules(
             api.call("PUT", path, wanted)
             changes.append(f"updated alert rule {rule['title']}")
     return changes
+
+
+def push_fleet(url: str, token: str, fleet: Fleet) -> list[str]:
+    """Every dashboard of ``fleet`` into its folder, then its alert rules; what changed."""
+    uid = f"openbranch-{fleet.id}"
+    changes = push(
+        url,
+        token,
+        folder=fleet.name,
+        folder_uid=uid,
+        dashboards=[board.to_json() for board in all_dashboards(fleet).values()],
+    )
+    return changes + push_alert_rules(
+        url,
+        token,
+        folder_uid=uid,
+        group=uid,
+        rules=[rule.to_json(fleet) for rule in alert_rules(fleet)],
+    )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dashboards.fleet import fleet_overview
-from provisioning.grafana import push
+from dashboards.grafana import push
 from tests.services import free_port
 
 
