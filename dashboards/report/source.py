@@ -134,6 +134,12 @@ def _decimal(value: object) -> Decimal:
 # -- InfluxDB --------------------------------------------------------------------------------
 
 
+def _points(series: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one series of an InfluxQL answer as column -> value."""
+    columns = series.get("columns", [])
+    return [dict(zip(columns, values, strict=True)) for values in series.get("values", [])]
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -210,9 +216,9 @@ class InfluxSource:
         if every:
             by = f"time({every}), {by}"
         fill = " fill(none)" if every else ""
-        lo = start_ns
-        while lo < end_ns:
-            hi = min(end_ns, lo + _WINDOW_NS)
+        step = DAY_NS if every == "1d" else HOUR_NS  # a split never cuts a GROUP BY bucket
+
+        def window(lo: int, hi: int) -> list[tuple[dict[str, str], list[Any]]]:
             q = (
                 f"SELECT {select} FROM {_quote_ident(measurement.name)}"  # noqa: S608 - quoted
                 f" WHERE time >= {lo} AND time < {hi}{where} GROUP BY {by}{fill}"
@@ -221,8 +227,23 @@ class InfluxSource:
                 answer = self._client.query(q, epoch="ns")
             except Exception as exc:  # the client raises requests' and its own errors
                 raise SourceError(f"{self.description}: {q}: {exc}") from exc
-            for (_, tags), points in answer.items():
-                yield dict(tags or {}), list(points)
+            series = answer.raw.get("series", [])
+            if any(s.get("partial") for s in series):
+                # the server's max-row-limit cut the answer: ask for half the time, twice
+                mid = lo + (hi - lo) // 2 // step * step
+                if mid <= lo:
+                    raise SourceError(
+                        f"{self.description}: the answer to {q} is cut short by the server"
+                        " (max-row-limit) even for one period; raise the limit or report fewer"
+                        " branches at a time (--branch)"
+                    )
+                return window(lo, mid) + window(mid, hi)
+            return [(dict(s.get("tags") or {}), _points(s)) for s in series]
+
+        lo = start_ns
+        while lo < end_ns:
+            hi = min(end_ns, lo + _WINDOW_NS)
+            yield from window(lo, hi)
             lo = hi
 
     def hours(

@@ -26,6 +26,7 @@ from edge import schema
 from edge.cli import main
 from edge.outbox import Outbox
 from edge.yamlsource import ConfigError
+from tests.conftest import start_or_fail
 from tests.dashboards.report import handmade
 from tests.dashboards.report.handmade import DH, EL
 from tests.services import Influxd
@@ -348,3 +349,23 @@ def test_unreachable_influxdb_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("report: InfluxDB http://127.0.0.1:9")
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.services
+def test_influxdb_max_row_limit_is_worked_around(store: Path, inputs: dict[str, Path]) -> None:
+    """A server that cuts answers at 500 rows (InfluxDB's max-row-limit marks them "partial")
+    gets smaller windows of time until each answer is whole: the same report as the store."""
+    server = start_or_fail(lambda: Influxd(extra_http="  max-row-limit = 500\n"))
+    try:
+        server.query('CREATE DATABASE "capped"')
+        server.write("\n".join(handmade.march_lines()), "capped")
+        opts = options(inputs, baseline_year=2025)
+        with InfluxSource(url=server.url, database="capped") as source:
+            central = build_report(source, opts)
+    finally:
+        server.close()
+    local = report_from_store(store, opts)
+    assert central.totals() == local.totals() == {EL: D("4818.5"), DH: D("3830.0")}
+    for a, b in zip(report_tables(local), report_tables(central), strict=True):
+        if a.name not in ("Summary", "Method"):
+            assert a.rows == b.rows, a.name
