@@ -43,11 +43,13 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowra
 svg text { font: 11px "DejaVu Sans", Arial, sans-serif; fill: #222; }
 @media print {
   @page { size: A4 portrait; margin: 14mm 12mm; }
+  @page wide { size: A4 landscape; margin: 12mm 10mm; }
   body { margin: 0; font-size: 10.5pt; }
   h2 { break-after: avoid; } section { break-inside: auto; }
   table { font-size: 8pt; width: 100%; } thead { display: table-header-group; }
   tr, .chart, svg { break-inside: avoid; }
-  section.wide table { font-size: 6.5pt; }
+  section.wide { page: wide; }  /* the wide tables print across a landscape page */
+  section.wide table { font-size: 7pt; }
   a { color: inherit; text-decoration: none; }
   .scroll { overflow: visible; }
 }
