@@ -5,6 +5,7 @@ Without chromium this skips; with CI=true it fails (``scripts/setup`` installs i
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -12,6 +13,8 @@ import zlib
 from collections import Counter
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from dashboards.report import (
     ReportOptions,
@@ -93,10 +96,31 @@ def near(counts: Counter[tuple[int, int, int]], target: tuple[int, int, int]) ->
     )
 
 
-def test_charts_render_in_headless_chromium(tmp_path: Path) -> None:
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         unavailable("chromium is not installed (scripts/setup installs it)")
+    return subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
     inputs = handmade.write_inputs(tmp_path)
     with Outbox(tmp_path / "o.db") as outbox:
         outbox.append_lines(handmade.march_lines())
@@ -110,27 +134,13 @@ def test_charts_render_in_headless_chromium(tmp_path: Path) -> None:
                 branches=load_branches([inputs["branches"]]),
             ),
         )
-    (page,) = write_html(report, tmp_path / "report.html")
+    (path,) = write_html(report, tmp_path / "report.html")
+    return path
+
+
+def test_charts_render_in_headless_chromium(tmp_path: Path, page: Path) -> None:
     shot = tmp_path / "shot.png"
-    done = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1200,2000",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=90,
-        check=False,
-    )
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri())
     assert shot.exists(), done.stderr.decode(errors="replace")[-2000:]
     width, height, rows = read_png(shot.read_bytes())
     assert (width, height) == (1200, 2000)
@@ -143,3 +153,14 @@ def test_charts_render_in_headless_chromium(tmp_path: Path) -> None:
     assert near(counts, rgb(RANKING_COLOUR)) > 3000
     # and water, absent from the data, is absent from the picture
     assert near(counts, rgb(CARRIER_COLOURS[schema.Carrier.WATER.value])) < 50
+
+
+def test_prints_on_a4_with_wide_tables_landscape(tmp_path: Path, page: Path) -> None:
+    pdf = tmp_path / "report.pdf"
+    done = chromium(tmp_path, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri())
+    assert pdf.exists(), done.stderr.decode(errors="replace")[-2000:]
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf.read_bytes())
+    sizes = {(round(float(w)), round(float(h))) for w, h in boxes}
+    # A4 is 595 x 842 points: summary, charts, factors and method portrait; the wide tables
+    # (branches, monthly, data quality) landscape
+    assert sizes == {(595, 842), (842, 595)}, sizes
