@@ -289,7 +289,9 @@ def _grafana(inventory: Inventory) -> dict[str, str]:
             }
         ],
     }
-    dump = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True)  # noqa: E731
+    def dump(data: object) -> str:
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
     files = {
         "grafana/provisioning/datasources/openbranch.yaml": dump(datasource),
         "grafana/provisioning/dashboards/openbranch.yaml": dump(provider),
