@@ -37,7 +37,7 @@ from dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
 from dashboards.report.inputs import BranchInfo
 from dashboards.report.source import DAY_NS, HOUR_NS, Counter, HourRow, RegisterDay, Source
 from edge import schema
-from edge.energy import RESET_RATIO
+from edge.energy import RESET_RATIO, HourQuality
 
 __all__ = [
     "BranchRow",
@@ -52,8 +52,7 @@ __all__ = [
 
 ZERO = Decimal(0)
 _KWH_CARRIERS = (schema.Carrier.ELECTRICITY.value, schema.Carrier.DISTRICT_HEATING.value)
-_MEASURED, _INTERPOLATED = "measured", "interpolated"  # HOURLY_QUALITY's choices
-assert {_MEASURED, _INTERPOLATED} <= set(schema.HOURLY_QUALITY.choices)
+_MEASURED, _INTERPOLATED = HourQuality.MEASURED.value, HourQuality.INTERPOLATED.value
 _ELECTRICITY = schema.Carrier.ELECTRICITY.value
 _RESET_RATIO = Decimal(repr(RESET_RATIO))
 _MARGIN_NS = 15 * HOUR_NS  # any UTC offset: the query window around local dates
