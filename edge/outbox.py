@@ -375,17 +375,21 @@ class Outbox:
         Streams in pages, so a long history does not sit in memory at once. Queries walk an
         index in time order (by measurement and time, or by time); a device is filtered.
         """
-        where, args = _history_filter(measurement, device, start_ns, end_ns)
         after: tuple[int, int] | None = None
         while True:
-            page_where = [*where, "(time_ns, seq) > (?, ?)"] if after else where
-            page_args = [*args, *after] if after else args
+            # after the last row: one lower bound on time_ns (an index seek, not a scan from
+            # the start of the range on every page), then the tie on seq
+            low = start_ns if after is None else after[0]  # rows so far were >= start_ns
+            where, args = _history_filter(measurement, device, low, end_ns)
+            if after is not None:
+                where.append("(time_ns > ? OR seq > ?)")
+                args += [after[0], after[1]]
             sql = _SELECT_ENTRIES
-            if page_where:
-                sql += " WHERE " + " AND ".join(page_where)
+            if where:
+                sql += " WHERE " + " AND ".join(where)
             with self._lock:
                 rows = self._db.execute(
-                    sql + " ORDER BY time_ns, seq LIMIT ?", (*page_args, _HISTORY_PAGE)
+                    sql + " ORDER BY time_ns, seq LIMIT ?", (*args, _HISTORY_PAGE)
                 ).fetchall()
             yield from (_entry(row) for row in rows)
             if len(rows) < _HISTORY_PAGE:

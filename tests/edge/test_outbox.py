@@ -11,7 +11,7 @@ import pytest
 
 from edge import schema
 from edge.outbox import DeadLetter, Outbox, parse_line
-from edge.reading import Reading
+from edge.reading import Reading, to_ns
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 T0_NS = 1_795_521_600_000_000_000
@@ -113,6 +113,20 @@ def test_history_streams_long_ranges_in_time_order(tmp_path: Path) -> None:
     times = [e.time_ns for e in box.lines(measurement="occupancy")]
     assert len(times) == 12_000
     assert times == sorted(times)
+
+
+def test_history_pages_through_ties_and_a_time_range_exactly_once(tmp_path: Path) -> None:
+    """Pages of 5,000 rows: 40 devices per second, so pages end in the middle of a second;
+    every row in [start, end) comes once, in (time, commit) order, and none outside it."""
+    box = Outbox(tmp_path / "o.db")
+    for d in range(40):
+        box.append(readings(400, device=f"m{d}"))  # 16,000 rows, 40 per second
+    start_ns, end_ns = to_ns(T0 + timedelta(seconds=7)), to_ns(T0 + timedelta(seconds=390))
+    got = [(e.time_ns, e.seq) for e in box.lines(start_ns=start_ns, end_ns=end_ns)]
+    assert len(got) == 383 * 40
+    assert len(set(got)) == len(got)
+    assert got == sorted(got)
+    assert got[0][0] == start_ns and got[-1][0] < end_ns
 
 
 def test_parse_line_takes_measurement_device_and_time() -> None:
