@@ -3,6 +3,8 @@ gateway's health appear in Home Assistant by themselves (see README.md)."""
 
 from __future__ import annotations
 
+import logging
+
 from edge.gateway import ExtensionContext
 from integrations.homeassistant.discovery import (
     DiscoveryError,
@@ -25,10 +27,17 @@ __all__ = [
     "node_id",
 ]
 
+log = logging.getLogger(__name__)
+
 
 def extension(context: ExtensionContext) -> HomeAssistantDiscovery | None:
     """The ``openbranch.extensions`` entry point: on when the gateway has MQTT and
-    ``homeassistant.enabled`` (the default)."""
+    ``homeassistant.enabled`` (the default). Entities that would clash leave Home Assistant
+    without discovery, logged, rather than the branch without its gateway."""
     if context.mqtt is None or not context.config.homeassistant.enabled:
         return None
-    return HomeAssistantDiscovery(config=context.config, session=context.mqtt)
+    try:
+        return HomeAssistantDiscovery(config=context.config, session=context.mqtt)
+    except DiscoveryError as exc:
+        log.error("Home Assistant discovery is off: %s", exc)
+        return None
