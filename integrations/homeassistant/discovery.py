@@ -44,7 +44,7 @@ __all__ = [
 ORIGIN = "OpenBranch"
 SUPPORT_URL = "https://github.com/openbranch/openbranch"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-_ALERT_OBJECT = "alert_"  # object ids of the gateway's alert entities start with this
+_ALERT_OBJECT = f"{schema.ALERT.name}_"  # object ids of the gateway's alert entities
 
 ProfileLookup = Callable[[DeviceConfig], Profile[Any]]
 

@@ -13,7 +13,7 @@ import pytest
 from edge import schema
 from edge.clock import SystemClock
 from edge.config import DeviceConfig, GatewayConfig, gateway_json_schema, load_gateway_config
-from edge.gateway import ExtensionContext, state_key
+from edge.gateway import GATEWAY_DEVICE, ExtensionContext, state_key
 from edge.registry import default_registry
 from edge.yamlsource import ConfigError
 from integrations.homeassistant import DiscoveryError, alert_entity, entities, extension
@@ -115,12 +115,16 @@ def test_lights_and_phases_read_their_own_series() -> None:
     found = {e.unique_id: e for e in entities(catalogue_config())}
     lunatone = next(d for d in catalogue_config().devices if d.profile == "lunatone-dali2-modbus")
     level = found[f"openbranch:catalogue:{lunatone.id}:level_g1"].payload
-    assert '"light/group-1"' in level["value_template"] and level["name"] == "Light level group-1"
+    series = state_key(schema.LIGHT.name, {schema.Tag.ZONE.value: "group-1"})
+    assert json.dumps(series) in level["value_template"]
+    assert level["name"] == "Light level group-1"
     on = found[f"openbranch:catalogue:{lunatone.id}:on_g1"].payload
     assert on["device_class"] == "light" and on["payload_on"] == "ON"
     sdm = next(d for d in catalogue_config().devices if d.profile == "eastron-sdm630")
     l2 = found[f"openbranch:catalogue:{sdm.id}:voltage_l2"].payload
-    assert '"electrical/l2"' in l2["value_template"] and l2["name"] == "Voltage L2"
+    series = state_key(schema.ELECTRICAL.name, {schema.Tag.PHASE.value: "l2"})
+    assert series.endswith("/l2") and json.dumps(series) in l2["value_template"]
+    assert l2["name"] == "Voltage L2"
 
 
 def test_a_lock_is_on_when_unlocked() -> None:
@@ -135,29 +139,30 @@ def test_a_lock_is_on_when_unlocked() -> None:
 
 def test_the_gateway_device_has_mode_people_health_and_connectivity() -> None:
     found = {e.unique_id: e.payload for e in entities(catalogue_config())}
-    mode = found["openbranch:catalogue:gateway:branch_mode"]
+    gateway = f"openbranch:catalogue:{GATEWAY_DEVICE}"
+    mode = found[f"{gateway}:{schema.BRANCH_MODE.name}"]
     assert mode["device_class"] == "enum" and mode["options"] == list(
         schema.BRANCH_MODE_MODE.choices
     )
-    assert found["openbranch:catalogue:gateway:occupancy"]["state_class"] == "measurement"
-    assert "outbox_depth" in found["openbranch:catalogue:gateway:outbox_depth"]["value_template"]
-    status = found["openbranch:catalogue:gateway:status"]
+    assert found[f"{gateway}:{schema.OCCUPANCY.name}"]["state_class"] == "measurement"
+    depth = schema.GATEWAY_OUTBOX_DEPTH.key
+    assert json.dumps(depth) in found[f"{gateway}:{depth}"]["value_template"]
+    status = found[f"{gateway}:status"]
     assert status["state_topic"] == "openbranch/catalogue/status" and "availability" not in status
     for uid, payload in found.items():
-        if (
-            uid.startswith("openbranch:catalogue:gateway:")
-            and uid != "openbranch:catalogue:gateway:status"
-        ):
+        if uid.startswith(f"{gateway}:") and uid != f"{gateway}:status":
             assert [a["topic"] for a in payload["availability"]] == ["openbranch/catalogue/status"]
 
 
 def test_alert_entities_carry_message_and_severity() -> None:
     entity = alert_entity(catalogue_config(), "device_down:m1")
-    assert entity.topic.endswith("/gateway_alert_device_down_m1/config")
+    assert entity.topic.endswith(f"/{GATEWAY_DEVICE}_{schema.ALERT.name}_device_down_m1/config")
     assert entity.payload["device_class"] == "problem"
-    assert '"alert/device_down:m1"' in entity.payload["value_template"]
-    assert entity.payload["json_attributes_topic"] == "openbranch/catalogue/gateway/state"
-    assert '"message"' in entity.payload["json_attributes_template"]
+    series = state_key(schema.ALERT.name, {schema.Tag.KIND.value: "device_down:m1"})
+    assert json.dumps(series) in entity.payload["value_template"]
+    assert entity.payload["json_attributes_topic"] == f"openbranch/catalogue/{GATEWAY_DEVICE}/state"
+    for field in (schema.ALERT_MESSAGE, schema.ALERT_SEVERITY):
+        assert json.dumps(field.key) in entity.payload["json_attributes_template"]
 
 
 def test_no_unique_id_twice_across_the_fleet_render() -> None:

@@ -26,10 +26,11 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import schema
 from edge.clock import ScaledClock
 from edge.config import GatewayConfig
 from edge.devservers import free_port
-from edge.gateway import Gateway, open_outbox
+from edge.gateway import GATEWAY_DEVICE, Gateway, open_outbox
 from edge.registry import default_registry
 from integrations.homeassistant import Entity, entities
 from integrations.homeassistant.profiles import profile_for
@@ -201,8 +202,9 @@ def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_a
     wanted = entities(config)
     by_key = {":".join(e.unique_id.split(":")[2:]): e for e in wanted}  # "device:entity"
     energy = by_key["main-meter:import_kwh_total"].unique_id
-    present = by_key["gateway:occupancy"].unique_id
-    mode = by_key["gateway:branch_mode"].unique_id
+    present = by_key[f"{GATEWAY_DEVICE}:{schema.OCCUPANCY.name}"].unique_id
+    mode = by_key[f"{GATEWAY_DEVICE}:{schema.BRANCH_MODE.name}"].unique_id
+    status_id = by_key[f"{GATEWAY_DEVICE}:status"].unique_id
     registry = default_registry()
     outbox = open_outbox(config)
     clock = JumpClock(datetime(2026, 12, 2, 9, 30, tzinfo=TZ))  # a Wednesday: self-service
@@ -263,8 +265,9 @@ def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_a
                 lambda: states_of(ha, ids)[energy]["state"] == "1005.0", "corrected total"
             )
             published = await asyncio.to_thread(retained, broker, state_topic)
-            assert published["energy"]["total"] == 1005.0  # the gateway's corrected total
-            assert published["energy"]["register"] == 5.0
+            meter = published[schema.ENERGY.name]
+            assert meter[schema.ENERGY_TOTAL.key] == 1005.0  # the gateway's corrected total
+            assert meter[schema.ENERGY_REGISTER.key] == 5.0
 
             # People present and the branch mode follow the simulation.
             await eventually(lambda: states_of(ha, ids)[present]["state"] == "7", "7 present")
@@ -302,13 +305,13 @@ def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_a
                 lambda: all(
                     s["state"] == UNAVAILABLE
                     for uid, s in states_of(ha, ids).items()
-                    if uid != by_key["gateway:status"].unique_id
+                    if uid != status_id
                 ),
                 "every entity unavailable",
                 within=config.mqtt.keepalive if config.mqtt else 5,
             )
             assert time.monotonic() - stopped < 5
-            status = states_of(ha, ids)[by_key["gateway:status"].unique_id]["state"]
+            status = states_of(ha, ids)[status_id]["state"]
             assert status == "off"  # the gateway's connectivity sensor says so, available
         finally:
             stop.set()
