@@ -459,8 +459,10 @@ class Gateway:
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set: polls stop first, then in-flight writes finish."""
+    async def run(self, stop: asyncio.Event, *, drain_grace: float = 2.0) -> None:
+        """Run until ``stop`` is set: polls stop first, the last readings are committed, the
+        drainers get up to ``drain_grace`` seconds to deliver them (not while a database is
+        failing), then in-flight writes finish; what is left stays in the outbox."""
         for line in self.plan():
             log.info("plan %s", line)
         drain_stop = asyncio.Event()
@@ -484,6 +486,11 @@ class Gateway:
                 self._publish_states([], force=True)
                 await self.mqtt.close()
             self.commit()
+            deadline = time.monotonic() + drain_grace
+            while time.monotonic() < deadline and any(  # noqa: ASYNC110 - polls the outbox
+                self.outbox.depth(d.name) and not d.failing for d in self.drainers
+            ):
+                await asyncio.sleep(0.05)
             drain_stop.set()
             await asyncio.gather(*drainers, return_exceptions=True)
             for coordinator in self.coordinators:

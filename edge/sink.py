@@ -396,6 +396,11 @@ class Drainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed (the drainer is backing off)."""
+        return self._failures > 0
+
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until ``stop`` is set. A write in flight finishes (and is acked, or its lines
         stay pending); nothing is abandoned half-acked."""
