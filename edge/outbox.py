@@ -162,15 +162,30 @@ class Outbox:
         sinks: Sequence[str] = (),
         on_drop: DropCallback | None = None,
         check_every_bytes: int | None = None,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: open an existing store to read its history only (a report on a live
+        gateway's file): no schema script, no pragma that writes, and SQLite refuses writes."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self.max_bytes = max_bytes
         self.on_drop = on_drop
         self.sinks = tuple(sinks)
         self._check_every = check_every_bytes or max(4096, max_bytes // 50)
         self._since_check = 0
         self._lock = threading.RLock()
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: no such local store")
+            self._db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=30.0,
+            )
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )

@@ -450,7 +450,7 @@ class StoreSource:
         if not path.is_file():
             raise SourceError(f"{path}: no such local store")
         self.description = f"local store {path}"
-        self._outbox = Outbox(path)
+        self._outbox = Outbox(path, read_only=True)  # a live gateway's file: read, never write
 
     def close(self) -> None:
         self._outbox.close()

@@ -248,3 +248,25 @@ def test_stats(tmp_path: Path) -> None:
         assert stats.oldest_pending_ns == {"a": T0_NS + 3 * 10**9, "b": T0_NS}
         assert stats.dead_letters == {"a": 0, "b": 0}
         assert stats.live_bytes == box.live_bytes() > 0
+
+
+def test_read_only_sees_a_live_store_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    live = Outbox(path, sinks=["a"])
+    live.append(readings(100))
+    reader = Outbox(path, read_only=True)  # beside the running gateway's connection
+    assert len(list(reader.lines())) == 100
+    live.append(readings(50, start=100))  # committed later: the reader sees it too
+    assert len(list(reader.lines(measurement="occupancy"))) == 150
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.append(readings(1, start=999))
+    reader.close()
+    live.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with Outbox(path, read_only=True) as closed_store:  # the gateway stopped: WAL checkpointed
+        assert len(list(closed_store.lines())) == 150
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after[path.name] == before[path.name]
+    with pytest.raises(FileNotFoundError, match="no such local store"):
+        Outbox(tmp_path / "missing.db", read_only=True)
+    assert not (tmp_path / "missing.db").exists()
