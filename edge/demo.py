@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import tempfile
 import time
@@ -314,6 +315,8 @@ async def _run(
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)
     summary["timeline"] = timeline
+    summary["first_day"] = start.astimezone(tz).date().isoformat()
+    summary["last_day"] = clock.now().astimezone(tz).date().isoformat()
     armed = [
         e for e in store.lines(measurement=schema.AUDIT.name) if "alarm_arm_relay := True" in e.line
     ]
@@ -325,8 +328,11 @@ async def _run(
     return summary
 
 
+LAST_RUN = "last-run.json"  # in the workdir: what scripts/demo reports on
+
+
 def _demo(args: argparse.Namespace) -> int:
-    asyncio.run(
+    summary = asyncio.run(
         run_demo(
             config_path=args.config,
             workdir=args.workdir,
@@ -338,6 +344,13 @@ def _demo(args: argparse.Namespace) -> int:
             view_every=args.view_every,
         )
     )
+    last_run = {
+        "gateway_config": str(args.workdir / "gateway.yaml"),
+        "store": summary["store"],
+        "first_day": summary["first_day"],
+        "last_day": summary["last_day"],
+    }
+    (args.workdir / LAST_RUN).write_text(json.dumps(last_run, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

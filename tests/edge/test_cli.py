@@ -156,6 +156,7 @@ def test_demo_runs_a_branch_and_survives_an_outage(tmp_path: Path) -> None:
     timeline = "\n".join(summary["timeline"])
     assert "The library closes in 15 minutes." in timeline  # 21:45 on a Wednesday
     assert "self_service -> closed" in timeline
+    assert (summary["first_day"], summary["last_day"]) == ("2026-11-25", "2026-11-25")
 
 
 def test_status_reports_outbox_sinks_and_devices(simulated_branch: Path, tmp_path: Path) -> None:
