@@ -18,7 +18,7 @@ from dashboards import ALERT_RULES_FILE, BranchInfo, Fleet
 from dashboards import build as build_dashboards
 from dashboards.model import DATASOURCE
 from edge.calendar import OpeningHours
-from edge.config import MqttTransport
+from edge.config import HomeAssistantConfig, MqttTransport
 from provisioning.influx import setup_for
 from provisioning.inventory import Branch, Defaults, Inventory
 from provisioning.secrets import Secrets
@@ -34,7 +34,13 @@ __all__ = [
 
 GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
 TOPIC_PREFIX = "openbranch"
-OPERATIONS, DASHBOARDS = "operations", "dashboards"
+OPERATIONS, DASHBOARDS, HOME_ASSISTANT = "operations", "dashboards", "homeassistant"
+DISCOVERY = HomeAssistantConfig().discovery_prefix  # the gateways' default discovery prefix
+
+
+def _discovery(branch: Branch) -> str:
+    """The Home Assistant discovery configs one gateway publishes (integrations/homeassistant)."""
+    return f"{DISCOVERY}/+/openbranch_{branch.id}/+/config"
 
 
 def user_of(branch: Branch) -> str:
@@ -117,7 +123,8 @@ def _acl(inventory: Inventory) -> str:
     lines = [
         "# Rendered by `openbranch provision render`; do not edit.",
         "# Each gateway publishes only its own branch's topics and reads only its own control",
-        "# topic and its devices; operations may command; dashboards only read.",
+        "# topic and its devices, and publishes (and reads back) its own Home Assistant",
+        "# discovery configs; operations may command; dashboards and Home Assistant only read.",
         "",
     ]
     for branch in inventory.branches:
@@ -128,6 +135,8 @@ def _acl(inventory: Inventory) -> str:
             f"topic write {own}/+/state",
             f"topic write {own}/+/availability",
             f"topic read {own}/control",
+            f"topic readwrite {_discovery(branch)}",
+            f"topic read {DISCOVERY}/status",
         ]
         lines += [
             f"topic read {d.transport.topic}"
@@ -142,6 +151,11 @@ def _acl(inventory: Inventory) -> str:
         "",
         f"user {DASHBOARDS}",
         f"topic read {TOPIC_PREFIX}/#",
+        "",
+        f"user {HOME_ASSISTANT}",
+        f"topic read {TOPIC_PREFIX}/#",
+        f"topic read {DISCOVERY}/#",
+        f"topic write {DISCOVERY}/status",
         "",
     ]
     return "\n".join(lines)
@@ -197,6 +211,8 @@ def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> st
             f"topic {own}/+/state out 1",
             f"topic {own}/+/availability out 1",
             f"topic {own}/control in 1",
+            f"topic {DISCOVERY}/+/openbranch_{branch.id}/# out 1",
+            f"topic {DISCOVERY}/status in 1",
             "",
         ]
     )
@@ -217,7 +233,7 @@ def render(
             " inventory.\n# Secrets are files on the gateway, never values here.\n"
             + yaml.safe_dump(render_gateway(inventory, branch), sort_keys=False, allow_unicode=True)
         )
-    users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS]
+    users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS, HOME_ASSISTANT]
     files["mosquitto/passwd"] = "".join(
         mosquitto_password_line(user, secrets.get(f"mqtt/{user}")) + "\n" for user in users
     )

@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.cli import load_checked
 from edge.registry import default_registry
 from edge.yamlsource import ConfigError
+from integrations.homeassistant.discovery import node_id
 from provisioning.inventory import load_inventory
 from provisioning.render import render
 from provisioning.secrets import Secrets
@@ -99,9 +100,11 @@ def can(
     *,
     sub: str | None = None,
     pub: str | None = None,
+    other: str | None = None,
 ) -> bool:
-    """Does ``user`` get a message through: subscribe to ``sub`` and receive what ``pub``
-    publishes (with an unrestricted observer on the other side)?"""
+    """Does ``user`` get a message through: subscribe to ``sub`` and receive what ``other``
+    publishes (default operations), or publish ``pub`` and have ``other`` (default dashboards)
+    receive it? ``other`` must itself be allowed the other side."""
     got = threading.Event()
     connected: list[Any] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
@@ -121,7 +124,8 @@ def can(
             client.subscribe(sub, qos=1)
             time.sleep(0.2)
             ops = mqtt.Client(CallbackAPIVersion.VERSION2)
-            ops.username_pw_set("operations", broker.passwords["operations"])  # type: ignore[attr-defined]
+            sender = other or "operations"
+            ops.username_pw_set(sender, broker.passwords[sender])  # type: ignore[attr-defined]
             ops.connect(broker.host, broker.port)
             ops.loop_start()
             ops.publish(sub.replace("#", "x").replace("+", "x"), b"probe", qos=1).wait_for_publish(
@@ -132,7 +136,8 @@ def can(
             return got.wait(1)
         assert pub is not None
         observer = mqtt.Client(CallbackAPIVersion.VERSION2)
-        observer.username_pw_set("dashboards", broker.passwords["dashboards"])  # type: ignore[attr-defined]
+        watcher = other or "dashboards"
+        observer.username_pw_set(watcher, broker.passwords[watcher])  # type: ignore[attr-defined]
         seen = threading.Event()
         observer.on_message = lambda _c, _u, _m: seen.set()
         observer.connect(broker.host, broker.port)
@@ -154,7 +159,8 @@ def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
     out = tmp_path / "out" / "mosquitto"
     broker = Mosquitto(f"password_file {out / 'passwd'}\nacl_file {out / 'acl'}\n", anonymous=False)
     broker.passwords = {
-        u: secrets.get(f"mqtt/{u}") for u in ("gw-hasle", "gw-viby", "operations", "dashboards")
+        u: secrets.get(f"mqtt/{u}")
+        for u in ("gw-hasle", "gw-viby", "operations", "dashboards", "homeassistant")
     }  # type: ignore[attr-defined]
     broker.start()
     try:
@@ -175,6 +181,23 @@ def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
         assert not can(None, None, broker, pub="openbranch/hasle/status")  # anonymous refused
         assert not can("gw-hasle", "wrong", broker, pub="openbranch/hasle/status")
         assert can(*viby, broker, pub="openbranch/viby/status")
+        # Home Assistant discovery: each gateway its own configs (and reads them back to
+        # remove stale ones), Home Assistant reads everything and announces its status
+        ha = ("homeassistant", broker.passwords["homeassistant"])  # type: ignore[attr-defined]
+        mine = f"homeassistant/sensor/{node_id('hasle')}/main-meter_total/config"
+        theirs = f"homeassistant/sensor/{node_id('viby')}/main-meter_total/config"
+        assert can(*hasle, broker, pub=mine, other="homeassistant")
+        assert can(*hasle, broker, sub=mine, other="gw-hasle")  # reads its own back
+        assert not can(*hasle, broker, pub=theirs, other="homeassistant")
+        assert not can(*hasle, broker, sub=theirs, other="gw-viby")
+        assert can(*hasle, broker, sub="homeassistant/status", other="homeassistant")
+        assert not can(*hasle, broker, pub="homeassistant/status", other="homeassistant")
+        every_viby_config = f"homeassistant/+/{node_id('viby')}/+/config"
+        assert can(*ha, broker, sub=every_viby_config, other="gw-viby")
+        assert can(*ha, broker, sub="openbranch/+/control")  # reads the fleet's topics
+        assert can(*ha, broker, pub="homeassistant/status", other="gw-hasle")
+        assert not can(*ha, broker, pub="openbranch/hasle/control")  # read-only
+        assert not can(*ha, broker, pub=mine, other="gw-hasle")
     finally:
         broker.close()
 
