@@ -103,7 +103,6 @@ def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -
     )
 
 
-
 def energy_max_gaps(config: GatewayConfig) -> dict[str, timedelta]:
     """Per polled device, the longest interval between two energy readings that is still not
     a gap: three of its longest poll intervals, and never less than the ledger's default (a
@@ -114,6 +113,10 @@ def energy_max_gaps(config: GatewayConfig) -> dict[str, timedelta]:
             longest = timedelta(seconds=max(device.poll.values()))
             gaps[device.id] = max(DEFAULT_MAX_GAP, 3 * longest)
     return gaps
+
+
+STATE_EVERY = 1.0  # seconds: the most often a device's retained state is published
+
 
 class Gateway:
     def __init__(
@@ -158,6 +161,7 @@ class Gateway:
         self._states: dict[str, dict[str, object]] = {}
         self._latest: dict[str, dict[str, Reading]] = {}
         self._published: dict[str, float] = {}
+        self._state_timer: asyncio.TimerHandle | None = None
         self.energy = EnergyLedger(
             branch=config.branch.id, load=outbox.get_state, max_gaps=energy_max_gaps(config)
         )
@@ -377,23 +381,40 @@ class Gateway:
         )
 
     def _publish_states(self, readings: Sequence[Reading], *, force: bool = False) -> None:
-        """Update each device's retained state topic, at most once a second per device."""
+        """Update each device's retained state topic, at most once a second per device; what
+        arrives sooner goes out when that second is over (a timer), not with the next reading."""
         assert self.mqtt is not None
         for r in readings:  # the latest reading per device and series; merged when sent
             self._latest.setdefault(r.device, {})[state_key(r.measurement.name, r.tags)] = r
         now = time.monotonic()
+        waiting = 0.0  # the soonest a held-back device may be sent, from now
         for device, latest in self._latest.items():
-            if force or now - self._published.get(device, 0.0) >= 1.0:
-                self._published[device] = now
-                state = self._states.setdefault(device, {})
-                for key, r in latest.items():
-                    for name in {r.measurement.name, key}:
-                        values = state.setdefault(name, {})
-                        assert isinstance(values, dict)
-                        values.update(r.fields)
-                    state["time"] = r.time.isoformat()
-                latest.clear()
-                self.mqtt.publish_state(device, state)
+            if not latest:
+                continue
+            since = now - self._published.get(device, 0.0)
+            if not force and since < STATE_EVERY:
+                waiting = min(waiting or STATE_EVERY, STATE_EVERY - since)
+                continue
+            self._published[device] = now
+            state = self._states.setdefault(device, {})
+            for key, r in latest.items():
+                for name in {r.measurement.name, key}:
+                    values = state.setdefault(name, {})
+                    assert isinstance(values, dict)
+                    values.update(r.fields)
+                state["time"] = r.time.isoformat()
+            latest.clear()
+            self.mqtt.publish_state(device, state)
+        if waiting and self._state_timer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: the next reading sends
+                self._state_timer = asyncio.get_running_loop().call_later(
+                    waiting, self._held_states
+                )
+
+    def _held_states(self) -> None:
+        self._state_timer = None
+        if self.mqtt is not None:
+            self._publish_states([])
 
     def _publish_own(self, readings: Sequence[Reading]) -> None:
         """The gateway's own state topic (branch mode, people present, alerts, health): rare,
@@ -482,6 +503,9 @@ class Gateway:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._state_timer is not None:
+                self._state_timer.cancel()
+                self._state_timer = None
             if self.mqtt is not None:  # no more pushed messages after the last commit
                 self._publish_states([], force=True)
                 await self.mqtt.close()

@@ -165,3 +165,40 @@ def test_birth_and_last_will(mosquitto: Mosquitto, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_state_held_back_by_the_rate_limit_goes_out_within_a_second(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Two counts 0.1 s apart and then silence: the second is on the retained state topic
+    about a second later, while the gateway still runs, not only with the next count."""
+    config = config_for(mosquitto, tmp_path)
+    registry = default_registry()
+    outbox = open_outbox(config)
+    gateway = Gateway(config=config, registry=registry, clock=SystemClock(), outbox=outbox)
+    (sim,) = registry.simulate(config.devices, mqtt=config.mqtt)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        run = asyncio.create_task(gateway.run(stop))
+        await sim.start()
+        for _ in range(100):
+            if gateway.mqtt is not None and gateway.mqtt.connected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # subscriptions settle
+        counter = sim.devices["counter"]
+        counter.set("entered", 20)
+        await asyncio.sleep(0.1)
+        counter.set("entered", 21)  # within the second: held back
+        await asyncio.sleep(1.6)
+        topic = "openbranch/mqtt-branch/counter/state"
+        seen["state"] = json.loads(await asyncio.to_thread(retained, mosquitto, topic) or b"{}")
+        stop.set()
+        await run
+        await sim.stop()
+
+    asyncio.run(main())
+    outbox.close()
+    assert seen["state"]["occupancy"]["entered"] == 21
