@@ -35,6 +35,7 @@ from edge.registry import BuildContext, Registry
 from edge.sink import Drainer, make_writer, sink_name
 
 __all__ = [
+    "DEVICE_DOWN",
     "EXTENSION_GROUP",
     "GATEWAY_DEVICE",
     "Extension",
@@ -115,6 +116,7 @@ def energy_max_gaps(config: GatewayConfig) -> dict[str, timedelta]:
     return gaps
 
 
+DEVICE_DOWN = "device_down"  # alert kind, per device: "device_down:<device id>"
 STATE_EVERY = 1.0  # seconds: the most often a device's retained state is published
 
 
@@ -431,14 +433,14 @@ class Gateway:
         )
         if not available:
             self.alert(
-                f"device_down:{device_id}",
+                f"{DEVICE_DOWN}:{device_id}",
                 f"{device_id} stopped answering",
                 severity="warning",
                 active=True,
             )
         elif any(c.device_id == device_id and c.stats.downs for c in self.coordinators):
             self.alert(
-                f"device_down:{device_id}",
+                f"{DEVICE_DOWN}:{device_id}",
                 f"{device_id} answers again",
                 severity="warning",
                 active=False,

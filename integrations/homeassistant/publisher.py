@@ -8,7 +8,8 @@ all again whenever Home Assistant announces itself (``{discovery_prefix}/status`
 
 Alerts: the gateway's alert kinds are only known when raised, so each kind that appears on
 the gateway's own state topic gets its binary sensor then; alert entities are kept across
-restarts (an earlier run's alert entity is not stale).
+restarts (an earlier run's alert entity is not stale), except the ``device_down`` alert of a
+device taken out of the config.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 
 from edge import schema
 from edge.config import GatewayConfig
-from edge.gateway import GATEWAY_DEVICE
+from edge.gateway import DEVICE_DOWN, GATEWAY_DEVICE
 from edge.mqtt import MqttSession
 from integrations.homeassistant.discovery import (
     alert_entity,
@@ -69,9 +70,7 @@ class HomeAssistantDiscovery:
         await asyncio.sleep(self._window)
         self._collecting = False
         current = set(self.messages) | set(self.alerts)
-        self.removed = sorted(
-            t for t in self.seen - current if not is_alert_topic(t, self._config.branch.id)
-        )
+        self.removed = sorted(t for t in self.seen - current if self._stale(t))
         for topic in self.removed:
             self._session.publish(topic, b"", retain=True)
         self.publish_all()
@@ -83,6 +82,22 @@ class HomeAssistantDiscovery:
         )
         self.ready.set()
         await asyncio.Event().wait()  # the handlers do the rest until the gateway stops
+
+    def _stale(self, topic: str) -> bool:
+        """Not in this run's discovery: stale, unless it is an alert entity of an earlier run
+        (alert kinds appear only when raised), and then only if it is not the device_down
+        alert of a device no longer in the config."""
+        if not is_alert_topic(topic, self._config.branch.id):
+            return True
+        probe = alert_entity(self._config, f"{DEVICE_DOWN}:x", discovery_prefix=self.prefix)
+        node, object_id, _config = probe.topic.rsplit("/", 2)  # object id ends "..._x"
+        if not topic.startswith(f"{node}/{object_id[:-1]}"):
+            return False
+        kept = {
+            alert_entity(self._config, f"{DEVICE_DOWN}:{d.id}", discovery_prefix=self.prefix).topic
+            for d in self._config.devices
+        }
+        return topic not in kept
 
     def publish_all(self) -> None:
         self._publish({**self.messages, **self.alerts}.items())

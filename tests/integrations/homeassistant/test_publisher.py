@@ -120,25 +120,32 @@ def test_stale_configs_are_emptied_and_alert_entities_kept(
     config = config_for(mosquitto, tmp_path)
     stale = f"homeassistant/sensor/openbranch_{BRANCH}/old-meter_import_kwh_total/config"
     kept = alert_entity(config, "outbox_dropped")
+    kept_down = alert_entity(config, "device_down:front-door")  # a device still configured
+    gone_down = alert_entity(config, "device_down:old-meter")  # a device taken out
     other = "homeassistant/sensor/openbranch_other/old-meter_import_kwh_total/config"
     for topic, payload in (
         (stale, b'{"name": "old"}'),
         (kept.topic, kept.encode()),
+        (kept_down.topic, kept_down.encode()),
+        (gone_down.topic, gone_down.encode()),
         (other, b"{}"),
     ):
         publish(mosquitto, topic, payload, retain=True)
 
     async def body(gateway: Gateway) -> None:
         ext = await ready(gateway)
-        assert ext.removed == [stale]
+        assert ext.removed == sorted([stale, gone_down.topic])
         await asyncio.sleep(0.3)
 
     asyncio.run(run_gateway(config, body))
     now = retained(mosquitto, "homeassistant/#")
     assert stale not in now  # emptied
     assert now[kept.topic] == kept.encode()  # an alert entity of an earlier run stays
+    assert now[kept_down.topic] == kept_down.encode()  # also its configured device's down alert
+    assert gone_down.topic not in now  # not the down alert of a device taken out
     assert other in now  # another branch's node is not ours to touch
-    assert {t: p for t, p in now.items() if t not in (kept.topic, other)} == discovery(config)
+    earlier = (kept.topic, kept_down.topic, other)
+    assert {t: p for t, p in now.items() if t not in earlier} == discovery(config)
 
 
 def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
