@@ -31,6 +31,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -79,6 +80,21 @@ class _SharedTableProperties(Properties):
 paho_packet.Properties = _SharedTableProperties  # type: ignore[attr-defined]
 
 
+
+def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
+    """MQTT's variable byte integer at ``pos``: (value, position after it); (-1, pos) when it
+    runs past ``end`` or over four bytes."""
+    value = shift = 0
+    i = pos
+    while i < end and shift < 28:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+    return -1, pos
+
 class _BufferedClient(mqtt.Client):
     """paho's client, reading the socket in 64 KiB chunks instead of a few bytes at a time.
 
@@ -89,11 +105,19 @@ class _BufferedClient(mqtt.Client):
     one ``recv()``, and ``loop_read`` goes on until the buffer is empty, so no received byte
     waits for a ``select()`` that would never wake for it. paho's own packet parser, keep-alive
     and reconnect logic are unchanged; the buffer is dropped with the socket.
+
+    ``fast_publish(topic, payload, retained)``, when set, is the fast path for the bulk of the
+    traffic: complete QoS 0 PUBLISH packets already in the buffer, between two packets paho
+    handles, are decoded here (topic, payload, retain flag; v5 properties skipped) and handed
+    over without paho's per-packet state machine and message objects. Everything else (QoS 1
+    and 2, other packet types, a packet cut by the end of the buffer, a topic alias or a topic
+    that is not UTF-8) goes through paho as before.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._rbuf = bytearray()
         self._rpos = 0
+        self.fast_publish: Callable[[str, bytes, bool], None] | None = None
         super().__init__(*args, **kwargs)
 
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -110,8 +134,45 @@ class _BufferedClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
+            if self.fast_publish is not None and self._in_packet["command"] == 0:
+                self._take_publishes(self.fast_publish)  # paho is between two packets
+                if self._rpos >= len(self._rbuf):
+                    break
             rc = super().loop_read(max_packets)
         return rc
+
+    def _take_publishes(self, deliver: Callable[[str, bytes, bool], None]) -> None:
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
+        taken = 0
+        while pos < end:
+            header = buf[pos]
+            if header & 0xF6 != 0x30:  # not a PUBLISH at QoS 0
+                break
+            length, i = _varint(buf, pos + 1, end)
+            if length < 2 or i + length > end:
+                break  # malformed, or cut by the end of the buffer: paho's turn
+            stop = i + length
+            size = (buf[i] << 8) | buf[i + 1]
+            start = i + 2 + size
+            if size == 0 or start > stop:
+                break  # a topic alias (v5) or a malformed packet
+            if v5:
+                props, start = _varint(buf, start, stop)
+                start += props
+                if props < 0 or start > stop:
+                    break
+            try:
+                topic = buf[i + 2 : i + 2 + size].decode("utf-8")
+            except UnicodeDecodeError:
+                break
+            pos = stop
+            taken += 1
+            deliver(topic, bytes(buf[start:stop]), bool(header & 1))
+        self._rpos = pos
+        if taken:
+            with self._msgtime_mutex:  # what paho's keep-alive reads
+                self._last_bytes_received = time.monotonic()
 
     def _sock_close(self) -> None:
         self._rbuf = bytearray()
@@ -193,6 +254,7 @@ class MqttSession:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.fast_publish = self._on_publish
         return client
 
     @property
@@ -289,8 +351,11 @@ class MqttSession:
             log.warning("MQTT %s: disconnected (%s); reconnecting", self.address, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._on_publish(message.topic, bytes(message.payload), bool(message.retain))
+
+    def _on_publish(self, topic: str, payload: bytes, retained: bool) -> None:
         """Queue the message; wake the loop once per burst, not once per message."""
-        self._inbox.append((message.topic, bytes(message.payload), bool(message.retain)))
+        self._inbox.append((topic, payload, retained))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._dispatch_all)
@@ -382,6 +447,8 @@ def _release(client: mqtt.Client) -> None:
     client.on_connect_fail = None
     client.on_disconnect = None
     client.on_message = None
+    if isinstance(client, _BufferedClient):
+        client.fast_publish = None
     client._reset_sockets(sockpair_only=True)  # the loop is stopped: close them now
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -18,6 +21,7 @@ from edge.mqtt import MqttError, MqttSession
 from tests.integrations.mqtt.conftest import Watcher, retained
 from tests.services import Mosquitto, free_port
 
+ROOT = Path(__file__).resolve().parents[3]
 BRANCH = "test-branch"
 STATUS = f"openbranch/{BRANCH}/status"
 
@@ -183,55 +187,86 @@ def test_unreachable_broker_is_named() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("qos", [0, 1])
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_a_burst_arrives_whole_and_in_order_across_read_chunks(protocol: str) -> None:
+def test_a_burst_arrives_whole_and_in_order_across_read_chunks(protocol: str, qos: int) -> None:
     """The session reads the socket in 64 KiB chunks (edge/mqtt.py, _BufferedClient): packets
     that straddle chunk boundaries, bodies larger than a chunk and thousands of small messages
-    published back to back must all arrive, byte for byte, in the order they were sent.
+    published back to back must all arrive, byte for byte, in the order they were sent. QoS 0
+    takes the session's own PUBLISH decoder (``fast_publish``), QoS 1 paho's.
 
-    A private broker without Mosquitto's queue limit (1000 messages per slow subscriber by
-    default, dropped beyond it): on a loaded machine the limit, not the session, lost some."""
-    with Mosquitto("max_queued_messages 0\nmax_queued_bytes 0\n") as mosquitto:
-        _burst(mosquitto, protocol)
+    In a fresh interpreter (tests/integrations/mqtt/burst.py), as a gateway has its session
+    to itself: after ~80 other tests in the same process the session once in ~7 runs reported
+    a lost connection the broker never saw (with and without ``fast_publish``); that is an
+    open item in docs/DECISIONS.md #35, not something this test should hide or be hit by."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integrations.mqtt.burst", protocol, str(qos)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "3009 of 3009 messages, in order, byte for byte" in done.stdout, done.stdout
 
 
-def _burst(mosquitto: Mosquitto, protocol: str) -> None:
-    import paho.mqtt.client as mqtt
+def _publish_packet(topic: str, payload: bytes, *, v5: bool, retain: bool, props: bytes) -> bytes:
+    """One MQTT PUBLISH at QoS 0 as a broker sends it."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name
+    if v5:
+        body += bytes([len(props)]) + props
+    body += payload
+    size, length = len(body), bytearray()
+    while True:
+        byte, size = size % 128, size // 128
+        length.append(byte | (0x80 if size else 0))
+        if not size:
+            break
+    return bytes([0x30 | int(retain)]) + bytes(length) + body
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_the_publish_decoder_takes_whole_packets_only(v5: bool) -> None:
+    """Cut a stream of PUBLISH packets at every byte: the session's decoder delivers exactly
+    the packets that end before the cut, and stops at a packet boundary for paho to go on."""
     from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
 
-    from edge.mqtt import READ_CHUNK
+    from edge.mqtt import _BufferedClient
 
-    sizes = [1, 2, 127, 128, 16_383, 16_384, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 7]
-    payloads = [
-        *(f"{i:06d}".encode() * (1 + i % 9) for i in range(3000)),
-        *(bytes([i % 251]) * size for i, size in enumerate(sizes)),
+    wanted = [
+        ("a/b", b"", False, b""),
+        ("x" * 200, b"\x00\xff" * 100, True, b"\x26\x00\x01n\x00\x01v"),  # a user property
+        ("zigbee2mqtt/front door", b'{"contact": false}', False, b""),
+        ("t", b"y" * 20_000, False, b"\x01\x01"),  # a 3-byte length
     ]
-    got: list[bytes] = []
+    stream = b"".join(
+        _publish_packet(t, p, v5=v5, retain=r, props=pr if v5 else b"") for t, p, r, pr in wanted
+    )
+    ends, at = [], 0
+    for t, p, r, pr in wanted:
+        at += len(_publish_packet(t, p, v5=v5, retain=r, props=pr if v5 else b""))
+        ends.append(at)
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    client = _BufferedClient(CallbackAPIVersion.VERSION2, protocol=protocol)
+    try:
 
-    async def main() -> None:
-        session = session_for(mosquitto, protocol=protocol)
-        session.subscribe("burst/#", lambda _t, p, _r: got.append(p))
-        assert await session.connect()
-        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
-        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
-        publisher.max_queued_messages_set(0)
-        publisher.connect(mosquitto.host, mosquitto.port)
-        publisher.loop_start()
-        try:
-            for i, payload in enumerate(payloads):
-                props = None
-                if version == mqtt.MQTTv5 and i % 3 == 0:
-                    props = Properties(PacketTypes.PUBLISH)
-                    props.UserProperty = ("n", str(i))
-                publisher.publish(f"burst/{i % 7}", payload, qos=1, properties=props)
-            await until(lambda: len(got) >= len(payloads), within=30)
-        finally:
-            publisher.loop_stop()
-            publisher.disconnect()
-        await session.close()
+        def take(data: bytes) -> list[tuple[str, bytes, bool]]:
+            got: list[tuple[str, bytes, bool]] = []
+            client._rbuf, client._rpos = bytearray(data), 0
+            client._take_publishes(lambda t, p, r: got.append((t, p, r)))
+            return got
 
-    asyncio.run(main())
-    assert len(got) == len(payloads)
-    assert got == payloads
+        for cut in range(len(stream) + 1):
+            got = take(stream[:cut])
+            whole = sum(1 for e in ends if e <= cut)
+            assert got == [(t, p, r) for t, p, r, _ in wanted[:whole]], cut
+            assert client._rpos == (ends[whole - 1] if whole else 0), cut
+        # not a QoS 0 PUBLISH: left to paho, nothing taken
+        for other in (b"\x32\x05\x00\x01tq\x00", b"\x90\x03\x00\x01\x00", b"\xd0\x00"):
+            client._rbuf, client._rpos = bytearray(other + stream), 0
+            client._take_publishes(lambda *_: pytest.fail("took a packet paho must handle"))
+            assert client._rpos == 0
+    finally:
+        client._reset_sockets()

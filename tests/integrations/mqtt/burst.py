@@ -1,0 +1,77 @@
+"""The burst of tests/integrations/mqtt/test_session.py, run in a fresh interpreter:
+
+    python -m tests.integrations.mqtt.burst PROTOCOL QOS
+
+Starts a private Mosquitto (no queue limit), a gateway MQTT session subscribed to burst/#,
+and a publisher sending 3,009 messages (thousands of small ones, then bodies around and above
+the 64 KiB read chunk; v5 with user properties on every third). Prints the count and exits 0
+when every message arrived in order, byte for byte; otherwise prints the broker's log, exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import MqttConfig
+from edge.devservers import Mosquitto
+from edge.mqtt import READ_CHUNK, MqttSession
+
+SIZES = [1, 2, 127, 128, 16_383, 16_384, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 7]
+PAYLOADS = [
+    *(f"{i:06d}".encode() * (1 + i % 9) for i in range(3000)),
+    *(bytes([i % 251]) * size for i, size in enumerate(SIZES)),
+]
+
+
+async def burst(broker: Mosquitto, protocol: str, qos: int) -> list[bytes]:
+    got: list[bytes] = []
+    config = MqttConfig(host=broker.host, port=broker.port, protocol=protocol)  # type: ignore[arg-type]
+    session = MqttSession(config, branch="test-branch")
+    session.subscribe("burst/#", lambda _t, p, _r: got.append(p))
+    if not await session.connect():
+        return got
+    version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
+    publisher.max_queued_messages_set(0)
+    publisher.connect(broker.host, broker.port)
+    publisher.loop_start()
+    try:
+        for i, payload in enumerate(PAYLOADS):
+            props = None
+            if version == mqtt.MQTTv5 and i % 3 == 0:
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.UserProperty = ("n", str(i))
+            publisher.publish(f"burst/{i % 7}", payload, qos=qos, properties=props)
+        deadline = time.monotonic() + 30
+        while len(got) < len(PAYLOADS) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        await session.close()
+    return got
+
+
+def main() -> int:
+    protocol, qos = sys.argv[1], int(sys.argv[2])
+    with Mosquitto("max_queued_messages 0\nmax_queued_bytes 0\nlog_type notice\n") as broker:
+        got = asyncio.run(burst(broker, protocol, qos))
+        if got == PAYLOADS:
+            print(f"{len(got)} of {len(PAYLOADS)} messages, in order, byte for byte")
+            return 0
+        print(
+            f"{len(got)} of {len(PAYLOADS)} messages; in order so far: {got == PAYLOADS[: len(got)]}"
+        )
+        print((broker.dir / "broker.log").read_text(errors="replace")[-4000:])
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
