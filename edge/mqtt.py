@@ -30,8 +30,10 @@ import contextlib
 import json
 import logging
 import ssl
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -54,6 +56,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 
 MAX_QUEUED = 1000  # QoS 1 messages paho holds unacknowledged; more are refused, not buffered
+STOP_WAIT = 10.0  # seconds a stop waits for paho's network thread
 READ_CHUNK = 64 * 1024  # bytes taken from the socket per recv() on the receive path
 
 
@@ -305,7 +308,21 @@ class MqttSession:
     async def _stop_client(self) -> None:
         client = self._client
         client.disconnect()
-        await asyncio.to_thread(client.loop_stop)  # joins paho's thread
+        stopping = asyncio.ensure_future(asyncio.to_thread(client.loop_stop))  # joins the thread
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), STOP_WAIT)
+        except TimeoutError:
+            # Never hang a gateway's stop on it; say where paho's thread is stuck instead.
+            thread = getattr(client, "_thread", None)
+            frame = sys._current_frames().get(thread.ident) if thread and thread.ident else None
+            where = "".join(traceback.format_stack(frame)) if frame else "(no stack)"
+            log.error(
+                "MQTT %s: paho's network thread did not stop in %.0f s; going on without it:\n%s",
+                self.address,
+                STOP_WAIT,
+                where,
+            )
+            return
         _release(client)
 
     def _call(self, callback: Callable[[], object]) -> None:
