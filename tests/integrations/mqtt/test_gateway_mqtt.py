@@ -73,6 +73,19 @@ def retained(broker: Mosquitto, topic: str) -> bytes | None:
     return got[0] if got else None
 
 
+async def started(gateway: Gateway, sim: Any, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Run ``gateway`` until ``stop``, start the simulated devices, and return once the
+    gateway's session is connected and its subscriptions have settled."""
+    run = asyncio.create_task(gateway.run(stop))
+    await sim.start()
+    for _ in range(100):
+        if gateway.mqtt is not None and gateway.mqtt.connected:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # subscriptions settle
+    return run
+
+
 BAD = {
     "invalid UTF-8": b"\xff\xfe",
     "invalid JSON": b'{"lines": [',
@@ -97,13 +110,7 @@ def test_gateway_reads_mqtt_devices_and_survives_bad_payloads(
 
     async def main() -> None:
         stop = asyncio.Event()
-        run = asyncio.create_task(gateway.run(stop))
-        await sim.start()
-        for _ in range(100):
-            if gateway.mqtt is not None and gateway.mqtt.connected:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # subscriptions settle
+        run = await started(gateway, sim, stop)
         assert gateway.mqtt is not None
         assert gateway.mqtt.protocol is MQTTProtocolVersion.MQTTv5
         devices = sim.devices
@@ -181,13 +188,7 @@ def test_a_state_held_back_by_the_rate_limit_goes_out_within_a_second(
 
     async def main() -> None:
         stop = asyncio.Event()
-        run = asyncio.create_task(gateway.run(stop))
-        await sim.start()
-        for _ in range(100):
-            if gateway.mqtt is not None and gateway.mqtt.connected:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # subscriptions settle
+        run = await started(gateway, sim, stop)
         counter = sim.devices["counter"]
         counter.set("entered", 20)
         await asyncio.sleep(0.1)
