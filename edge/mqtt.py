@@ -83,7 +83,6 @@ class _SharedTableProperties(Properties):
 paho_packet.Properties = _SharedTableProperties  # type: ignore[attr-defined]
 
 
-
 def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
     """MQTT's variable byte integer at ``pos``: (value, position after it); (-1, pos) when it
     runs past ``end`` or over four bytes."""
@@ -97,6 +96,7 @@ def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
             return value, i
         shift += 7
     return -1, pos
+
 
 class _BufferedClient(mqtt.Client):
     """paho's client, reading the socket in 64 KiB chunks instead of a few bytes at a time.
@@ -221,12 +221,14 @@ class MqttSession:
         self._online = False
         self._handlers: dict[str, list[Handler]] = {}
         self._retained: dict[str, bytes] = {}
+        self._unacked: dict[int, str] = {}  # SUBSCRIBE packet id -> topic filter, until SUBACK
         # Loop side.
         self._routes: dict[str, list[Handler]] = {}
         self._inbox: deque[tuple[str, bytes, bool]] = deque()
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()  # connected, and the broker granted every SUBSCRIBE
         self._answered = asyncio.Event()  # a CONNACK came (good or bad) or the TCP connect failed
         self._failure: str | None = None
         self._unreachable = False
@@ -257,6 +259,7 @@ class MqttSession:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.fast_publish = self._on_publish
         return client
 
@@ -302,6 +305,15 @@ class MqttSession:
         log.warning("%s; retrying in the background", message)
         return False
 
+    async def wait_subscribed(self, wait: float = 5.0) -> bool:
+        """Wait until the session is connected and the broker has answered every SUBSCRIBE so
+        far; True then. A message published before that may not reach the handlers, since
+        the broker only forwards to subscriptions it has set up. A refused filter (e.g. by
+        the broker's ACL) is logged naming it and counts as answered."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), wait)
+        return self._subscribed.is_set()
+
     def _why(self) -> str:
         return self._failure or "no answer"
 
@@ -346,11 +358,13 @@ class MqttSession:
         with self._lock:  # publishes from the loop wait; none can slip between these
             self._online = True
             client.publish(self.topics.status, b"online", qos=1, retain=True)
+            self._unacked.clear()
             for topic in self._handlers:
-                client.subscribe(topic, qos=1)
+                self._subscribe_locked(client, topic)
             for topic, payload in self._retained.items():
                 client.publish(topic, payload, qos=0, retain=True)
         self._call(self._connected.set)
+        self._call(self._update_subscribed)
         self._call(self._answered.set)
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
@@ -364,8 +378,30 @@ class MqttSession:
         with self._lock:
             self._online = False
         self._call(self._connected.clear)
+        self._call(self._update_subscribed)
         if reason.is_failure:
             log.warning("MQTT %s: disconnected (%s); reconnecting", self.address, reason)
+
+    def _subscribe_locked(self, client: mqtt.Client, topic_filter: str) -> None:
+        """SUBSCRIBE at QoS 1 and remember its packet id until the SUBACK (hold ``_lock``: the
+        SUBACK is handled under it, so it cannot come before the id is remembered)."""
+        rc, mid = client.subscribe(topic_filter, qos=1)
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            self._unacked[mid] = topic_filter
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        with self._lock:
+            topic_filter = self._unacked.pop(mid, None)
+        if topic_filter is not None and any(r.is_failure for r in reasons):
+            log.error(
+                "MQTT %s: the broker refused the subscription to %s (%s); check its ACL",
+                self.address,
+                topic_filter,
+                ", ".join(str(r) for r in reasons),
+            )
+        self._call(self._update_subscribed)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self._on_publish(message.topic, bytes(message.payload), bool(message.retain))
@@ -378,6 +414,14 @@ class MqttSession:
             self._call(self._dispatch_all)
 
     # the asyncio loop ---------------------------------------------------------------------
+
+    def _update_subscribed(self) -> None:
+        with self._lock:
+            granted = self._online and not self._unacked
+        if granted:
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
 
     def _dispatch_all(self) -> None:
         self._wake_pending = False
@@ -410,10 +454,10 @@ class MqttSession:
         with self._lock:
             first = topic_filter not in self._handlers
             self._handlers.setdefault(topic_filter, []).append(handler)
-            online = self._online
+            if first and self._online:  # else the next connect subscribes
+                self._subscribed.clear()
+                self._subscribe_locked(self._client, topic_filter)
         self._routes.clear()
-        if first and online:  # else the next connect subscribes
-            self._client.subscribe(topic_filter, qos=1)
 
     def publish(
         self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
@@ -464,6 +508,7 @@ def _release(client: mqtt.Client) -> None:
     client.on_connect_fail = None
     client.on_disconnect = None
     client.on_message = None
+    client.on_subscribe = None
     if isinstance(client, _BufferedClient):
         client.fast_publish = None
     client._reset_sockets(sockpair_only=True)  # the loop is stopped: close them now

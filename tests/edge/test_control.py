@@ -159,10 +159,10 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         for _ in range(100):
-            if gateway.mqtt is not None and gateway.mqtt.connected:
+            if gateway.mqtt is not None:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed()
         now = clock.now()
         fresh = {
             "issued_at": now.isoformat(),

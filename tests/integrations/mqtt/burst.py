@@ -11,8 +11,10 @@ when every message arrived in order, byte for byte; otherwise prints the broker'
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
+from collections import Counter
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,16 +32,20 @@ PAYLOADS = [
 ]
 
 
-async def burst(broker: Mosquitto, protocol: str, qos: int) -> list[bytes]:
+async def burst(broker: Mosquitto, protocol: str, qos: int) -> tuple[list[bytes], int]:
+    """The payloads the session received, in arrival order, and how many of the publisher's
+    QoS 1 messages the broker acknowledged (0 at QoS 0)."""
     got: list[bytes] = []
+    acked: list[int] = []
     config = MqttConfig(host=broker.host, port=broker.port, protocol=protocol)  # type: ignore[arg-type]
     session = MqttSession(config, branch="test-branch")
     session.subscribe("burst/#", lambda _t, p, _r: got.append(p))
-    if not await session.connect():
-        return got
+    if not await session.connect() or not await session.wait_subscribed():
+        return got, 0
     version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
     publisher.max_queued_messages_set(0)
+    publisher.on_publish = lambda _c, _u, mid, _r, _p: acked.append(mid)
     publisher.connect(broker.host, broker.port)
     publisher.loop_start()
     try:
@@ -56,19 +62,33 @@ async def burst(broker: Mosquitto, protocol: str, qos: int) -> list[bytes]:
         publisher.loop_stop()
         publisher.disconnect()
         await session.close()
-    return got
+    return got, len(acked) if qos else 0
+
+
+def _difference(got: list[bytes]) -> str:
+    """Which messages are missing, doubled or out of place (by index in PAYLOADS)."""
+    index = {p: i for i, p in enumerate(PAYLOADS)}
+    seen = [index.get(p, -1) for p in got]
+    missing = sorted(set(range(len(PAYLOADS))) - set(seen))
+    doubled = sorted(i for i, n in Counter(seen).items() if n > 1)
+    backwards = [(a, b) for a, b in itertools.pairwise(seen) if b < a]
+    return (
+        f"missing {missing[:20]}, doubled {doubled[:20]}, unknown {seen.count(-1)},"
+        f" out of order at {backwards[:20]}"
+    )
 
 
 def main() -> int:
     protocol, qos = sys.argv[1], int(sys.argv[2])
     with Mosquitto("max_queued_messages 0\nmax_queued_bytes 0\nlog_type notice\n") as broker:
-        got = asyncio.run(burst(broker, protocol, qos))
+        got, acked = asyncio.run(burst(broker, protocol, qos))
         if got == PAYLOADS:
             print(f"{len(got)} of {len(PAYLOADS)} messages, in order, byte for byte")
             return 0
         print(
             f"{len(got)} of {len(PAYLOADS)} messages; in order so far: {got == PAYLOADS[: len(got)]}"
         )
+        print(_difference(got), f"; the broker acknowledged {acked} of the publisher's messages")
         print((broker.dir / "broker.log").read_text(errors="replace")[-4000:])
         return 1
 

@@ -85,7 +85,7 @@ async def branch(
     }
     tasks = [asyncio.create_task(c.run()) for c in coordinators.values()]
     assert await session.connect()
-    await asyncio.sleep(0.2)  # subscriptions settle
+    assert await session.wait_subscribed()
     simulation = driver.simulate(configs, mqtt=mqtt)
     assert isinstance(simulation, MqttSimulation)
     await simulation.start()

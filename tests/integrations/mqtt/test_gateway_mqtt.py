@@ -79,10 +79,10 @@ async def started(gateway: Gateway, sim: Any, stop: asyncio.Event) -> asyncio.Ta
     run = asyncio.create_task(gateway.run(stop))
     await sim.start()
     for _ in range(100):
-        if gateway.mqtt is not None and gateway.mqtt.connected:
+        if gateway.mqtt is not None:
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # subscriptions settle
+    assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed(), "no MQTT session"
     return run
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
 from edge.mqtt import MqttError, MqttSession
@@ -110,7 +112,7 @@ def test_lost_connection_publishes_the_last_will_then_reconnects(
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)  # as a pulled cable or a killed process looks
         status.wait_for(lambda seen: b"offline" in [m.payload for m in seen])
-        await until(lambda: session.connected, within=10)
+        assert await session.wait_subscribed(10)  # reconnected, zigbee2mqtt/+ granted again
         status.wait_for(lambda seen: [m.payload for m in seen][-1] == b"online")
         with Watcher(mosquitto.host, mosquitto.port, "ignored") as publisher:
             publisher.publish("zigbee2mqtt/front-door", b'{"contact": true}')
@@ -270,3 +272,65 @@ def test_the_publish_decoder_takes_whole_packets_only(v5: bool) -> None:
             assert client._rpos == 0
     finally:
         client._reset_sockets()
+
+
+def test_wait_subscribed_needs_a_session() -> None:
+    async def main() -> None:
+        session = MqttSession(MqttConfig(host="127.0.0.1", port=free_port()), branch=BRANCH)
+        session.subscribe("devices/#", lambda *_: None)
+        assert await session.connect(wait=0.3) is False
+        assert await session.wait_subscribed(0.3) is False  # no broker, no subscription
+        await session.close()
+
+    asyncio.run(main())
+
+
+def test_wait_subscribed_returns_when_the_broker_answered(tmp_path: Path) -> None:
+    """Behind an ACL (Mosquitto's acl_file grants every SUBSCRIBE and filters what it
+    delivers): ``wait_subscribed`` returns once both SUBSCRIBEs are answered, and only the
+    permitted filter delivers."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite openbranch/#\ntopic readwrite allowed/#\n", encoding="utf-8")
+    got: list[str] = []
+    with Mosquitto(f"acl_file {acl}\n") as broker:
+
+        async def main() -> None:
+            session = session_for(broker)
+            session.subscribe("allowed/#", lambda t, _p, _r: got.append(t))
+            session.subscribe("secret/#", lambda t, _p, _r: got.append(t))
+            assert await session.connect()
+            assert await session.wait_subscribed()
+            assert session._unacked == {}
+            with Watcher(broker.host, broker.port, "ignored") as publisher:
+                publisher.publish("secret/a", b"1")
+                publisher.publish("allowed/a", b"1")
+            await until(lambda: got == ["allowed/a"])
+            await session.close()
+
+        asyncio.run(main())
+
+
+def test_a_refused_subscription_is_logged_naming_its_filter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A SUBACK refusing a filter (0x87, not authorized; brokers with a subscribe ACL send it,
+    Mosquitto's acl_file does not, so this one is handed to the callback directly)."""
+
+    async def main() -> None:
+        session = MqttSession(MqttConfig(host="127.0.0.1", port=free_port()), branch=BRANCH)
+        session._loop = asyncio.get_running_loop()
+        session._unacked = {7: "secret/#", 8: "allowed/#"}
+        refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)
+        with caplog.at_level("ERROR", logger="edge.mqtt"):
+            session._on_subscribe(session._client, None, 7, [refused], None)
+            session._on_subscribe(
+                session._client, None, 8, [ReasonCode(PacketTypes.SUBACK, identifier=1)], None
+            )
+        await asyncio.sleep(0)
+        assert session._unacked == {}
+        assert not await session.wait_subscribed(0.1)  # answered, but never connected
+        await session.close()
+
+    asyncio.run(main())
+    assert "refused the subscription to secret/# (Not authorized)" in caplog.text
+    assert "allowed/#" not in caplog.text
