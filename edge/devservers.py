@@ -129,6 +129,11 @@ class Service:
             proc.wait()
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for benchmarks that read /proc)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

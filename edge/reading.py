@@ -48,29 +48,36 @@ class Reading:
     time_ns: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.fields:
-            raise SchemaError(f"{self.device}: a {self.measurement.name} reading needs a field")
-        for key, value in self.fields.items():
-            self.measurement.field(key).check(value)
+        fields, measurement = dict(self.fields), self.measurement
+        if not fields:
+            raise SchemaError(f"{self.device}: a {measurement.name} reading needs a field")
+        known = measurement.fields
+        for key, value in fields.items():
+            spec = known.get(key)
+            if spec is None:
+                measurement.field(key)  # raises, naming the known fields
+            else:
+                spec.check(value)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SchemaError(f"{self.device}: field {key!r} is {value}, not a number")
-        allowed = self.measurement.extra_tags
-        for key in self.tags:
-            if key not in allowed:
-                raise SchemaError(
-                    f"{self.device}: measurement {self.measurement.name!r} has no tag {key!r}"
-                )
+        tags = dict(self.tags)
+        if tags:
+            allowed = measurement.extra_tags
+            for key in tags:
+                if key not in allowed:
+                    raise SchemaError(
+                        f"{self.device}: measurement {measurement.name!r} has no tag {key!r}"
+                    )
         if self.time.tzinfo is None:
             raise SchemaError(f"{self.device}: reading time must be timezone-aware")
-        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
-        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+        object.__setattr__(self, "fields", MappingProxyType(fields))
+        object.__setattr__(self, "tags", MappingProxyType(tags))
         object.__setattr__(self, "time_ns", to_ns(self.time))
 
     def to_line(self) -> str:
         """The reading as one line of InfluxDB line protocol, nanosecond precision."""
-        field_part = ",".join(
-            f"{_escape_key(k)}={_format_value(v)}" for k, v in sorted(self.fields.items())
-        )
+        fields = self.fields
+        field_part = ",".join([_field_key(k) + _format_value(fields[k]) for k in sorted(fields)])
         return f"{self.series_key()} {field_part} {self.time_ns}"
 
     def series_key(self) -> str:
@@ -89,6 +96,14 @@ class Reading:
 
 
 _SERIES: dict[tuple[object, ...], str] = {}
+_FIELD_KEYS: dict[str, str] = {}  # field key -> its escaped form and "=" (schema keys only)
+
+
+def _field_key(key: str) -> str:
+    text = _FIELD_KEYS.get(key)
+    if text is None:
+        text = _FIELD_KEYS[key] = _escape_key(key) + "="
+    return text
 
 
 def _escape_measurement(name: str) -> str:
@@ -100,6 +115,11 @@ def _escape_key(text: str) -> str:
 
 
 def _format_value(value: Value) -> str:
+    kind = type(value)
+    if kind is float:
+        return repr(value)
+    if kind is int:
+        return f"{value}i"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

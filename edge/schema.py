@@ -74,6 +74,15 @@ class DoorMode(StrEnum):
     UNKNOWN = "unknown"
 
 
+# The Python type of each field type (a subclass is accepted too, except bool for int).
+_PYTHON_TYPES: dict[FieldType, type] = {
+    FieldType.FLOAT: float,
+    FieldType.INT: int,
+    FieldType.BOOL: bool,
+    FieldType.STRING: str,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One field key: its type, the units a value may be expressed in, and what it means.
@@ -90,13 +99,10 @@ class Field:
 
     def check(self, value: object) -> None:
         """Raise SchemaError unless ``value`` has this field's type (and is an allowed choice)."""
-        ok = {
-            FieldType.FLOAT: isinstance(value, float),
-            FieldType.INT: isinstance(value, int) and not isinstance(value, bool),
-            FieldType.BOOL: isinstance(value, bool),
-            FieldType.STRING: isinstance(value, str),
-        }[self.type]
-        if not ok:
+        expected = _PYTHON_TYPES[self.type]
+        if type(value) is not expected and (
+            not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+        ):
             raise SchemaError(
                 f"field {self.key!r} is {self.type}, got {type(value).__name__} {value!r}"
             )

@@ -29,6 +29,9 @@ __all__ = ["MqttDevice"]
 log = logging.getLogger(__name__)
 
 
+_Shape = tuple[schema.Measurement, dict[str, str], list[tuple[str, str]]]
+
+
 class MqttDevice:
     """Implements ``edge.device.DeviceSource`` for one MQTT device."""
 
@@ -52,15 +55,20 @@ class MqttDevice:
         self._extractors = {  # full topic -> the rules of the points it carries
             self._full(sub): Extractor(profile.points_on(sub)) for sub in profile.topics
         }
-        self._targets = {  # point -> (measurement, field key, tags), resolved once
-            p.id: (
-                schema.measurement(p.measurement),
-                p.field,
-                tuple(sorted(profile.tags_for(p, config.zone).items())),
-            )
-            for p in profile.points
-            if p.measurement is not None and p.field is not None
-        }
+        # full topic -> its readings' shapes, resolved once: (measurement, tags, the points
+        # that fill its fields as (point, field key)), in the order of the profile's points
+        self._shapes: dict[str, list[_Shape]] = {}
+        for sub in profile.topics:
+            shapes: dict[tuple[str, tuple[tuple[str, str], ...]], _Shape] = {}
+            for p in profile.points_on(sub):
+                if p.measurement is None or p.field is None:
+                    continue
+                tags = tuple(sorted(profile.tags_for(p, config.zone).items()))
+                shape = shapes.setdefault(
+                    (p.measurement, tags), (schema.measurement(p.measurement), dict(tags), [])
+                )
+                shape[2].append((p.id, p.field))
+            self._shapes[self._full(sub)] = list(shapes.values())
 
     def _full(self, sub: str | None) -> str:
         return self._topic if sub is None else f"{self._topic}/{sub}"
@@ -106,27 +114,28 @@ class MqttDevice:
 
         Raises PayloadError when the whole message is refused.
         """
-        extractor = self._extractors.get(self._topic if topic is None else topic)
+        full = self._topic if topic is None else topic
+        extractor = self._extractors.get(full)
         if extractor is None:
             raise PayloadError("unexpected topic", f"{topic} carries no point of {self.device_id}")
         doc = parse(payload, max_bytes=self._profile.max_bytes, max_depth=self._profile.max_depth)
         got = extractor.extract(doc)
+        values = got.values
         now = self._clock.now()
-        grouped: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Value]] = {}
-        for point_id, value in got.values.items():
-            measurement, key, tags = self._targets[point_id]
-            grouped.setdefault((measurement.name, tags), {})[key] = value
-        readings = [
-            Reading(
-                branch=self._branch,
-                device=self.device_id,
-                measurement=schema.MEASUREMENTS[name],
-                fields=fields,
-                tags=dict(tags),
-                time=now,
-            )
-            for (name, tags), fields in grouped.items()
-        ]
+        readings = []
+        for measurement, tags, members in self._shapes[full]:
+            fields = {key: values[point] for point, key in members if point in values}
+            if fields:
+                readings.append(
+                    Reading(
+                        branch=self._branch,
+                        device=self.device_id,
+                        measurement=measurement,
+                        fields=fields,
+                        tags=tags,
+                        time=now,
+                    )
+                )
         return readings, dict(got.problems)
 
     def _handle(

@@ -56,6 +56,10 @@ def test_to_ns_is_exact_across_zones() -> None:
         to_ns(datetime(2026, 1, 1))
 
 
+class _Float(float):
+    """A float subclass, as numpy.float64 is."""
+
+
 @pytest.mark.parametrize(
     ("measurement", "fields", "tags", "message"),
     [
@@ -65,6 +69,10 @@ def test_to_ns_is_exact_across_zones() -> None:
         (schema.DOOR, {"mode": "ajar"}, {}, "is not one of"),
         (schema.ENERGY, {"kwh": 1.0}, {}, "has no field 'kwh'"),
         (schema.ENERGY, {"register": float("nan")}, {}, "not a number"),
+        (schema.ENERGY, {"register": _Float("inf")}, {}, "not a number"),  # a subclass too
+        (schema.ENERGY, {"register": "5.0"}, {}, "is float, got str"),
+        (schema.DOOR, {"open": 1}, {}, "is bool, got int"),
+        (schema.DOOR, {"mode": 1}, {}, "is string, got int"),
         (schema.ENERGY, {}, {}, "needs a field"),
         (schema.ENERGY, {"register": 1.0}, {"zone": "x"}, "has no tag 'zone'"),
     ],
@@ -74,6 +82,21 @@ def test_schema_violations_are_refused(
 ) -> None:
     with pytest.raises(SchemaError, match=message):
         Reading(branch="b", device="d", measurement=measurement, fields=fields, tags=tags, time=T)
+
+
+def test_subclasses_of_a_field_type_are_accepted_and_written_as_it() -> None:
+    reading = Reading(
+        branch="b",
+        device="d",
+        measurement=schema.DOOR,
+        fields={"mode": schema.DoorMode.LOCKED, "open": False},
+        time=T,
+    )
+    energy = Reading(
+        branch="b", device="d", measurement=schema.ENERGY, fields={"register": _Float(2.5)}, time=T
+    )
+    assert reading.to_line().split(" ")[1] == 'mode="locked",open=false'
+    assert energy.to_line().split(" ")[1] == "register=2.5"
 
 
 def test_schema_names_are_unique_and_typed() -> None:
