@@ -58,6 +58,8 @@ Handler = Callable[[str, bytes, bool], None]  # topic, payload, retained
 MAX_QUEUED = 1000  # QoS 1 messages paho holds unacknowledged; more are refused, not buffered
 STOP_WAIT = 10.0  # seconds a stop waits for paho's network thread
 READ_CHUNK = 64 * 1024  # bytes taken from the socket per recv() on the receive path
+INBOX_MAX = 10_000  # messages received but not yet handled; at this, paho's thread stops reading
+DISPATCH_SLICE = 500  # messages handled per turn of the event loop
 
 
 class _SharedTableProperties(Properties):
@@ -226,6 +228,9 @@ class MqttSession:
         self._routes: dict[str, list[Handler]] = {}
         self._inbox: deque[tuple[str, bytes, bool]] = deque()
         self._wake_pending = False
+        self._room = threading.Event()  # set while the inbox is below INBOX_MAX / 2
+        self._room.set()
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()  # connected, and the broker granted every SUBSCRIBE
@@ -278,6 +283,7 @@ class MqttSession:
         do), gets 3.1.1.
         """
         self._loop = asyncio.get_running_loop()
+        self._closing = False
         self._answered.clear()
         self._failure, self._unreachable = None, False
         self._client.connect_async(
@@ -408,10 +414,21 @@ class MqttSession:
 
     def _on_publish(self, topic: str, payload: bytes, retained: bool) -> None:
         """Queue the message; wake the loop once per burst, not once per message."""
-        self._inbox.append((topic, payload, retained))
+        inbox = self._inbox
+        inbox.append((topic, payload, retained))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._dispatch_all)
+        if len(inbox) >= INBOX_MAX:
+            # Back-pressure: the loop is behind by INBOX_MAX messages. Stop reading the socket
+            # until it has handled half of them; meanwhile the broker and the kernel's socket
+            # buffers hold the rest, and the gateway's memory stays bounded.
+            self._room.clear()
+            while len(inbox) >= INBOX_MAX // 2 and not self._closing:
+                loop = self._loop
+                if loop is None or loop.is_closed():
+                    break
+                self._room.wait(0.5)
 
     # the asyncio loop ---------------------------------------------------------------------
 
@@ -425,13 +442,21 @@ class MqttSession:
 
     def _dispatch_all(self) -> None:
         self._wake_pending = False
-        while self._inbox:
-            topic, payload, retained = self._inbox.popleft()
+        inbox = self._inbox
+        for _ in range(DISPATCH_SLICE):  # then let timers and other tasks run
+            if not inbox:
+                break
+            topic, payload, retained = inbox.popleft()
             for handler in self._handlers_for(topic):
                 try:
                     handler(topic, payload, retained)
                 except Exception:
                     log.exception("MQTT: a handler failed on %s", topic)
+        if inbox and not self._wake_pending:
+            self._wake_pending = True
+            self._call(self._dispatch_all)
+        if len(inbox) < INBOX_MAX // 2:
+            self._room.set()
 
     def _handlers_for(self, topic: str) -> list[Handler]:
         found = self._routes.get(topic)
@@ -491,6 +516,8 @@ class MqttSession:
 
     async def close(self) -> None:
         """Say ``offline`` (retained), then disconnect cleanly."""
+        self._closing = True  # paho's thread must not wait for the inbox any more
+        self._room.set()
         if self.connected:
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not queued: the will says it

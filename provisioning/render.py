@@ -161,6 +161,9 @@ def _acl(inventory: Inventory) -> str:
     return "\n".join(lines)
 
 
+MAX_QUEUED_MESSAGES = 100_000  # per client; see edge/mqtt.py INBOX_MAX (decision 38)
+
+
 def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
     return "\n".join(
         [
@@ -169,6 +172,10 @@ def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
             "allow_anonymous false",
             "password_file /etc/mosquitto/openbranch/passwd",
             "acl_file /etc/mosquitto/openbranch/acl",
+            "# A subscriber that falls behind (a gateway holding back under a burst of device",
+            "# messages, Home Assistant restarting) has its QoS 1 messages kept, not dropped at",
+            "# Mosquitto's default of 1,000 per client.",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
             "",
             "# Gateways, operators and dashboards: TLS and a password.",
             f"listener {port}",
@@ -305,6 +312,7 @@ def _grafana(inventory: Inventory) -> dict[str, str]:
             }
         ],
     }
+
     def dump(data: object) -> str:
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 

@@ -155,9 +155,18 @@ def can(
 
 
 def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
-    _files, secrets = rendered(tmp_path)
+    files, secrets = rendered(tmp_path)
     out = tmp_path / "out" / "mosquitto"
-    broker = Mosquitto(f"password_file {out / 'passwd'}\nacl_file {out / 'acl'}\n", anonymous=False)
+    # the rendered conf's global limits too (its listeners need certificates not made here)
+    limits = [
+        line
+        for line in files["mosquitto/openbranch.conf"].splitlines()
+        if line.startswith("max_queued_messages ")
+    ]
+    assert limits == ["max_queued_messages 100000"]
+    broker = Mosquitto(
+        f"password_file {out / 'passwd'}\nacl_file {out / 'acl'}\n{limits[0]}\n", anonymous=False
+    )
     broker.passwords = {
         u: secrets.get(f"mqtt/{u}")
         for u in ("gw-hasle", "gw-viby", "operations", "dashboards", "homeassistant")

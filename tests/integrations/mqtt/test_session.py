@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+import edge.mqtt
 from edge.config import MqttConfig
 from edge.mqtt import MqttError, MqttSession
 from tests.integrations.mqtt.conftest import Watcher, retained
@@ -334,3 +336,48 @@ def test_a_refused_subscription_is_logged_naming_its_filter(
     asyncio.run(main())
     assert "refused the subscription to secret/# (Not authorized)" in caplog.text
     assert "allowed/#" not in caplog.text
+
+
+def test_a_flood_is_held_back_at_the_broker_not_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages arrive faster than the handlers take them: the session holds at most
+    INBOX_MAX unhandled messages (paho's thread stops reading until the loop has handled half),
+    the rest wait at the broker (here without a queue limit; Mosquitto's default of 1,000
+    queued messages per client would drop the excess there), and every message arrives, in
+    order."""
+    monkeypatch.setattr(edge.mqtt, "INBOX_MAX", 200)
+    monkeypatch.setattr(edge.mqtt, "DISPATCH_SLICE", 50)
+    total = 3000
+    got: list[bytes] = []
+    backlog: list[int] = []
+
+    async def main() -> None:
+        session = session_for(mosquitto)
+
+        def slow(_t: str, payload: bytes, _r: bool) -> None:
+            backlog.append(len(session._inbox))
+            got.append(payload)
+            time.sleep(0.0003)  # a handler slower than the wire
+
+        session.subscribe("flood/#", slow)
+        assert await session.connect()
+        assert await session.wait_subscribed()
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
+        publisher.max_queued_messages_set(0)
+        publisher.connect(mosquitto.host, mosquitto.port)
+        publisher.loop_start()
+        try:
+            for i in range(total):
+                publisher.publish("flood/x", str(i).encode(), qos=1)
+            await until(lambda: len(got) == total, within=60)
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+            await session.close()
+
+    with Mosquitto("max_queued_messages 0\n") as mosquitto:
+        asyncio.run(main())
+    assert got == [str(i).encode() for i in range(total)]
+    assert max(backlog) < 200  # the bound held (a handler sees at most INBOX_MAX - 1 queued)
+    assert max(backlog) >= 100  # and the flood did reach it: the test exercised the wait
