@@ -292,10 +292,25 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--naive-messages", type=int, default=10_000)
     parser.add_argument("--devices", type=int, default=40)
+    parser.add_argument(
+        "--warmup", type=int, default=20_000, help="messages of an uncounted first run (0: none)"
+    )
     args = parser.parse_args()
     speed_before = machine_speed()
     extra = "max_queued_messages 1000000\nmax_inflight_messages 0\n"
     with Mosquitto(extra) as broker, Influxd() as influxd, tempfile.TemporaryDirectory() as tmp:
+        if args.warmup:  # a fresh influxd's first writes cost it more (shards, index, cache)
+            influxd.query('CREATE DATABASE "bench_warmup"')
+            rate, _, got, _ = gateway_run(
+                broker=broker,
+                influxd=influxd,
+                db="bench_warmup",
+                devices=args.devices,
+                tmp=Path(tmp),
+                n=args.warmup,
+                protocol="5",
+            )
+            print(f"warm-up: {got:,} of {args.warmup:,} points, {rate:,.0f} points/s (not counted)")
         results = {}
         for protocol in ("5", "3.1.1"):
             db = "bench_gateway_" + protocol.replace(".", "")
