@@ -316,9 +316,16 @@ class MqttSession:
         far; True then. A message published before that may not reach the handlers, since
         the broker only forwards to subscriptions it has set up. A refused filter (e.g. by
         the broker's ACL) is logged naming it and counts as answered."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), wait)
-        return self._subscribed.is_set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        await asyncio.sleep(0)  # first what paho's thread has already handed over
+        while not self._subscribed.is_set():  # set, then cleared again before we looked
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), left)
+        return True
 
     def _why(self) -> str:
         return self._failure or "no answer"

@@ -5,21 +5,18 @@ nothing at all when switched off."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.clock import SystemClock
 from edge.config import GatewayConfig
 from edge.gateway import Gateway, open_outbox
 from edge.registry import default_registry
 from integrations.homeassistant import HomeAssistantDiscovery, alert_entity, discovery
+from tests.mqttwatch import Watcher, retained_all
 from tests.services import Mosquitto
 
 pytestmark = pytest.mark.services
@@ -44,52 +41,6 @@ def config_for(broker: Mosquitto, tmp_path: Path, **extra: Any) -> GatewayConfig
             **extra,
         }
     )
-
-
-class Watcher:
-    """Every message on ``topic`` (retained or not), from a client of the test's own."""
-
-    def __init__(self, broker: Mosquitto, topic: str) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(topic, qos=1)
-        self.client.loop_start()
-        assert self._subscribed.wait(5)
-
-    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [p for t, p, _ in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-        self.client.on_message = self.client.on_subscribe = None  # no cycle: paho's sockets
-        # close in its __del__, which must run now, not in a later garbage collection
-
-
-def publish(broker: Mosquitto, topic: str, payload: bytes, *, retain: bool) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()
-
-
-def retained(broker: Mosquitto, topic_filter: str) -> dict[str, bytes]:
-    watcher = Watcher(broker, topic_filter)
-    time.sleep(0.5)
-    watcher.close()
-    return {t: p for t, p, r in watcher.messages if r}
 
 
 async def run_gateway(config: GatewayConfig, body: Callable[[Gateway], Awaitable[None]]) -> None:
@@ -130,7 +81,8 @@ def test_stale_configs_are_emptied_and_alert_entities_kept(
         (gone_down.topic, gone_down.encode()),
         (other, b"{}"),
     ):
-        publish(mosquitto, topic, payload, retain=True)
+        with Watcher(mosquitto.host, mosquitto.port, "unused") as publisher:
+            publisher.publish(topic, payload, retain=True)
 
     async def body(gateway: Gateway) -> None:
         ext = await ready(gateway)
@@ -138,7 +90,7 @@ def test_stale_configs_are_emptied_and_alert_entities_kept(
         await asyncio.sleep(0.3)
 
     asyncio.run(run_gateway(config, body))
-    now = retained(mosquitto, "homeassistant/#")
+    now = retained_all(mosquitto, "homeassistant/#")
     assert stale not in now  # emptied
     assert now[kept.topic] == kept.encode()  # an alert entity of an earlier run stays
     assert now[kept_down.topic] == kept_down.encode()  # also its configured device's down alert
@@ -154,29 +106,29 @@ def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
     config = config_for(mosquitto, tmp_path)
     messages = discovery(config)
     topic = next(iter(messages))
-    watcher = Watcher(mosquitto, NODE)
+    watcher = Watcher(mosquitto.host, mosquitto.port, NODE)
 
     async def body(gateway: Gateway) -> None:
         await ready(gateway)
         await asyncio.sleep(0.3)
-        before = len(watcher.on(topic))
+        before = len(watcher.payloads(topic))
         assert before == 1
-        await asyncio.to_thread(publish, mosquitto, "homeassistant/status", b"online", retain=False)
+        await asyncio.to_thread(watcher.publish, "homeassistant/status", b"online")
         for _ in range(50):
-            if len(watcher.on(topic)) > before:
+            if len(watcher.payloads(topic)) > before:
                 break
             await asyncio.sleep(0.05)
-        assert watcher.on(topic)[-1] == messages[topic]
-        assert len(watcher.on(topic)) == before + 1
+        assert watcher.payloads(topic)[-1] == messages[topic]
+        assert len(watcher.payloads(topic)) == before + 1
         gateway.alert(
             "outbox_dropped", "dropped 3 oldest readings", severity="critical", active=True
         )
         alert = alert_entity(config, "outbox_dropped")
         for _ in range(50):
-            if watcher.on(alert.topic):
+            if watcher.payloads(alert.topic):
                 break
             await asyncio.sleep(0.05)
-        assert watcher.on(alert.topic) == [alert.encode()]
+        assert watcher.payloads(alert.topic) == [alert.encode()]
 
     try:
         asyncio.run(run_gateway(config, body))
@@ -196,5 +148,5 @@ def test_switched_off_publishes_no_discovery(mosquitto: Mosquitto, tmp_path: Pat
         await asyncio.sleep(0.5)
 
     asyncio.run(run_gateway(config, body))
-    assert retained(mosquitto, "homeassistant/#") == {}
-    assert retained(mosquitto, f"openbranch/{BRANCH}/status") != {}  # the gateway did run
+    assert retained_all(mosquitto, "homeassistant/#") == {}
+    assert retained_all(mosquitto, f"openbranch/{BRANCH}/status") != {}  # the gateway did run

@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -36,6 +35,7 @@ from integrations.homeassistant import Entity, entities
 from integrations.homeassistant.profiles import profile_for
 from tests.conftest import start_or_fail
 from tests.integrations.homeassistant.homeassistant import HomeAssistant, ha_python
+from tests.mqttwatch import retained
 from tests.services import Mosquitto
 
 pytestmark = pytest.mark.services
@@ -157,25 +157,10 @@ def states_of(ha: HomeAssistant, ids: dict[str, str]) -> dict[str, dict[str, Any
     return {uid: states.get(eid, {"state": None}) for uid, eid in ids.items()}
 
 
-def retained(broker: Mosquitto, topic: str) -> Any:
+def retained_json(broker: Mosquitto, topic: str) -> Any:
     """The retained JSON on ``topic`` (None when there is none)."""
-    got: list[bytes] = []
-    done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-
-    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        if message.retain:
-            got.append(message.payload)
-        done.set()
-
-    client.on_message = on_message
-    client.connect(broker.host, broker.port)
-    client.subscribe(topic)
-    client.loop_start()
-    done.wait(1.5)
-    client.loop_stop()
-    client.disconnect()
-    return json.loads(got[0]) if got else None
+    raw = retained(broker, topic, timeout=1.5)
+    return json.loads(raw) if raw else None
 
 
 def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_assistant(
@@ -264,7 +249,7 @@ def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_a
             await eventually(
                 lambda: states_of(ha, ids)[energy]["state"] == "1005.0", "corrected total"
             )
-            published = await asyncio.to_thread(retained, broker, state_topic)
+            published = await asyncio.to_thread(retained_json, broker, state_topic)
             meter = published[schema.ENERGY.name]
             assert meter[schema.ENERGY_TOTAL.key] == 1005.0  # the gateway's corrected total
             assert meter[schema.ENERGY_REGISTER.key] == 5.0

@@ -10,7 +10,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from edge.broker import EmbeddedBroker
 from edge.config import MqttConfig
 from edge.mqtt import MqttSession
-from tests.integrations.mqtt.conftest import Watcher
+from tests.mqttwatch import Watcher
 
 
 def test_paho_publishes_and_subscribes_through_the_embedded_broker() -> None:

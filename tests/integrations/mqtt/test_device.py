@@ -25,7 +25,7 @@ from edge.reading import Reading
 from edge.registry import BuildContext
 from integrations.mqtt import MqttDevice, MqttDriver
 from integrations.mqtt.simulator import MqttSimulation, SimulatedMqttDevice
-from tests.integrations.mqtt.conftest import Watcher
+from tests.mqttwatch import Watcher
 from tests.services import Mosquitto
 
 BRANCH = "mqtt-branch"

@@ -8,19 +8,18 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from edge.clock import SystemClock
 from edge.config import GatewayConfig
 from edge.gateway import Gateway, open_outbox
 from edge.registry import default_registry
+from tests.mqttwatch import retained
 from tests.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,26 +50,6 @@ def config_for(broker: Mosquitto, tmp_path: Path) -> GatewayConfig:
             ],
         }
     )
-
-
-def retained(broker: Mosquitto, topic: str) -> bytes | None:
-    got: list[bytes] = []
-    done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-
-    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        if message.retain:
-            got.append(message.payload)
-        done.set()
-
-    client.on_message = on_message
-    client.connect(broker.host, broker.port)
-    client.subscribe(topic)
-    client.loop_start()
-    done.wait(1.5)
-    client.loop_stop()
-    client.disconnect()
-    return got[0] if got else None
 
 
 async def started(gateway: Gateway, sim: Any, stop: asyncio.Event) -> asyncio.Task[None]:

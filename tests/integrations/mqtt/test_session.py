@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 import edge.mqtt
 from edge.config import MqttConfig
 from edge.mqtt import MqttError, MqttSession
-from tests.integrations.mqtt.conftest import Watcher, retained
+from tests.mqttwatch import Watcher, retained
 from tests.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -114,8 +114,8 @@ def test_lost_connection_publishes_the_last_will_then_reconnects(
         assert isinstance(sock, socket.socket)
         sock.shutdown(socket.SHUT_RDWR)  # as a pulled cable or a killed process looks
         status.wait_for(lambda seen: b"offline" in [m.payload for m in seen])
+        status.wait_for(lambda seen: [m.payload for m in seen][-1] == b"online", 15)
         assert await session.wait_subscribed(10)  # reconnected, zigbee2mqtt/+ granted again
-        status.wait_for(lambda seen: [m.payload for m in seen][-1] == b"online")
         with Watcher(mosquitto.host, mosquitto.port, "ignored") as publisher:
             publisher.publish("zigbee2mqtt/front-door", b'{"contact": true}')
             await until(lambda: bool(got))
