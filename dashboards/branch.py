@@ -6,7 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards.common import fleet_variables, mode_mappings, uid
-from dashboards.influxql import BRANCH, PER_INTERVAL, f, kwh_filter, last, m, select, t, visits_per
+from dashboards.influxql import (
+    BRANCH,
+    PER_INTERVAL,
+    alert_columns,
+    f,
+    kwh_filter,
+    last,
+    m,
+    select,
+    t,
+    visits_per,
+)
 from dashboards.model import Dashboard, Fleet, Panel, Target
 from edge import schema
 from edge.gateway import GATEWAY_DEVICE
@@ -36,6 +47,21 @@ def _present() -> str:
     )
     return select(
         'cumulative_sum(sum("net")) AS "present"', f"({inner})", group=f"{PER_INTERVAL}, {BRANCH}"
+    )
+
+
+def _per_zone(title: str, unit: str, field: schema.Field, measurement: schema.Measurement) -> Panel:
+    """A time series of ``field``'s mean per interval, one line per zone."""
+    return Panel(
+        title=title,
+        kind="timeseries",
+        unit=unit,
+        targets=(
+            Target(
+                query=_per_interval(field, measurement, schema.Tag.ZONE),
+                expects=(field.key,),
+            ),
+        ),
     )
 
 
@@ -109,39 +135,9 @@ def panels() -> tuple[Panel, ...]:
                 ),
             ),
         ),
-        Panel(
-            title="Lights (dimming level per zone)",
-            kind="timeseries",
-            unit="percent",
-            targets=(
-                Target(
-                    query=_per_interval(schema.LIGHT_LEVEL, schema.LIGHT, schema.Tag.ZONE),
-                    expects=(schema.LIGHT_LEVEL.key,),
-                ),
-            ),
-        ),
-        Panel(
-            title="Indoor temperature",
-            kind="timeseries",
-            unit="celsius",
-            targets=(
-                Target(
-                    query=_per_interval(schema.INDOOR_TEMPERATURE, schema.INDOOR, schema.Tag.ZONE),
-                    expects=(schema.INDOOR_TEMPERATURE.key,),
-                ),
-            ),
-        ),
-        Panel(
-            title="Indoor CO2",
-            kind="timeseries",
-            unit="ppm",
-            targets=(
-                Target(
-                    query=_per_interval(schema.INDOOR_CO2, schema.INDOOR, schema.Tag.ZONE),
-                    expects=(schema.INDOOR_CO2.key,),
-                ),
-            ),
-        ),
+        _per_zone("Lights (dimming level per zone)", "percent", schema.LIGHT_LEVEL, schema.LIGHT),
+        _per_zone("Indoor temperature", "celsius", schema.INDOOR_TEMPERATURE, schema.INDOOR),
+        _per_zone("Indoor CO2", "ppm", schema.INDOOR_CO2, schema.INDOOR),
         Panel(
             title="Energy per carrier",
             description="closed hours from energy_hourly (the gateway's reset-corrected hours)",
@@ -169,14 +165,7 @@ def panels() -> tuple[Panel, ...]:
             targets=(
                 Target(
                     query=select(
-                        ", ".join(
-                            f(x)
-                            for x in (
-                                schema.ALERT_ACTIVE,
-                                schema.ALERT_SEVERITY,
-                                schema.ALERT_MESSAGE,
-                            )
-                        ),
+                        alert_columns(),
                         schema.ALERT,
                         where=f"{device} = '{GATEWAY_DEVICE}'",
                         group=f"{BRANCH}, {kind}",

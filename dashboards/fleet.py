@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards.common import fleet_variables, mode_mappings, uid
-from dashboards.influxql import BRANCH, f, kwh_filter, last, select, t
+from dashboards.influxql import BRANCH, alert_columns, f, kwh_filter, last, select, t
 from dashboards.model import DATASOURCE, Dashboard, Fleet, Panel, Target
 from edge import schema
 
@@ -61,14 +61,7 @@ def panels_of() -> tuple[Panel, ...]:
             targets=(
                 Target(
                     query=select(
-                        ", ".join(
-                            last(x)
-                            for x in (
-                                schema.ALERT_ACTIVE,
-                                schema.ALERT_SEVERITY,
-                                schema.ALERT_MESSAGE,
-                            )
-                        ),
+                        alert_columns(latest=True),
                         schema.ALERT,
                         group=f"{BRANCH}, {kind}",
                     ),

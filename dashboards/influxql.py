@@ -55,6 +55,15 @@ def last(field: schema.Field, alias: str | None = None) -> str:
     return f'last({f(field)}) AS "{alias or field.key}"'
 
 
+ALERT_COLUMNS = (schema.ALERT_ACTIVE, schema.ALERT_SEVERITY, schema.ALERT_MESSAGE)
+
+
+def alert_columns(latest: bool = False) -> str:
+    """The alert table's columns: active, severity, message (each its last value if
+    ``latest``, else every point)."""
+    return ", ".join(last(x) if latest else f(x) for x in ALERT_COLUMNS)
+
+
 def select(
     what: str,
     source: schema.Measurement | str,
