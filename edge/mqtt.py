@@ -531,6 +531,10 @@ class MqttSession:
                 await asyncio.to_thread(info.wait_for_publish, 5)
         await self._stop_client()
         self._connected.clear()
+        # What paho received is acknowledged to the broker (QoS 1) and will not come again:
+        # hand it to the handlers now, before the gateway's last commit.
+        while self._inbox:
+            self._dispatch_all()
 
 
 def _release(client: mqtt.Client) -> None:

@@ -381,3 +381,47 @@ def test_a_flood_is_held_back_at_the_broker_not_in_memory(
     assert got == [str(i).encode() for i in range(total)]
     assert max(backlog) < 200  # the bound held (a handler sees at most INBOX_MAX - 1 queued)
     assert max(backlog) >= 100  # and the flood did reach it: the test exercised the wait
+
+
+def test_close_hands_over_every_message_already_received(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """paho acknowledges a QoS 1 message to the broker as soon as the session has queued it;
+    closing with messages still queued must hand them to the handlers, not drop them."""
+    monkeypatch.setattr(edge.mqtt, "DISPATCH_SLICE", 20)  # so close() starts with a backlog
+    got: list[bytes] = []
+    received = [0]
+    before_close = [0]
+    at_close = [0]
+
+    async def main(broker: Mosquitto) -> None:
+        session = session_for(broker)
+        queue = session._on_publish
+
+        def counting(topic: str, payload: bytes, retained: bool) -> None:
+            received[0] += 1
+            queue(topic, payload, retained)
+
+        session._on_publish = counting  # type: ignore[method-assign]
+        session.subscribe("queued/#", lambda _t, p, _r: (got.append(p), time.sleep(0.002)))
+        assert await session.connect()
+        assert await session.wait_subscribed()
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
+        publisher.max_queued_messages_set(0)
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+        try:
+            for i in range(2000):
+                publisher.publish("queued/x", str(i).encode(), qos=1)
+            await until(lambda: len(got) >= 50 and received[0] - len(got) >= 500, within=30)
+            before_close[0] = len(got)
+            await session.close()
+            at_close[0] = len(got)  # the gateway's last commit comes right after close()
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+
+    with Mosquitto("max_queued_messages 0\n") as broker:
+        asyncio.run(main(broker))
+    assert at_close[0] == len(got) == received[0] > before_close[0] + 500
+    assert got == [str(i).encode() for i in range(len(got))]
