@@ -4,13 +4,14 @@ state and availability, reconnects, subscriptions, and a clear error for a missi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -338,6 +339,23 @@ def test_a_refused_subscription_is_logged_naming_its_filter(
     assert "allowed/#" not in caplog.text
 
 
+@contextlib.contextmanager
+def numbered(broker: Mosquitto, topic: str, count: int) -> Iterator[None]:
+    """A publisher sending b"0", b"1", ... ``count`` messages on ``topic`` at QoS 1, as fast
+    as paho queues them; it stays connected until the block ends."""
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    publisher.max_queued_messages_set(0)
+    publisher.connect(broker.host, broker.port)
+    publisher.loop_start()
+    try:
+        for i in range(count):
+            publisher.publish(topic, str(i).encode(), qos=1)
+        yield
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+
+
 def test_a_flood_is_held_back_at_the_broker_not_in_memory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -363,18 +381,11 @@ def test_a_flood_is_held_back_at_the_broker_not_in_memory(
         session.subscribe("flood/#", slow)
         assert await session.connect()
         assert await session.wait_subscribed()
-        publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
-        publisher.max_queued_messages_set(0)
-        publisher.connect(mosquitto.host, mosquitto.port)
-        publisher.loop_start()
-        try:
-            for i in range(total):
-                publisher.publish("flood/x", str(i).encode(), qos=1)
-            await until(lambda: len(got) == total, within=60)
-        finally:
-            publisher.loop_stop()
-            publisher.disconnect()
-            await session.close()
+        with numbered(mosquitto, "flood/x", total):
+            try:
+                await until(lambda: len(got) == total, within=60)
+            finally:
+                await session.close()
 
     with Mosquitto("max_queued_messages 0\n") as mosquitto:
         asyncio.run(main())
@@ -406,20 +417,11 @@ def test_close_hands_over_every_message_already_received(
         session.subscribe("queued/#", lambda _t, p, _r: (got.append(p), time.sleep(0.002)))
         assert await session.connect()
         assert await session.wait_subscribed()
-        publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
-        publisher.max_queued_messages_set(0)
-        publisher.connect(broker.host, broker.port)
-        publisher.loop_start()
-        try:
-            for i in range(2000):
-                publisher.publish("queued/x", str(i).encode(), qos=1)
+        with numbered(broker, "queued/x", 2000):
             await until(lambda: len(got) >= 50 and received[0] - len(got) >= 500, within=30)
             before_close[0] = len(got)
             await session.close()
             at_close[0] = len(got)  # the gateway's last commit comes right after close()
-        finally:
-            publisher.loop_stop()
-            publisher.disconnect()
 
     with Mosquitto("max_queued_messages 0\n") as broker:
         asyncio.run(main(broker))
