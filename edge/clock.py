@@ -8,7 +8,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ScaledClock", "SystemClock"]
+__all__ = ["Clock", "ScaledClock", "SystemClock", "honour_cancel"]
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError if the current task was asked to stop and the request was lost.
+
+    On Python 3.11, ``asyncio.wait_for`` returns the answer and drops the CancelledError when
+    the answer and the cancel arrive in the same turn of the loop; pymodbus awaits every
+    response that way, so a gateway stopping at the wrong moment saw a poll loop go on for
+    ever (decision 39). The task still counts the request (``Task.cancelling()``); every sleep
+    of a clock looks at it first.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Clock(Protocol):
@@ -26,6 +40,7 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep(self, seconds: float) -> None:
+        honour_cancel()
         await asyncio.sleep(max(0.0, seconds))
 
 
@@ -49,4 +64,5 @@ class ScaledClock:
         return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
 
     async def sleep(self, seconds: float) -> None:
+        honour_cancel()
         await asyncio.sleep(max(0.0, seconds) / self._speed)

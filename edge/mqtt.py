@@ -291,7 +291,8 @@ class MqttSession:
         )
         self._client.loop_start()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._answered.wait()
         if self.connected:
             return True
         if (
@@ -324,7 +325,8 @@ class MqttSession:
             if left <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._subscribed.wait()
         return True
 
     def _why(self) -> str:
@@ -335,7 +337,8 @@ class MqttSession:
         client.disconnect()
         stopping = asyncio.ensure_future(asyncio.to_thread(client.loop_stop))  # joins the thread
         try:
-            await asyncio.wait_for(asyncio.shield(stopping), STOP_WAIT)
+            async with asyncio.timeout(STOP_WAIT):
+                await asyncio.shield(stopping)
         except TimeoutError:
             # Never hang a gateway's stop on it; say where paho's thread is stuck instead.
             thread = getattr(client, "_thread", None)

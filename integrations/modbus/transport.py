@@ -96,7 +96,8 @@ class Bus:
         await self._drop()
         client = self._make_client(pacing.timeout)
         try:
-            ok = await asyncio.wait_for(client.connect(), timeout=pacing.timeout + 0.5)
+            async with asyncio.timeout(pacing.timeout + 0.5):
+                ok = await client.connect()
         except (TimeoutError, OSError) as exc:
             client.close()
             raise DeviceUnreachable(f"{self.key}: cannot connect ({_why(exc)})") from exc
@@ -120,9 +121,8 @@ class Bus:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                response = await asyncio.wait_for(
-                    getattr(client, method)(*args, **kw), timeout=pacing.timeout
-                )
+                async with asyncio.timeout(pacing.timeout):
+                    response = await getattr(client, method)(*args, **kw)
             except (TimeoutError, ModbusException, OSError) as exc:
                 if not client.connected:
                     await self._drop()

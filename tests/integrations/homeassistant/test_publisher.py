@@ -61,7 +61,8 @@ async def run_gateway(config: GatewayConfig, body: Callable[[Gateway], Awaitable
 async def ready(gateway: Gateway) -> HomeAssistantDiscovery:
     (ext,) = gateway.extensions
     assert isinstance(ext, HomeAssistantDiscovery)
-    await asyncio.wait_for(ext.ready.wait(), 10)
+    async with asyncio.timeout(10):
+        await ext.ready.wait()
     return ext
 
 
