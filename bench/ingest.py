@@ -40,35 +40,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLISHER = """
 import json, socket, sys, time
+from integrations.mqtt.simulator import connect_packet, publish_packet
 host, port, devices, messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-
-def remaining(n):
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-def packet(header, body):
-    return bytes([header]) + remaining(len(body)) + body
-
-def publish(topic, payload):  # MQTT PUBLISH, QoS 0
-    return packet(0x30, len(topic).to_bytes(2, "big") + topic + payload)
-
 # Every device's messages are encoded before the clock starts: the simulated devices stand
 # for hardware of their own, so their encoding should not eat the gateway's two cores.
 packets = [
-    publish(
-        f"bench/counter-{i % devices}".encode(),
+    publish_packet(
+        f"bench/counter-{i % devices}",
         json.dumps({"lines": [{"id": 0, "fw": i, "bw": i // 2}]}).encode(),
     )
     for i in range(messages)
 ]
-client_id = b"bench-publisher"
 sock = socket.create_connection((host, port))
-connect = b"\\x00\\x04MQTT\\x04\\x02\\x00\\x3c"  # MQTT 3.1.1, clean session, keep-alive 60 s
-sock.sendall(packet(0x10, connect + len(client_id).to_bytes(2, "big") + client_id))
+sock.sendall(connect_packet("bench-publisher"))
 assert sock.recv(4)[:1] == b"\\x20", "no CONNACK"
 print(time.time(), flush=True)  # the first publish: where "end to end" starts
 for i in range(0, messages, 500):
@@ -137,7 +121,9 @@ class CpuMeter:
 def publish(broker: Mosquitto, devices: int, messages: int) -> tuple[subprocess.Popen[str], float]:
     """Start the publisher; return it and the wall time of its first publish."""
     argv = [sys.executable, "-c", PUBLISHER, broker.host, str(broker.port)]
-    proc = subprocess.Popen([*argv, str(devices), str(messages)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*argv, str(devices), str(messages)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stdout is not None
     return proc, float(proc.stdout.readline())
 

@@ -115,7 +115,7 @@ def _escape_key(text: str) -> str:
 
 
 def _format_value(value: Value) -> str:
-    kind = type(value)
+    kind = type(value)  # the exact types first (nearly every value), then their subclasses
     if kind is float:
         return repr(value)
     if kind is int:

@@ -5,6 +5,9 @@ profile's first example on each topic) and publishes it whole whenever a point c
 Zigbee2MQTT does. An event point (a button press) publishes on every ``set``. Devices whose
 profile has a ``set_topic`` obey commands on ``<topic>/<set_topic>`` and publish their new
 state, as a Zigbee2MQTT lock does. ``publish_raw`` sends anything, for bad-payload tests.
+
+``publish_packet`` and ``connect_packet`` encode raw MQTT packets, for a publisher that must
+cost its host as little as possible (bench/ingest.py) and for tests of the session's decoder.
 """
 
 from __future__ import annotations
@@ -26,9 +29,37 @@ from edge.device import PointInfo
 from edge.reading import Value
 from integrations.mqtt.profile import MqttPoint, MqttProfile
 
-__all__ = ["MqttSimulation", "SimulatedMqttDevice"]
+__all__ = ["MqttSimulation", "SimulatedMqttDevice", "connect_packet", "publish_packet"]
 
 log = logging.getLogger(__name__)
+
+
+def _packet(header: int, body: bytes) -> bytes:
+    """A control packet: the header byte, the body's length as a variable byte integer."""
+    size, length = len(body), bytearray()
+    while True:
+        byte, size = size % 128, size // 128
+        length.append(byte | (0x80 if size else 0))
+        if not size:
+            return bytes([header]) + bytes(length) + body
+
+
+def publish_packet(
+    topic: str, payload: bytes, *, retain: bool = False, v5: bool = False, properties: bytes = b""
+) -> bytes:
+    """One MQTT PUBLISH at QoS 0 (``properties``: a v5 property block's encoded contents)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name
+    if v5:
+        body += bytes([len(properties)]) + properties
+    return _packet(0x30 | int(retain), body + payload)
+
+
+def connect_packet(client_id: str, keepalive: int = 60) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a clean session, no credentials."""
+    ident = client_id.encode()
+    header = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big")
+    return _packet(0x10, header + len(ident).to_bytes(2, "big") + ident)
 
 
 def _set_path(doc: dict[str, Any], path: str, value: object) -> None:

@@ -23,6 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 import edge.mqtt
 from edge.config import MqttConfig
 from edge.mqtt import MqttError, MqttSession
+from integrations.mqtt.simulator import connect_packet, publish_packet
 from tests.mqttwatch import Watcher, retained
 from tests.services import Mosquitto, free_port
 
@@ -216,22 +217,6 @@ def test_a_burst_arrives_whole_and_in_order_across_read_chunks(protocol: str, qo
     assert "3009 of 3009 messages, in order, byte for byte" in done.stdout, done.stdout
 
 
-def _publish_packet(topic: str, payload: bytes, *, v5: bool, retain: bool, props: bytes) -> bytes:
-    """One MQTT PUBLISH at QoS 0 as a broker sends it."""
-    name = topic.encode()
-    body = len(name).to_bytes(2, "big") + name
-    if v5:
-        body += bytes([len(props)]) + props
-    body += payload
-    size, length = len(body), bytearray()
-    while True:
-        byte, size = size % 128, size // 128
-        length.append(byte | (0x80 if size else 0))
-        if not size:
-            break
-    return bytes([0x30 | int(retain)]) + bytes(length) + body
-
-
 @pytest.mark.parametrize("v5", [True, False])
 def test_the_publish_decoder_takes_whole_packets_only(v5: bool) -> None:
     """Cut a stream of PUBLISH packets at every byte: the session's decoder delivers exactly
@@ -247,11 +232,12 @@ def test_the_publish_decoder_takes_whole_packets_only(v5: bool) -> None:
         ("t", b"y" * 20_000, False, b"\x01\x01"),  # a 3-byte length
     ]
     stream = b"".join(
-        _publish_packet(t, p, v5=v5, retain=r, props=pr if v5 else b"") for t, p, r, pr in wanted
+        publish_packet(t, p, v5=v5, retain=r, properties=pr if v5 else b"")
+        for t, p, r, pr in wanted
     )
     ends, at = [], 0
     for t, p, r, pr in wanted:
-        at += len(_publish_packet(t, p, v5=v5, retain=r, props=pr if v5 else b""))
+        at += len(publish_packet(t, p, v5=v5, retain=r, properties=pr if v5 else b""))
         ends.append(at)
     protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
     client = _BufferedClient(CallbackAPIVersion.VERSION2, protocol=protocol)
@@ -427,3 +413,21 @@ def test_close_hands_over_every_message_already_received(
         asyncio.run(main(broker))
     assert at_close[0] == len(got) == received[0] > before_close[0] + 500
     assert got == [str(i).encode() for i in range(len(got))]
+
+
+def test_raw_packets_of_the_lean_publisher_reach_a_subscriber(mosquitto: Mosquitto) -> None:
+    """``connect_packet`` and ``publish_packet`` (bench/ingest.py's devices) as Mosquitto
+    reads them: a CONNACK, then every message to a subscriber, retained flag included."""
+    address = (mosquitto.host, mosquitto.port)
+    with (
+        Watcher(*address, "raw/#") as watcher,
+        socket.create_connection(address, timeout=5) as sock,
+    ):
+        sock.sendall(connect_packet("raw-publisher"))
+        assert sock.recv(4)[:1] == bytes([0x20])  # CONNACK
+        sock.sendall(
+            publish_packet("raw/a", b"x" * 200) + publish_packet("raw/b", b"kept", retain=True)
+        )
+        got = watcher.wait_for(lambda seen: len(seen) == 2)
+    assert [(m.topic, m.payload) for m in got] == [("raw/a", b"x" * 200), ("raw/b", b"kept")]
+    assert retained(mosquitto, "raw/b") == b"kept"
