@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import schema
 from edge.devservers import Influxd, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,8 @@ sock.close()
 
 
 def count(influxd: Influxd, db: str) -> int:
-    rows = influxd.rows("SELECT count(entered) FROM occupancy", db)
+    entered, occupancy = schema.OCCUPANCY_ENTERED.key, schema.OCCUPANCY.name
+    rows = influxd.rows(f'SELECT count("{entered}") FROM "{occupancy}"', db)
     return int(rows[0][1]) if rows else 0
 
 
@@ -231,8 +233,9 @@ def naive_run(
         doc = json.loads(message.payload)
         device = message.topic.rsplit("/", 1)[1]
         line = (
-            f"occupancy,branch=bench,device={device} "
-            f"entered={doc['lines'][0]['fw']}i,exited={doc['lines'][0]['bw']}i {time.time_ns()}"
+            f"{schema.OCCUPANCY.name},{schema.Tag.BRANCH}=bench,{schema.Tag.DEVICE}={device} "
+            f"{schema.OCCUPANCY_ENTERED.key}={doc['lines'][0]['fw']}i,"
+            f"{schema.OCCUPANCY_EXITED.key}={doc['lines'][0]['bw']}i {time.time_ns()}"
         )
         with lock:
             conn.request("POST", f"/write?db={db}&precision=n", body=line.encode())
