@@ -26,12 +26,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import schema
-from edge.config import InfluxV1Sink
-from edge.devservers import Influxd
-from edge.outbox import Outbox
-from edge.reading import Reading
-from edge.sink import GZIP_LEVEL, Drainer, InfluxV1Writer
+from openbranch.edge.core import schema
+from openbranch.edge.core.config import InfluxV1Sink
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.demo.servers import Influxd
+from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.sink import GZIP_LEVEL, Drainer, InfluxV1Writer
 
 T0 = datetime(2026, 11, 24, 6, tzinfo=UTC)
 DEVICES = 40

@@ -34,14 +34,14 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import schema
-from edge.devservers import Influxd, Mosquitto
+from openbranch.edge.core import schema
+from openbranch.edge.demo.servers import Influxd, Mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLISHER = """
 import json, socket, sys, time
-from integrations.mqtt.simulator import connect_packet, publish_packet
+from openbranch.integrations.mqtt.simulator import connect_packet, publish_packet
 host, port, devices, messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 # Every device's messages are encoded before the clock starts: the simulated devices stand
 # for hardware of their own, so their encoding should not eat the gateway's two cores.
@@ -159,7 +159,7 @@ def gateway_run(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     gw = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gateway", "run", str(path)],
+        [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(path)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

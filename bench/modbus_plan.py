@@ -16,14 +16,14 @@ import asyncio
 import statistics
 import time
 
-from edge.clock import SystemClock
-from edge.config import DeviceConfig
-from edge.devservers import free_port
-from integrations.modbus.device import ModbusDevice
-from integrations.modbus.planner import lower_bound, plan
-from integrations.modbus.profile import CATALOGUE, ModbusProfile
-from integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
-from integrations.modbus.transport import Bus
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.config import DeviceConfig
+from openbranch.edge.demo.servers import free_port
+from openbranch.integrations.modbus.device import ModbusDevice
+from openbranch.integrations.modbus.planner import lower_bound, plan
+from openbranch.integrations.modbus.profile import CATALOGUE, ModbusProfile
+from openbranch.integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
+from openbranch.integrations.modbus.transport import Bus
 
 
 def counts(profile: ModbusProfile) -> tuple[int, int, int]:

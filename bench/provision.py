@@ -13,10 +13,10 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from edge.registry import default_registry
-from provisioning.inventory import load_inventory
-from provisioning.render import render
-from provisioning.secrets import Secrets
+from openbranch.edge.core.registry import default_registry
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import render
+from openbranch.provisioning.secrets import Secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from dashboards.report import (
+from openbranch.dashboards.report import (
     BranchInfo,
     InfluxSource,
     ReportOptions,
@@ -27,11 +27,11 @@ from dashboards.report import (
     load_factor_table,
     write_html,
 )
-from dashboards.report.energy import EnergyReport
-from edge import schema
-from edge.devservers import Influxd
-from edge.outbox import Outbox, parse_line
-from edge.reading import Reading
+from openbranch.dashboards.report.energy import EnergyReport
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.demo.servers import Influxd
+from openbranch.edge.telemetry.outbox import Outbox, parse_line
 
 START = datetime(2024, 12, 31, 23, tzinfo=UTC)  # 1 January 2025 00:00 CET
 CARRIERS = tuple(c.value for c in schema.Carrier)

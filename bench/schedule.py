@@ -20,8 +20,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge.calendar import Calendar, OpeningHours
-from edge.policy import ClosingPolicy, planned_actions
+from openbranch.edge.core.schedule import ClosingPolicy, OpeningHours
+from openbranch.edge.hours.calendar import Calendar
+from openbranch.edge.hours.policy import planned_actions
 
 CPH = ZoneInfo("Europe/Copenhagen")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")

@@ -4,8 +4,8 @@
 the typed models, whose ``targets()`` list every query with the columns it must return.
 """
 
-from dashboards.build import ALERT_RULES_FILE, all_dashboards, build
-from dashboards.model import BranchInfo, Dashboard, Fleet, Panel, Target, Variable
+from openbranch.dashboards.build import ALERT_RULES_FILE, all_dashboards, build
+from openbranch.dashboards.model import BranchInfo, Dashboard, Fleet, Panel, Target, Variable
 
 __all__ = [
     "ALERT_RULES_FILE",

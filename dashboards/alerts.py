@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
-from dashboards.common import short_uid
-from dashboards.influxql import BRANCH, NOT_EMPTY_ALERT, f, select, t
-from dashboards.model import DATASOURCE, Fleet, Target
-from edge import schema
+from openbranch.dashboards.common import short_uid
+from openbranch.dashboards.influxql import BRANCH, NOT_EMPTY_ALERT, f, select, t
+from openbranch.dashboards.model import DATASOURCE, Fleet, Target
+from openbranch.edge.core import schema
 
 __all__ = ["AlertRule", "alert_rules", "alert_rules_yaml"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards.common import fleet_variables, mode_mappings, uid
-from dashboards.influxql import (
+from openbranch.dashboards.common import fleet_variables, mode_mappings, uid
+from openbranch.dashboards.influxql import (
     BRANCH,
     PER_INTERVAL,
     alert_columns,
@@ -18,9 +18,9 @@ from dashboards.influxql import (
     t,
     visits_per,
 )
-from dashboards.model import Dashboard, Fleet, Panel, Target
-from edge import schema
-from edge.gateway import GATEWAY_DEVICE
+from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
+from openbranch.edge.core import schema
+from openbranch.edge.core.schema import GATEWAY_DEVICE
 
 __all__ = ["branch_dashboard"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from dashboards.alerts import alert_rules_yaml
-from dashboards.branch import branch_dashboard
-from dashboards.energy import energy_dashboard
-from dashboards.extended import extended_dashboard
-from dashboards.fleet import fleet_dashboard
-from dashboards.model import Dashboard, Fleet
+from openbranch.dashboards.alerts import alert_rules_yaml
+from openbranch.dashboards.branch import branch_dashboard
+from openbranch.dashboards.energy import energy_dashboard
+from openbranch.dashboards.extended import extended_dashboard
+from openbranch.dashboards.fleet import fleet_dashboard
+from openbranch.dashboards.model import Dashboard, Fleet
 
 __all__ = ["ALERT_RULES_FILE", "all_dashboards", "build"]
 

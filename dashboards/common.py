@@ -7,10 +7,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from dashboards.influxql import BRANCH, m
-from dashboards.model import Fleet, Variable
-from edge import schema
-from edge.calendar import Mode
+from openbranch.dashboards.influxql import BRANCH, m
+from openbranch.dashboards.model import Fleet, Variable
+from openbranch.edge.core import schema
+from openbranch.edge.core.schedule import Mode
 
 __all__ = ["MODE_COLOURS", "UID_MAX", "fleet_variables", "mode_mappings", "short_uid", "uid"]
 

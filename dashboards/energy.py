@@ -10,10 +10,10 @@ CO2e factors are dashboard variables (g CO2e per kWh, location-based); the clima
 
 from __future__ import annotations
 
-from dashboards.common import fleet_variables, uid
-from dashboards.influxql import BRANCH, f, kwh_filter, select, t
-from dashboards.model import Dashboard, Fleet, Panel, Target, Variable
-from edge import schema
+from openbranch.dashboards.common import fleet_variables, uid
+from openbranch.dashboards.influxql import BRANCH, f, kwh_filter, select, t
+from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target, Variable
+from openbranch.edge.core import schema
 
 __all__ = ["energy_dashboard", "ref_id"]
 

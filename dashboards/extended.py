@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dashboards.common import fleet_variables, uid
-from dashboards.influxql import MODE_PER_HOUR, f, kwh_filter, mode_hours, select, t
-from dashboards.model import Dashboard, Fleet, Panel, Target
-from edge import schema
-from edge.calendar import Mode
-from edge.gateway import GATEWAY_DEVICE
+from openbranch.dashboards.common import fleet_variables, uid
+from openbranch.dashboards.influxql import MODE_PER_HOUR, f, kwh_filter, mode_hours, select, t
+from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
+from openbranch.edge.core import schema
+from openbranch.edge.core.schedule import Mode
+from openbranch.edge.core.schema import GATEWAY_DEVICE
 
 __all__ = ["by_mode", "extended_dashboard"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards.common import fleet_variables, mode_mappings, uid
-from dashboards.influxql import BRANCH, alert_columns, f, kwh_filter, last, select, t
-from dashboards.model import DATASOURCE, Dashboard, Fleet, Panel, Target
-from edge import schema
+from openbranch.dashboards.common import fleet_variables, mode_mappings, uid
+from openbranch.dashboards.influxql import BRANCH, alert_columns, f, kwh_filter, last, select, t
+from openbranch.dashboards.model import DATASOURCE, Dashboard, Fleet, Panel, Target
+from openbranch.edge.core import schema
 
 __all__ = ["DATASOURCE", "fleet_dashboard", "fleet_overview", "panels_of"]
 

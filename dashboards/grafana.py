@@ -15,9 +15,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dashboards.alerts import alert_rules
-from dashboards.build import all_dashboards
-from dashboards.model import Fleet
+from openbranch.dashboards.alerts import alert_rules
+from openbranch.dashboards.build import all_dashboards
+from openbranch.dashboards.model import Fleet
 
 __all__ = ["GrafanaError", "push", "push_alert_rules", "push_fleet"]
 

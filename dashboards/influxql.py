@@ -6,8 +6,8 @@ Queries keep Grafana's placeholders (``$timeFilter``, ``$__interval``, ``$branch
 
 from __future__ import annotations
 
-from edge import schema
-from edge.calendar import Mode
+from openbranch.edge.core import schema
+from openbranch.edge.core.schedule import Mode
 
 __all__ = [
     "BRANCH",

@@ -22,30 +22,25 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from edge.calendar import Calendar, OpeningHours
-from edge.clock import SystemClock
-from edge.config import GatewayConfig, gateway_json_schema, load_gateway_config
-from edge.control import sign
-from edge.gateway import Gateway, open_outbox
-from edge.mqtt import publish_once
-from edge.policy import planned_actions
-from edge.registry import BuildContext, default_registry
-from edge.yamlsource import ConfigError
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.config import gateway_json_schema
+from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
+from openbranch.edge.core.schedule import OpeningHours
+from openbranch.edge.core.yamlsource import ConfigError
+from openbranch.edge.hours.calendar import Calendar
+from openbranch.edge.hours.control import sign
+from openbranch.edge.hours.policy import planned_actions
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.mqtt import publish_once
 
 __all__ = [
     "command_commands",
     "gateway_commands",
-    "load_checked",
     "main",
     "schedule_commands",
 ]
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-def load_checked(path: Path) -> GatewayConfig:
-    """A gateway config validated against the models and the installed integrations."""
-    return load_gateway_config(path, check_device=default_registry().check_device)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -202,7 +197,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from edge.demo import simulate_day  # noqa: PLC0415 - the demo module imports this one
+    from openbranch.edge.demo.day import simulate_day  # noqa: PLC0415 - the demo is heavy to import
 
     logging.getLogger().setLevel(logging.WARNING)
     simulate_day(args.config, args.date, args.duration)

@@ -14,9 +14,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge import schema
-from edge.device import PointInfo
-from edge.yamlsource import ConfigError, Problem, parse_yaml, validate
+from openbranch.edge.core import schema
+from openbranch.edge.core.device import PointInfo
+from openbranch.edge.core.yamlsource import ConfigError, Problem, parse_yaml, validate
 
 __all__ = ["Catalogue", "Point", "Profile", "ProfileError"]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dashboards import grafana
-from edge.registry import default_registry
-from provisioning import influx
-from provisioning.inventory import Inventory, inventory_json_schema, load_inventory
-from provisioning.render import fleet_of, render, user_of
-from provisioning.secrets import Secrets
+from openbranch.dashboards import grafana
+from openbranch.edge.core.registry import default_registry
+from openbranch.provisioning import influx
+from openbranch.provisioning.inventory import Inventory, inventory_json_schema, load_inventory
+from openbranch.provisioning.render import fleet_of, render, user_of
+from openbranch.provisioning.secrets import Secrets
 
 __all__ = ["diff", "provision_commands"]
 

@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from edge import schema
+from openbranch.edge.core import schema
 
 __all__ = ["InfluxSetup", "apply", "setup_for"]
 

@@ -14,11 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.calendar import OpeningHours
-from edge.config import DeviceConfig, MqttConfig, SinkConfig, device_problems
-from edge.policy import ClosingPolicy
-from edge.reconciler import Actuator
-from edge.yamlsource import ConfigError, Document, Problem, load_yaml, validate
+from openbranch.edge.core.config import DeviceConfig, MqttConfig, SinkConfig, device_problems
+from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
+from openbranch.edge.core.yamlsource import ConfigError, Document, Problem, load_yaml, validate
 
 __all__ = [
     "Branch",

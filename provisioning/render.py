@@ -14,14 +14,14 @@ from typing import Any
 
 import yaml
 
-from dashboards import ALERT_RULES_FILE, BranchInfo, Fleet
-from dashboards import build as build_dashboards
-from dashboards.model import DATASOURCE
-from edge.calendar import OpeningHours
-from edge.config import HomeAssistantConfig, MqttTransport
-from provisioning.influx import setup_for
-from provisioning.inventory import Branch, Defaults, Inventory
-from provisioning.secrets import Secrets
+from openbranch.dashboards import ALERT_RULES_FILE, BranchInfo, Fleet
+from openbranch.dashboards import build as build_dashboards
+from openbranch.dashboards.model import DATASOURCE
+from openbranch.edge.core.config import HomeAssistantConfig, MqttTransport
+from openbranch.edge.core.schedule import OpeningHours
+from openbranch.provisioning.influx import setup_for
+from openbranch.provisioning.inventory import Branch, Defaults, Inventory
+from openbranch.provisioning.secrets import Secrets
 
 __all__ = [
     "GATEWAY_SECRETS",

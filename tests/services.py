@@ -28,7 +28,7 @@ temporary directory and process group, with its log in that directory:
   ``scripts/setup`` installs them) or the server would not start.
 """
 
-from edge.devservers import (
+from openbranch.edge.demo.servers import (
     Influxd,
     Mosquitto,
     Service,

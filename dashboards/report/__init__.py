@@ -6,7 +6,7 @@ Scope 2 CO2e, indicators, data quality and method; as CSV, XLSX or HTML.
 table: ``README.md`` beside this file.
 """
 
-from dashboards.report.energy import (
+from openbranch.dashboards.report.energy import (
     BranchRow,
     EnergyReport,
     MeterQuality,
@@ -14,17 +14,23 @@ from dashboards.report.energy import (
     ReportOptions,
     build_report,
 )
-from dashboards.report.factors import (
+from openbranch.dashboards.report.factors import (
     DEFAULT_FACTORS,
     FactorTable,
     HourlyFactors,
     load_factor_table,
     load_hourly_factors,
 )
-from dashboards.report.htmlpage import write_html
-from dashboards.report.inputs import BranchInfo, load_branches, load_degree_days
-from dashboards.report.source import HourRow, InfluxSource, Source, SourceError, StoreSource
-from dashboards.report.writers import write_csv, write_xlsx
+from openbranch.dashboards.report.htmlpage import write_html
+from openbranch.dashboards.report.inputs import BranchInfo, load_branches, load_degree_days
+from openbranch.dashboards.report.source import (
+    HourRow,
+    InfluxSource,
+    Source,
+    SourceError,
+    StoreSource,
+)
+from openbranch.dashboards.report.writers import write_csv, write_xlsx
 
 __all__ = [
     "DEFAULT_FACTORS",

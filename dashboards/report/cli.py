@@ -15,13 +15,17 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from dashboards.report.energy import EnergyReport, ReportOptions, build_report
-from dashboards.report.factors import DEFAULT_FACTORS, load_factor_table, load_hourly_factors
-from dashboards.report.htmlpage import write_html
-from dashboards.report.inputs import BranchInfo, load_branches, load_degree_days
-from dashboards.report.source import InfluxSource, Source, SourceError, StoreSource
-from dashboards.report.writers import write_csv, write_xlsx
-from edge.config import load_gateway_config
+from openbranch.dashboards.report.energy import EnergyReport, ReportOptions, build_report
+from openbranch.dashboards.report.factors import (
+    DEFAULT_FACTORS,
+    load_factor_table,
+    load_hourly_factors,
+)
+from openbranch.dashboards.report.htmlpage import write_html
+from openbranch.dashboards.report.inputs import BranchInfo, load_branches, load_degree_days
+from openbranch.dashboards.report.source import InfluxSource, Source, SourceError, StoreSource
+from openbranch.dashboards.report.writers import write_csv, write_xlsx
+from openbranch.edge.core.config import load_gateway_config
 
 __all__ = ["WRITERS", "report_commands", "run_energy"]
 

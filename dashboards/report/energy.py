@@ -33,11 +33,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
-from dashboards.report.inputs import BranchInfo
-from dashboards.report.source import DAY_NS, HOUR_NS, Counter, HourRow, RegisterDay, Source
-from edge import schema
-from edge.energy import RESET_RATIO, HourQuality
+from openbranch.dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
+from openbranch.dashboards.report.inputs import BranchInfo
+from openbranch.dashboards.report.source import (
+    DAY_NS,
+    HOUR_NS,
+    Counter,
+    HourRow,
+    RegisterDay,
+    Source,
+)
+from openbranch.edge.core import schema
+from openbranch.edge.telemetry.energy import RESET_RATIO, HourQuality
 
 __all__ = [
     "BranchRow",

@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge import schema
-from edge.yamlsource import ConfigError, Problem, load_yaml, validate
+from openbranch.edge.core import schema
+from openbranch.edge.core.yamlsource import ConfigError, Problem, load_yaml, validate
 
 __all__ = [
     "DEFAULT_FACTORS",

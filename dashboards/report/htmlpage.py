@@ -15,9 +15,9 @@ from decimal import Decimal
 from html import escape
 from pathlib import Path
 
-from dashboards.report.energy import ZERO, EnergyReport
-from dashboards.report.tables import Table, Value, q, report_tables
-from edge import schema
+from openbranch.dashboards.report.energy import ZERO, EnergyReport
+from openbranch.dashboards.report.tables import Table, Value, q, report_tables
+from openbranch.edge.core import schema
 
 __all__ = ["CARRIER_COLOURS", "RANKING_COLOUR", "monthly_chart", "ranking_chart", "write_html"]
 

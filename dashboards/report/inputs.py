@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.yamlsource import ConfigError, Problem, load_yaml, validate
+from openbranch.edge.core.yamlsource import ConfigError, Problem, load_yaml, validate
 
 __all__ = [
     "DEGREE_DAY_BASE_C",

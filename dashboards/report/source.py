@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import influxdb
 
-from edge import schema
-from edge.outbox import Outbox
+from openbranch.edge.core import schema
+from openbranch.edge.telemetry.outbox import Outbox
 
 __all__ = [
     "Counter",

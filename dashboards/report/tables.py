@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from dashboards.report.energy import (
+from openbranch.dashboards.report.energy import (
     BranchRow,
     EnergyReport,
     MeterQuality,
@@ -20,8 +20,8 @@ from dashboards.report.energy import (
     method_notes,
     unit_of,
 )
-from dashboards.report.factors import FactorRow
-from edge import schema
+from openbranch.dashboards.report.factors import FactorRow
+from openbranch.edge.core import schema
 
 __all__ = ["Column", "Table", "Value", "report_tables"]
 

@@ -18,8 +18,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from dashboards.report.energy import EnergyReport
-from dashboards.report.tables import Table, Value, report_tables
+from openbranch.dashboards.report.energy import EnergyReport
+from openbranch.dashboards.report.tables import Table, Value, report_tables
 
 __all__ = ["write_csv", "write_xlsx"]
 

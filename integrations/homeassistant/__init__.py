@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from edge.gateway import ExtensionContext
-from integrations.homeassistant.discovery import (
+from openbranch.edge.core.registry import ExtensionContext
+from openbranch.integrations.homeassistant.discovery import (
     DiscoveryError,
     Entity,
     alert_entity,
@@ -14,7 +14,7 @@ from integrations.homeassistant.discovery import (
     entities,
     node_id,
 )
-from integrations.homeassistant.publisher import HomeAssistantDiscovery
+from openbranch.integrations.homeassistant.publisher import HomeAssistantDiscovery
 
 __all__ = [
     "DiscoveryError",

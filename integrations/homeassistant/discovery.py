@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from edge import schema
-from edge.config import DeviceConfig, GatewayConfig, MqttConfig
-from edge.gateway import GATEWAY_DEVICE, state_key
-from edge.mqtt import Topics
-from integrations.homeassistant.entity import Category, Kind, Platform, kind_of
-from integrations.homeassistant.profiles import profile_for
-from integrations.profile import Point, Profile
+from openbranch.edge.core import schema
+from openbranch.edge.core.config import DeviceConfig, GatewayConfig, MqttConfig
+from openbranch.edge.core.messaging import Topics, state_key
+from openbranch.edge.core.schema import GATEWAY_DEVICE
+from openbranch.integrations.homeassistant.entity import Category, Kind, Platform, kind_of
+from openbranch.integrations.homeassistant.profiles import profile_for
+from openbranch.integrations.profile import Point, Profile
 
 __all__ = [
     "DiscoveryError",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
-from edge import schema
+from openbranch.edge.core import schema
 
 __all__ = ["KINDS", "Category", "Kind", "Platform", "kind_of"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.config import DeviceConfig, MqttTransport
-from integrations.modbus.profile import CATALOGUE as MODBUS
-from integrations.mqtt.profile import CATALOGUE as MQTT
-from integrations.profile import Profile
+from openbranch.edge.core.config import DeviceConfig, MqttTransport
+from openbranch.integrations.modbus.profile import CATALOGUE as MODBUS
+from openbranch.integrations.mqtt.profile import CATALOGUE as MQTT
+from openbranch.integrations.profile import Profile
 
 __all__ = ["profile_for"]
 

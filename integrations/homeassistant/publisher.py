@@ -19,11 +19,11 @@ import json
 import logging
 from collections.abc import Iterable
 
-from edge import schema
-from edge.config import GatewayConfig
-from edge.gateway import DEVICE_DOWN, GATEWAY_DEVICE
-from edge.mqtt import MqttSession
-from integrations.homeassistant.discovery import (
+from openbranch.edge.core import schema
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.messaging import MqttLink
+from openbranch.edge.core.schema import DEVICE_DOWN, GATEWAY_DEVICE
+from openbranch.integrations.homeassistant.discovery import (
     alert_entity,
     discovery,
     is_alert_topic,
@@ -47,7 +47,7 @@ class HomeAssistantDiscovery:
         self,
         *,
         config: GatewayConfig,
-        session: MqttSession,
+        session: MqttLink,
         collect_window: float = COLLECT_WINDOW,
     ) -> None:
         self._config = config

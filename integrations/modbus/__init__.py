@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp, MqttConfig
-from edge.registry import BuildContext, Registry
-from integrations.modbus.device import ModbusDevice
-from integrations.modbus.profile import CATALOGUE, ModbusProfile
-from integrations.modbus.simulator import Simulation
-from integrations.modbus.transport import BusPool
+from openbranch.edge.core.config import (
+    DeviceConfig,
+    ModbusRtu,
+    ModbusRtuOverTcp,
+    ModbusTcp,
+    MqttConfig,
+)
+from openbranch.edge.core.registry import BuildContext, Registry
+from openbranch.integrations.modbus.device import ModbusDevice
+from openbranch.integrations.modbus.profile import CATALOGUE, ModbusProfile
+from openbranch.integrations.modbus.simulator import Simulation
+from openbranch.integrations.modbus.transport import BusPool
 
 __all__ = ["CATALOGUE", "ModbusDevice", "ModbusDriver", "ModbusProfile", "register"]
 

@@ -29,7 +29,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from integrations.modbus.register import ByteOrder, DataType, word_count
+from openbranch.integrations.modbus.register import ByteOrder, DataType, word_count
 
 __all__ = ["NoValue", "Value", "decode", "encode"]
 

@@ -10,17 +10,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge import schema
-from edge.clock import Clock
-from edge.command import Command, CommandError
-from edge.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
-from edge.device import Accept, DeviceUnreachable, PollResult, Reject
-from edge.reading import Reading, Value
-from integrations.modbus.decode import NoValue, decode, encode
-from integrations.modbus.planner import Request, plan
-from integrations.modbus.profile import ModbusPoint, ModbusProfile
-from integrations.modbus.register import DataType
-from integrations.modbus.transport import Bus, ModbusExceptionResponse, Pacing
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.command import Command, CommandError
+from openbranch.edge.core.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
+from openbranch.edge.core.device import Accept, DeviceUnreachable, PollResult, Reject
+from openbranch.edge.core.reading import Reading, Value
+from openbranch.integrations.modbus.decode import NoValue, decode, encode
+from openbranch.integrations.modbus.planner import Request, plan
+from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
+from openbranch.integrations.modbus.register import DataType
+from openbranch.integrations.modbus.transport import Bus, ModbusExceptionResponse, Pacing
 
 __all__ = ["ModbusDevice", "decode_point"]
 

@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from integrations.modbus.register import Table
+from openbranch.integrations.modbus.register import Table
 
 __all__ = ["MAX_BITS", "MAX_REGISTERS", "Footprint", "Hole", "Request", "lower_bound", "plan"]
 

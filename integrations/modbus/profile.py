@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge import schema
-from edge.yamlsource import LocatedValueError
-from integrations.modbus.planner import Footprint, Hole
-from integrations.modbus.register import ByteOrder, DataType, Table, word_count
-from integrations.profile import Catalogue, Point, Profile
+from openbranch.edge.core import schema
+from openbranch.edge.core.yamlsource import LocatedValueError
+from openbranch.integrations.modbus.planner import Footprint, Hole
+from openbranch.integrations.modbus.register import ByteOrder, DataType, Table, word_count
+from openbranch.integrations.profile import Catalogue, Point, Profile
 
 __all__ = ["CATALOGUE", "HoleSpec", "ModbusPoint", "ModbusProfile"]
 
@@ -170,4 +170,4 @@ class ModbusProfile(Profile[ModbusPoint]):
         return point.order or self.byte_order
 
 
-CATALOGUE: Catalogue[ModbusProfile] = Catalogue(ModbusProfile, "integrations.modbus")
+CATALOGUE: Catalogue[ModbusProfile] = Catalogue(ModbusProfile, "openbranch.integrations.modbus")

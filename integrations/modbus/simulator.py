@@ -23,13 +23,13 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 
-from edge.config import DeviceConfig, ModbusRtuOverTcp, ModbusTcp
-from edge.device import PointInfo
-from edge.reading import Value
-from integrations.modbus.decode import NoValue, encode
-from integrations.modbus.device import decode_point
-from integrations.modbus.profile import ModbusPoint, ModbusProfile
-from integrations.modbus.register import DataType, Table
+from openbranch.edge.core.config import DeviceConfig, ModbusRtuOverTcp, ModbusTcp
+from openbranch.edge.core.device import PointInfo
+from openbranch.edge.core.reading import Value
+from openbranch.integrations.modbus.decode import NoValue, encode
+from openbranch.integrations.modbus.device import decode_point
+from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
+from openbranch.integrations.modbus.register import DataType, Table
 
 __all__ = ["ModbusSimulator", "SimulatedUnit", "Simulation"]
 

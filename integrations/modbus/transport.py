@@ -22,9 +22,9 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from edge.config import ModbusRtu, ModbusRtuOverTcp, ModbusTcp
-from edge.device import DeviceError, DeviceUnreachable
-from integrations.modbus.register import Table
+from openbranch.edge.core.config import ModbusRtu, ModbusRtuOverTcp, ModbusTcp
+from openbranch.edge.core.device import DeviceError, DeviceUnreachable
+from openbranch.integrations.modbus.register import Table
 
 __all__ = ["EXCEPTION_NAMES", "Bus", "BusPool", "ModbusExceptionResponse", "Pacing"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.config import DeviceConfig, MqttConfig
-from edge.registry import BuildContext, Registry
-from integrations.mqtt.device import MqttDevice
-from integrations.mqtt.profile import CATALOGUE, MqttProfile
-from integrations.mqtt.simulator import MqttSimulation
+from openbranch.edge.core.config import DeviceConfig, MqttConfig
+from openbranch.edge.core.registry import BuildContext, Registry
+from openbranch.integrations.mqtt.device import MqttDevice
+from openbranch.integrations.mqtt.profile import CATALOGUE, MqttProfile
+from openbranch.integrations.mqtt.simulator import MqttSimulation
 
 __all__ = ["CATALOGUE", "MqttDevice", "MqttDriver", "MqttProfile", "register"]
 

@@ -13,16 +13,16 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 
-from edge import schema
-from edge.clock import Clock
-from edge.command import Command, CommandError
-from edge.config import DeviceConfig, MqttTransport
-from edge.device import Accept, DeviceError, DeviceUnreachable, PollResult, Reject
-from edge.mqtt import MqttSession
-from edge.reading import Reading, Value
-from integrations.mqtt.payload import Extractor, PayloadError, parse
-from integrations.mqtt.profile import MqttProfile
-from integrations.profile import ProfileError
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.command import Command, CommandError
+from openbranch.edge.core.config import DeviceConfig, MqttTransport
+from openbranch.edge.core.device import Accept, DeviceError, DeviceUnreachable, PollResult, Reject
+from openbranch.edge.core.messaging import MqttLink
+from openbranch.edge.core.reading import Reading, Value
+from openbranch.integrations.mqtt.payload import Extractor, PayloadError, parse
+from openbranch.integrations.mqtt.profile import MqttProfile
+from openbranch.integrations.profile import ProfileError
 
 __all__ = ["MqttDevice"]
 
@@ -40,7 +40,7 @@ class MqttDevice:
         *,
         config: DeviceConfig,
         profile: MqttProfile,
-        session: MqttSession | None,
+        session: MqttLink | None,
         branch: str,
         clock: Clock,
     ) -> None:

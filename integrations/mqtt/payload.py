@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import schema
-from edge.reading import Value
-from integrations.mqtt.profile import MqttPoint
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Value
+from openbranch.integrations.mqtt.profile import MqttPoint
 
 __all__ = ["Extracted", "Extractor", "PayloadError", "extract", "parse"]
 

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge import schema
-from integrations.profile import Catalogue, Point, Profile
+from openbranch.edge.core import schema
+from openbranch.integrations.profile import Catalogue, Point, Profile
 
 __all__ = ["CATALOGUE", "JsonType", "MqttExample", "MqttPoint", "MqttProfile"]
 
@@ -135,4 +135,4 @@ class MqttProfile(Profile[MqttPoint]):
         return [p for p in self.points if p.topic == topic]
 
 
-CATALOGUE: Catalogue[MqttProfile] = Catalogue(MqttProfile, "integrations.mqtt")
+CATALOGUE: Catalogue[MqttProfile] = Catalogue(MqttProfile, "openbranch.integrations.mqtt")

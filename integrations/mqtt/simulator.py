@@ -24,10 +24,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import DeviceConfig, MqttConfig, MqttTransport
-from edge.device import PointInfo
-from edge.reading import Value
-from integrations.mqtt.profile import MqttPoint, MqttProfile
+from openbranch.edge.core.config import DeviceConfig, MqttConfig, MqttTransport
+from openbranch.edge.core.device import PointInfo
+from openbranch.edge.core.reading import Value
+from openbranch.integrations.mqtt.profile import MqttPoint, MqttProfile
 
 __all__ = ["MqttSimulation", "SimulatedMqttDevice", "connect_packet", "publish_packet"]
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.demo import DEFAULT_CONFIG, run_demo
+from openbranch.edge.demo.day import DEFAULT_CONFIG, run_demo
 from tests.services import Influxd
 
 DEMO_DAY = date(2026, 11, 30)  # a Monday: self-service, staffed, self-service, closed

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dashboards.alerts import AlertRule, alert_rules
-from dashboards.influxql import NOT_EMPTY_ALERT
-from dashboards.interpolate import TimeRange, interpolate
-from dashboards.model import BranchInfo, Fleet
-from edge import schema
-from edge.reading import Reading
+from openbranch.dashboards.alerts import AlertRule, alert_rules
+from openbranch.dashboards.influxql import NOT_EMPTY_ALERT
+from openbranch.dashboards.model import BranchInfo, Fleet
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
 from tests.services import Influxd
+from tests.support.interpolate import TimeRange, interpolate
 
 CPH = ZoneInfo("Europe/Copenhagen")
 NOW = datetime(2026, 11, 30, 23, 2, 30, tzinfo=CPH)  # 2.5 min into a 5-minute bucket

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from dashboards import BranchInfo, Dashboard, Fleet, Panel, Target, all_dashboards
-from dashboards.interpolate import TimeRange, VariableValue, all_of, interpolate
-from edge import schema
-from edge.calendar import Mode
+from openbranch.dashboards import BranchInfo, Dashboard, Fleet, Panel, Target, all_dashboards
+from openbranch.edge.core import schema
+from openbranch.edge.core.schedule import Mode
 from tests.dashboards.conftest import DemoData
 from tests.dashboards.grafana_standin import calculate_binary, group_by, join_by_field, rows_of
 from tests.services import Influxd
+from tests.support.interpolate import TimeRange, VariableValue, all_of, interpolate
 
 AREA = 800.0
 

@@ -3,8 +3,8 @@ read is there, for the demo branch."""
 
 from __future__ import annotations
 
-from edge import schema
-from edge.calendar import Mode
+from openbranch.edge.core import schema
+from openbranch.edge.core.schedule import Mode
 from tests.dashboards.conftest import DemoData
 from tests.services import Influxd
 

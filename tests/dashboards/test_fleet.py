@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from dashboards.fleet import fleet_overview, panels_of
-from dashboards.interpolate import TimeRange, VariableValue, interpolate
-from edge import schema
-from edge.reading import Reading
+from openbranch.dashboards.fleet import fleet_overview, panels_of
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
 from tests.services import Influxd
+from tests.support.interpolate import TimeRange, VariableValue, interpolate
 
 BRANCHES = ("hasle", "viby")
 

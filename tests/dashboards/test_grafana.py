@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.fleet import fleet_overview
-from dashboards.grafana import push
+from openbranch.dashboards.fleet import fleet_overview
+from openbranch.dashboards.grafana import push
 from tests.services import free_port
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dashboards.interpolate import (
+from tests.support.interpolate import (
     TimeRange,
     VariableValue,
     all_of,

@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from dashboards import ALERT_RULES_FILE, build
-from edge.registry import default_registry
-from provisioning.inventory import load_inventory
-from provisioning.render import GRAFANA_DASHBOARDS, fleet_of, render
-from provisioning.secrets import Secrets
+from openbranch.dashboards import ALERT_RULES_FILE, build
+from openbranch.edge.core.registry import default_registry
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import GRAFANA_DASHBOARDS, fleet_of, render
+from openbranch.provisioning.secrets import Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 

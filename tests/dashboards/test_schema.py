@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dashboards import ALERT_RULES_FILE, BranchInfo, Fleet, build
+from openbranch.dashboards import ALERT_RULES_FILE, BranchInfo, Fleet, build
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "dashboards"
 BUILTINS = {"timeFilter", "__interval", "interval", "__interval_ms"}

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from edge.config import DeviceConfig
-from edge.demo import prepare_config, run_demo
-from edge.outbox import Outbox
-from edge.registry import default_registry
-from edge.yamlsource import load_yaml
+from openbranch.edge.core.config import DeviceConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.core.yamlsource import load_yaml
+from openbranch.edge.demo.day import prepare_config, run_demo
+from openbranch.edge.telemetry.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "integrations" / "modbus" / "sample.yaml"
@@ -28,7 +28,7 @@ DEMO = ROOT / "examples" / "demo" / "gateway.yaml"
 
 def openbranch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args],
+        [sys.executable, "-m", "openbranch.edge.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

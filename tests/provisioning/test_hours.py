@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from edge.calendar import Calendar, Mode
-from edge.cli import load_checked
-from edge.registry import default_registry
-from provisioning.inventory import load_inventory
-from provisioning.render import render
-from provisioning.secrets import Secrets
+from openbranch.edge.core.registry import default_registry, load_checked
+from openbranch.edge.core.schedule import Mode
+from openbranch.edge.hours.calendar import Calendar
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import render
+from openbranch.provisioning.secrets import Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 AARHUS = ROOT / "examples" / "inventories" / "aarhus.yaml"

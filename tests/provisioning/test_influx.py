@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from provisioning.influx import apply, setup_for
+from openbranch.provisioning.influx import apply, setup_for
 from tests.services import Influxd
 
 

@@ -16,10 +16,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.registry import default_registry
-from provisioning.inventory import load_inventory
-from provisioning.render import render
-from provisioning.secrets import Secrets
+from openbranch.edge.core.registry import default_registry
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import render
+from openbranch.provisioning.secrets import Secrets
 from tests.conftest import start_or_fail
 from tests.services import Mosquitto, free_port
 

@@ -12,7 +12,7 @@ AARHUS = ROOT / "examples" / "inventories" / "aarhus.yaml"
 
 def provision(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "provision", *args],
+        [sys.executable, "-m", "openbranch.edge.cli", "provision", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

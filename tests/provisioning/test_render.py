@@ -13,13 +13,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.cli import load_checked
-from edge.registry import default_registry
-from edge.yamlsource import ConfigError
-from integrations.homeassistant.discovery import node_id
-from provisioning.inventory import load_inventory
-from provisioning.render import render
-from provisioning.secrets import Secrets
+from openbranch.edge.core.registry import default_registry, load_checked
+from openbranch.edge.core.yamlsource import ConfigError
+from openbranch.integrations.homeassistant.discovery import node_id
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import render
+from openbranch.provisioning.secrets import Secrets
 from tests.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,7 +282,7 @@ def test_bridge_for_a_branch_with_a_local_broker_carries_no_secret(tmp_path: Pat
 def test_inventory_json_schema_for_editors() -> None:
     import json
 
-    from provisioning.inventory import inventory_json_schema
+    from openbranch.provisioning.inventory import inventory_json_schema
 
     schema = json.loads(inventory_json_schema())
     assert schema["title"] == "OpenBranch fleet inventory"

@@ -24,8 +24,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge import schema
-from edge.reading import Reading
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
 
 MARCH_START = datetime(2026, 2, 28, 23, tzinfo=UTC)  # 1 March 00:00 CET
 MARCH_END = datetime(2026, 3, 31, 22, tzinfo=UTC)  # 1 April 00:00 CEST

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.report import (
+from openbranch.dashboards.report import (
     InfluxSource,
     ReportOptions,
     StoreSource,
@@ -21,8 +21,8 @@ from dashboards.report import (
     load_branches,
     load_factor_table,
 )
-from dashboards.report.tables import report_tables
-from edge import schema
+from openbranch.dashboards.report.tables import report_tables
+from openbranch.edge.core import schema
 from tests.dashboards.conftest import DemoData
 from tests.services import Influxd
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from dashboards.report import (
+from openbranch.dashboards.report import (
     InfluxSource,
     ReportOptions,
     StoreSource,
@@ -20,12 +20,12 @@ from dashboards.report import (
     load_factor_table,
     load_hourly_factors,
 )
-from dashboards.report.energy import EnergyReport
-from dashboards.report.tables import report_tables
-from edge import schema
-from edge.cli import main
-from edge.outbox import Outbox
-from edge.yamlsource import ConfigError
+from openbranch.dashboards.report.energy import EnergyReport
+from openbranch.dashboards.report.tables import report_tables
+from openbranch.edge.cli import main
+from openbranch.edge.core import schema
+from openbranch.edge.core.yamlsource import ConfigError
+from openbranch.edge.telemetry.outbox import Outbox
 from tests.conftest import start_or_fail
 from tests.dashboards.report import handmade
 from tests.dashboards.report.handmade import DH, EL

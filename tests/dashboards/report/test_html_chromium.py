@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.report import (
+from openbranch.dashboards.report import (
     ReportOptions,
     StoreSource,
     build_report,
@@ -24,9 +24,9 @@ from dashboards.report import (
     load_factor_table,
     write_html,
 )
-from dashboards.report.htmlpage import CARRIER_COLOURS, RANKING_COLOUR
-from edge import schema
-from edge.outbox import Outbox
+from openbranch.dashboards.report.htmlpage import CARRIER_COLOURS, RANKING_COLOUR
+from openbranch.edge.core import schema
+from openbranch.edge.telemetry.outbox import Outbox
 from tests.conftest import unavailable
 from tests.dashboards.report import handmade
 from tests.dashboards.report.handmade import DH, EL

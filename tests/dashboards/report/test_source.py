@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.report.source import SourceError, StoreSource, parse_fields
-from edge import schema
-from edge.outbox import Outbox
-from edge.reading import Reading
+from openbranch.dashboards.report.source import SourceError, StoreSource, parse_fields
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.telemetry.outbox import Outbox
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from edge.devservers import Service, ServiceUnavailable
+from openbranch.edge.demo.servers import Service, ServiceUnavailable
 
 __all__ = ["HA_VERSION", "HomeAssistant", "ha_python"]
 

@@ -10,19 +10,25 @@ from typing import Any
 
 import pytest
 
-from edge import schema
-from edge.clock import SystemClock
-from edge.config import DeviceConfig, GatewayConfig, gateway_json_schema, load_gateway_config
-from edge.gateway import GATEWAY_DEVICE, ExtensionContext, state_key
-from edge.registry import default_registry
-from edge.yamlsource import ConfigError
-from integrations.homeassistant import DiscoveryError, alert_entity, entities, extension
-from integrations.homeassistant.entity import KINDS, Platform
-from integrations.modbus.profile import CATALOGUE as MODBUS
-from integrations.mqtt.profile import CATALOGUE as MQTT
-from integrations.profile import Point, Profile
-from provisioning.inventory import load_inventory
-from provisioning.render import render_gateway
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.config import (
+    DeviceConfig,
+    GatewayConfig,
+    gateway_json_schema,
+    load_gateway_config,
+)
+from openbranch.edge.core.messaging import state_key
+from openbranch.edge.core.registry import ExtensionContext, default_registry
+from openbranch.edge.core.schema import GATEWAY_DEVICE
+from openbranch.edge.core.yamlsource import ConfigError
+from openbranch.integrations.homeassistant import DiscoveryError, alert_entity, entities, extension
+from openbranch.integrations.homeassistant.entity import KINDS, Platform
+from openbranch.integrations.modbus.profile import CATALOGUE as MODBUS
+from openbranch.integrations.mqtt.profile import CATALOGUE as MQTT
+from openbranch.integrations.profile import Point, Profile
+from openbranch.provisioning.inventory import load_inventory
+from openbranch.provisioning.render import render_gateway
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = re.compile(

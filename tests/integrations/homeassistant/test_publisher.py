@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from edge.clock import SystemClock
-from edge.config import GatewayConfig
-from edge.gateway import Gateway, open_outbox
-from edge.registry import default_registry
-from integrations.homeassistant import HomeAssistantDiscovery, alert_entity, discovery
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.integrations.homeassistant import HomeAssistantDiscovery, alert_entity, discovery
 from tests.mqttwatch import Watcher, retained_all
 from tests.services import Mosquitto
 

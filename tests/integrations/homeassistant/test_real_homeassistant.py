@@ -25,14 +25,15 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import schema
-from edge.clock import ScaledClock
-from edge.config import GatewayConfig
-from edge.devservers import free_port
-from edge.gateway import GATEWAY_DEVICE, Gateway, open_outbox
-from edge.registry import default_registry
-from integrations.homeassistant import Entity, entities
-from integrations.homeassistant.profiles import profile_for
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import ScaledClock
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.core.schema import GATEWAY_DEVICE
+from openbranch.edge.demo.servers import free_port
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.integrations.homeassistant import Entity, entities
+from openbranch.integrations.homeassistant.profiles import profile_for
 from tests.conftest import start_or_fail
 from tests.integrations.homeassistant.homeassistant import HomeAssistant, ha_python
 from tests.mqttwatch import retained
@@ -321,7 +322,7 @@ def test_hung_gateway_is_unavailable_within_the_keepalive_window(
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     wanted = [e for e in entities(config) if ":front-door:" in e.unique_id]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gateway", "run", str(path)],
+        [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

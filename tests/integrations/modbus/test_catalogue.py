@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from edge import schema
-from edge.yamlsource import ConfigError, parse_yaml, validate
-from integrations.modbus.decode import decode, encode
-from integrations.modbus.planner import MAX_BITS, MAX_REGISTERS, plan
-from integrations.modbus.profile import CATALOGUE, ModbusPoint, ModbusProfile
-from integrations.modbus.register import DataType, Table, word_count
-from integrations.profile import Catalogue
+from openbranch.edge.core import schema
+from openbranch.edge.core.yamlsource import ConfigError, parse_yaml, validate
+from openbranch.integrations.modbus.decode import decode, encode
+from openbranch.integrations.modbus.planner import MAX_BITS, MAX_REGISTERS, plan
+from openbranch.integrations.modbus.profile import CATALOGUE, ModbusPoint, ModbusProfile
+from openbranch.integrations.modbus.register import DataType, Table, word_count
+from openbranch.integrations.profile import Catalogue
 
 FILES: dict[str, Traversable] = {f.name.removesuffix(".yaml"): f for f in CATALOGUE.files()}
 IDS = sorted(FILES)
@@ -71,13 +71,13 @@ def _field(point: ModbusPoint) -> schema.Field:
 
 
 def test_the_catalogue_loads_every_file() -> None:
-    profiles = Catalogue(ModbusProfile, "integrations.modbus").all()  # fresh: no cache
+    profiles = Catalogue(ModbusProfile, "openbranch.integrations.modbus").all()  # fresh: no cache
     assert sorted(profiles) == IDS
     assert len(profiles) >= 7
 
 
 def test_every_role_has_a_profile() -> None:
-    profiles = Catalogue(ModbusProfile, "integrations.modbus").all()
+    profiles = Catalogue(ModbusProfile, "openbranch.integrations.modbus").all()
     roles = {
         (p.measurement, prof.tags.get(schema.Tag.CARRIER.value))
         for prof in profiles.values()

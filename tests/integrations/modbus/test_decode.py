@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from integrations.modbus.decode import NoValue, decode, encode
-from integrations.modbus.register import ByteOrder, DataType
+from openbranch.integrations.modbus.decode import NoValue, decode, encode
+from openbranch.integrations.modbus.register import ByteOrder, DataType
 
 A, B, C, D = ByteOrder.ABCD, ByteOrder.BADC, ByteOrder.CDAB, ByteOrder.DCBA
 T = DataType

@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 from pymodbus.constants import ExcCodes
 
-from edge import schema
-from edge.clock import ScaledClock, SystemClock
-from edge.command import Command, CommandError
-from edge.config import DeviceConfig
-from edge.coordinator import Coordinator
-from edge.yamlsource import parse_yaml, validate
-from integrations.modbus.device import ModbusDevice
-from integrations.modbus.profile import ModbusProfile
-from integrations.modbus.register import Table
-from integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
-from integrations.modbus.transport import Bus
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import ScaledClock, SystemClock
+from openbranch.edge.core.command import Command, CommandError
+from openbranch.edge.core.config import DeviceConfig
+from openbranch.edge.core.yamlsource import parse_yaml, validate
+from openbranch.edge.runtime.coordinator import Coordinator
+from openbranch.integrations.modbus.device import ModbusDevice
+from openbranch.integrations.modbus.profile import ModbusProfile
+from openbranch.integrations.modbus.register import Table
+from openbranch.integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
+from openbranch.integrations.modbus.transport import Bus
 from tests.services import free_port
 
 PROFILE = """\
@@ -212,7 +212,7 @@ def test_sentinel_is_missing_with_reason_not_a_number() -> None:
 def test_silent_device_goes_unavailable_once_and_recovers_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="edge.coordinator")
+    caplog.set_level(logging.WARNING, logger="openbranch.edge.runtime.coordinator")
     emitted: list[Any] = []
 
     async def scenario(server: ModbusSimulator, devices: list[ModbusDevice]) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from integrations.modbus.planner import Footprint, Hole, Request, lower_bound, plan
-from integrations.modbus.register import Table
+from openbranch.integrations.modbus.planner import Footprint, Hole, Request, lower_bound, plan
+from openbranch.integrations.modbus.register import Table
 
 IR, HR, CO, DI = Table.INPUT, Table.HOLDING, Table.COIL, Table.DISCRETE_INPUT
 TABLE_ORDER = [CO, DI, HR, IR]

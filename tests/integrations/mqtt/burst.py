@@ -21,9 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.config import MqttConfig
-from edge.devservers import Mosquitto
-from edge.mqtt import READ_CHUNK, MqttSession
+from openbranch.edge.core.config import MqttConfig
+from openbranch.edge.demo.servers import Mosquitto
+from openbranch.edge.runtime.mqtt import READ_CHUNK, MqttSession
 
 SIZES = [1, 2, 127, 128, 16_383, 16_384, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 7]
 PAYLOADS = [

@@ -7,9 +7,9 @@ import asyncio
 
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from edge.broker import EmbeddedBroker
-from edge.config import MqttConfig
-from edge.mqtt import MqttSession
+from openbranch.edge.core.config import MqttConfig
+from openbranch.edge.demo.broker import EmbeddedBroker
+from openbranch.edge.runtime.mqtt import MqttSession
 from tests.mqttwatch import Watcher
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import schema
-from edge.cli import load_checked
-from edge.config import MqttTransport, load_gateway_config
-from integrations.mqtt import MqttDriver
-from integrations.mqtt.profile import CATALOGUE
+from openbranch.edge.core import schema
+from openbranch.edge.core.config import MqttTransport, load_gateway_config
+from openbranch.edge.core.registry import load_checked
+from openbranch.integrations.mqtt import MqttDriver
+from openbranch.integrations.mqtt.profile import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[3]
 PROFILES = CATALOGUE.all()

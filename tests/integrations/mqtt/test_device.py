@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from edge import schema
-from edge.clock import SystemClock
-from edge.command import Command, CommandError
-from edge.config import DeviceConfig, MqttConfig
-from edge.coordinator import Coordinator
-from edge.device import DeviceUnreachable
-from edge.mqtt import MqttSession
-from edge.reading import Reading
-from edge.registry import BuildContext
-from integrations.mqtt import MqttDevice, MqttDriver
-from integrations.mqtt.simulator import MqttSimulation, SimulatedMqttDevice
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.command import Command, CommandError
+from openbranch.edge.core.config import DeviceConfig, MqttConfig
+from openbranch.edge.core.device import DeviceUnreachable
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.core.registry import BuildContext
+from openbranch.edge.runtime.coordinator import Coordinator
+from openbranch.edge.runtime.mqtt import MqttSession
+from openbranch.integrations.mqtt import MqttDevice, MqttDriver
+from openbranch.integrations.mqtt.simulator import MqttSimulation, SimulatedMqttDevice
 from tests.mqttwatch import Watcher
 from tests.services import Mosquitto
 

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from edge.clock import SystemClock
-from edge.config import GatewayConfig
-from edge.gateway import Gateway, open_outbox
-from edge.registry import default_registry
+from openbranch.edge.core.clock import SystemClock
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from tests.mqttwatch import retained
 from tests.services import Mosquitto
 
@@ -134,7 +134,7 @@ def test_birth_and_last_will(mosquitto: Mosquitto, tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "gateway", "run", str(path)],
+        [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

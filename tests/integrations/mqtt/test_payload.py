@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from integrations.mqtt.payload import Extracted, Extractor, PayloadError, extract, parse
-from integrations.mqtt.profile import CATALOGUE, MqttProfile
+from openbranch.integrations.mqtt.payload import Extracted, Extractor, PayloadError, extract, parse
+from openbranch.integrations.mqtt.profile import CATALOGUE, MqttProfile
 
 COUNTER = CATALOGUE.get("xovis-pc-line-count")
 CONTACT = CATALOGUE.get("aqara-door-contact")

@@ -20,10 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-import edge.mqtt
-from edge.config import MqttConfig
-from edge.mqtt import MqttError, MqttSession
-from integrations.mqtt.simulator import connect_packet, publish_packet
+import openbranch.edge.runtime.mqtt
+from openbranch.edge.core.config import MqttConfig
+from openbranch.edge.runtime.mqtt import MqttError, MqttSession
+from openbranch.integrations.mqtt.simulator import connect_packet, publish_packet
 from tests.mqttwatch import Watcher, retained
 from tests.services import Mosquitto, free_port
 
@@ -223,7 +223,7 @@ def test_the_publish_decoder_takes_whole_packets_only(v5: bool) -> None:
     the packets that end before the cut, and stops at a packet boundary for paho to go on."""
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.mqtt import _BufferedClient
+    from openbranch.edge.runtime.mqtt import _BufferedClient
 
     wanted = [
         ("a/b", b"", False, b""),
@@ -310,7 +310,7 @@ def test_a_refused_subscription_is_logged_naming_its_filter(
         session._loop = asyncio.get_running_loop()
         session._unacked = {7: "secret/#", 8: "allowed/#"}
         refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)
-        with caplog.at_level("ERROR", logger="edge.mqtt"):
+        with caplog.at_level("ERROR", logger="openbranch.edge.runtime.mqtt"):
             session._on_subscribe(session._client, None, 7, [refused], None)
             session._on_subscribe(
                 session._client, None, 8, [ReasonCode(PacketTypes.SUBACK, identifier=1)], None
@@ -350,8 +350,8 @@ def test_a_flood_is_held_back_at_the_broker_not_in_memory(
     the rest wait at the broker (here without a queue limit; Mosquitto's default of 1,000
     queued messages per client would drop the excess there), and every message arrives, in
     order."""
-    monkeypatch.setattr(edge.mqtt, "INBOX_MAX", 200)
-    monkeypatch.setattr(edge.mqtt, "DISPATCH_SLICE", 50)
+    monkeypatch.setattr(openbranch.edge.runtime.mqtt, "INBOX_MAX", 200)
+    monkeypatch.setattr(openbranch.edge.runtime.mqtt, "DISPATCH_SLICE", 50)
     total = 3000
     got: list[bytes] = []
     backlog: list[int] = []
@@ -385,7 +385,9 @@ def test_close_hands_over_every_message_already_received(
 ) -> None:
     """paho acknowledges a QoS 1 message to the broker as soon as the session has queued it;
     closing with messages still queued must hand them to the handlers, not drop them."""
-    monkeypatch.setattr(edge.mqtt, "DISPATCH_SLICE", 20)  # so close() starts with a backlog
+    monkeypatch.setattr(
+        openbranch.edge.runtime.mqtt, "DISPATCH_SLICE", 20
+    )  # so close() starts with a backlog
     got: list[bytes] = []
     received = [0]
     before_close = [0]

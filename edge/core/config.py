@@ -1,0 +1,408 @@
+"""The gateway's configuration: one YAML file per branch gateway, validated by these models.
+
+Secrets never sit in the YAML: a password or token is a reference, ``{env: NAME}`` or
+``{file: PATH}``, resolved when the gateway starts. Errors name the file, the line and the
+field (see ``edge.yamlsource``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
+from openbranch.edge.core.yamlsource import (
+    ConfigError,
+    Document,
+    Location,
+    Problem,
+    load_yaml,
+    validate,
+)
+
+__all__ = [
+    "BranchConfig",
+    "DeviceConfig",
+    "GatewayConfig",
+    "HomeAssistantConfig",
+    "InfluxV1Sink",
+    "InfluxV2Sink",
+    "ModbusRtu",
+    "ModbusRtuOverTcp",
+    "ModbusTcp",
+    "MqttConfig",
+    "MqttTransport",
+    "SecretRef",
+    "SinkConfig",
+    "StoreConfig",
+    "Transport",
+    "device_problems",
+    "gateway_json_schema",
+    "load_gateway_config",
+]
+
+
+def _range_check(lo: int, hi: int) -> AfterValidator:
+    """Reject ints outside lo..hi with ``300 is not in 1..247``."""
+
+    def check(value: int) -> int:
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is not in {lo}..{hi}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _range_schema(lo: int, hi: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "integer", "minimum": lo, "maximum": hi})
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (use seconds, or '500ms', '10s', '5m')")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration (use seconds, or '500ms', '10s', '5m')")
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative")
+    return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ],
+            "description": "seconds, or a string such as '500ms', '10s', '5m', '1h'",
+        }
+    ),
+]
+Port = Annotated[int, _range_check(1, 65535), _range_schema(1, 65535)]
+UnitId = Annotated[int, _range_check(1, 247), _range_schema(1, 247)]
+BatchSize = Annotated[int, _range_check(1, 100_000), _range_schema(1, 100_000)]
+DiskBound = Annotated[int, _range_check(1_000_000, 2**40), _range_schema(1_000_000, 2**40)]
+RegisterGap = Annotated[int, _range_check(0, 125), _range_schema(0, 125)]
+Identifier = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret comes from: an environment variable or a file (first line)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_value(cls, data: object) -> object:
+        if isinstance(data, str):
+            raise ValueError(
+                "secrets are never written in the config: use {env: VARIABLE} or {file: PATH}"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def resolve(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise LookupError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        return self.file.read_text(encoding="utf-8").splitlines()[0].strip()
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Copenhagen)") from None
+    return name
+
+
+class BranchConfig(_Model):
+    id: Identifier
+    name: str
+    timezone: Annotated[str, AfterValidator(_zone)] = "Europe/Copenhagen"
+
+
+class MqttConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: bool = False
+    keepalive: Duration = 30.0
+    topic_prefix: str = "openbranch"
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        default="auto", description="auto: MQTT v5 when the broker offers it, else 3.1.1"
+    )
+
+
+class InfluxV1Sink(_Model):
+    """InfluxDB 1.x write API (also InfluxDB 3.x's v1 compatibility)."""
+
+    type: Literal["influxdb_v1"]
+    url: str
+    database: str
+    username: str | None = None
+    password: SecretRef | None = None
+    batch_size: BatchSize = 5000
+    flush_interval: Duration = 1.0
+
+
+class InfluxV2Sink(_Model):
+    """InfluxDB v2 write API (InfluxDB 2.x, 3.x, 1.8+)."""
+
+    type: Literal["influxdb_v2"]
+    url: str
+    org: str = ""
+    bucket: str
+    token: SecretRef | None = None
+    batch_size: BatchSize = 5000
+    flush_interval: Duration = 1.0
+
+
+SinkConfig = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
+
+
+class StoreConfig(_Model):
+    """The local store (the outbox): where readings wait and the branch's local history."""
+
+    path: Path = Path("/var/lib/openbranch/outbox.db")
+    max_bytes: DiskBound = 1_000_000_000
+
+
+class _ModbusOptions(_Model):
+    unit_id: UnitId = 1
+    timeout: Duration = 1.0
+    pause_after_connect: Duration = 0.0
+    pause_between_requests: Duration = 0.0
+    max_gap: RegisterGap | None = Field(
+        default=None, description="merge reads across at most this many unused registers"
+    )
+    one_request_per_point: bool = Field(
+        default=False, description="escape hatch for devices that reject multi-point reads"
+    )
+
+
+class ModbusTcp(_ModbusOptions):
+    type: Literal["modbus_tcp"]
+    host: str
+    port: Port = 502
+
+    @property
+    def bus(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+
+class ModbusRtuOverTcp(_ModbusOptions):
+    type: Literal["modbus_rtu_over_tcp"]
+    host: str
+    port: Port = 502
+
+    @property
+    def bus(self) -> str:
+        return f"rtu+tcp://{self.host}:{self.port}"
+
+
+class ModbusRtu(_ModbusOptions):
+    type: Literal["modbus_rtu"]
+    serial_port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+
+    @property
+    def bus(self) -> str:
+        return f"serial://{self.serial_port}"
+
+
+class MqttTransport(_Model):
+    type: Literal["mqtt"]
+    topic: str = Field(description="the topic (or topic prefix) the device publishes on")
+
+    @property
+    def bus(self) -> str:
+        return "mqtt"
+
+
+Transport = Annotated[
+    ModbusTcp | ModbusRtuOverTcp | ModbusRtu | MqttTransport, Field(discriminator="type")
+]
+
+
+class DeviceConfig(_Model):
+    id: Identifier
+    profile: str
+    name: str | None = None
+    zone: str | None = None
+    transport: Transport
+    poll: dict[str, Duration] = Field(
+        default_factory=lambda: {"default": 10.0},
+        description="poll interval per point group of the profile; 'default' for the rest",
+    )
+
+    @model_validator(mode="after")
+    def _poll_positive(self) -> DeviceConfig:
+        for group, seconds in self.poll.items():
+            if seconds <= 0:
+                raise ValueError(f"poll interval of group {group!r} must be above 0")
+        return self
+
+
+class SafetyConfig(_Model):
+    """Safety inputs (read only: the gateway is never in the fire-safety chain)."""
+
+    fire_alarm_device: str | None = Field(
+        default=None, description="device whose alert.active reading is the fire alarm input"
+    )
+
+
+class ControlConfig(_Model):
+    """Signed remote control over MQTT (see edge/control.py)."""
+
+    key: SecretRef = Field(description="this gateway's HMAC key, from provisioning")
+
+
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery (integrations/homeassistant): every device, the branch
+    mode and the gateway's health appear in Home Assistant by themselves."""
+
+    enabled: bool = True
+    discovery_prefix: str = Field(
+        default="homeassistant",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's MQTT discovery prefix",
+    )
+
+
+class GatewayConfig(_Model):
+    branch: BranchConfig
+    hours: OpeningHours | None = Field(
+        default=None, description="the branch's opening hours (closed all the time if absent)"
+    )
+    closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
+    actuators: list[Actuator] = Field(
+        default_factory=list, description="device points that follow the desired state"
+    )
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    control: ControlConfig | None = None
+    mqtt: MqttConfig | None = None
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    store: StoreConfig = StoreConfig()
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+
+
+def device_problems(
+    devices: Sequence[DeviceConfig], doc: Document, at: Location = ("devices",)
+) -> list[Problem]:
+    """Duplicate device ids, and two devices on one unit id of one bus, located at ``at``."""
+    problems = []
+    seen: dict[str, int] = {}
+    units: dict[tuple[str, int], int] = {}
+    for i, device in enumerate(devices):
+        if device.id in seen:
+            problems.append(
+                doc.problem((*at, i, "id"), f"{device.id!r} is already devices[{seen[device.id]}]")
+            )
+        seen.setdefault(device.id, i)
+        unit = getattr(device.transport, "unit_id", None)
+        if unit is not None:
+            key = (device.transport.bus, unit)
+            if key in units:
+                problems.append(
+                    doc.problem(
+                        (*at, i, "transport", "unit_id"),
+                        f"unit id {unit} on {key[0]} is already used by devices[{units[key]}]",
+                    )
+                )
+            units.setdefault(key, i)
+    return problems
+
+
+def _cross_check(config: GatewayConfig, doc: Document) -> None:
+    problems = device_problems(config.devices, doc)
+    ids = {d.id for d in config.devices}
+    for i, actuator in enumerate(config.actuators):
+        if actuator.device not in ids:
+            problems.append(
+                doc.problem(("actuators", i, "device"), f"no device {actuator.device!r} in devices")
+            )
+    fire = config.safety.fire_alarm_device
+    if fire is not None and fire not in ids:
+        problems.append(doc.problem(("safety", "fire_alarm_device"), f"no device {fire!r}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+DeviceCheck = Callable[[DeviceConfig], None]
+
+
+def load_gateway_config(
+    path: Path | str, *, check_device: DeviceCheck | None = None
+) -> GatewayConfig:
+    """Load and validate a gateway config.
+
+    ``check_device`` (from the integration registry) validates what the models cannot, such as
+    whether the profile exists and fits the transport; its ValueError is reported at the device's
+    ``profile`` line.
+    """
+    doc = load_yaml(path)
+    config = validate(GatewayConfig, doc)
+    _cross_check(config, doc)
+    if check_device is not None:
+        problems = []
+        for i, device in enumerate(config.devices):
+            try:
+                check_device(device)
+            except ValueError as exc:
+                problems.append(doc.problem(("devices", i, "profile"), str(exc)))
+        if problems:
+            raise ConfigError(problems)
+    return config
+
+
+def gateway_json_schema() -> str:
+    schema = GatewayConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "OpenBranch gateway configuration"
+    return json.dumps(schema, indent=2)

@@ -1,0 +1,127 @@
+"""What the gateway needs from a device, whatever its protocol.
+
+An integration builds a ``DeviceSource`` from a device's config; the gateway's ``Coordinator``
+polls it on schedule. The source does protocol I/O and decoding; it never schedules itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from openbranch.edge.core.command import Command
+from openbranch.edge.core.reading import Reading, Value
+
+__all__ = [
+    "Accept",
+    "DeviceError",
+    "DeviceSource",
+    "DeviceUnreachable",
+    "PointInfo",
+    "PollResult",
+    "Reject",
+    "SimulatedDevice",
+    "Simulation",
+]
+
+
+class DeviceError(Exception):
+    """A device-level failure. Base of the hierarchy below."""
+
+
+class DeviceUnreachable(DeviceError):
+    """No answer at all: connection refused, timed out, or the bus is down."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll brought.
+
+    ``reached`` is true when the device answered at least one request (a Modbus exception
+    response is an answer: the device is alive, a block of it is not). ``failures`` holds one
+    line per failed request; ``missing`` names points that gave no value, with the reason.
+    """
+
+    readings: tuple[Reading, ...] = ()
+    reached: bool = True
+    failures: tuple[str, ...] = ()
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+
+Accept = Callable[[Sequence[Reading]], None]
+Reject = Callable[[str, str], None]
+
+
+class DeviceSource(Protocol):
+    @property
+    def device_id(self) -> str: ...
+
+    def intervals(self) -> Mapping[str, float]:
+        """Poll interval in seconds per point group."""
+        ...
+
+    def describe_plan(self) -> str:
+        """One line for the log and `gateway check`: 'main-meter: 2 requests, 76 registers'."""
+        ...
+
+    async def poll(self, groups: Collection[str]) -> PollResult:
+        """Read the points of ``groups`` (polled devices; push devices return PollResult())."""
+        ...
+
+    async def listen(self, accept: Accept, reject: Reject) -> None:
+        """For devices that push (MQTT): deliver readings as they arrive until cancelled.
+
+        ``accept`` takes readings; ``reject(where, reason)`` counts and logs a message that
+        did not become a reading (``where`` names the topic). Polled devices return at once.
+        """
+        ...
+
+    async def write(self, command: Command) -> Value:
+        """Carry out ``command`` and return the value read back from the device."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PointInfo:
+    """A point of a simulated device and its meaning, so a scenario can drive it by meaning."""
+
+    id: str
+    measurement: str | None
+    field: str | None
+    tags: Mapping[str, str]
+    writable: bool
+
+
+class SimulatedDevice(Protocol):
+    """A device that a simulation serves over its real protocol, driven by a scenario."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def points(self) -> tuple[PointInfo, ...]: ...
+
+    def set(self, point_id: str, value: Value) -> None:
+        """Set the value the device reports for ``point_id``."""
+        ...
+
+    def get(self, point_id: str) -> Value | None:
+        """The value the device holds (after writes from the gateway, too)."""
+        ...
+
+    def set_silent(self, silent: bool) -> None:
+        """Stop (or resume) answering requests at all."""
+        ...
+
+
+class Simulation(Protocol):
+    """Simulated devices for a set of device configs, served on their configured addresses."""
+
+    @property
+    def devices(self) -> Mapping[str, SimulatedDevice]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,337 @@
+"""The time-series schema: every measurement, tag key and field key, with its type and unit.
+
+This is the one module that names them. The gateway writes with it; profiles are checked
+against it; dashboards and reports read with it. Elsewhere, code refers to the constants here
+(``ENERGY``, ``ENERGY.fields["total"]`` via ``ENERGY_TOTAL``), never to a string literal.
+
+A field has one type forever: InfluxDB refuses a point whose field changes type, so a change of
+type is a new field name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = [
+    "ALERT",
+    "AUDIT",
+    "BRANCH_MODE",
+    "DEVICE_DOWN",
+    "DOOR",
+    "ELECTRICAL",
+    "ENERGY",
+    "ENERGY_HOURLY",
+    "GATEWAY",
+    "GATEWAY_DEVICE",
+    "INDOOR",
+    "LIGHT",
+    "MEASUREMENTS",
+    "OCCUPANCY",
+    "Carrier",
+    "DoorMode",
+    "Field",
+    "FieldType",
+    "Measurement",
+    "SchemaError",
+    "Tag",
+    "measurement",
+]
+
+
+class SchemaError(ValueError):
+    """A name or value that the schema does not know or does not allow."""
+
+
+class FieldType(StrEnum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    STRING = "string"
+
+
+class Tag(StrEnum):
+    """Every tag key. Tags identify a series; they are strings."""
+
+    BRANCH = "branch"
+    DEVICE = "device"
+    CARRIER = "carrier"
+    ZONE = "zone"
+    KIND = "kind"
+    PHASE = "phase"
+
+
+class Carrier(StrEnum):
+    ELECTRICITY = "electricity"
+    DISTRICT_HEATING = "district_heating"
+    WATER = "water"
+
+
+class DoorMode(StrEnum):
+    LOCKED = "locked"
+    ACCESS_CONTROL = "access_control"
+    FREE = "free"
+    UNKNOWN = "unknown"
+
+
+# The Python type of each field type (a subclass is accepted too, except bool for int).
+_PYTHON_TYPES: dict[FieldType, type] = {
+    FieldType.FLOAT: float,
+    FieldType.INT: int,
+    FieldType.BOOL: bool,
+    FieldType.STRING: str,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field key: its type, the units a value may be expressed in, and what it means.
+
+    ``units`` is empty for dimensionless fields (booleans, states, counts of people).
+    ``choices`` lists the allowed values of an enumerated string field.
+    """
+
+    key: str
+    type: FieldType
+    doc: str
+    units: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: object) -> None:
+        """Raise SchemaError unless ``value`` has this field's type (and is an allowed choice)."""
+        expected = _PYTHON_TYPES[self.type]
+        if type(value) is not expected and (
+            not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+        ):
+            raise SchemaError(
+                f"field {self.key!r} is {self.type}, got {type(value).__name__} {value!r}"
+            )
+        if self.choices and value not in self.choices:
+            raise SchemaError(
+                f"field {self.key!r}: {value!r} is not one of {', '.join(self.choices)}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    name: str
+    doc: str
+    tags: tuple[Tag, ...]
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+    @property
+    def extra_tags(self) -> frozenset[str]:
+        """Tag keys a reading may carry besides branch and device."""
+        found = _EXTRA_TAGS.get(self.name)
+        if found is None:
+            found = frozenset(t.value for t in self.tags if t not in (Tag.BRANCH, Tag.DEVICE))
+            _EXTRA_TAGS[self.name] = found
+        return found
+
+    def field(self, key: str) -> Field:
+        try:
+            return self.fields[key]
+        except KeyError:
+            known = ", ".join(self.fields)
+            raise SchemaError(
+                f"measurement {self.name!r} has no field {key!r} (known: {known})"
+            ) from None
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(self.fields.values())
+
+
+_EXTRA_TAGS: dict[str, frozenset[str]] = {}
+
+
+def _measurement(name: str, doc: str, tags: tuple[Tag, ...], *fields: Field) -> Measurement:
+    return Measurement(
+        name=name, doc=doc, tags=tags, fields=MappingProxyType({f.key: f for f in fields})
+    )
+
+
+_F, _I, _B, _S = FieldType.FLOAT, FieldType.INT, FieldType.BOOL, FieldType.STRING
+_ENERGY_UNITS = ("kWh", "m³")  # m³ for water only
+
+ENERGY = _measurement(
+    "energy",
+    "Meter readings. `register` is the counter as read; `total` is reset-corrected.",
+    (Tag.BRANCH, Tag.DEVICE, Tag.CARRIER),
+    Field("register", _F, "counter as read from the meter", _ENERGY_UNITS),
+    Field("total", _F, "reset-corrected monotonic counter", _ENERGY_UNITS),
+    Field("power_w", _F, "active power (electricity) or thermal power (heat)", ("W",)),
+    Field("flow_m3h", _F, "volume flow (district heating, water)", ("m³/h",)),
+    Field("supply_temp_c", _F, "supply (forward) temperature", ("°C",)),
+    Field("return_temp_c", _F, "return temperature", ("°C",)),
+    Field("voltage_v", _F, "phase-to-neutral voltage, average of phases", ("V",)),
+    Field("current_a", _F, "current, sum of phases", ("A",)),
+)
+ENERGY_HOURLY = _measurement(
+    "energy_hourly",
+    "Consumption of each closed UTC hour, computed once at the edge.",
+    (Tag.BRANCH, Tag.DEVICE, Tag.CARRIER),
+    Field("consumption", _F, "consumption in the hour", _ENERGY_UNITS),
+    Field(
+        "quality",
+        _S,
+        "how the hour's value was obtained",
+        choices=("measured", "interpolated", "estimated"),
+    ),
+    Field("coverage", _F, "share of the hour covered by readings, 0..1"),
+)
+ELECTRICAL = _measurement(
+    "electrical",
+    "Electrical quality per phase (tag phase: l1, l2, l3; no phase tag: the system value).",
+    (Tag.BRANCH, Tag.DEVICE, Tag.PHASE),
+    Field("voltage_v", _F, "phase-to-neutral voltage", ("V",)),
+    Field("current_a", _F, "phase current", ("A",)),
+    Field("power_w", _F, "active power of the phase", ("W",)),
+    Field("apparent_power_va", _F, "apparent power", ("VA",)),
+    Field("reactive_power_var", _F, "reactive power", ("var",)),
+    Field("power_factor", _F, "power factor, -1..1"),
+    Field("frequency_hz", _F, "mains frequency", ("Hz",)),
+)
+OCCUPANCY = _measurement(
+    "occupancy",
+    "People counters.",
+    (Tag.BRANCH, Tag.DEVICE),
+    Field("entered", _I, "people in, counter"),
+    Field("exited", _I, "people out, counter"),
+    Field("present", _I, "people in the building now"),
+)
+DOOR = _measurement(
+    "door",
+    "Doors and their access mode.",
+    (Tag.BRANCH, Tag.DEVICE),
+    Field("mode", _S, "reader mode", choices=tuple(m.value for m in DoorMode)),
+    Field("locked", _B, "lock feedback: bolt thrown"),
+    Field("open", _B, "door contact: leaf open"),
+)
+LIGHT = _measurement(
+    "light",
+    "Lighting per zone.",
+    (Tag.BRANCH, Tag.DEVICE, Tag.ZONE),
+    Field("on", _B, "any luminaire of the zone on"),
+    Field("level", _F, "dimming level", ("%",)),
+)
+INDOOR = _measurement(
+    "indoor",
+    "Indoor climate.",
+    (Tag.BRANCH, Tag.DEVICE, Tag.ZONE),
+    Field("temperature_c", _F, "air temperature", ("°C",)),
+    Field("co2_ppm", _F, "CO2 concentration", ("ppm",)),
+    Field("humidity_pct", _F, "relative humidity", ("%",)),
+)
+BRANCH_MODE = _measurement(
+    "branch_mode",
+    "The branch's mode as decided by the opening-hours engine.",
+    (Tag.BRANCH,),
+    Field(
+        "mode",
+        _S,
+        "branch mode",
+        choices=("closed", "staffed", "self_service", "emergency", "maintenance"),
+    ),
+)
+ALERT = _measurement(
+    "alert",
+    "Alerts raised and cleared by the gateway.",
+    (Tag.BRANCH, Tag.KIND),
+    Field("message", _S, "what a person should know"),
+    Field("severity", _S, "how urgent", choices=("info", "warning", "critical")),
+    Field("active", _B, "raised (true) or cleared (false)"),
+)
+#: The ``device`` tag of the gateway's own readings (alerts, audit, health, branch mode).
+GATEWAY_DEVICE = "gateway"
+#: Alert kind raised per device that stopped answering: ``device_down:<device id>``.
+DEVICE_DOWN = "device_down"
+
+AUDIT = _measurement(
+    "audit",
+    "What the engine decided and why: mode changes, commands, announcements, overrides.",
+    (Tag.BRANCH, Tag.KIND),
+    Field("message", _S, "the decision, in words"),
+)
+GATEWAY = _measurement(
+    "gateway",
+    "The gateway's own health.",
+    (Tag.BRANCH,),
+    Field("outbox_depth", _I, "readings waiting in the outbox"),
+    Field("dropped", _I, "readings dropped at the outbox bound, counter"),
+    Field("poll_errors", _I, "failed poll requests, counter"),
+    Field("devices_down", _I, "devices currently unavailable"),
+    Field("write_latency_ms", _F, "latest sink write round trip", ("ms",)),
+)
+
+MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            ENERGY,
+            ENERGY_HOURLY,
+            ELECTRICAL,
+            OCCUPANCY,
+            DOOR,
+            LIGHT,
+            INDOOR,
+            BRANCH_MODE,
+            ALERT,
+            AUDIT,
+            GATEWAY,
+        )
+    }
+)
+
+
+def measurement(name: str) -> Measurement:
+    """The measurement called ``name``; SchemaError naming the known ones otherwise."""
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        raise SchemaError(
+            f"unknown measurement {name!r} (known: {', '.join(MEASUREMENTS)})"
+        ) from None
+
+
+# Named fields, for code that reads or writes one field (profiles name fields in their YAML).
+ENERGY_REGISTER = ENERGY.field("register")
+ENERGY_TOTAL = ENERGY.field("total")
+ENERGY_POWER = ENERGY.field("power_w")
+ENERGY_FLOW = ENERGY.field("flow_m3h")
+ENERGY_SUPPLY_TEMP = ENERGY.field("supply_temp_c")
+ENERGY_RETURN_TEMP = ENERGY.field("return_temp_c")
+ENERGY_VOLTAGE = ENERGY.field("voltage_v")
+ENERGY_CURRENT = ENERGY.field("current_a")
+ELECTRICAL_VOLTAGE = ELECTRICAL.field("voltage_v")
+ELECTRICAL_CURRENT = ELECTRICAL.field("current_a")
+ELECTRICAL_POWER = ELECTRICAL.field("power_w")
+ELECTRICAL_APPARENT_POWER = ELECTRICAL.field("apparent_power_va")
+ELECTRICAL_REACTIVE_POWER = ELECTRICAL.field("reactive_power_var")
+ELECTRICAL_POWER_FACTOR = ELECTRICAL.field("power_factor")
+ELECTRICAL_FREQUENCY = ELECTRICAL.field("frequency_hz")
+HOURLY_CONSUMPTION = ENERGY_HOURLY.field("consumption")
+HOURLY_QUALITY = ENERGY_HOURLY.field("quality")
+HOURLY_COVERAGE = ENERGY_HOURLY.field("coverage")
+OCCUPANCY_ENTERED = OCCUPANCY.field("entered")
+OCCUPANCY_EXITED = OCCUPANCY.field("exited")
+OCCUPANCY_PRESENT = OCCUPANCY.field("present")
+DOOR_MODE = DOOR.field("mode")
+DOOR_LOCKED = DOOR.field("locked")
+DOOR_OPEN = DOOR.field("open")
+LIGHT_ON = LIGHT.field("on")
+LIGHT_LEVEL = LIGHT.field("level")
+INDOOR_TEMPERATURE = INDOOR.field("temperature_c")
+INDOOR_CO2 = INDOOR.field("co2_ppm")
+INDOOR_HUMIDITY = INDOOR.field("humidity_pct")
+BRANCH_MODE_MODE = BRANCH_MODE.field("mode")
+ALERT_MESSAGE = ALERT.field("message")
+ALERT_SEVERITY = ALERT.field("severity")
+ALERT_ACTIVE = ALERT.field("active")
+AUDIT_MESSAGE = AUDIT.field("message")
+GATEWAY_OUTBOX_DEPTH = GATEWAY.field("outbox_depth")
+GATEWAY_DROPPED = GATEWAY.field("dropped")
+GATEWAY_POLL_ERRORS = GATEWAY.field("poll_errors")
+GATEWAY_DEVICES_DOWN = GATEWAY.field("devices_down")
+GATEWAY_WRITE_LATENCY = GATEWAY.field("write_latency_ms")

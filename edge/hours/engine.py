@@ -1,0 +1,298 @@
+"""The branch engine: for any instant, the branch's mode, the closing sequence, and the desired
+state of every actuator class — with the alerts a person must see.
+
+Rules, in order of precedence:
+1. A fire alarm puts the branch in ``emergency`` (stop admitting, lights full on, never arm)
+   and it stays there until a person clears it, even when the input goes quiet.
+2. Open hours (staffed, self-service) follow the calendar; at the occupancy cap the doors go
+   exit-only until the count drops below it.
+3. From open to closed, the closing sequence: stop admitting (exit-only), PCs off, wait until
+   the people counter says zero; then, after ``lights_off_after_empty`` minutes, lights off,
+   lock — and only then arm. A branch not empty after the grace period raises one alert,
+   keeps announcing, keeps egress free, and arms as soon as it is empty. A people counter that
+   does not answer counts as "not known to be empty": the alarm is never armed on a guess.
+4. After a restart in closed hours the sequence starts again from "verify empty" — the safe
+   side. Announcements are made only inside their minute; a missed one is never replayed late.
+
+Pure: time and inputs come in with each ``step``; the engine reads no clock and moves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from openbranch.edge.core.schedule import ClosingPolicy, Mode
+from openbranch.edge.hours.calendar import Calendar, Override
+from openbranch.edge.hours.policy import DESIRED, DesiredState
+
+__all__ = ["AlertEvent", "BranchEngine", "Decision", "Inputs", "Occupancy", "Phase"]
+
+_OPEN = (Mode.STAFFED, Mode.SELF_SERVICE)
+LEAVE_CALL_EVERY = timedelta(minutes=5)  # how often a straggler hears "please leave"
+
+
+class Phase(StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"  # stop admitting, waiting for the branch to be empty
+    EMPTY = "empty"  # verified empty; lights go off after the delay
+    SECURED = "secured"  # locked and armed
+    EMERGENCY = "emergency"
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    present: int | None  # people in the building; None when the counter is unavailable
+    fire_alarm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    kind: str
+    message: str
+    severity: str  # info | warning | critical
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    at: datetime
+    mode: Mode
+    phase: Phase
+    desired: DesiredState
+    alerts: tuple[AlertEvent, ...] = ()
+    announcements: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # audit: what the engine decided and why
+
+
+class Occupancy:
+    """People present from a counter's running totals: entered - exited - baseline, >= 0.
+
+    ``net`` is the unclamped balance of this counter: with several entrances, people enter by
+    one door and leave by another, so the branch's count is the clamped sum of the nets.
+    ``reset`` makes the current count zero: the daily correction once the branch is closed
+    and verified empty (counters drift: a person counted in but not out).
+    """
+
+    def __init__(self) -> None:
+        self._entered = self._exited = 0
+        self._baseline = 0
+        self.known = False
+
+    def update(self, entered: int, exited: int) -> int:
+        self._entered, self._exited, self.known = entered, exited, True
+        return self.present
+
+    @property
+    def net(self) -> int:
+        return self._entered - self._exited - self._baseline
+
+    @property
+    def present(self) -> int:
+        return max(0, self.net)
+
+    def reset(self) -> None:
+        self._baseline = self._entered - self._exited
+
+
+@dataclass(slots=True)
+class _State:
+    phase: Phase = Phase.OPEN
+    since: datetime | None = None  # when the current phase began
+    emergency: bool = False
+    straggler_alert: bool = False
+    cap_alert: bool = False
+    counter_alert: bool = False
+    announced: set[str] = field(default_factory=set)
+    last_leave_call: datetime | None = None
+
+
+class BranchEngine:
+    def __init__(self, *, calendar: Calendar, policy: ClosingPolicy) -> None:
+        self.calendar = calendar
+        self.policy = policy
+        self._s = _State(phase=Phase.CLOSING)  # after a start: verify before trusting
+        self._started = False
+
+    @property
+    def phase(self) -> Phase:
+        return self._s.phase
+
+    def clear_emergency(self, who: str) -> str:
+        """A person clears the emergency; the branch returns to its calendar mode."""
+        self._s.emergency = False
+        self._s.phase = Phase.CLOSING
+        self._s.since = None
+        return f"emergency cleared by {who}"
+
+    def step(self, now: datetime, inputs: Inputs, overrides: Sequence[Override] = ()) -> Decision:
+        resolution = self.calendar.mode_at(now, overrides)
+        alerts: list[AlertEvent] = []
+        notes: list[str] = []
+        if not self._started:
+            self._started = True
+            self._s.phase = Phase.OPEN if resolution.mode in _OPEN else Phase.CLOSING
+            self._s.since = now
+            notes.append(f"started in {resolution.mode} ({resolution.reason})")
+        if inputs.fire_alarm and not self._s.emergency:
+            self._s.emergency = True
+            self._s.phase = Phase.EMERGENCY
+            alerts.append(AlertEvent("fire", "fire alarm: emergency mode", "critical", True))
+            notes.append("fire alarm input: emergency until a person clears it")
+        if self._s.emergency:
+            return Decision(
+                now,
+                Mode.EMERGENCY,
+                Phase.EMERGENCY,
+                DESIRED[Mode.EMERGENCY],
+                tuple(alerts),
+                (),
+                tuple(notes),
+            )
+        if resolution.mode in _OPEN or resolution.mode is Mode.MAINTENANCE:
+            return self._open(now, resolution.mode, inputs, alerts, notes, overrides=overrides)
+        return self._closing(now, inputs, alerts, notes)
+
+    def _open(
+        self,
+        now: datetime,
+        mode: Mode,
+        inputs: Inputs,
+        alerts: list[AlertEvent],
+        notes: list[str],
+        *,
+        overrides: Sequence[Override] = (),
+    ) -> Decision:
+        if self._s.phase is not Phase.OPEN:
+            notes.append(f"open: {mode}")
+            self._s.phase, self._s.since = Phase.OPEN, now
+            self._s.announced.clear()
+            if self._s.straggler_alert:
+                self._s.straggler_alert = False
+                alerts.append(AlertEvent("not_empty", "branch opened again", "warning", False))
+        desired = DESIRED[mode]
+        if self._clearing_out(now, mode, overrides):
+            desired = replace(desired, door="exit_only")
+        cap = self.policy.occupancy_cap
+        over = cap is not None and inputs.present is not None and inputs.present >= cap
+        if over != self._s.cap_alert:
+            self._s.cap_alert = over
+            alerts.append(
+                AlertEvent(
+                    "occupancy_cap",
+                    f"{inputs.present} present, cap {cap}: doors exit-only"
+                    if over
+                    else "below the cap",
+                    "warning",
+                    over,
+                )
+            )
+        if over:
+            desired = replace(desired, door="exit_only")
+        announce = self._announce(now, overrides)
+        return Decision(now, mode, Phase.OPEN, desired, tuple(alerts), announce, tuple(notes))
+
+    def _clearing_out(self, now: datetime, mode: Mode, overrides: Sequence[Override]) -> bool:
+        """In the clear-out gap after staffed hours hand over to self-service: exit only."""
+        gap = timedelta(minutes=self.policy.clear_out_gap)
+        if mode is not Mode.SELF_SERVICE or not gap:
+            return False
+        before = now - gap + timedelta(microseconds=1)
+        return self.calendar.mode_at(before, overrides).mode is Mode.STAFFED
+
+    def _announce(self, now: datetime, overrides: Sequence[Override]) -> tuple[str, ...]:
+        """Closing announcements due in this minute (never replayed after it), for the closing
+        the overrides in force make, not only the calendar's: an override that closes at
+        15:00 is announced before 15:00, and one that keeps the branch open past its hours
+        silences the calendar's announcement."""
+        upcoming = self.calendar.transitions(
+            now,
+            now + timedelta(minutes=max(self.policy.announce_before, default=0) + 1),
+            overrides,
+        )
+        out = []
+        for t in upcoming:
+            if t.mode_to is not Mode.CLOSED or t.mode_from not in _OPEN:
+                continue
+            for minutes in self.policy.announce_before:
+                due = t.at - timedelta(minutes=minutes)
+                key = f"{t.at.isoformat()}-{minutes}"
+                if due <= now < due + timedelta(minutes=1) and key not in self._s.announced:
+                    self._s.announced.add(key)
+                    out.append(f"The library closes in {minutes} minutes.")
+        return tuple(out)
+
+    def _straggler(
+        self, now: datetime, inputs: Inputs, alerts: list[AlertEvent]
+    ) -> tuple[str, ...]:
+        """Not empty after the grace period: one alert, and a call to leave every 5 min."""
+        s = self._s
+        if not s.straggler_alert:
+            s.straggler_alert = True
+            who = "unknown" if inputs.present is None else str(inputs.present)
+            alerts.append(
+                AlertEvent(
+                    "not_empty",
+                    f"{who} still present {self.policy.grace} min after closing",
+                    "warning",
+                    True,
+                )
+            )
+        if s.last_leave_call is None or now - s.last_leave_call >= LEAVE_CALL_EVERY:
+            s.last_leave_call = now
+            return ("The library is closed. Please leave by the nearest exit.",)
+        return ()
+
+    def _closing(
+        self, now: datetime, inputs: Inputs, alerts: list[AlertEvent], notes: list[str]
+    ) -> Decision:
+        s = self._s
+        if s.phase is Phase.OPEN:
+            s.phase, s.since = Phase.CLOSING, now
+            notes.append("closed: stop admitting, waiting until empty")
+        since = s.since or now
+        empty = inputs.present == 0
+        if (inputs.present is None) != s.counter_alert:
+            s.counter_alert = inputs.present is None
+            alerts.append(
+                AlertEvent(
+                    "counter_unavailable",
+                    "people counter not answering: the alarm stays disarmed",
+                    "warning",
+                    s.counter_alert,
+                )
+            )
+        announcements: tuple[str, ...] = ()
+        if s.phase in (Phase.EMPTY, Phase.SECURED) and not empty:
+            s.phase, s.since = Phase.CLOSING, now
+            notes.append(f"{inputs.present} present after closing: disarm and wait")
+        if s.phase is Phase.CLOSING:
+            if empty:
+                s.phase, s.since = Phase.EMPTY, now
+                notes.append("verified empty")
+                if s.straggler_alert:
+                    s.straggler_alert = False
+                    alerts.append(AlertEvent("not_empty", "branch is empty now", "warning", False))
+            elif now - since >= timedelta(minutes=self.policy.grace):
+                announcements = self._straggler(now, inputs, alerts)
+        if s.phase is Phase.EMPTY and now - (s.since or now) >= timedelta(
+            minutes=self.policy.lights_off_after_empty
+        ):
+            s.phase, s.since = Phase.SECURED, now
+            notes.append("lights off, locked, alarm armed")
+        closed = DESIRED[Mode.CLOSED]
+        if s.phase is Phase.CLOSING:
+            desired = replace(
+                closed, door="exit_only", lights="on", light_level=100.0, alarm="disarmed"
+            )
+        elif s.phase is Phase.EMPTY:
+            desired = replace(
+                closed, lights="on", light_level=30.0, door="exit_only", alarm="disarmed"
+            )
+        else:
+            desired = closed
+        return Decision(
+            now, Mode.CLOSED, s.phase, desired, tuple(alerts), announcements, tuple(notes)
+        )

@@ -1,0 +1,557 @@
+"""The outbox: the gateway's memory. Every accepted reading is committed here first.
+
+A SQLite database in WAL mode. A batch of readings is *accepted* when its transaction commits
+(one fsync per batch, never per reading). ``synchronous=FULL`` makes every commit durable: a
+committed batch survives a killed process *and* a power cut, as far as the disk honours fsync
+(cheap SD cards with volatile write caches may not). With ``NORMAL`` a power cut could take the
+commits since the last WAL checkpoint (up to ~4 MB of readings, audit records among them),
+which is why FULL is used: one fsync per batch of up to 50 ms costs little. Only a cursor's
+move (``ack``) commits without its own fsync: losing one to a power cut means a batch is sent
+again, which InfluxDB overwrites point for point (the timestamps are the gateway's); the next
+append's fsync makes it durable anyway.
+
+Each sink has a cursor (the highest ``seq`` its database stored); an entry leaves a sink's
+queue only when that database answered that it stored it, or refused that very line (then it
+sits in the dead-letter table with the server's message, and the drainer moves the cursor past
+it). A sink configured later starts at the beginning: it receives the local history too.
+
+Delivered entries stay as the branch's local history (``lines()``) until space is needed. The
+outbox is bounded on disk (``max_bytes``, measured as SQLite's live pages, every ~2 % of the
+bound appended). Over the bound it frees space down to 90 % of it, in this order:
+
+1. history every sink already stored (telemetry, then audit records);
+2. the oldest undelivered telemetry: counted in the persistent ``dropped`` counter and reported
+   through ``on_drop(count, reason)``;
+3. never an undelivered audit record (nor any audit record when no sink is configured, because
+   then the outbox is their only copy): if only those remain, the bound is exceeded and logged.
+
+Freed pages are reused, so the file stops growing too: on disk it holds the bound, the pages
+freed below it (~10 %) and the WAL (checkpointed at ~5 % of the bound, at most ~4 MB).
+
+A small key/value ``state`` (energy accounts, seen command ids) lives in the same file and can
+be committed in the same transaction as the readings it was derived from. Everything persists:
+a new ``Outbox`` on the same file resumes cursors, counters, dead letters and state.
+
+Thread-safe: coordinators append on the event loop, drainers read and ack from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from openbranch.edge.core.reading import Reading
+
+__all__ = ["DeadLetter", "DropCallback", "Entry", "Outbox", "OutboxStats", "Row", "parse_line"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    measurement TEXT NOT NULL,
+    device TEXT NOT NULL,
+    audit INTEGER NOT NULL DEFAULT 0,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_history ON entries (measurement, time_ns);
+CREATE INDEX IF NOT EXISTS entries_time ON entries (time_ns);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+DELETE FROM dead_letters WHERE id NOT IN (SELECT min(id) FROM dead_letters GROUP BY sink, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_once ON dead_letters (sink, seq);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_SELECT_ENTRIES = "SELECT seq, time_ns, measurement, device, audit, line FROM entries"
+_ROW_OVERHEAD = 48  # bytes an entry costs besides its line (columns, index), for the estimate
+_HISTORY_PAGE = 5000  # rows per query when ``lines()`` streams the history
+
+Row = tuple[int, str, str, int, str]
+"""A pre-serialised entry: (time_ns, measurement, device, audit 0/1, line)."""
+
+DropCallback = Callable[[int, str], None]
+"""Called with (count, reason) after undelivered telemetry was dropped at the bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One committed reading: its position, what it is, and its line protocol."""
+
+    seq: int
+    time_ns: int
+    measurement: str
+    device: str
+    audit: bool
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A line a sink's database refused, with the server's message."""
+
+    sink: str
+    seq: int
+    line: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """A snapshot: rows, live size, the drop counter, and per sink depth/dead letters/oldest."""
+
+    entries: int
+    live_bytes: int
+    max_bytes: int
+    dropped: int
+    depth: Mapping[str, int] = field(default_factory=dict)
+    dead_letters: Mapping[str, int] = field(default_factory=dict)
+    oldest_pending_ns: Mapping[str, int | None] = field(default_factory=dict)
+
+
+_UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def parse_line(line: str, *, audit: bool = False) -> Row:
+    """The outbox row of one line of line protocol: its measurement, device tag and time.
+
+    The line must carry its timestamp (nanoseconds): the gateway never lets the server stamp
+    a reading. Raises ValueError otherwise.
+    """
+    key = _UNESCAPED_SPACE.split(line, maxsplit=1)[0]
+    measurement, *tags = _UNESCAPED_COMMA.split(key)
+    device = ""
+    for tag in tags:
+        name, _, value = tag.partition("=")
+        if name == "device":
+            device = _UNESCAPE.sub(r"\1", value)
+    stamp = line.rstrip().rsplit(" ", 1)[-1]
+    if line.count(" ") < 2 or not stamp.lstrip("-").isdigit():
+        raise ValueError(f"line has no timestamp: {line[:120]!r}")
+    return int(stamp), _UNESCAPE.sub(r"\1", measurement), device, int(audit), line
+
+
+class Outbox:
+    """The durable queue and local history of one gateway (see the module docstring).
+
+    ``sinks`` names the configured sinks (their cursors); ``check_every_bytes`` is how many
+    bytes of appended lines pass between two measurements of the live size.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_bytes: int = 1_000_000_000,
+        sinks: Sequence[str] = (),
+        on_drop: DropCallback | None = None,
+        check_every_bytes: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """``read_only``: open an existing store to read its history only (a report on a live
+        gateway's file): no schema script, no pragma that writes, and SQLite refuses writes."""
+        self.path = Path(path)
+        self.read_only = read_only
+        self.max_bytes = max_bytes
+        self.on_drop = on_drop
+        self.sinks = tuple(sinks)
+        self._check_every = check_every_bytes or max(4096, max_bytes // 50)
+        self._since_check = 0
+        self._lock = threading.RLock()
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: no such local store")
+            self._db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=30.0,
+            )
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        wal_pages = min(1000, max(16, max_bytes // 20 // 4096))  # the WAL: <= ~5 % of the bound
+        self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+        self._db.executescript(_SCHEMA)
+        self._db.executemany(
+            "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", [(s,) for s in sinks]
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- accepting -----------------------------------------------------------------------
+
+    def append(
+        self,
+        readings: Sequence[Reading],
+        *,
+        audit: bool = False,
+        state: Mapping[str, str] | None = None,
+    ) -> None:
+        """Commit ``readings`` (and ``state`` derived from them) in one transaction.
+
+        When this returns, the readings are accepted: they survive a crash and a power cut.
+        ``audit`` marks them as audit records, which the bound never drops.
+        """
+        flag = int(audit)
+        rows = [(r.time_ns, r.measurement.name, r.device, flag, r.to_line()) for r in readings]
+        self.append_rows(rows, state=state)
+
+    def append_lines(
+        self,
+        lines: Iterable[str],
+        *,
+        audit: bool = False,
+        state: Mapping[str, str] | None = None,
+    ) -> None:
+        """Commit pre-serialised lines of line protocol (each with its timestamp)."""
+        self.append_rows([parse_line(line, audit=audit) for line in lines], state=state)
+
+    def append_rows(self, rows: Sequence[Row], *, state: Mapping[str, str] | None = None) -> None:
+        """Commit pre-serialised rows (see ``Row``) and ``state`` in one transaction."""
+        dropped = 0
+        with self._lock:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO entries (time_ns, measurement, device, audit, line)"
+                    " VALUES (?,?,?,?,?)",
+                    rows,
+                )
+                if state:
+                    self._put_state(state)
+            self._since_check += sum(len(r[4]) for r in rows) + _ROW_OVERHEAD * len(rows)
+            if self._since_check >= self._check_every:
+                self._since_check = 0
+                dropped = self._enforce_bound()
+        self._report_drop(dropped)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- draining ------------------------------------------------------------------------
+
+    def pending(self, sink: str, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries ``sink`` has not stored yet, oldest (lowest seq) first."""
+        with self._lock:
+            rows = self._db.execute(
+                _SELECT_ENTRIES + " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (self._cursor(sink), limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def pending_lines(self, sink: str, limit: int) -> tuple[int, list[str]]:
+        """The last seq and the lines of up to ``limit`` pending entries (the fast path).
+
+        With nothing pending, the seq is the sink's cursor and the list is empty.
+        """
+        with self._lock:
+            acked = self._cursor(sink)
+            rows = self._db.execute(
+                "SELECT seq, line FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (acked, limit),
+            ).fetchall()
+        if not rows:
+            return acked, []
+        return int(rows[-1][0]), [line for _, line in rows]
+
+    def ack(self, sink: str, through_seq: int) -> None:
+        """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``.
+
+        The cursor only moves forward; acking an older seq again is harmless.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+            try:
+                cur = self._db.execute(
+                    "UPDATE cursors SET acked = max(acked, ?) WHERE sink = ?", (through_seq, sink)
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            if cur.rowcount == 0:
+                raise KeyError(self._unknown(sink))
+
+    def dead_letter(self, sink: str, failures: Iterable[tuple[Entry, str]]) -> None:
+        """Record lines ``sink``'s database refused, each with the server's message.
+
+        Recording the same entry twice (a retry after a crash) keeps one record. The entries
+        count as handled once the caller acks past them, as the drainer does right after.
+        """
+        rows = [(sink, e.seq, e.line, error) for e, error in failures]
+        with self._lock, self._transaction():
+            self._cursor(sink)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO dead_letters (sink, seq, line, error) VALUES (?,?,?,?)",
+                rows,
+            )
+
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        """Dead letters in the order they were recorded, of one sink or of all."""
+        sql = "SELECT sink, seq, line, error FROM dead_letters"
+        args: tuple[str, ...] = ()
+        if sink is not None:
+            sql, args = sql + " WHERE sink = ?", (sink,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [DeadLetter(str(s), int(q), str(line), str(e)) for s, q, line, e in rows]
+
+    def depth(self, sink: str) -> int:
+        """How many entries ``sink`` has not stored yet."""
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT count(*) FROM entries WHERE seq > ?", (self._cursor(sink),)
+            ).fetchone()
+        return int(n)
+
+    def oldest_pending_ns(self, sink: str) -> int | None:
+        """The reading time of ``sink``'s oldest pending entry (None: nothing pending)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT time_ns FROM entries WHERE seq > ? ORDER BY seq LIMIT 1",
+                (self._cursor(sink),),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _cursor(self, sink: str) -> int:
+        row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+        if row is None:
+            raise KeyError(self._unknown(sink))
+        return int(row[0])
+
+    def _unknown(self, sink: str) -> str:
+        return f"unknown sink {sink!r} (known: {', '.join(self.sinks) or 'none'})"
+
+    # -- state -----------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        """Store one value on its own (to commit it with readings, use ``append(state=)``)."""
+        with self._lock:
+            self._put_state({key: value})
+
+    def _put_state(self, state: Mapping[str, str]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(state.items())
+        )
+
+    # -- history ---------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many entries the outbox holds (pending and history)."""
+        with self._lock:
+            (n,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
+        return int(n)
+
+    def lines(
+        self,
+        *,
+        measurement: str | None = None,
+        device: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[Entry]:
+        """The local history in time order, filtered; ``end_ns`` is exclusive.
+
+        Streams in pages, so a long history does not sit in memory at once. Queries walk an
+        index in time order (by measurement and time, or by time); a device is filtered.
+        """
+        after: tuple[int, int] | None = None
+        while True:
+            # after the last row: one lower bound on time_ns (an index seek, not a scan from
+            # the start of the range on every page), then the tie on seq
+            low = start_ns if after is None else after[0]  # rows so far were >= start_ns
+            where, args = _history_filter(measurement, device, low, end_ns)
+            if after is not None:
+                where.append("(time_ns > ? OR seq > ?)")
+                args += [after[0], after[1]]
+            sql = _SELECT_ENTRIES
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            with self._lock:
+                rows = self._db.execute(
+                    sql + " ORDER BY time_ns, seq LIMIT ?", (*args, _HISTORY_PAGE)
+                ).fetchall()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < _HISTORY_PAGE:
+                return
+            after = (int(rows[-1][1]), int(rows[-1][0]))
+
+    # -- the bound -------------------------------------------------------------------------
+
+    def live_bytes(self) -> int:
+        """Bytes of the database in use: (page_count - freelist_count) * page_size."""
+        with self._lock:
+            (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+            (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+            (size,) = self._db.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+
+    def enforce_bound(self) -> int:
+        """Apply the bound now (appends do it every ~2 % of it); returns how many were dropped."""
+        with self._lock:
+            dropped = self._enforce_bound()
+        self._report_drop(dropped)
+        return dropped
+
+    def _enforce_bound(self) -> int:
+        if self.live_bytes() <= self.max_bytes:
+            return 0
+        target = int(self.max_bytes * 0.9)
+        delivered = self._delivered_through()
+        self._shrink(target, "seq <= ? AND audit = 0", (delivered,))
+        if self.sinks:  # audit records every database has; without sinks this is their home
+            self._shrink(target, "seq <= ?", (delivered,))
+        dropped = 0
+        if self.live_bytes() > self.max_bytes:
+            dropped = self._shrink(target, "audit = 0", ())
+            if dropped:
+                self._add_counter("dropped", dropped)
+        if self.live_bytes() > self.max_bytes:
+            log.critical(
+                "outbox: %d bytes of undelivered audit records exceed the bound of %d bytes;"
+                " keeping them (an audit record is never dropped)",
+                self.live_bytes(),
+                self.max_bytes,
+            )
+        return dropped
+
+    def _delivered_through(self) -> int:
+        """The highest seq every sink has; with no sink, everything is history."""
+        if not self.sinks:
+            (top,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
+            return int(top)
+        return min(self._cursor(s) for s in self.sinks)
+
+    def _shrink(self, target: int, where: str, args: tuple[int, ...]) -> int:
+        """Delete the oldest entries matching ``where`` until the live size is <= ``target``.
+
+        Deletes in chunks sized from the average entry, re-measuring after each; returns how
+        many entries it deleted.
+        """
+        removed = 0
+        (total,) = self._db.execute("SELECT count(*) FROM entries").fetchone()
+        per_row = max(1, self.live_bytes() // max(1, int(total)))
+        while (excess := self.live_bytes() - target) > 0:
+            chunk = max(100, excess // per_row + 1)
+            with self._transaction():
+                cur = self._db.execute(
+                    "DELETE FROM entries WHERE seq IN (SELECT seq FROM entries"  # noqa: S608
+                    f" WHERE {where} ORDER BY seq LIMIT ?)",  # ``where`` is one of our clauses
+                    (*args, chunk),
+                )
+            removed += cur.rowcount
+            if cur.rowcount < chunk:
+                break  # nothing more matches
+        return removed
+
+    def _report_drop(self, dropped: int) -> None:
+        if not dropped:
+            return
+        reason = f"outbox at its bound of {self.max_bytes:,} bytes"
+        log.error("outbox: dropped the %d oldest undelivered readings: %s", dropped, reason)
+        if self.on_drop is not None:
+            self.on_drop(dropped, reason)
+
+    # -- counters and reporting --------------------------------------------------------------
+
+    def _counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _add_counter(self, name: str, n: int) -> None:
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, n),
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Undelivered readings dropped at the bound, ever (persistent)."""
+        with self._lock:
+            return self._counter("dropped")
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            dead = dict(self._db.execute("SELECT sink, count(*) FROM dead_letters GROUP BY sink"))
+            return OutboxStats(
+                entries=self.count(),
+                live_bytes=self.live_bytes(),
+                max_bytes=self.max_bytes,
+                dropped=self._counter("dropped"),
+                depth={s: self.depth(s) for s in self.sinks},
+                dead_letters={s: int(dead.get(s, 0)) for s in self.sinks},
+                oldest_pending_ns={s: self.oldest_pending_ns(s) for s in self.sinks},
+            )
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _entry(row: tuple[int, int, str, str, int, str]) -> Entry:
+    seq, time_ns, measurement, device, audit, line = row
+    return Entry(int(seq), int(time_ns), str(measurement), str(device), bool(audit), str(line))
+
+
+def _history_filter(
+    measurement: str | None, device: str | None, start_ns: int | None, end_ns: int | None
+) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    args: list[object] = []
+    for clause, value in (
+        ("measurement = ?", measurement),
+        ("device = ?", device),
+        ("time_ns >= ?", start_ns),
+        ("time_ns < ?", end_ns),
+    ):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return where, args

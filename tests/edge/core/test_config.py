@@ -1,0 +1,185 @@
+"""Gateway configuration: valid configs load, every error names file, line and field."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from openbranch.edge.core.config import (
+    ModbusTcp,
+    SecretRef,
+    gateway_json_schema,
+    load_gateway_config,
+)
+from openbranch.edge.core.yamlsource import ConfigError
+
+VALID = """\
+branch:
+  id: hasle
+  name: Hasle Bibliotek
+sinks:
+  - type: influxdb_v1
+    url: http://127.0.0.1:8086
+    database: openbranch
+    password: {env: OB_INFLUX_PASSWORD}
+devices:
+  - id: main-meter
+    profile: eastron-sdm630
+    transport: {type: modbus_tcp, host: 10.0.0.5, unit_id: 1}
+    poll: {default: 10s, energy: 1m}
+  - id: heat
+    profile: kamstrup-multical-603
+    transport:
+      type: modbus_rtu
+      serial_port: /dev/ttyUSB0
+      unit_id: 2
+      baudrate: 19200
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_gateway_config(write(tmp_path, VALID))
+    assert config.branch.timezone == "Europe/Copenhagen"
+    meter, heat = config.devices
+    assert isinstance(meter.transport, ModbusTcp)
+    assert meter.transport.port == 502
+    assert meter.poll == {"default": 10.0, "energy": 60.0}
+    assert heat.transport.bus == "serial:///dev/ttyUSB0"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            "unit_id: 1}",
+            "unit_id: 300}",
+            "gateway.yaml:12: devices[0].transport.unit_id: 300 is not in 1..247",
+            id="unit-id-range",
+        ),
+        pytest.param(
+            "baudrate: 19200",
+            "baudrate: 1234",
+            "gateway.yaml:20: devices[1].transport.baudrate:",
+            id="baudrate-choice",
+        ),
+        pytest.param(
+            "type: modbus_tcp",
+            "type: modbus_udp",
+            "gateway.yaml:12: devices[0].transport: type 'modbus_udp' is not one of",
+            id="unknown-transport",
+        ),
+        pytest.param(
+            "  name: Hasle Bibliotek\n",
+            "",
+            "gateway.yaml:1: branch.name: required, but not given",
+            id="missing-field",
+        ),
+        pytest.param(
+            "password: {env: OB_INFLUX_PASSWORD}",
+            "password: hunter2",
+            "gateway.yaml:8: sinks[0].password: secrets are never written in the config",
+            id="secret-in-yaml",
+        ),
+        pytest.param(
+            "poll: {default: 10s, energy: 1m}",
+            "poll: {default: soon}",
+            "gateway.yaml:13: devices[0].poll.default: 'soon' is not a duration",
+            id="bad-duration",
+        ),
+        pytest.param(
+            "  name: Hasle Bibliotek\n",
+            "  name: Hasle Bibliotek\n  timezone: Europe/Aarhus\n",
+            "gateway.yaml:4: branch.timezone: 'Europe/Aarhus' is not an IANA time zone",
+            id="bad-timezone",
+        ),
+        pytest.param(
+            "  - id: heat",
+            "  - id: main-meter",
+            "gateway.yaml:14: devices[1].id: 'main-meter' is already devices[0]",
+            id="duplicate-device",
+        ),
+        pytest.param(
+            "    profile: eastron-sdm630\n",
+            "    profile: eastron-sdm630\n    colour: red\n",
+            "gateway.yaml:12: devices[0].colour: unknown field",
+            id="unknown-field",
+        ),
+        pytest.param(
+            "  name: Hasle Bibliotek\n",
+            "  name: Hasle Bibliotek\n  name: Again\n",
+            "gateway.yaml:4: branch.name: duplicate key",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "devices:\n",
+            "devices: [\n",
+            "gateway.yaml:",
+            id="yaml-syntax",
+        ),
+    ],
+)
+def test_error_names_file_line_and_field(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in VALID
+    message = error_of(tmp_path, VALID.replace(old, new, 1))
+    assert expected in message
+    assert len(message.splitlines()) == 1, message
+
+
+def test_two_devices_on_one_unit_of_one_bus(tmp_path: Path) -> None:
+    text = VALID.replace("host: 10.0.0.5, unit_id: 1}", "host: 10.0.0.5, unit_id: 2}") + (
+        "  - id: sub-meter\n    profile: eastron-sdm630\n"
+        "    transport: {type: modbus_tcp, host: 10.0.0.5, unit_id: 2}\n"
+    )
+    message = error_of(tmp_path, text)
+    assert message == (
+        "gateway.yaml:23: devices[2].transport.unit_id: "
+        "unit id 2 on tcp://10.0.0.5:502 is already used by devices[0]"
+    ).replace("gateway.yaml", str(tmp_path / "gateway.yaml"))
+
+
+def test_device_check_reports_at_profile_line(tmp_path: Path) -> None:
+    def check(device: object) -> None:
+        raise ValueError("unknown profile 'x'")
+
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(write(tmp_path, VALID), check_device=check)
+    assert (
+        str(info.value)
+        .splitlines()[0]
+        .endswith("gateway.yaml:11: devices[0].profile: unknown profile 'x'")
+    )
+
+
+def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OB_TEST_SECRET", "s3cret")
+    assert SecretRef(env="OB_TEST_SECRET").resolve() == "s3cret"
+    token = tmp_path / "token"
+    token.write_text("abc123\n", encoding="utf-8")
+    assert SecretRef(file=token).resolve() == "abc123"
+    with pytest.raises(LookupError, match="OB_TEST_MISSING"):
+        SecretRef(env="OB_TEST_MISSING").resolve()
+
+
+def test_json_schema_describes_the_config() -> None:
+    schema = json.loads(gateway_json_schema())
+    assert schema["title"] == "OpenBranch gateway configuration"
+    assert set(schema["required"]) == {"branch"}
+    text = json.dumps(schema)
+    for word in ("modbus_tcp", "modbus_rtu", "modbus_rtu_over_tcp", "mqtt", "influxdb_v2"):
+        assert word in text
+    assert '"maximum": 247' in text

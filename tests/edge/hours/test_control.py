@@ -1,0 +1,209 @@
+"""Signed control messages: every refusal is audited and moves nothing; a valid override takes
+effect and expires on time — against a running gateway and a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from openbranch.edge.core.clock import ScaledClock
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.core.schedule import Mode
+from openbranch.edge.hours.control import ControlError, Verifier, sign
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from tests.services import Mosquitto
+
+KEY = b"k3y-for-tests-only"
+NOW = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def message(**changes: Any) -> dict[str, Any]:
+    base = {
+        "id": "m-1",
+        "issued_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(minutes=5)).isoformat(),
+        "action": "override",
+        "mode": "self_service",
+        "until": (NOW + timedelta(hours=2)).isoformat(),
+        "who": "ops:anna",
+        "reason": "author evening",
+    }
+    base.update(changes)
+    return base
+
+
+class Store(dict[str, str]):
+    def save(self, key: str, value: str) -> None:
+        self[key] = value
+
+
+def verifier(store: Store) -> Verifier:
+    return Verifier(key=KEY, load=store.get, save=store.save)
+
+
+def payload(msg: dict[str, Any], key: bytes = KEY) -> bytes:
+    return json.dumps(sign(msg, key)).encode()
+
+
+BAD = {
+    "wrong signature": payload(message(), key=b"another key"),
+    "not signed": json.dumps(message()).encode(),
+    "expired": payload(message(id="m-2", expires_at=(NOW - timedelta(seconds=1)).isoformat())),
+    "issued in the future": payload(
+        message(
+            id="m-3",
+            issued_at=(NOW + timedelta(minutes=10)).isoformat(),
+            expires_at=(NOW + timedelta(minutes=15)).isoformat(),
+        )
+    ),
+    "mode:": payload(message(id="m-4", mode="emergency")),
+    "until:": payload(message(id="m-5", until=(NOW + timedelta(days=3)).isoformat())),
+    "not JSON": b"{nope",
+}
+
+
+@pytest.mark.parametrize(("reason", "raw"), BAD.items(), ids=list(BAD))
+def test_refusals_say_why(reason: str, raw: bytes) -> None:
+    with pytest.raises(ControlError, match=reason):
+        verifier(Store()).check(raw, retained=False, now=NOW)
+
+
+def test_retained_and_replayed_are_refused_also_after_a_restart() -> None:
+    store = Store()
+    good = payload(message())
+    with pytest.raises(ControlError, match="retained"):
+        verifier(store).check(good, retained=True, now=NOW)
+    accepted = verifier(store).check(good, retained=False, now=NOW)
+    assert accepted.override is not None
+    assert accepted.override.mode is Mode.SELF_SERVICE
+    with pytest.raises(ControlError, match="replayed"):
+        verifier(store).check(good, retained=False, now=NOW + timedelta(seconds=5))  # restarted
+
+
+def test_cli_signs_what_the_verifier_accepts(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text(KEY.decode(), encoding="utf-8")
+    config = ROOT / "examples" / "demo" / "gateway.yaml"
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openbranch.edge.cli",
+            "command",
+            "override",
+            str(config),
+            "--mode",
+            "closed",
+            "--until",
+            until,
+            "--who",
+            "ops:test",
+            "--key-file",
+            str(key),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    checked = verifier(Store()).check(out.stdout.encode(), retained=False, now=datetime.now(UTC))
+    assert checked.override is not None
+    assert checked.override.mode is Mode.CLOSED
+
+
+def test_gateway_applies_valid_overrides_and_audits_every_refusal(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OB_TEST_CONTROL_KEY", KEY.decode())
+    config = GatewayConfig.model_validate(
+        {
+            "branch": {"id": "ctl", "name": "Control test"},
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "protocol": "3.1.1"},
+            "store": {"path": str(tmp_path / "outbox.db")},
+            "hours": {"weekly": {}},  # closed all week: any open mode comes from an override
+            "control": {"key": {"env": "OB_TEST_CONTROL_KEY"}},
+        }
+    )
+    start = datetime.now(UTC)
+    clock = ScaledClock(start=start, speed=60)  # a minute per second
+    outbox = open_outbox(config)
+    gateway = Gateway(config=config, registry=default_registry(), clock=clock, outbox=outbox)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.loop_start()
+    topic = "openbranch/ctl/control"
+    modes: list[Mode] = []
+    wall = datetime.now(UTC)  # a retained message waiting for the gateway when it subscribes
+    stored = payload(
+        message(
+            id="b4",
+            issued_at=wall.isoformat(),
+            expires_at=(wall + timedelta(minutes=5)).isoformat(),
+        )
+    )
+    publisher.publish(topic, stored, qos=1, retain=True).wait_for_publish(5)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        for _ in range(100):
+            if gateway.mqtt is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed()
+        now = clock.now()
+        fresh = {
+            "issued_at": now.isoformat(),
+            "expires_at": (now + timedelta(minutes=5)).isoformat(),
+        }
+        bad = [
+            payload(message(id="b1", **fresh), key=b"wrong"),
+            payload(
+                message(
+                    id="b2",
+                    issued_at=(now - timedelta(minutes=20)).isoformat(),
+                    expires_at=(now - timedelta(minutes=10)).isoformat(),
+                )
+            ),
+            payload(message(id="b3", mode="emergency", **fresh)),
+        ]
+        for raw in bad:
+            publisher.publish(topic, raw, qos=1).wait_for_publish(5)
+        publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+        await asyncio.sleep(0.5)
+        assert gateway.overrides == []
+        good = payload(message(id="g1", until=(now + timedelta(minutes=3)).isoformat(), **fresh))
+        publisher.publish(topic, good, qos=1).wait_for_publish(5)
+        publisher.publish(topic, good, qos=1).wait_for_publish(5)  # a replay
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if gateway.last_decision and gateway.last_decision.mode is Mode.SELF_SERVICE:
+                break
+        modes.append(gateway.last_decision.mode if gateway.last_decision else Mode.CLOSED)
+        await asyncio.sleep(4)  # 4 minutes of branch time: the override (3 min) has ended
+        modes.append(gateway.last_decision.mode if gateway.last_decision else Mode.CLOSED)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    publisher.loop_stop()
+    publisher.disconnect()
+    assert modes == [Mode.SELF_SERVICE, Mode.CLOSED]
+    audit = [e.line for e in outbox.lines(measurement="audit")]
+    rejected = [line for line in audit if "kind=command_rejected" in line]
+    reasons = " ".join(rejected)
+    for reason in ("wrong signature", "expired", "mode:", "retained", "replayed"):
+        assert reason in reasons, (reason, rejected)
+    assert sum("kind=command_accepted" in line for line in audit) == 1
