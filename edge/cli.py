@@ -32,6 +32,7 @@ from openbranch.edge.hours.control import sign
 from openbranch.edge.hours.policy import planned_actions
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.mqtt import publish_once
+from openbranch.edge.telemetry.outbox import OutboxLocked
 
 __all__ = [
     "command_commands",
@@ -63,7 +64,11 @@ def _schema(_: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
-    outbox = open_outbox(config, args.store)
+    try:
+        outbox = open_outbox(config, args.store)
+    except OutboxLocked as exc:  # one gateway per store (issue 12)
+        print(f"openbranch gateway run: not started: {exc}", file=sys.stderr)
+        return 1
     gateway = Gateway(
         config=config, registry=default_registry(), clock=SystemClock(), outbox=outbox
     )
@@ -81,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(main())
     finally:
         outbox.close()
-    print(f"stopped: {gateway.accepted} readings accepted into {outbox.path}")
+    print(f"stopped: {gateway.committer.accepted} readings accepted into {outbox.path}")
     return 0
 
 

@@ -291,7 +291,7 @@ async def _run(
         timeline.append(line)
         say(line)
 
-    gateway.listeners.append(event)
+    gateway.journal.listeners.append(event)
     logging.getLogger("openbranch.edge.runtime").setLevel(logging.ERROR)  # the timeline says it
     say(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
     for line in gateway.plan():

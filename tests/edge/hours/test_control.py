@@ -183,17 +183,17 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
             publisher.publish(topic, raw, qos=1).wait_for_publish(5)
         publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
         await asyncio.sleep(0.5)
-        assert gateway.overrides == []
+        assert gateway.overrides.active(now) == []
         good = payload(message(id="g1", until=(now + timedelta(minutes=3)).isoformat(), **fresh))
         publisher.publish(topic, good, qos=1).wait_for_publish(5)
         publisher.publish(topic, good, qos=1).wait_for_publish(5)  # a replay
         for _ in range(40):
             await asyncio.sleep(0.1)
-            if gateway.last_decision and gateway.last_decision.mode is Mode.SELF_SERVICE:
+            if gateway.engine.last_decision and gateway.engine.last_decision.mode is Mode.SELF_SERVICE:
                 break
-        modes.append(gateway.last_decision.mode if gateway.last_decision else Mode.CLOSED)
+        modes.append(gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED)
         await asyncio.sleep(4)  # 4 minutes of branch time: the override (3 min) has ended
-        modes.append(gateway.last_decision.mode if gateway.last_decision else Mode.CLOSED)
+        modes.append(gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED)
         stop.set()
         await task
 

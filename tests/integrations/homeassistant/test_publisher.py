@@ -121,7 +121,7 @@ def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
             await asyncio.sleep(0.05)
         assert watcher.payloads(topic)[-1] == messages[topic]
         assert len(watcher.payloads(topic)) == before + 1
-        gateway.alert(
+        gateway.journal.alert(
             "outbox_dropped", "dropped 3 oldest readings", severity="critical", active=True
         )
         alert = alert_entity(config, "outbox_dropped")

@@ -1,0 +1,160 @@
+"""The engine runner: one engine step at a time, every ``ENGINE_EVERY`` seconds and whenever a
+part asks for one (an accepted command); each step decides from the devices' last values,
+records what changed, and makes the devices match (the reconciler).
+
+Steps never overlap: ``request_step()`` only wakes the loop, so a burst of commands during a
+step gives one more step after it, and the reconciler's writes are never interleaved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.reading import Reading, Value
+from openbranch.edge.hours.calendar import Override
+from openbranch.edge.hours.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
+from openbranch.edge.hours.reconciler import Reconciler
+from openbranch.edge.runtime.coordinator import Coordinator
+from openbranch.edge.runtime.journal import Journal
+from openbranch.edge.runtime.publisher import StatePublisher
+
+__all__ = ["ENGINE_EVERY", "EngineRunner"]
+
+ENGINE_EVERY = 30.0  # seconds of gateway time between engine steps
+FIRST_ANSWERS = 120.0  # seconds of gateway time the first step waits for every device
+
+
+class EngineRunner:
+    def __init__(
+        self,
+        *,
+        branch: str,
+        clock: Clock,
+        engine: BranchEngine,
+        reconciler: Reconciler,
+        coordinators: Sequence[Coordinator],
+        fire_alarm_device: str | None,
+        overrides: Callable[[datetime], Sequence[Override]],
+        journal: Journal,
+        publisher: StatePublisher,
+        record: Callable[[Sequence[Reading]], None],
+    ) -> None:
+        self._branch = branch
+        self._clock = clock
+        self.engine = engine
+        self.reconciler = reconciler
+        self._coordinators = coordinators
+        self._fire_device = fire_alarm_device
+        self._overrides = overrides
+        self._journal = journal
+        self._publisher = publisher
+        self._record = record
+        self.occupancy = {c.device_id: Occupancy() for c in coordinators}
+        self.last_decision: Decision | None = None
+        self.steps = 0
+        self._wake = asyncio.Event()
+
+    def request_step(self) -> None:
+        """Ask for a step as soon as the current one (if any) is over."""
+        self._wake.set()
+
+    def clear_emergency(self, who: str) -> str:
+        return self.engine.clear_emergency(who)
+
+    def inputs(self) -> Inputs:
+        """The engine's inputs from the devices' last values."""
+        entered, exited = schema.OCCUPANCY_ENTERED.key, schema.OCCUPANCY_EXITED.key
+        present: int | None = 0
+        counters = 0
+        for c in self._coordinators:
+            got_in = c.last.get((schema.OCCUPANCY.name, entered))
+            got_out = c.last.get((schema.OCCUPANCY.name, exited))
+            if got_in is None or got_out is None:
+                continue
+            counters += 1
+            self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
+            if c.available is False:
+                present = None
+            elif present is not None:
+                present += self.occupancy[c.device_id].net  # entrances share the visitors
+        fire = False
+        if self._fire_device is not None:
+            c = next(c for c in self._coordinators if c.device_id == self._fire_device)
+            got = c.last.get((schema.ALERT.name, schema.ALERT_ACTIVE.key))
+            fire = bool(got and got[0] is True)
+        total = None if present is None or not counters else max(0, present)
+        return Inputs(present=total, fire_alarm=fire)
+
+    async def step(self) -> Decision:
+        """One engine step: decide, record, and make the devices match."""
+        now = self._clock.now()
+        inputs = self.inputs()
+        decision = self.engine.step(now, inputs, self._overrides(now))
+        previous = self.last_decision
+        if previous is None or previous.mode is not decision.mode:
+            was = "start" if previous is None else previous.mode.value
+            self._journal.audit("mode", f"{was} -> {decision.mode.value}")
+            mode = self._own(schema.BRANCH_MODE, {schema.BRANCH_MODE_MODE.key: decision.mode.value})
+            self._record([mode])
+            self._publisher.publish_own([mode])
+        if inputs.present is not None:  # on the gateway's state topic only
+            present = self._own(schema.OCCUPANCY, {schema.OCCUPANCY_PRESENT.key: inputs.present})
+            self._publisher.publish_own([present])
+        for alert in decision.alerts:
+            self._journal.alert(
+                alert.kind, alert.message, severity=alert.severity, active=alert.active
+            )
+        for note in decision.notes:
+            self._journal.audit("engine", note)
+        for text in decision.announcements:
+            self._journal.audit("announcement", text)
+        if decision.phase is Phase.SECURED and (
+            previous is None or previous.phase is not Phase.SECURED
+        ):
+            for occupancy in self.occupancy.values():
+                occupancy.reset()  # closed and verified empty: the daily correction
+        self.last_decision = decision
+        self.steps += 1
+        await self.reconciler.reconcile(now, decision.desired, f"{decision.mode}/{decision.phase}")
+        return decision
+
+    async def run(self) -> None:
+        # First let every polled device answer once (or fail), so the engine starts from facts.
+        waited = 0.0
+        while waited < FIRST_ANSWERS and not all(
+            c.available is not None for c in self._coordinators if c.polled
+        ):
+            await self._clock.sleep(2.0)
+            waited += 2.0
+        while True:
+            self._wake.clear()
+            await self.step()
+            await self._sleep_or_wake(ENGINE_EVERY)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Sleep ``seconds`` of gateway time, or less when a step is requested."""
+        if self._wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _own(self, measurement: schema.Measurement, fields: dict[str, Value]) -> Reading:
+        return Reading(
+            branch=self._branch,
+            device=schema.GATEWAY_DEVICE,
+            measurement=measurement,
+            fields=fields,
+            time=self._clock.now(),
+        )

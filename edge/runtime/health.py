@@ -1,0 +1,92 @@
+"""The gateway's health: a ``gateway`` reading every ``HEALTH_EVERY`` seconds (outbox depth,
+drops, poll errors, devices down, write latency), and each device's availability (retained
+topic, the outbox's state for ``gateway status``, and a ``device_down`` alert).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.runtime.coordinator import Coordinator
+from openbranch.edge.runtime.journal import Journal
+from openbranch.edge.runtime.publisher import StatePublisher
+from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.sink import Drainer
+
+__all__ = ["HEALTH_EVERY", "Health"]
+
+HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
+
+
+class Health:
+    def __init__(
+        self,
+        *,
+        branch: str,
+        clock: Clock,
+        outbox: Outbox,
+        coordinators: Sequence[Coordinator],
+        drainers: Sequence[Drainer],
+        journal: Journal,
+        publisher: StatePublisher,
+        record: Callable[[Sequence[Reading]], None],
+    ) -> None:
+        self._branch = branch
+        self._clock = clock
+        self._outbox = outbox
+        self._coordinators = coordinators
+        self._drainers = drainers
+        self._journal = journal
+        self._publisher = publisher
+        self._record = record
+
+    def reading(self) -> Reading:
+        stats = self._outbox.stats()
+        coordinators = self._coordinators
+        return Reading(
+            branch=self._branch,
+            device=schema.GATEWAY_DEVICE,
+            measurement=schema.GATEWAY,
+            fields={
+                schema.GATEWAY_OUTBOX_DEPTH.key: max(stats.depth.values(), default=0),
+                schema.GATEWAY_DROPPED.key: stats.dropped,
+                schema.GATEWAY_POLL_ERRORS.key: sum(
+                    c.stats.failed_requests + c.stats.unreachable_polls for c in coordinators
+                ),
+                schema.GATEWAY_DEVICES_DOWN.key: sum(
+                    1 for c in coordinators if c.available is False
+                ),
+                schema.GATEWAY_WRITE_LATENCY.key: max(
+                    (d.stats.last_latency_ms for d in self._drainers), default=0.0
+                ),
+            },
+            time=self._clock.now(),
+        )
+
+    async def run(self) -> None:
+        while True:
+            await self._clock.sleep(HEALTH_EVERY)
+            health = self.reading()
+            self._record([health])
+            self._publisher.publish_own([health])
+
+    def on_availability(self, device_id: str, available: bool) -> None:
+        """A device went down or came back: retained topic, status, alert."""
+        self._publisher.availability(device_id, available)
+        self._outbox.set_state(
+            f"availability:{device_id}",
+            json.dumps({"available": available, "since": self._clock.now().isoformat()}),
+        )
+        kind = f"{schema.DEVICE_DOWN}:{device_id}"
+        if not available:
+            self._journal.alert(
+                kind, f"{device_id} stopped answering", severity="warning", active=True
+            )
+        elif any(c.device_id == device_id and c.stats.downs for c in self._coordinators):
+            self._journal.alert(
+                kind, f"{device_id} answers again", severity="warning", active=False
+            )
