@@ -32,15 +32,32 @@ A small key/value ``state`` (energy accounts, seen command ids) lives in the sam
 be committed in the same transaction as the readings it was derived from. Everything persists:
 a new ``Outbox`` on the same file resumes cursors, counters, dead letters and state.
 
+One writer per store: a writing ``Outbox`` holds an exclusive ``flock`` on the sibling file
+``<store>.lock`` (which records the holder's pid) from its opening to ``close()``. A second
+writer, in this process or another, gets ``OutboxLocked`` naming the path and that pid. The
+kernel releases the lock when its process dies, however it dies, so a SIGKILLed gateway never
+leaves a stale lock behind. ``read_only`` opens take no lock: a report or a status beside a
+running gateway. (The lock is advisory and local: a store on NFS is not protected.)
+
 Thread-safe: coordinators append on the event loop, drainers read and ack from worker threads.
+
+Exceptions::
+
+    OutboxError      anything the outbox refuses as a whole
+    └── OutboxLocked another writer holds the store
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
+import os
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +66,44 @@ from typing import Self
 
 from openbranch.edge.core.reading import Reading
 
-__all__ = ["DeadLetter", "DropCallback", "Entry", "Outbox", "OutboxStats", "Row", "parse_line"]
+__all__ = [
+    "DeadLetter",
+    "DropCallback",
+    "Entry",
+    "Outbox",
+    "OutboxError",
+    "OutboxLocked",
+    "OutboxStats",
+    "Row",
+    "lock_path",
+    "parse_line",
+]
 
 log = logging.getLogger(__name__)
+
+
+class OutboxError(Exception):
+    """The outbox refuses to open or to act as a whole. Base of the hierarchy."""
+
+
+class OutboxLocked(OutboxError):
+    """Another writer (a gateway, in this process or another) holds the store.
+
+    ``pid`` is the holder's process id as it recorded it in the lock file (None when it could
+    not be read, e.g. the holder had not written it yet).
+    """
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = "another process" if pid is None else f"process {pid}"
+        if pid == os.getpid():
+            holder = f"this process ({pid}), through another Outbox"
+        super().__init__(
+            f"{path}: the local store is in use by {holder}: one gateway per store;"
+            " stop the other gateway first"
+        )
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -147,6 +199,46 @@ def parse_line(line: str, *, audit: bool = False) -> Row:
     return int(stamp), _UNESCAPE.sub(r"\1", measurement), device, int(audit), line
 
 
+def lock_path(path: Path | str) -> Path:
+    """The sibling file whose ``flock`` a writing ``Outbox`` on ``path`` holds (beside the
+    store's real path, so that two names of one file share one lock)."""
+    path = Path(path).resolve()
+    return path.with_name(path.name + ".lock")
+
+
+def _lock(path: Path) -> int:
+    """Take the writer's lock of the store at ``path``: the lock file's descriptor.
+
+    The descriptor is not inherited by child processes (``O_CLOEXEC``); closing it, or the
+    end of the process, releases the lock. Raises ``OutboxLocked`` when another holds it.
+    """
+    target = lock_path(path)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _holder(fd)
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OutboxLocked(path, holder) from None
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+    with contextlib.suppress(OSError):  # the pid is for the message only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 class Outbox:
     """The durable queue and local history of one gateway (see the module docstring).
 
@@ -165,7 +257,8 @@ class Outbox:
         read_only: bool = False,
     ) -> None:
         """``read_only``: open an existing store to read its history only (a report on a live
-        gateway's file): no schema script, no pragma that writes, and SQLite refuses writes."""
+        gateway's file): no schema script, no pragma that writes, SQLite refuses writes, and
+        no lock. A writer raises ``OutboxLocked`` while another writer has the store open."""
         self.path = Path(path)
         self.read_only = read_only
         self.max_bytes = max_bytes
@@ -186,6 +279,16 @@ class Outbox:
             )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(self.path)
+        # released when the Outbox closes or is garbage-collected unclosed (no fd leaks)
+        self._unlock = weakref.finalize(self, os.close, lock_fd)
+        try:
+            self._open_for_writing(max_bytes)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _open_for_writing(self, max_bytes: int) -> None:
         self._db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )
@@ -196,7 +299,7 @@ class Outbox:
         self._db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
         self._db.executescript(_SCHEMA)
         self._db.executemany(
-            "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", [(s,) for s in sinks]
+            "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", [(s,) for s in self.sinks]
         )
 
     def __enter__(self) -> Self:
@@ -208,8 +311,11 @@ class Outbox:
         self.close()
 
     def close(self) -> None:
+        """Close the database, then release the writer's lock (closing twice is harmless)."""
         with self._lock:
             self._db.close()
+            if not self.read_only:
+                self._unlock()
 
     # -- accepting -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ from openbranch.edge.core.config import DeviceConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.core.yamlsource import load_yaml
 from openbranch.edge.demo.day import prepare_config, run_demo
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Outbox, OutboxLocked
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "integrations" / "modbus" / "sample.yaml"
@@ -179,3 +181,78 @@ def test_status_reports_outbox_sinks_and_devices(simulated_branch: Path, tmp_pat
     assert pending > 0
     assert "0 dead letters" in sink
     assert "  device main-meter: available since " in status.stdout
+
+
+def _lonely_branch(tmp_path: Path) -> Path:
+    """A gateway config with one meter on a closed loopback port (it runs, and finds it down)."""
+    path = tmp_path / "gateway.yaml"
+    config = {
+        "branch": {"id": "lonely", "name": "Lonely branch"},
+        "store": {"path": str(tmp_path / "store.db")},
+        "devices": [
+            {
+                "id": "meter",
+                "profile": "eastron-sdm630",
+                "transport": {
+                    "type": "modbus_tcp",
+                    "host": "127.0.0.1",
+                    "port": free_port(),
+                    "unit_id": 1,
+                    "timeout": "200ms",
+                },
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _start_gateway(config: Path) -> subprocess.Popen[str]:
+    """``gateway run`` in the background, returned once it logged its plan: by then it has
+    opened its store (and holds the store's lock)."""
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert gateway.stderr is not None
+    seen = []
+    for line in gateway.stderr:  # blocks until the gateway writes a line, or exits
+        seen.append(line)
+        if " plan meter: " in line:
+            return gateway
+    gateway.wait(30)
+    raise AssertionError(f"the gateway exited ({gateway.returncode}) first: {''.join(seen)}")
+
+
+def test_a_second_gateway_on_the_same_store_refuses_to_start(tmp_path: Path) -> None:
+    config = _lonely_branch(tmp_path)
+    first = _start_gateway(config)
+    try:
+        second = openbranch("gateway", "run", str(config), "--duration", "30")
+        assert second.returncode == 1
+        assert second.stderr.strip() == (
+            f"openbranch gateway run: not started: {tmp_path / 'store.db'}: the local store is"
+            f" in use by process {first.pid}: one gateway per store; stop the other gateway first"
+        )
+        assert first.poll() is None  # the first one runs on, undisturbed
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert out.startswith("stopped: ")
+
+
+def test_a_killed_gateway_does_not_keep_the_next_one_from_starting(tmp_path: Path) -> None:
+    config = _lonely_branch(tmp_path)
+    first = _start_gateway(config)
+    with pytest.raises(OutboxLocked, match=f"in use by process {first.pid}:"):
+        Outbox(tmp_path / "store.db")
+    first.kill()  # SIGKILL: no cleanup at all
+    first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    after = openbranch("gateway", "run", str(config), "--duration", "0.5")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith("stopped: ")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +14,14 @@ import pytest
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading, to_ns
-from openbranch.edge.telemetry.outbox import DeadLetter, Outbox, parse_line
+from openbranch.edge.telemetry.outbox import (
+    DeadLetter,
+    Outbox,
+    OutboxError,
+    OutboxLocked,
+    lock_path,
+    parse_line,
+)
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 T0_NS = 1_795_521_600_000_000_000
@@ -270,3 +280,74 @@ def test_read_only_sees_a_live_store_and_never_writes(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such local store"):
         Outbox(tmp_path / "missing.db", read_only=True)
     assert not (tmp_path / "missing.db").exists()
+
+
+# -- one writer per store ----------------------------------------------------------------------
+
+
+def test_a_second_writer_on_the_same_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    first = Outbox(path, sinks=["a"])
+    first.append(readings(3))
+    with pytest.raises(OutboxLocked) as refused:
+        Outbox(path, sinks=["a"])
+    assert isinstance(refused.value, OutboxError)
+    assert (refused.value.path, refused.value.pid) == (path, os.getpid())
+    assert str(refused.value) == (
+        f"{path}: the local store is in use by this process ({os.getpid()}), through another"
+        " Outbox: one gateway per store; stop the other gateway first"
+    )
+    with Outbox(path, read_only=True) as reader:  # a report or a status takes no lock
+        assert reader.count() == 3
+    first.append(readings(1, start=3))  # the refused open changed nothing for the holder
+    first.close()
+    first.close()  # closing twice is harmless
+    with Outbox(path, sinks=["a"]) as second:  # closed: the store is free
+        assert second.depth("a") == 4
+    with Outbox(path) as third:  # and free again after the context manager
+        assert third.count() == 4
+
+
+def test_an_unclosed_writer_frees_the_store_when_it_is_collected(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    with pytest.raises(OutboxLocked):
+        Outbox(path)
+    del box  # never closed (CPython frees it here): its lock descriptor is closed with it
+    with Outbox(path) as again:
+        assert again.count() == 0
+
+
+HOLDER = """
+import sys
+from openbranch.edge.telemetry.outbox import Outbox
+box = Outbox(sys.argv[1])
+print("open", flush=True)
+sys.stdin.read()  # hold the store until killed
+"""
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline() == "open\n"  # it holds the lock from here on
+        with pytest.raises(OutboxLocked) as refused:
+            Outbox(path)
+        assert refused.value.pid == holder.pid
+        assert f"in use by process {holder.pid}:" in str(refused.value)
+    finally:
+        holder.kill()  # SIGKILL: no close(), no atexit, no finalizer
+        holder.wait(30)
+        holder.stdout.close()
+        holder.stdin.close()
+    assert lock_path(path).read_text() == f"{holder.pid}\n"  # the dead holder's file stays
+    with Outbox(path) as after:  # and does not block: the kernel dropped the lock
+        assert after.count() == 0
+        assert lock_path(path).read_text() == f"{os.getpid()}\n"
