@@ -3,20 +3,40 @@ hours; everything else (gateway configs, broker accounts and ACLs, ...) is rende
 
 Errors name the file, the line and the field, like every config of OpenBranch; cross-checks
 catch duplicate ids, unknown profiles and two devices on one unit id of one bus.
+
+Every text in an inventory ends up in a rendered file (YAML, Mosquitto's config and ACL, a
+bridge, a comment), so the model refuses control characters in every string of the document
+(values and keys), wildcards where one literal topic is meant, and hosts that are not a host
+name or an IP address (``provisioning.text``); the writers escape or refuse on their side too.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from openbranch.edge.core.config import DeviceConfig, MqttConfig, SinkConfig, device_problems
+from openbranch.edge.core.config import (
+    DeviceConfig,
+    MqttConfig,
+    MqttTransport,
+    SinkConfig,
+    device_problems,
+)
 from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
-from openbranch.edge.core.yamlsource import ConfigError, Document, Problem, load_yaml, validate
+from openbranch.edge.core.yamlsource import (
+    ConfigError,
+    Document,
+    Location,
+    Problem,
+    load_yaml,
+    validate,
+)
+from openbranch.provisioning.text import control_problem, host_problem, topic_problem
 
 __all__ = [
     "Branch",
@@ -70,10 +90,63 @@ class Branch(_Model):
     )
 
 
+def _error(loc: Location, message: str) -> InitErrorDetails:
+    return {
+        "type": PydanticCustomError("inventory", "{message}", {"message": message}),
+        "loc": loc,
+        "input": None,
+    }
+
+
+def _raise(errors: list[InitErrorDetails]) -> None:
+    if errors:
+        raise ValidationError.from_exception_data("Inventory", errors)
+
+
+def _control_characters(data: Any, loc: Location = ()) -> Iterator[InitErrorDetails]:
+    """Every string of the raw document with a control character: values at their own
+    location, keys at their mapping's (a key's text is never part of a location)."""
+    if isinstance(data, str):
+        problem = control_problem(data)
+        if problem is not None:
+            yield _error(loc, problem)
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and (problem := control_problem(key)) is not None:
+                yield _error(loc, f"the key {key!r} has a {problem}")
+                continue
+            yield from _control_characters(value, (*loc, key))
+    elif isinstance(data, list | tuple):
+        for i, item in enumerate(data):
+            yield from _control_characters(item, (*loc, i))
+
+
 class Inventory(_Model):
     municipality: Municipality
     defaults: Defaults = Field(default_factory=Defaults)
     branches: list[Branch] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_line_text(cls, data: Any) -> Any:
+        _raise(list(_control_characters(data)))
+        return data
+
+    @model_validator(mode="after")
+    def _literal_topics_and_hosts(self) -> Inventory:
+        errors = []
+        mqtt = self.defaults.mqtt
+        if mqtt is not None and (problem := host_problem(mqtt.host)) is not None:
+            errors.append(_error(("defaults", "mqtt", "host"), problem))
+        for b, branch in enumerate(self.branches):
+            for d, device in enumerate(branch.devices):
+                if isinstance(device.transport, MqttTransport):
+                    problem = topic_problem(device.transport.topic, device=True)
+                    if problem is not None:
+                        loc = ("branches", b, "devices", d, "transport", "topic")
+                        errors.append(_error(loc, problem))
+        _raise(errors)
+        return self
 
 
 DeviceCheck = Callable[[DeviceConfig], None]

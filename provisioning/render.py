@@ -3,6 +3,14 @@
 Rendering is pure: inventory and secrets in, files (path -> text) out. Secrets appear in
 rendered gateway configs only as references ({file: ...}); the broker's password file holds
 salted PBKDF2 hashes in Mosquitto's own format, never a password.
+
+Every writer writes for its format: YAML only through ``yaml.safe_dump`` of data (comments
+escape what is not printable), Mosquitto's config, ACL, password and bridge lines only values
+that cannot start a new line or split into more fields than meant. The inventory refuses such
+values first (``provisioning.text``); a writer that is handed one anyway raises RenderError.
+
+Exceptions:
+    RenderError        a value the format of its file cannot hold as given
 """
 
 from __future__ import annotations
@@ -22,15 +30,46 @@ from openbranch.edge.core.schedule import OpeningHours
 from openbranch.provisioning.influx import setup_for
 from openbranch.provisioning.inventory import Branch, Defaults, Inventory
 from openbranch.provisioning.secrets import Secrets
+from openbranch.provisioning.text import comment, control_problem, host_problem, topic_problem
 
 __all__ = [
     "GATEWAY_SECRETS",
+    "RenderError",
     "fleet_of",
     "mosquitto_password_line",
     "render",
     "render_gateway",
     "user_of",
 ]
+
+
+class RenderError(ValueError):
+    """A value that its file's format cannot hold as given (``str()`` names where it came
+    from); the inventory refuses such values, so this is a second line of defence."""
+
+
+def _one_field(value: str, *, where: str, blanks: bool = False) -> str:
+    """``value`` as the last field of a Mosquitto config, ACL or password line: not empty, no
+    control character (a newline would start a new directive), no blank at either end (Mosquitto
+    trims them), and no blank at all unless the directive takes the rest of the line."""
+    problem = control_problem(value)
+    if problem is None and not value:
+        problem = "empty"
+    if problem is None and value != value.strip(" "):
+        problem = "blanks at either end would be trimmed"
+    if problem is None and not blanks and " " in value:
+        problem = "a blank would split it into more fields"
+    if problem is not None:
+        raise RenderError(f"{where}: {problem}")
+    return value
+
+
+def _literal_topic(topic: str, *, where: str) -> str:
+    problem = topic_problem(topic, device=True)
+    if problem is not None:
+        raise RenderError(f"{where}: {problem}")
+    return topic
+
 
 GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
 TOPIC_PREFIX = "openbranch"
@@ -113,6 +152,8 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
 
 def mosquitto_password_line(user: str, password: str, *, salt: bytes | None = None) -> str:
     """``user:$7$101$salt$hash``: Mosquitto 2's PBKDF2-SHA512 password file entry."""
+    if ":" in _one_field(user, where=f"password file user {user!r}"):
+        raise RenderError(f"password file user {user!r}: a ':' ends the user name")
     if salt is None:  # derived, so an unchanged password renders the same line (plan stays quiet)
         salt = hashlib.sha256(f"{user}\0{password}".encode()).digest()[:12]
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
@@ -127,37 +168,41 @@ def _acl(inventory: Inventory) -> str:
         "# discovery configs; operations may command; dashboards and Home Assistant only read.",
         "",
     ]
-    for branch in inventory.branches:
+    grants: list[tuple[str, list[tuple[str, str]]]] = []
+    for b, branch in enumerate(inventory.branches):
         own = f"{TOPIC_PREFIX}/{branch.id}"
-        lines += [
-            f"user {user_of(branch)}",
-            f"topic write {own}/status",
-            f"topic write {own}/+/state",
-            f"topic write {own}/+/availability",
-            f"topic read {own}/control",
-            f"topic readwrite {_discovery(branch)}",
-            f"topic read {DISCOVERY}/status",
+        topics = [
+            ("write", f"{own}/status"),
+            ("write", f"{own}/+/state"),
+            ("write", f"{own}/+/availability"),
+            ("read", f"{own}/control"),
+            ("readwrite", _discovery(branch)),
+            ("read", f"{DISCOVERY}/status"),
         ]
+        for d, device in enumerate(branch.devices):
+            if isinstance(device.transport, MqttTransport):
+                where = f"branches[{b}].devices[{d}] ({device.id}).transport.topic"
+                topics.append(("read", _literal_topic(device.transport.topic, where=where)))
+        grants.append((user_of(branch), topics))
+    grants += [
+        (OPERATIONS, [("write", f"{TOPIC_PREFIX}/+/control"), ("read", f"{TOPIC_PREFIX}/#")]),
+        (DASHBOARDS, [("read", f"{TOPIC_PREFIX}/#")]),
+        (
+            HOME_ASSISTANT,
+            [
+                ("read", f"{TOPIC_PREFIX}/#"),
+                ("read", f"{DISCOVERY}/#"),
+                ("write", f"{DISCOVERY}/status"),
+            ],
+        ),
+    ]
+    for user, topics in grants:
+        lines.append(f"user {_one_field(user, where=f'ACL user {user!r}')}")
         lines += [
-            f"topic read {d.transport.topic}"
-            for d in branch.devices
-            if isinstance(d.transport, MqttTransport)
+            f"topic {access} {_one_field(topic, where=f'ACL topic of {user}', blanks=True)}"
+            for access, topic in topics
         ]
         lines.append("")
-    lines += [
-        f"user {OPERATIONS}",
-        f"topic write {TOPIC_PREFIX}/+/control",
-        f"topic read {TOPIC_PREFIX}/#",
-        "",
-        f"user {DASHBOARDS}",
-        f"topic read {TOPIC_PREFIX}/#",
-        "",
-        f"user {HOME_ASSISTANT}",
-        f"topic read {TOPIC_PREFIX}/#",
-        f"topic read {DISCOVERY}/#",
-        f"topic write {DISCOVERY}/status",
-        "",
-    ]
     return "\n".join(lines)
 
 
@@ -199,27 +244,37 @@ def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> st
     """For a branch's own Mosquitto: forward the gateway's topics, bring its commands in."""
     central = inventory.defaults.mqtt
     host = central.host if central is not None else "mqtt.example"
+    where = f"bridge of {branch.id}"
+    problem = host_problem(host) or (":" in host and "an IPv6 address: give a host name")
+    if problem:
+        raise RenderError(f"{where}: defaults.mqtt.host: {problem}")
     own = f"{TOPIC_PREFIX}/{branch.id}"
+    user = _one_field(user_of(branch), where=where)
+    topics = [
+        f"{own}/status out 1",
+        f"{own}/+/state out 1",
+        f"{own}/+/availability out 1",
+        f"{own}/control in 1",
+        f"{DISCOVERY}/+/openbranch_{branch.id}/# out 1",
+        f"{DISCOVERY}/status in 1",
+    ]
+    for topic in topics:
+        _one_field(topic.split(" ")[0], where=where)
     return "\n".join(
         [
-            f"# Rendered for {branch.name}: install on the branch's local Mosquitto.",
+            f"# Rendered for {comment(branch.name)}: install on the branch's local Mosquitto.",
             "# Authenticates with a client certificate (CN = the gateway's user); no password",
             "# is written here.",
             "connection openbranch-central",
-            f"address {host}:{bridge_port}",
-            f"remote_clientid bridge-{branch.id}",
+            f"address {_one_field(host, where=where)}:{bridge_port}",
+            f"remote_clientid {_one_field(f'bridge-{branch.id}', where=where)}",
             "bridge_protocol_version mqttv311",
             "bridge_cafile /etc/mosquitto/certs/central-ca.crt",
-            f"bridge_certfile /etc/mosquitto/certs/{user_of(branch)}.crt",
-            f"bridge_keyfile /etc/mosquitto/certs/{user_of(branch)}.key",
+            f"bridge_certfile /etc/mosquitto/certs/{user}.crt",
+            f"bridge_keyfile /etc/mosquitto/certs/{user}.key",
             "cleansession false",
             "notifications false",
-            f"topic {own}/status out 1",
-            f"topic {own}/+/state out 1",
-            f"topic {own}/+/availability out 1",
-            f"topic {own}/control in 1",
-            f"topic {DISCOVERY}/+/openbranch_{branch.id}/# out 1",
-            f"topic {DISCOVERY}/status in 1",
+            *(f"topic {topic}" for topic in topics),
             "",
         ]
     )
@@ -236,8 +291,9 @@ def render(
     files: dict[str, str] = {}
     for branch in progress(list(inventory.branches)):
         files[f"gateways/{branch.id}.yaml"] = (
-            f"# Gateway config for {branch.name}, rendered from the {inventory.municipality.name}"
-            " inventory.\n# Secrets are files on the gateway, never values here.\n"
+            f"# Gateway config for {comment(branch.name)}, rendered from the"
+            f" {comment(inventory.municipality.name)} inventory.\n"
+            "# Secrets are files on the gateway, never values here.\n"
             + yaml.safe_dump(render_gateway(inventory, branch), sort_keys=False, allow_unicode=True)
         )
     users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS, HOME_ASSISTANT]
