@@ -15,9 +15,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from openbranch.edge.core.config import (
@@ -49,6 +57,24 @@ __all__ = [
 
 Identifier = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
+#: MQTT keep-alive bounds (s). Whole seconds (paho and the protocol take an integer; 0.2 became
+#: 0, no keep-alive and so no last will). At least 5 s: the broker drops a client after 1.5
+#: keep-alives without a packet, and a branch's uplink or a busy gateway can be that slow.
+#: At most 65,535 s: the CONNECT packet's 16-bit field.
+KEEPALIVE_MIN, KEEPALIVE_MAX = 5, 65535
+
+
+def _zone(name: str) -> str:
+    """An IANA time zone the gateway will accept (edge.core.config checks the same)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Copenhagen)") from None
+    return name
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,7 +85,7 @@ class Municipality(_Model):
     name: str
     price_area: Literal["DK1", "DK2"]
     heat_supplier: str | None = None
-    timezone: str = "Europe/Copenhagen"
+    timezone: TimeZone = "Europe/Copenhagen"
 
 
 class Defaults(_Model):
@@ -75,8 +101,8 @@ class Branch(_Model):
     id: str = Identifier
     name: str
     address: str = ""
-    floor_area_m2: float = Field(gt=0)
-    timezone: str | None = Field(default=None, description="default: the municipality's")
+    floor_area_m2: float = Field(gt=0, allow_inf_nan=False)
+    timezone: TimeZone | None = Field(default=None, description="default: the municipality's")
     price_area: Literal["DK1", "DK2"] | None = None
     heat_supplier: str | None = None
     zones: list[str] = Field(default_factory=list)
@@ -121,6 +147,30 @@ def _control_characters(data: Any, loc: Location = ()) -> Iterator[InitErrorDeta
             yield from _control_characters(item, (*loc, i))
 
 
+def _mqtt_problems(mqtt: MqttConfig | None) -> list[InitErrorDetails]:
+    if mqtt is None:
+        return []
+    at = ("defaults", "mqtt")
+    errors = []
+    if (problem := host_problem(mqtt.host)) is not None:
+        errors.append(_error((*at, "host"), problem))
+    keepalive = mqtt.keepalive
+    if not keepalive.is_integer() or not KEEPALIVE_MIN <= keepalive <= KEEPALIVE_MAX:
+        message = (
+            f"{keepalive:g} s: the keep-alive is whole seconds from {KEEPALIVE_MIN} to"
+            f" {KEEPALIVE_MAX} (below {KEEPALIVE_MIN} s a slow uplink drops the gateway;"
+            " a fraction would be cut to whole seconds, 0 meaning no keep-alive and no last will)"
+        )
+        errors.append(_error((*at, "keepalive"), message))
+    prefix = mqtt.topic_prefix
+    problem = topic_problem(prefix, dollar=False)
+    if problem is None and "" in prefix.split("/"):
+        problem = "no empty topic level (a '/' at either end or '//')"
+    if problem is not None:
+        errors.append(_error((*at, "topic_prefix"), problem))
+    return errors
+
+
 class Inventory(_Model):
     municipality: Municipality
     defaults: Defaults = Field(default_factory=Defaults)
@@ -133,15 +183,13 @@ class Inventory(_Model):
         return data
 
     @model_validator(mode="after")
-    def _literal_topics_and_hosts(self) -> Inventory:
-        errors = []
-        mqtt = self.defaults.mqtt
-        if mqtt is not None and (problem := host_problem(mqtt.host)) is not None:
-            errors.append(_error(("defaults", "mqtt", "host"), problem))
+    def _renderable(self) -> Inventory:
+        """What the gateway's own model lets through but a rendered config must not carry."""
+        errors = _mqtt_problems(self.defaults.mqtt)
         for b, branch in enumerate(self.branches):
             for d, device in enumerate(branch.devices):
                 if isinstance(device.transport, MqttTransport):
-                    problem = topic_problem(device.transport.topic, device=True)
+                    problem = topic_problem(device.transport.topic, dollar=False)
                     if problem is not None:
                         loc = ("branches", b, "devices", d, "transport", "topic")
                         errors.append(_error(loc, problem))

@@ -37,6 +37,7 @@ __all__ = [
     "RenderError",
     "fleet_of",
     "mosquitto_password_line",
+    "prefix_of",
     "render",
     "render_gateway",
     "user_of",
@@ -65,14 +66,14 @@ def _one_field(value: str, *, where: str, blanks: bool = False) -> str:
 
 
 def _literal_topic(topic: str, *, where: str) -> str:
-    problem = topic_problem(topic, device=True)
+    problem = topic_problem(topic, dollar=False)
     if problem is not None:
         raise RenderError(f"{where}: {problem}")
     return topic
 
 
 GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
-TOPIC_PREFIX = "openbranch"
+TOPIC_PREFIX = "openbranch"  # the gateways' default (MqttConfig.topic_prefix)
 OPERATIONS, DASHBOARDS, HOME_ASSISTANT = "operations", "dashboards", "homeassistant"
 DISCOVERY = HomeAssistantConfig().discovery_prefix  # the gateways' default discovery prefix
 
@@ -80,6 +81,12 @@ DISCOVERY = HomeAssistantConfig().discovery_prefix  # the gateways' default disc
 def _discovery(branch: Branch) -> str:
     """The Home Assistant discovery configs one gateway publishes (integrations/homeassistant)."""
     return f"{DISCOVERY}/+/openbranch_{branch.id}/+/config"
+
+
+def prefix_of(inventory: Inventory) -> str:
+    """The fleet's topic prefix: what every gateway publishes under and the ACL grants."""
+    mqtt = inventory.defaults.mqtt
+    return mqtt.topic_prefix if mqtt is not None else TOPIC_PREFIX
 
 
 def user_of(branch: Branch) -> str:
@@ -108,7 +115,7 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
         "branch": {
             "id": branch.id,
             "name": branch.name,
-            "timezone": inventory.municipality.timezone,
+            "timezone": branch.timezone or inventory.municipality.timezone,
         },
         "store": {"path": "/var/lib/openbranch/outbox.db"},
         "devices": [dev.model_dump(mode="json", exclude_defaults=True) for dev in branch.devices],
@@ -118,7 +125,7 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
         mqtt.update(
             username=user_of(branch),
             password={"file": f"{GATEWAY_SECRETS}/mqtt-password"},
-            topic_prefix=TOPIC_PREFIX,
+            topic_prefix=prefix_of(inventory),
         )
         config["mqtt"] = mqtt
         config["control"] = {"key": {"file": f"{GATEWAY_SECRETS}/control.key"}}
@@ -168,9 +175,10 @@ def _acl(inventory: Inventory) -> str:
         "# discovery configs; operations may command; dashboards and Home Assistant only read.",
         "",
     ]
+    prefix = prefix_of(inventory)
     grants: list[tuple[str, list[tuple[str, str]]]] = []
     for b, branch in enumerate(inventory.branches):
-        own = f"{TOPIC_PREFIX}/{branch.id}"
+        own = f"{prefix}/{branch.id}"
         topics = [
             ("write", f"{own}/status"),
             ("write", f"{own}/+/state"),
@@ -185,12 +193,12 @@ def _acl(inventory: Inventory) -> str:
                 topics.append(("read", _literal_topic(device.transport.topic, where=where)))
         grants.append((user_of(branch), topics))
     grants += [
-        (OPERATIONS, [("write", f"{TOPIC_PREFIX}/+/control"), ("read", f"{TOPIC_PREFIX}/#")]),
-        (DASHBOARDS, [("read", f"{TOPIC_PREFIX}/#")]),
+        (OPERATIONS, [("write", f"{prefix}/+/control"), ("read", f"{prefix}/#")]),
+        (DASHBOARDS, [("read", f"{prefix}/#")]),
         (
             HOME_ASSISTANT,
             [
-                ("read", f"{TOPIC_PREFIX}/#"),
+                ("read", f"{prefix}/#"),
                 ("read", f"{DISCOVERY}/#"),
                 ("write", f"{DISCOVERY}/status"),
             ],
@@ -248,7 +256,7 @@ def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> st
     problem = host_problem(host) or (":" in host and "an IPv6 address: give a host name")
     if problem:
         raise RenderError(f"{where}: defaults.mqtt.host: {problem}")
-    own = f"{TOPIC_PREFIX}/{branch.id}"
+    own = f"{prefix_of(inventory)}/{branch.id}"
     user = _one_field(user_of(branch), where=where)
     topics = [
         f"{own}/status out 1",

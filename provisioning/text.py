@@ -44,16 +44,16 @@ def control_problem(text: str) -> str | None:
     return None
 
 
-def topic_problem(topic: str, *, device: bool = False) -> str | None:
-    """Why ``topic`` is not one literal MQTT topic (``device``: one a device publishes on)."""
+def topic_problem(topic: str, *, dollar: bool = True) -> str | None:
+    """Why ``topic`` is not one literal MQTT topic (``dollar``: may start with ``$``)."""
     wildcard = next((w for w in ("#", "+") if w in topic), None)
     checks = [
         (not topic, "a topic is not empty"),
         (wildcard is not None, f"{wildcard!r} is a wildcard: give the literal topic"),
         (topic != topic.strip(" "), "a topic does not start or end with blanks"),
         (
-            device and topic.startswith("$"),
-            "a device topic does not start with '$' (the broker's own topics)",
+            not dollar and topic.startswith("$"),
+            "a topic here does not start with '$' (the broker's own topics)",
         ),
         (
             len(topic.encode("utf-8", "surrogatepass")) > _MQTT_TOPIC_BYTES,
