@@ -30,7 +30,7 @@ from openbranch.edge.core.yamlsource import ConfigError
 from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import sign
 from openbranch.edge.hours.policy import planned_actions
-from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.gateway import ALERTS_STATE, TASKS_STATE, Gateway, open_outbox
 from openbranch.edge.runtime.mqtt import publish_once
 from openbranch.edge.telemetry.outbox import OutboxLocked
 
@@ -96,7 +96,7 @@ def _status(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         print(f"{path}: no outbox yet (the gateway has not run)", file=sys.stderr)
         return 1
-    outbox = open_outbox(config, path)
+    outbox = open_outbox(config, path, read_only=True)
     stats = outbox.stats()
     now_ns = time.time_ns()
     print(
@@ -118,6 +118,14 @@ def _status(args: argparse.Namespace) -> int:
             state = json.loads(raw)
             word = "available" if state["available"] else "UNAVAILABLE"
             print(f"  device {device.id}: {word} since {state['since']}")
+    tasks = json.loads(outbox.get_state(TASKS_STATE) or "{}")
+    for name, task in tasks.items():
+        failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
+        print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")
+    alerts = json.loads(outbox.get_state(ALERTS_STATE) or "{}")
+    print(f"alerts raised: {len(alerts)}" if alerts else "alerts raised: none")
+    for kind, message in alerts.items():
+        print(f"  {kind}: {message}")
     outbox.close()
     return 0
 

@@ -263,6 +263,8 @@ GATEWAY = _measurement(
     Field("poll_errors", _I, "failed poll requests, counter"),
     Field("devices_down", _I, "devices currently unavailable"),
     Field("write_latency_ms", _F, "latest sink write round trip", ("ms",)),
+    Field("task_restarts", _I, "restarts of supervised tasks after a failure, counter"),
+    Field("tasks_failing", _I, "supervised tasks that failed and have not yet recovered"),
 )
 
 MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
@@ -335,3 +337,5 @@ GATEWAY_DROPPED = GATEWAY.field("dropped")
 GATEWAY_POLL_ERRORS = GATEWAY.field("poll_errors")
 GATEWAY_DEVICES_DOWN = GATEWAY.field("devices_down")
 GATEWAY_WRITE_LATENCY = GATEWAY.field("write_latency_ms")
+GATEWAY_TASK_RESTARTS = GATEWAY.field("task_restarts")
+GATEWAY_TASKS_FAILING = GATEWAY.field("tasks_failing")

@@ -9,10 +9,11 @@ entries, never dropped). Each part is a module of this package with one job; thi
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,13 +39,18 @@ from openbranch.edge.runtime.health import Health
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.mqtt import MqttSession
 from openbranch.edge.runtime.publisher import StatePublisher
+from openbranch.edge.runtime.supervisor import Supervisor, TaskState
 from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, make_writer, sink_name
 
-__all__ = ["Gateway", "open_outbox"]
+__all__ = ["ALERTS_STATE", "TASKS_STATE", "Gateway", "open_outbox"]
 
 log = logging.getLogger(__name__)
+
+TASKS_STATE = "tasks"  # outbox state key: the supervised tasks' states, as JSON
+ALERTS_STATE = "alerts"  # outbox state key: the alerts raised and not cleared, as JSON
+DRAIN_STOP_WAIT = 10.0  # real seconds the drainers get to finish a write in flight at stop
 
 
 def open_outbox(config: GatewayConfig, path: Path | None = None, **kw: object) -> Outbox:
@@ -105,6 +111,7 @@ class Gateway:
             clock=clock,
             record=lambda entries: self.committer.record(entries, audit=True),
             publish_own=self.publisher.publish_own,
+            on_active=lambda active: outbox.set_state(ALERTS_STATE, json.dumps(active)),
         )
         if drainers is None:
             drainers = [
@@ -118,6 +125,7 @@ class Gateway:
                 for sink in config.sinks
             ]
         self.drainers = list(drainers)
+        self.tasks = Supervisor(clock=clock, alert=self._task_alert, on_change=self._task_states)
         self.coordinators: list[Coordinator] = []  # filled below, once health can watch them
         self.health = Health(
             branch=branch,
@@ -128,6 +136,7 @@ class Gateway:
             journal=self.journal,
             publisher=self.publisher,
             record=self.committer.record,
+            tasks=self.tasks.states,
         )
         context = BuildContext(branch=branch, clock=clock, mqtt=self.mqtt)
         self.coordinators += [
@@ -201,51 +210,77 @@ class Gateway:
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
+    def _task_states(self, states: Mapping[str, TaskState]) -> None:
+        """Kept in the outbox, so ``gateway status`` (another process) can show them."""
+        self.outbox.set_state(
+            TASKS_STATE, json.dumps({name: t.as_dict() for name, t in states.items()})
+        )
+
+    def _task_alert(self, kind: str, message: str, active: bool) -> None:
+        self.journal.alert(kind, message, severity="critical", active=active)
+
     async def run(self, stop: asyncio.Event, *, drain_grace: float = 2.0) -> None:
-        """Run until ``stop`` is set: polls stop first, the last readings are committed, the
-        drainers get up to ``drain_grace`` seconds to deliver them (not while a database is
-        failing), then in-flight writes finish; what is left stays in the outbox."""
+        """Run until ``stop`` is set, every task under the supervisor (see its module for the
+        tree). Stopping: the tasks stop first, the last readings are committed, the drainers
+        get up to ``drain_grace`` seconds to deliver them (not while a database is failing),
+        then in-flight writes finish; what is left stays in the outbox. Each stop step runs
+        whatever the one before it did."""
         for line in self.plan():
             log.info("plan %s", line)
+        tasks = self.tasks
         drain_stop = asyncio.Event()
-        drainers = [asyncio.create_task(d.run(drain_stop), name=d.name) for d in self.drainers]
-        tasks: list[asyncio.Task[object]] = [
-            asyncio.create_task(c.run(), name=c.device_id) for c in self.coordinators
-        ]
-        tasks.append(asyncio.create_task(self.health.run(), name="health"))
+        sinks = [f"sink:{d.name}" for d in self.drainers]
+        for name, drainer in zip(sinks, self.drainers, strict=True):
+            tasks.start(name, functools.partial(drainer.run, drain_stop))
+        for c in self.coordinators:
+            tasks.start(f"device:{c.device_id}", c.run)
+        tasks.start("health", self.health.run)
         if self.config.hours is not None or self.config.actuators:
-            tasks.append(asyncio.create_task(self.engine.run(), name="engine"))
+            tasks.start("engine", self.engine.run)
         if self.mqtt is not None:  # polling and committing never wait for the broker
-            tasks.append(asyncio.create_task(self.mqtt.connect(), name="mqtt"))
-        tasks += [asyncio.create_task(_run_extension(e), name=e.name) for e in self.extensions]
+            tasks.start("mqtt", self.mqtt.connect)
+        for extension in self.extensions:
+            tasks.start(f"extension:{extension.name}", extension.run)
         try:
             await stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if self.mqtt is not None:  # no more pushed messages after the last commit
-                self.publisher.flush()
-                await self.mqtt.close()
-            self.committer.commit()
-            deadline = time.monotonic() + drain_grace
-            while time.monotonic() < deadline and any(  # noqa: ASYNC110 - polls the outbox
-                self.outbox.depth(d.name) and not d.failing for d in self.drainers
-            ):
-                await asyncio.sleep(0.05)
+            await tasks.stop([name for name in tasks.states() if name not in sinks])
+            await _step("publish the last states", self._close_mqtt)
+            await _step("commit the last readings", self._commit)
+            await _step("deliver the last commit", functools.partial(self._drain, drain_grace))
             drain_stop.set()
-            await asyncio.gather(*drainers, return_exceptions=True)
+            await tasks.finish(sinks, within=DRAIN_STOP_WAIT)
             for coordinator in self.coordinators:
-                await coordinator.source.close()
+                await _step(f"close {coordinator.device_id}", coordinator.source.close)
             for drainer in self.drainers:
-                drainer.writer.close()
+                await _step(f"close {drainer.name}", _async(drainer.writer.close))
+
+    async def _close_mqtt(self) -> None:
+        if self.mqtt is not None:  # no more pushed messages after the last commit
+            self.publisher.flush()
+            await self.mqtt.close()
+
+    async def _commit(self) -> None:
+        self.committer.commit()
+
+    async def _drain(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110 - polls the outbox
+            self.outbox.depth(d.name) and not d.failing for d in self.drainers
+        ):
+            await asyncio.sleep(0.05)
 
 
-async def _run_extension(extension: Extension) -> None:
-    """An extension that fails is logged; the gateway goes on polling and committing."""
+async def _step(what: str, run: Callable[[], Awaitable[object]]) -> None:
+    """One step of stopping: a failure is logged and the next step runs."""
     try:
-        await extension.run()
+        await run()
     except Exception:
-        log.exception("extension %s failed; the gateway goes on without it", extension.name)
+        log.exception("stopping: could not %s; going on", what)
+
+
+def _async(call: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        return call()
+
+    return run

@@ -6,7 +6,7 @@ topic, the outbox's state for ``gateway status``, and a ``device_down`` alert).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
@@ -14,6 +14,7 @@ from openbranch.edge.core.reading import Reading
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.publisher import StatePublisher
+from openbranch.edge.runtime.supervisor import TaskState
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer
 
@@ -34,6 +35,7 @@ class Health:
         journal: Journal,
         publisher: StatePublisher,
         record: Callable[[Sequence[Reading]], None],
+        tasks: Callable[[], Mapping[str, TaskState]] = dict,
     ) -> None:
         self._branch = branch
         self._clock = clock
@@ -43,10 +45,12 @@ class Health:
         self._journal = journal
         self._publisher = publisher
         self._record = record
+        self._tasks = tasks
 
     def reading(self) -> Reading:
         stats = self._outbox.stats()
         coordinators = self._coordinators
+        tasks = self._tasks().values()
         return Reading(
             branch=self._branch,
             device=schema.GATEWAY_DEVICE,
@@ -63,6 +67,8 @@ class Health:
                 schema.GATEWAY_WRITE_LATENCY.key: max(
                     (d.stats.last_latency_ms for d in self._drainers), default=0.0
                 ),
+                schema.GATEWAY_TASK_RESTARTS.key: sum(t.restarts for t in tasks),
+                schema.GATEWAY_TASKS_FAILING.key: sum(1 for t in tasks if t.failing),
             },
             time=self._clock.now(),
         )

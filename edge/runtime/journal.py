@@ -6,7 +6,7 @@ also put on the gateway's own state topic at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
@@ -27,11 +27,13 @@ class Journal:
         clock: Clock,
         record: Callable[[Sequence[Reading]], None],
         publish_own: Callable[[Sequence[Reading]], None],
+        on_active: Callable[[Mapping[str, str]], None] = lambda _: None,
     ) -> None:
         self._branch = branch
         self._clock = clock
         self._record = record  # commits audit entries
         self._publish_own = publish_own
+        self._on_active = on_active  # the gateway keeps them for `gateway status`
         self.listeners: list[Listener] = []
         self.active: dict[str, str] = {}  # alert kind -> message, while raised
 
@@ -42,10 +44,13 @@ class Journal:
         (log.warning if active else log.info)(
             "alert %s %s: %s", kind, "raised" if active else "cleared", message
         )
+        was = self.active.get(kind)
         if active:
             self.active[kind] = message
         else:
             self.active.pop(kind, None)
+        if self.active.get(kind) != was:
+            self._on_active(self.active)
         reading = self._reading(
             schema.ALERT,
             kind,

@@ -133,6 +133,10 @@ KINDS = MappingProxyType(
             (schema.GATEWAY, schema.GATEWAY_WRITE_LATENCY, Kind(platform=_S,
                 name="Write latency", device_class="duration", state_class=_M,
                 category=_DIAG)),
+            (schema.GATEWAY, schema.GATEWAY_TASK_RESTARTS, Kind(platform=_S,
+                name="Task restarts", state_class=_TI, category=_DIAG)),
+            (schema.GATEWAY, schema.GATEWAY_TASKS_FAILING, Kind(platform=_S,
+                name="Tasks failing", state_class=_M, category=_DIAG)),
         )
     }
 )
