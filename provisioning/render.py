@@ -402,10 +402,16 @@ Wants=network-online.target
 After=network-online.target
 
 [Service]
-Type=simple
+# The gateway says READY=1 once its parts run, and WATCHDOG=1 from its event loop every
+# WatchdogSec/2 (edge/runtime/watchdog.py): a hung loop, not only a dead process, is killed
+# (SIGABRT) and restarted.
+Type=notify
+NotifyAccess=main
+WatchdogSec=60s
 User=openbranch
 Group=openbranch
 ExecStart=/opt/openbranch/.venv/bin/openbranch gateway run /etc/openbranch/gateway.yaml
+# Unattended: restarted after a crash, a watchdog kill or any exit, every 5 s, for ever
 Restart=always
 RestartSec=5
 # SIGTERM: polls stop, queued readings are committed, in-flight writes finish

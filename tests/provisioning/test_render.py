@@ -294,3 +294,56 @@ def test_inventory_json_schema_for_editors() -> None:
     assert schema["title"] == "OpenBranch fleet inventory"
     assert set(schema["required"]) == {"municipality", "branches"}
     assert "floor_area_m2" in json.dumps(schema)
+
+
+def _unit_settings(text: str) -> dict[str, dict[str, str]]:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    parser.read_string(text)
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def test_the_systemd_unit_is_a_notify_service_with_a_watchdog(tmp_path: Path) -> None:
+    files, _secrets = rendered(tmp_path)
+    service = _unit_settings(files["systemd/openbranch-gateway.service"])["Service"]
+    assert service["Type"] == "notify"  # started once the gateway says READY=1
+    assert service["NotifyAccess"] == "main"  # only the gateway process itself may say so
+    assert service["WatchdogSec"] == "60s"  # WATCHDOG=1 from its loop, every 30 s
+    assert (service["Restart"], service["RestartSec"]) == ("always", "5")
+    assert service["KillSignal"] == "SIGTERM"
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own checker, on the rendered unit (installed where the unit says, except the
+    gateway's executable, which is this checkout's). It warns without failing on unknown keys
+    and bad values, so its output must be empty too."""
+    import shutil
+    import subprocess
+    import sys
+
+    from openbranch.provisioning.render import SYSTEMD_UNIT
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is needed (Debian package systemd)")
+    here = Path(sys.executable).parent / "openbranch"
+    assert here.exists(), "the openbranch console script of this venv"
+    unit = tmp_path / "openbranch-gateway.service"
+    text = SYSTEMD_UNIT.replace("/opt/openbranch/.venv/bin/openbranch", str(here))
+
+    def verify(content: str) -> subprocess.CompletedProcess[str]:
+        unit.write_text(content, encoding="utf-8")
+        return subprocess.run(
+            [analyze, "verify", "--man=no", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = verify(text)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    broken = verify(text.replace("WatchdogSec=60s", "WatchdogSec=a minute"))  # it does check
+    assert "Failed to parse sec value, ignoring: a minute" in broken.stderr
