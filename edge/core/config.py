@@ -164,15 +164,58 @@ class BranchConfig(_Model):
 
 
 class MqttConfig(_Model):
-    host: str = "127.0.0.1"
+    """The branch's broker and the gateway's session with it (edge.runtime.mqtt). Values MQTT
+    or paho would refuse only once connected (a keep-alive over 65,535 s, a topic prefix with
+    a wildcard) are refused here, where the error can name the line."""
+
+    @staticmethod
+    def _keepalive(seconds: float) -> float:
+        if seconds != int(seconds) or seconds > 65535:
+            raise ValueError("must be whole seconds, 0 (off) to 65535 (MQTT's limit)")
+        return seconds
+
+    @staticmethod
+    def _prefix(prefix: str) -> str:
+        if "+" in prefix or "#" in prefix or "\x00" in prefix:
+            raise ValueError("a topic prefix must not contain '+', '#' or U+0000")
+        if len(prefix.encode("utf-8")) > 60000:
+            raise ValueError("too long for an MQTT topic (65,535 bytes with the branch's part)")
+        return prefix
+
+    @staticmethod
+    def _client_id(client_id: str | None) -> str | None:
+        if client_id is not None and not 1 <= len(client_id.encode("utf-8")) <= 65535:
+            raise ValueError("must be 1 to 65,535 bytes (MQTT's limit)")
+        if client_id is not None and "\x00" in client_id:
+            raise ValueError("must not contain U+0000")
+        return client_id
+
+    @staticmethod
+    def _expiry(seconds: float) -> float:
+        if seconds != int(seconds) or seconds > 0xFFFFFFFF:
+            raise ValueError("must be whole seconds, 0 (no persistent session) to 4294967295")
+        return seconds
+
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: Port = 1883
     username: str | None = None
     password: SecretRef | None = None
     tls: bool = False
-    keepalive: Duration = 30.0
-    topic_prefix: str = "openbranch"
+    keepalive: Annotated[Duration, AfterValidator(_keepalive)] = 30.0
+    topic_prefix: Annotated[str, AfterValidator(_prefix)] = "openbranch"
     protocol: Literal["auto", "5", "3.1.1"] = Field(
         default="auto", description="auto: MQTT v5 when the broker offers it, else 3.1.1"
+    )
+    client_id: Annotated[str | None, AfterValidator(_client_id)] = Field(
+        default=None,
+        description="the session's MQTT client id (default openbranch-<branch id>); stable, so "
+        "the broker keeps the session's subscriptions and QoS 1 messages across restarts. "
+        "Two gateways with one id take the session from each other",
+    )
+    session_expiry: Annotated[Duration, AfterValidator(_expiry)] = Field(
+        default=86400.0,
+        description="how long the broker keeps the session while the gateway is away (MQTT v5; "
+        "3.1.1 brokers keep it until their own limit); 0: a clean session at every connect",
     )
 
 
@@ -256,8 +299,21 @@ class ModbusRtu(_ModbusOptions):
 
 
 class MqttTransport(_Model):
+    @staticmethod
+    def _topic(topic: str) -> str:
+        size = len(topic.encode("utf-8"))
+        if size == 0:
+            raise ValueError("must not be empty")
+        if size > 65535:
+            raise ValueError(f"is {size:,} bytes; MQTT allows 65,535")
+        if "+" in topic or "#" in topic or "\x00" in topic:
+            raise ValueError("names one device's topic: no '+', '#' or U+0000")
+        return topic
+
     type: Literal["mqtt"]
-    topic: str = Field(description="the topic (or topic prefix) the device publishes on")
+    topic: Annotated[str, AfterValidator(_topic)] = Field(
+        description="the topic (or topic prefix) the device publishes on"
+    )
 
     @property
     def bus(self) -> str:

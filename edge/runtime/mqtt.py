@@ -10,17 +10,40 @@ Topic layout (prefix = ``mqtt.topic_prefix``, default ``openbranch``):
     {prefix}/{branch}/control                 signed commands to the gateway (edge.control)
 
 Devices publish on their own topics (``transport.topic`` of each device, e.g.
-``zigbee2mqtt/front-door``); the gateway subscribes to those.
+``zigbee2mqtt/front-door``); the gateway subscribes to those at QoS 1.
+
+The session runs on the asyncio event loop, on paho's public API only (its documented
+external-loop integration, decision 41): the socket is registered with the loop, which calls
+``loop_read`` when it is readable (at most ``READ_BATCH`` messages per readable event, so
+timers run during a flood, and what the gateway has not read yet waits in TCP and at the
+broker), ``loop_write`` when paho has something to send, and ``loop_misc`` every second for
+keep-alive. Handlers run on the loop, inside ``loop_read``. Connecting (DNS, TCP, TLS) runs in
+a worker thread so it never blocks the loop. There is no paho network thread.
+
+A persistent session: the client id is stable (``mqtt.client_id``, default
+``openbranch-{branch}``), MQTT v5 connects with ``clean_start=False`` and a session expiry of
+``mqtt.session_expiry`` (3.1.1: ``clean_session=False``), and subscriptions are QoS 1, so the
+broker keeps QoS 1 messages for the gateway while it restarts and delivers them after.
 
 MQTT v5 is used when the broker offers it (with ``protocol: auto``, a broker that refuses v5
-or never answers a v5 CONNECT gets 3.1.1). The session reconnects by itself (paho's network
-thread, 1 s to 30 s apart) and after every connect publishes the birth message, subscribes
-again and re-publishes the latest retained state of every device. While it is offline nothing
-retained is queued: only the latest value per topic is kept. Handlers run on the asyncio loop
-that connected, never on paho's network thread.
+or never answers a v5 CONNECT gets 3.1.1). The session reconnects by itself (1 s to 30 s
+apart, doubling) and after every connect publishes the birth message, subscribes again and
+re-publishes the latest retained state of every device. While it is offline nothing retained
+is queued: only the latest value per topic is kept; other QoS 1 messages are held, up to
+``MAX_QUEUED``.
+
+Whatever raises inside paho's calls or a handler is caught and logged with its traceback, and
+counted in ``errors`` (``last_error`` says what it was); a failure in paho's calls drops the
+connection and the session reconnects, a handler's failure costs only that message.
+
+Acknowledgement: by default paho acknowledges a QoS 1 message once its handlers returned.
+With ``manual_ack=True`` the broker is told only through ``ack_through(marker)``, for every
+QoS 1 message handed over up to ``marker`` (a value of ``delivered``), in order; what was
+handed over but not acknowledged when the connection ends is sent again by the broker.
 
 Errors: ``MqttError`` (a ``ConnectionError``) when the broker cannot be reached or refuses the
-session and the caller asked to be told (``connect(required=True)``).
+session and the caller asked to be told (``connect(required=True)``); ``ValueError`` from
+``subscribe`` for a filter MQTT does not allow.
 """
 
 from __future__ import annotations
@@ -29,17 +52,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import ssl
-import sys
 import threading
-import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -54,164 +75,88 @@ __all__ = ["Handler", "MqttError", "MqttSession", "Topics", "publish_once"]
 log = logging.getLogger(__name__)
 
 
-MAX_QUEUED = 1000  # QoS 1 messages paho holds unacknowledged; more are refused, not buffered
-STOP_WAIT = 10.0  # seconds a stop waits for paho's network thread
-READ_CHUNK = 64 * 1024  # bytes taken from the socket per recv() on the receive path
-INBOX_MAX = 10_000  # messages received but not yet handled; at this, paho's thread stops reading
-DISPATCH_SLICE = 500  # messages handled per turn of the event loop
+MAX_QUEUED = 1000  # QoS 1 messages held while offline or unacknowledged; more are refused
+READ_BATCH = 200  # messages handled per readable event of the socket; then the loop goes on
+TICK = 1.0  # seconds between two loop_misc calls (keep-alive)
+RECONNECT_MIN = 1.0  # seconds before the first reconnect; doubled per failure up to:
+RECONNECT_MAX = 30.0
+CLOSE_WAIT = 5.0  # seconds close() waits for the broker to take "offline" and the DISCONNECT
+STOP_WAIT = 10.0  # seconds close() waits for a connect still running in its worker thread
 
-
-class _SharedTableProperties(Properties):
-    """paho's MQTT v5 ``Properties``, built without rebuilding its lookup tables.
-
-    paho decodes every incoming v5 PUBLISH into a fresh ``Properties``, whose constructor
-    builds two dictionaries of every property name, identifier and type, about 30 entries
-    each, for each message: at thousands of messages a second that was the largest single
-    cost of the v5 receive path (bench/ingest.py, py-spy). The tables are constants that no
-    method changes, so every instance here shares one set; the behaviour is paho's.
-    """
-
-    _TABLES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-
-    def __init__(self, packetType: int) -> None:  # noqa: N803  # paho's parameter name
-        object.__setattr__(self, "packetType", packetType)
-        object.__setattr__(self, "types", self._TABLES.types)
-        object.__setattr__(self, "names", self._TABLES.names)
-        object.__setattr__(self, "properties", self._TABLES.properties)
-
-
-# paho's PUBLISH decoder looks the class up in its module at every message.
-paho_packet.Properties = _SharedTableProperties  # type: ignore[attr-defined]
-
-
-def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
-    """MQTT's variable byte integer at ``pos``: (value, position after it); (-1, pos) when it
-    runs past ``end`` or over four bytes."""
-    value = shift = 0
-    i = pos
-    while i < end and shift < 28:
-        byte = buf[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-    return -1, pos
-
-
-class _BufferedClient(mqtt.Client):
-    """paho's client, reading the socket in 64 KiB chunks instead of a few bytes at a time.
-
-    Stock paho reads a packet with three or more ``recv()`` calls (the command byte, each
-    byte of the length, then the body) and handles one packet per ``select()``: under a stream
-    of small PUBLISH packets that is several system calls and a GIL hand-over per message
-    (bench/ingest.py). Here ``_sock_recv`` serves paho's small reads from a buffer filled by
-    one ``recv()``, and ``loop_read`` goes on until the buffer is empty, so no received byte
-    waits for a ``select()`` that would never wake for it. paho's own packet parser, keep-alive
-    and reconnect logic are unchanged; the buffer is dropped with the socket.
-
-    ``fast_publish(topic, payload, retained)``, when set, is the fast path for the bulk of the
-    traffic: complete QoS 0 PUBLISH packets already in the buffer, between two packets paho
-    handles, are decoded here (topic, payload, retain flag; v5 properties skipped) and handed
-    over without paho's per-packet state machine and message objects. Everything else (QoS 1
-    and 2, other packet types, a packet cut by the end of the buffer, a topic alias or a topic
-    that is not UTF-8) goes through paho as before.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._rbuf = bytearray()
-        self._rpos = 0
-        self.fast_publish: Callable[[str, bytes, bool], None] | None = None
-        super().__init__(*args, **kwargs)
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            chunk = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
-            if not chunk:
-                return b""  # the broker closed the connection
-            self._rbuf = bytearray(chunk)
-            self._rpos = 0
-        start = self._rpos
-        self._rpos = min(start + bufsize, len(self._rbuf))
-        return bytes(self._rbuf[start : self._rpos])
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
-            if self.fast_publish is not None and self._in_packet["command"] == 0:
-                self._take_publishes(self.fast_publish)  # paho is between two packets
-                if self._rpos >= len(self._rbuf):
-                    break
-            rc = super().loop_read(max_packets)
-        return rc
-
-    def _take_publishes(self, deliver: Callable[[str, bytes, bool], None]) -> None:
-        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
-        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
-        taken = 0
-        while pos < end:
-            header = buf[pos]
-            if header & 0xF6 != 0x30:  # not a PUBLISH at QoS 0
-                break
-            length, i = _varint(buf, pos + 1, end)
-            if length < 2 or i + length > end:
-                break  # malformed, or cut by the end of the buffer: paho's turn
-            stop = i + length
-            size = (buf[i] << 8) | buf[i + 1]
-            start = i + 2 + size
-            if size == 0 or start > stop:
-                break  # a topic alias (v5) or a malformed packet
-            if v5:
-                props, start = _varint(buf, start, stop)
-                start += props
-                if props < 0 or start > stop:
-                    break
-            try:
-                topic = buf[i + 2 : i + 2 + size].decode("utf-8")
-            except UnicodeDecodeError:
-                break
-            pos = stop
-            taken += 1
-            deliver(topic, bytes(buf[start:stop]), bool(header & 1))
-        self._rpos = pos
-        if taken:
-            with self._msgtime_mutex:  # what paho's keep-alive reads
-                self._last_bytes_received = time.monotonic()
-
-    def _sock_close(self) -> None:
-        self._rbuf = bytearray()
-        self._rpos = 0
-        super()._sock_close()
+_Outcome = Literal["held", "failed", "fallback"]
+_CLOSED = "closed by the broker before a CONNACK"
 
 
 class MqttError(ConnectionError):
     """The broker could not be reached or refused the session."""
 
 
+def check_filter(topic_filter: str) -> None:
+    """Raise ValueError, naming the filter, unless MQTT allows it as a subscription filter
+    (paho raises for some of these, the broker drops the connection for others)."""
+    data = topic_filter.encode("utf-8")
+    if not data or len(data) > 65535:
+        problem = "must be 1 to 65,535 bytes"
+    elif "\x00" in topic_filter:
+        problem = "must not contain U+0000"
+    elif any((b"+" in level or b"#" in level) and len(level) > 1 for level in data.split(b"/")) or (
+        b"#" in data and not data.endswith(b"#")
+    ):
+        problem = "'+' and '#' must be a whole level, and '#' the last"
+    else:
+        return
+    raise ValueError(f"MQTT topic filter {topic_filter[:80]!r}: {problem}")
+
+
 class MqttSession:
     """One connection to the branch's broker, shared by the gateway and its MQTT devices."""
 
-    def __init__(self, config: MqttConfig, *, branch: str, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        branch: str,
+        client_id: str | None = None,
+        manual_ack: bool = False,
+    ) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, branch)
-        self.client_id = client_id or f"openbranch-{branch}-{uuid.uuid4().hex[:6]}"
-        # Shared with paho's thread, under _lock: what to restore after every (re)connect.
-        self._lock = threading.Lock()
-        self._online = False
+        self.client_id = client_id or config.client_id or f"openbranch-{branch}"
+        self.manual_ack = manual_ack
+        # What to restore after every (re)connect.
         self._handlers: dict[str, list[Handler]] = {}
+        self._qos: dict[str, int] = {}  # topic filter -> QoS asked for
         self._retained: dict[str, bytes] = {}
+        self._held: deque[tuple[str, bytes, int]] = deque()  # QoS > 0, published while offline
         self._unacked: dict[int, str] = {}  # SUBSCRIBE packet id -> topic filter, until SUBACK
-        # Loop side.
         self._routes: dict[str, list[Handler]] = {}
-        self._inbox: deque[tuple[str, bytes, bool]] = deque()
-        self._wake_pending = False
-        self._room = threading.Event()  # set while the inbox is below INBOX_MAX / 2
-        self._room.set()
-        self._closing = False
+        # Counters a status page or an alert can read.
+        self.delivered = 0  # messages received and handed to their handlers (if any)
+        self.errors = 0  # exceptions caught: in paho's calls, in handlers, in connecting
+        self.failed_messages = 0  # messages a handler raised on
+        self.last_error: str | None = None
+        self.reconnects = 0  # connections after the first
+        self._to_ack: deque[tuple[int, int]] = deque()  # manual ack: (delivered, packet id)
+        # Connection state; everything below runs on the loop's thread.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Future[None] | None = None  # the connect in a worker thread
+        self._fd: int | None = None  # the socket registered with the loop
+        self._reading = False
+        self._writing = False
+        self._ticker: asyncio.TimerHandle | None = None
+        self._online = False  # CONNACK accepted, connection not yet lost
+        self._ever_online = False
+        self._closing = False
+        self._connack_wait = 5.0
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()  # connected, and the broker granted every SUBSCRIBE
-        self._answered = asyncio.Event()  # a CONNACK came (good or bad) or the TCP connect failed
+        self._answered = asyncio.Event()  # connected, or an attempt failed for good
+        self._settled = asyncio.Event()  # this attempt: a CONNACK came or the connection ended
+        self._lost = asyncio.Event()  # this attempt: the connection ended
+        self._bye: tuple[int, asyncio.Event] | None = None  # close(): "offline" until PUBACK
+        self._refusal: str | None = None
         self._failure: str | None = None
         self._unreachable = False
         self.protocol = (
@@ -225,9 +170,22 @@ class MqttSession:
     def address(self) -> str:
         return f"{self.config.host}:{self.config.port}"
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def _persistent(self) -> bool:
+        return self.config.session_expiry > 0
+
     def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
-        client = _BufferedClient(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            clean_session=None if protocol is MQTTProtocolVersion.MQTTv5 else not self._persistent,
+            reconnect_on_failure=False,  # reconnecting is ours (paho's would block the loop)
+            manual_ack=self.manual_ack,
         )
         if self.config.username:
             password = self.config.password.resolve() if self.config.password else None
@@ -235,56 +193,51 @@ class MqttSession:
         if self.config.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.will_set(self.topics.status, b"offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(MAX_QUEUED)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.fast_publish = self._on_publish
+        client.on_publish = self._on_publish
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
         return client
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
+    # the caller's side --------------------------------------------------------------------
 
     async def connect(self, wait: float = 5.0, *, required: bool = False) -> bool:
-        """Start the session and wait up to ``wait`` seconds for the broker's CONNACK.
+        """Start the session and wait for the broker's CONNACK (``wait`` seconds per protocol
+        tried).
 
         Returns True once connected. Otherwise, by default, logs why (naming host:port),
         returns False and keeps trying in the background: the gateway goes on polling and
         committing readings without the broker. With ``required=True`` it stops trying and
         raises MqttError instead. With protocol ``auto``, MQTT v5 is asked for first; a broker
-        that refuses it, or accepts the TCP connection but never answers a v5 CONNECT (some
-        do), gets 3.1.1.
+        that refuses it, or accepts the TCP connection but never answers a v5 CONNECT within
+        ``wait`` seconds (some do), gets 3.1.1.
         """
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         self._closing = False
+        self._connack_wait = wait
         self._answered.clear()
-        self._failure, self._unreachable = None, False
-        self._client.connect_async(
-            self.config.host, self.config.port, keepalive=int(self.config.keepalive)
-        )
-        self._client.loop_start()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                await self._answered.wait()
         if self.connected:
             return True
-        if (
-            self.config.protocol == "auto"
-            and self.protocol is MQTTProtocolVersion.MQTTv5
-            and not self._unreachable
-        ):
-            log.info("MQTT %s: no v5 session (%s); trying 3.1.1", self.address, self._why())
-            await self._stop_client()
-            self.protocol = MQTTProtocolVersion.MQTTv311
+        self._failure, self._unreachable = None, False
+        if self._client.on_message is None:  # closed before: start with a fresh client
             self._client = self._make_client(self.protocol)
-            return await self.connect(wait, required=required)
-        message = f"MQTT broker {self.address}: {self._why()}"
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"mqtt {self.address}")
+        budget = wait * (2 if self._may_fall_back() else 1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(budget):
+                await self._answered.wait()
+        if self._connected.is_set():  # (not the property: mypy would keep its narrowing)
+            return True
+        message = f"MQTT broker {self.address}: {self._failure or 'no answer'}"
         if required:
-            await self._stop_client()
+            await self._shutdown()
             raise MqttError(message)
         log.warning("%s; retrying in the background", message)
         return False
@@ -296,8 +249,7 @@ class MqttSession:
         the broker's ACL) is logged naming it and counts as answered."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        await asyncio.sleep(0)  # first what paho's thread has already handed over
-        while not self._subscribed.is_set():  # set, then cleared again before we looked
+        while not self._subscribed.is_set():
             left = deadline - loop.time()
             if left <= 0:
                 return False
@@ -306,184 +258,37 @@ class MqttSession:
                     await self._subscribed.wait()
         return True
 
-    def _why(self) -> str:
-        return self._failure or "no answer"
-
-    async def _stop_client(self) -> None:
-        client = self._client
-        client.disconnect()
-        stopping = asyncio.ensure_future(asyncio.to_thread(client.loop_stop))  # joins the thread
-        try:
-            async with asyncio.timeout(STOP_WAIT):
-                await asyncio.shield(stopping)
-        except TimeoutError:
-            # Never hang a gateway's stop on it; say where paho's thread is stuck instead.
-            thread = getattr(client, "_thread", None)
-            frame = sys._current_frames().get(thread.ident) if thread and thread.ident else None
-            where = "".join(traceback.format_stack(frame)) if frame else "(no stack)"
-            log.error(
-                "MQTT %s: paho's network thread did not stop in %.0f s; going on without it:\n%s",
-                self.address,
-                STOP_WAIT,
-                where,
-            )
-            return
-        _release(client)
-
-    def _call(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` on the session's loop (from paho's thread)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(callback)
-
-    # paho's network thread -------------------------------------------------------------------
-
-    def _on_connect(
-        self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        if reason.is_failure:
-            self._failure = f"refused: {reason}"
-            if "protocol" in str(reason).lower():
-                client.disconnect()  # no retries: connect() falls back to 3.1.1
-            self._call(self._answered.set)
-            return
-        with self._lock:  # publishes from the loop wait; none can slip between these
-            self._online = True
-            client.publish(self.topics.status, b"online", qos=1, retain=True)
-            self._unacked.clear()
-            for topic in self._handlers:
-                self._subscribe_locked(client, topic)
-            for topic, payload in self._retained.items():
-                client.publish(topic, payload, qos=0, retain=True)
-        self._call(self._connected.set)
-        self._call(self._update_subscribed)
-        self._call(self._answered.set)
-
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._failure = "unreachable (connection refused or timed out)"
-        self._unreachable = True
-        self._call(self._answered.set)
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        with self._lock:
-            self._online = False
-        self._call(self._connected.clear)
-        self._call(self._update_subscribed)
-        if reason.is_failure:
-            log.warning("MQTT %s: disconnected (%s); reconnecting", self.address, reason)
-
-    def _subscribe_locked(self, client: mqtt.Client, topic_filter: str) -> None:
-        """SUBSCRIBE at QoS 1 and remember its packet id until the SUBACK (hold ``_lock``: the
-        SUBACK is handled under it, so it cannot come before the id is remembered)."""
-        rc, mid = client.subscribe(topic_filter, qos=1)
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            self._unacked[mid] = topic_filter
-
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Properties | None
-    ) -> None:
-        with self._lock:
-            topic_filter = self._unacked.pop(mid, None)
-        if topic_filter is not None and any(r.is_failure for r in reasons):
-            log.error(
-                "MQTT %s: the broker refused the subscription to %s (%s); check its ACL",
-                self.address,
-                topic_filter,
-                ", ".join(str(r) for r in reasons),
-            )
-        self._call(self._update_subscribed)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self._on_publish(message.topic, bytes(message.payload), bool(message.retain))
-
-    def _on_publish(self, topic: str, payload: bytes, retained: bool) -> None:
-        """Queue the message; wake the loop once per burst, not once per message."""
-        inbox = self._inbox
-        inbox.append((topic, payload, retained))
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._call(self._dispatch_all)
-        if len(inbox) >= INBOX_MAX:
-            # Back-pressure: the loop is behind by INBOX_MAX messages. Stop reading the socket
-            # until it has handled half of them; meanwhile the broker and the kernel's socket
-            # buffers hold the rest, and the gateway's memory stays bounded.
-            self._room.clear()
-            while len(inbox) >= INBOX_MAX // 2 and not self._closing:
-                loop = self._loop
-                if loop is None or loop.is_closed():
-                    break
-                self._room.wait(0.5)
-
-    # the asyncio loop ---------------------------------------------------------------------
-
-    def _update_subscribed(self) -> None:
-        with self._lock:
-            granted = self._online and not self._unacked
-        if granted:
-            self._subscribed.set()
-        else:
-            self._subscribed.clear()
-
-    def _dispatch_all(self) -> None:
-        self._wake_pending = False
-        inbox = self._inbox
-        for _ in range(DISPATCH_SLICE):  # then let timers and other tasks run
-            if not inbox:
-                break
-            topic, payload, retained = inbox.popleft()
-            for handler in self._handlers_for(topic):
-                try:
-                    handler(topic, payload, retained)
-                except Exception:
-                    log.exception("MQTT: a handler failed on %s", topic)
-        if inbox and not self._wake_pending:
-            self._wake_pending = True
-            self._call(self._dispatch_all)
-        if len(inbox) < INBOX_MAX // 2:
-            self._room.set()
-
-    def _handlers_for(self, topic: str) -> list[Handler]:
-        found = self._routes.get(topic)
-        if found is None:
-            with self._lock:
-                found = [
-                    h
-                    for pattern, handlers in self._handlers.items()
-                    if mqtt.topic_matches_sub(pattern, topic)
-                    for h in handlers
-                ]
-            if len(self._routes) > 10_000:
-                self._routes.clear()
-            self._routes[topic] = found
-        return found
-
-    def subscribe(self, topic_filter: str, handler: Handler) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
         """Call ``handler(topic, payload, retained)`` on this loop for every message matching
-        ``topic_filter`` (QoS 1), now and after every reconnect."""
-        with self._lock:
-            first = topic_filter not in self._handlers
-            self._handlers.setdefault(topic_filter, []).append(handler)
-            if first and self._online:  # else the next connect subscribes
-                self._subscribed.clear()
-                self._subscribe_locked(self._client, topic_filter)
+        ``topic_filter``, now and after every reconnect. QoS 1 by default: what a device
+        publishes at QoS 1 while the gateway is away waits at the broker."""
+        check_filter(topic_filter)
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS {qos} is not 0, 1 or 2")
+        before = self._qos.get(topic_filter)
+        self._handlers.setdefault(topic_filter, []).append(handler)
+        self._qos[topic_filter] = max(qos, before or 0)
+        if self._online and (before is None or qos > before):  # else the next connect does it
+            self._subscribed.clear()
+            self._subscribe_now(topic_filter)
         self._routes.clear()
 
     def publish(
         self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
     ) -> None:
         """Publish now. A retained message is also remembered and published again after every
-        reconnect (offline, only the latest per topic is kept); others are queued by paho up
-        to MAX_QUEUED while the broker is away."""
+        reconnect (offline, only the latest per topic is kept); other QoS 1 messages are held
+        while the broker is away, up to MAX_QUEUED (the oldest goes first); QoS 0 ones that
+        find no connection are dropped."""
         data = payload.encode() if isinstance(payload, str) else payload
-        with self._lock:
-            if retain:
-                self._retained[topic] = data
-            online = self._online
-        if online or not retain:
+        if retain:
+            self._retained[topic] = data
+        if self._online:
             self._client.publish(topic, data, qos=qos, retain=retain)
+        elif not retain and qos > 0:
+            if len(self._held) >= MAX_QUEUED:
+                self._held.popleft()
+            self._held.append((topic, data, qos))
 
     # State and availability go with QoS 0: every reconnect re-asserts the latest value, and
     # paho would re-send an unacknowledged QoS 1 message after that, older than the latest.
@@ -501,39 +306,445 @@ class MqttSession:
             qos=0,
         )
 
+    def ack_through(self, marker: int) -> int:
+        """With ``manual_ack``: acknowledge to the broker, in the order they came, every QoS 1
+        message handed to the handlers up to ``marker`` (a value ``delivered`` had after it);
+        returns how many. Messages of a connection that has ended are not acknowledged: the
+        broker sends them again (persistent session)."""
+        count = 0
+        queue = self._to_ack
+        while queue and queue[0][0] <= marker:
+            _, mid = queue.popleft()
+            self._client.ack(mid, 1)
+            count += 1
+        return count
+
     async def close(self) -> None:
-        """Say ``offline`` (retained), then disconnect cleanly."""
-        self._closing = True  # paho's thread must not wait for the inbox any more
-        self._room.set()
-        if self.connected:
+        """Say ``offline`` (retained), then disconnect cleanly. The broker keeps the session
+        (its subscriptions and what arrives for it) for ``session_expiry``."""
+        self._closing = True
+        if self._online:
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):  # not queued: the will says it
-                await asyncio.to_thread(info.wait_for_publish, 5)
-        await self._stop_client()
+            said = asyncio.Event()
+            self._bye = (info.mid, said)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):  # else the last will says it
+                    await said.wait()
+            if self._online:
+                # Read no more: a message handled now would have its PUBACK queued after the
+                # DISCONNECT, never sent, and come again to the next session as a duplicate.
+                self._stop_reading()
+                self._client.disconnect()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_WAIT):
+                        await self._lost.wait()
+        await self._shutdown()
+
+    # the session's task ---------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        return self._closing
+
+    def _may_fall_back(self) -> bool:
+        return self.config.protocol == "auto" and self.protocol is MQTTProtocolVersion.MQTTv5
+
+    async def _run(self) -> None:
+        """The session's life: connect, hold the connection until it ends, wait, again."""
+        delay = RECONNECT_MIN
+        while not self._closing:
+            outcome = await self._attempt()
+            if self._stopping():
+                return
+            if outcome == "fallback":
+                continue
+            if outcome == "held":
+                delay = RECONNECT_MIN
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _attempt(self) -> _Outcome:
+        client = self._client
+        self._settled.clear()
+        self._lost.clear()
+        self._refusal = None
+        properties = None
+        clean_start: bool = not self._persistent
+        if self.protocol is MQTTProtocolVersion.MQTTv5 and self._persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = int(self.config.session_expiry)
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(
+                _connect,
+                client,
+                host=self.config.host,
+                port=self.config.port,
+                keepalive=int(self.config.keepalive),
+                clean_start=clean_start if self.protocol is MQTTProtocolVersion.MQTTv5 else None,
+                properties=properties,
+            )
+        )
+        self._opening = opening
+        try:
+            await asyncio.shield(opening)  # close() waits for the thread, never abandons it
+        except OSError as exc:
+            self._give_up(f"unreachable ({exc})", unreachable=True)
+            return "failed"
+        except Exception as exc:  # e.g. a setting paho refuses
+            self._count_error("connect", exc)
+            log.exception("MQTT %s: connecting failed", self.address)
+            self._give_up(f"connect failed ({exc!r})")
+            return "failed"
+        sock = client.socket()
+        if sock is None:
+            self._give_up("no socket after connect")
+            return "failed"
+        self._register(sock)
+        try:
+            async with asyncio.timeout(self._connack_wait):
+                await self._settled.wait()
+        except TimeoutError:
+            self._refusal = "no answer"
+        if self._online:
+            await self._lost.wait()
+            return "held"
+        why = self._refusal or _CLOSED
+        fallback = self._may_fall_back() and (
+            why in ("no answer", _CLOSED)
+            or (why.startswith("refused") and "protocol" in why.lower())
+        )
+        self._drop(client, close=fallback)
+        if fallback:
+            log.info("MQTT %s: no v5 session (%s); trying 3.1.1", self.address, why)
+            _release(client)
+            self.protocol = MQTTProtocolVersion.MQTTv311
+            self._client = self._make_client(self.protocol)
+            return "fallback"
+        self._give_up(why)
+        return "failed"
+
+    def _give_up(self, why: str, *, unreachable: bool = False) -> None:
+        """This attempt failed: tell connect(), and log it at debug level after the first."""
+        first = not self._answered.is_set()
+        self._failure, self._unreachable = why, unreachable
+        self._answered.set()
+        if not first or self._ever_online:
+            log.debug("MQTT %s: %s; retrying", self.address, why)
+
+    async def _shutdown(self) -> None:
+        """Stop the session's task and close the socket (no DISCONNECT: see close())."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait({task})
+        opening = self._opening
+        if opening is not None and not opening.done():
+            # A connect still in its worker thread (DNS or TCP can take long): wait for it
+            # rather than touch the client beside it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT):
+                    await asyncio.wait({opening})
+            if opening.done() and not opening.cancelled():
+                opening.exception()  # retrieved: it was the attempt's, now moot
+            if not opening.done():
+                log.error(
+                    "MQTT %s: a connect did not return in %.0f s; leaving it behind",
+                    self.address,
+                    STOP_WAIT,
+                )
+                return
+        self._drop(self._client, close=True)
+        _release(self._client)
+
+    # the connection on the loop ---------------------------------------------------------------
+
+    def _register(self, sock: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._fd = sock.fileno()
+        self._reading = True
+        loop.add_reader(self._fd, self._readable)
+        if self._client.want_write():
+            self._writing = True
+            loop.add_writer(self._fd, self._writable)
+        self._ticker = loop.call_later(TICK, self._tick)
+
+    def _stop_reading(self) -> None:
+        if self._fd is not None and self._reading and self._loop is not None:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _unregister(self) -> None:
+        fd, self._fd = self._fd, None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        if fd is None or self._loop is None or self._loop.is_closed():
+            return
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(fd)
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(fd)
+
+    def _drop(self, client: mqtt.Client, *, close: bool) -> None:
+        """End the connection without DISCONNECT (the broker sends the last will). The socket
+        is shut down now and closed by paho at the next connect (``close``: now)."""
+        self._unregister()
+        sock = client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]  # a real socket
+            if close:
+                sock.close()
+        self._on_lost()
+
+    def _readable(self) -> None:
+        if not self._reading:
+            return  # a TLS re-read scheduled before the socket went
+        client = self._client
+        try:
+            start = self.delivered
+            while self.delivered - start < READ_BATCH:
+                seen = self.delivered
+                if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return  # paho closed the socket and said why (on_disconnect)
+                if client.socket() is None:
+                    return
+                if self.delivered == seen:
+                    # Nothing more, half a packet, or a packet that was not a message: the
+                    # loop's selector calls again while bytes wait in the socket.
+                    break
+            sock = client.socket()
+            if self._fd is not None and sock is not None and _pending(sock):
+                # TLS: decrypted bytes the selector cannot see; read them on the next turn
+                assert self._loop is not None
+                self._loop.call_soon(self._readable)
+        except Exception as exc:
+            self._fail("loop_read", exc)
+
+    def _writable(self) -> None:
+        try:
+            self._client.loop_write()
+        except Exception as exc:
+            self._fail("loop_write", exc)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        try:
+            self._client.loop_misc()
+        except Exception as exc:
+            self._fail("loop_misc", exc)
+            return
+        if self._fd is not None and self._loop is not None:
+            self._ticker = self._loop.call_later(TICK, self._tick)
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        """paho raised: log it with its traceback, count it, drop the connection; the
+        session's task reconnects."""
+        self._count_error(where, exc)
+        if not self._online:
+            self._refusal = f"{where} raised"  # not a reason to try 3.1.1
+        log.error(
+            "MQTT %s: %s raised; reconnecting\n%s",
+            self.address,
+            where,
+            "".join(traceback.format_exception(exc)),
+        )
+        self._drop(self._client, close=False)
+
+    def _count_error(self, where: str, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{where}: {type(exc).__name__}: {exc}"
+
+    def _on_lost(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        was = self._online
+        self._online = False
+        self._to_ack.clear()  # those packet ids died with the connection
         self._connected.clear()
-        # What paho received is acknowledged to the broker (QoS 1) and will not come again:
-        # hand it to the handlers now, before the gateway's last commit.
-        while self._inbox:
-            self._dispatch_all()
+        self._update_subscribed()
+        self._settled.set()
+        self._lost.set()
+        if was and not self._closing:
+            log.warning("MQTT %s: connection lost; reconnecting", self.address)
+
+    # paho's callbacks (on the loop's thread, inside loop_read/loop_write/loop_misc) -----------
+
+    def _on_loop(self) -> bool:
+        """False inside connect's worker thread: the loop registers the socket afterwards."""
+        return threading.get_ident() == self._thread
+
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
+        if self._on_loop():
+            self._unregister()
+
+    def _on_register_write(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
+        if self._on_loop() and self._fd is not None and not self._writing:
+            assert self._loop is not None
+            self._writing = True
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
+        if self._on_loop() and self._fd is not None and self._writing:
+            assert self._loop is not None
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            self._refusal = f"refused: {reason}"
+            self._settled.set()
+            return  # paho closes the socket
+        self._online = True
+        if self._ever_online:
+            self.reconnects += 1
+            log.info("MQTT %s: connected again", self.address)
+        self._ever_online = True
+        log.debug(
+            "MQTT %s: connected (%s, session present: %s)",
+            self.address,
+            self.protocol.name,
+            getattr(flags, "session_present", None),
+        )
+        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        self._unacked.clear()
+        for topic_filter in self._handlers:
+            self._subscribe_now(topic_filter)
+        for topic, payload in self._retained.items():
+            client.publish(topic, payload, qos=0, retain=True)
+        held, self._held = self._held, deque()
+        for topic, data, qos in held:
+            client.publish(topic, data, qos=qos)
+        self._connected.set()
+        self._update_subscribed()
+        self._answered.set()
+        self._settled.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure and self._online:
+            log.warning("MQTT %s: disconnected (%s)", self.address, reason)
+        self._on_lost()
+
+    def _subscribe_now(self, topic_filter: str) -> None:
+        """SUBSCRIBE and remember its packet id until the SUBACK."""
+        rc, mid = self._client.subscribe(topic_filter, qos=self._qos[topic_filter])
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            self._unacked[mid] = topic_filter
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        topic_filter = self._unacked.pop(mid, None)
+        if topic_filter is not None and any(r.is_failure for r in reasons):
+            log.error(
+                "MQTT %s: the broker refused the subscription to %s (%s); check its ACL",
+                self.address,
+                topic_filter,
+                ", ".join(str(r) for r in reasons),
+            )
+        self._update_subscribed()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        if self._bye is not None and self._bye[0] == mid:
+            self._bye[1].set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self.delivered += 1
+        if self.manual_ack and message.qos == 1:
+            self._to_ack.append((self.delivered, message.mid))
+        try:
+            topic = message.topic
+        except UnicodeDecodeError as exc:
+            self._count_error("message", exc)
+            self.failed_messages += 1
+            log.warning("MQTT %s: a message on a topic that is not UTF-8, ignored", self.address)
+            return
+        payload, retained = bytes(message.payload), message.retain
+        handlers = self._routes.get(topic)
+        if handlers is None:
+            handlers = self._handlers_for(topic)
+        for handler in handlers:
+            try:
+                handler(topic, payload, retained)
+            except Exception as exc:
+                self._count_error(f"handler on {topic}", exc)
+                self.failed_messages += 1
+                log.exception("MQTT: a handler failed on %s", topic)
+
+    def _update_subscribed(self) -> None:
+        if self._online and not self._unacked:
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
+
+    def _handlers_for(self, topic: str) -> list[Handler]:
+        found = self._routes.get(topic)
+        if found is None:
+            found = [
+                h
+                for pattern, handlers in self._handlers.items()
+                if mqtt.topic_matches_sub(pattern, topic)
+                for h in handlers
+            ]
+            if len(self._routes) > 10_000:
+                self._routes.clear()
+            self._routes[topic] = found
+        return found
+
+
+def _connect(
+    client: mqtt.Client,
+    *,
+    host: str,
+    port: int,
+    keepalive: int,
+    clean_start: bool | None,
+    properties: Properties | None,
+) -> None:
+    """paho's blocking connect (DNS, TCP, TLS, then the CONNECT is queued); in a worker
+    thread."""
+    if clean_start is None:  # 3.1.1: clean_session was given to the client
+        client.connect(host, port, keepalive=keepalive)
+    else:
+        client.connect(
+            host, port, keepalive=keepalive, clean_start=clean_start, properties=properties
+        )
+
+
+def _pending(sock: Any) -> bool:
+    """Whether a TLS socket holds decrypted bytes that the selector will not report."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending is not None and pending() > 0)
 
 
 def _release(client: mqtt.Client) -> None:
-    """Break the client's reference cycle through our callbacks and close its wake-up socket
-    pair: paho closes it only in ``__del__``, which the cyclic collector may run after the
-    sockets' own finalizers (a ResourceWarning), e.g. when the client hangs off a gateway's
-    cycles."""
+    """Break the client's reference cycle through our callbacks and close its socket (paho
+    closes it only in ``__del__``, which the cyclic collector may run after the socket's own
+    finalizer: a ResourceWarning)."""
     client.on_connect = None
-    client.on_connect_fail = None
     client.on_disconnect = None
     client.on_message = None
     client.on_subscribe = None
-    if isinstance(client, _BufferedClient):
-        client.fast_publish = None
-    client._reset_sockets(sockpair_only=True)  # the loop is stopped: close them now
+    client.on_publish = None
+    client.on_socket_close = None
+    client.on_socket_register_write = None
+    client.on_socket_unregister_write = None
+    sock = client.socket()
+    if sock is not None:
+        sock.close()
 
 
 def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float = 10.0) -> None:
-    """Connect, publish one QoS 1 message (not retained), disconnect. For the CLI."""
+    """Connect, publish one QoS 1 message (not retained), disconnect. For the CLI (its own
+    client id, so it never takes over the gateway's session)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"openbranch-cli-{uuid.uuid4().hex[:6]}"
     )

@@ -4,8 +4,9 @@
 
 Starts a private Mosquitto (no queue limit), a gateway MQTT session subscribed to burst/#,
 and a publisher sending 3,009 messages (thousands of small ones, then bodies around and above
-the 64 KiB read chunk; v5 with user properties on every third). Prints the count and exits 0
-when every message arrived in order, byte for byte; otherwise prints the broker's log, exits 1.
+64 KiB, which the socket hands over in parts; v5 with user properties on every third). Prints
+the count and exits 0 when every message arrived in order, byte for byte; otherwise prints the
+broker's log, exits 1.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from paho.mqtt.properties import Properties
 
 from openbranch.edge.core.config import MqttConfig
 from openbranch.edge.demo.servers import Mosquitto
-from openbranch.edge.runtime.mqtt import READ_CHUNK, MqttSession
+from openbranch.edge.runtime.mqtt import MqttSession
 
-SIZES = [1, 2, 127, 128, 16_383, 16_384, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 7]
+CHUNK = 64 * 1024  # about what one recv() returns from a busy loopback socket
+SIZES = [1, 2, 127, 128, 16_383, 16_384, CHUNK - 1, CHUNK, 3 * CHUNK + 7]
 PAYLOADS = [
     *(f"{i:06d}".encode() * (1 + i % 9) for i in range(3000)),
     *(bytes([i % 251]) * size for i, size in enumerate(SIZES)),
