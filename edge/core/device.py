@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from openbranch.edge.core.command import Command
 from openbranch.edge.core.reading import Reading, Value
@@ -21,8 +21,11 @@ __all__ = [
     "PointInfo",
     "PollResult",
     "Reject",
+    "Rollovers",
+    "Series",
     "SimulatedDevice",
     "Simulation",
+    "rollovers_of",
 ]
 
 
@@ -82,6 +85,31 @@ class DeviceSource(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+Series = tuple[str, str]
+"""(measurement, field): a value a device reports, as ``Coordinator.last`` keys it."""
+
+
+@runtime_checkable
+class Rollovers(Protocol):
+    """A ``DeviceSource`` that knows how wide the registers behind its values are.
+
+    Optional: a source without it (an MQTT device, whose payloads carry plain numbers) has no
+    known rollover, and every large drop of its counters is a reset.
+    """
+
+    def rollovers(self) -> Mapping[Series, float]:
+        """Per (measurement, field), the value at which the reading wraps to 0 when the raw
+        register behind it overflows (``2**16 * scale`` for a scaled uint16, ``2**32 * scale``
+        for a uint32). Only values with a known width are in it (floats are not). It matters
+        for counters, such as ``energy.register``; a consumer picks the fields it counts."""
+        ...
+
+
+def rollovers_of(source: object) -> Mapping[Series, float]:
+    """``source.rollovers()``, or nothing for a source that does not know its widths."""
+    return source.rollovers() if isinstance(source, Rollovers) else {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class DeviceStats:
     missing: dict[str, str] = field(default_factory=dict)
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    held_back: int = 0  # due polls skipped while the store could not take readings
 
 
 class Coordinator:
@@ -47,13 +48,17 @@ class Coordinator:
         emit: Callable[[Sequence[Reading]], None],
         backoff_max: float = 300.0,
         on_availability: Callable[[str, bool], None] | None = None,
+        hold: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``hold()`` true skips polls that are due (counted in ``stats.held_back``): the
+        store cannot take more readings now."""
         self.source = source
         self._clock = clock
         self._emit = emit
         self._intervals = dict(source.intervals())
         self._backoff_max = backoff_max
         self._on_availability = on_availability
+        self._hold = hold
         self.available: bool | None = None  # None until the first poll
         self.last: dict[tuple[str, str], tuple[Value, datetime]] = {}
         self.stats = DeviceStats()
@@ -157,7 +162,11 @@ class Coordinator:
         while True:
             now = self._clock.now().timestamp() - start
             ready = sorted(g for g, t in due.items() if t <= now)
-            if ready:
+            if ready and self._hold():
+                self.stats.held_back += 1
+                for group in ready:
+                    due[group] = max(due[group] + self._intervals[group], now)
+            elif ready:
                 await self.poll_once(ready)
                 after = self._clock.now().timestamp() - start
                 if self.available is False:

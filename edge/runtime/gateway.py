@@ -31,7 +31,7 @@ from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import Verifier
 from openbranch.edge.hours.engine import BranchEngine
 from openbranch.edge.hours.reconciler import Reconciler
-from openbranch.edge.runtime.committer import Committer
+from openbranch.edge.runtime.committer import STORE_FAILED, Committer
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.desk import ControlDesk, Overrides
 from openbranch.edge.runtime.engine_runner import EngineRunner
@@ -97,21 +97,27 @@ class Gateway:
         self.config = config
         self.outbox = outbox
         self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.mqtt = MqttSession(config.mqtt, branch=branch) if config.mqtt else None
         self.publisher = StatePublisher(self.mqtt)
         self.committer = Committer(
             outbox=outbox,
-            energy=EnergyLedger(
-                branch=branch, load=outbox.get_state, max_gaps=energy_max_gaps(config)
+            energy=functools.partial(
+                EnergyLedger,
+                branch=branch,
+                load=outbox.get_state,
+                max_gaps=energy_max_gaps(config),
             ),
             on_committed=self.publisher.publish,
+            on_failure=self._store_alert,
+            on_pressure=self._hold_back,
         )
         self.journal = Journal(
             branch=branch,
             clock=clock,
             record=lambda entries: self.committer.record(entries, audit=True),
             publish_own=self.publisher.publish_own,
-            on_active=lambda active: outbox.set_state(ALERTS_STATE, json.dumps(active)),
+            on_active=lambda active: self.committer.put_state(ALERTS_STATE, json.dumps(active)),
         )
         if drainers is None:
             drainers = [
@@ -136,6 +142,7 @@ class Gateway:
             journal=self.journal,
             publisher=self.publisher,
             record=self.committer.record,
+            put_state=self.committer.put_state,
             tasks=self.tasks.states,
         )
         context = BuildContext(branch=branch, clock=clock, mqtt=self.mqtt)
@@ -145,6 +152,7 @@ class Gateway:
                 clock=clock,
                 emit=self.committer.accept,
                 on_availability=self.health.on_availability,
+                hold=lambda: self.committer.holding_back,
             )
             for device in config.devices
         ]
@@ -200,19 +208,34 @@ class Gateway:
         self.journal.alert(kind, message, severity=severity, active=active)
 
     def _on_drop(self, count: int, reason: str) -> None:
-        self.journal.alert(
+        """The bound dropped telemetry (on the committer's writer thread)."""
+        alert = functools.partial(
+            self.journal.alert,
             "outbox_dropped",
             f"dropped {count} oldest readings: {reason}",
             severity="critical",
             active=True,
         )
+        if self._loop is None:
+            alert()
+        else:
+            self._loop.call_soon_threadsafe(alert)
+
+    def _store_alert(self, message: str, active: bool) -> None:
+        self.journal.alert(STORE_FAILED, message, severity="critical", active=active)
+
+    def _hold_back(self, hold: bool) -> None:
+        """The store cannot keep up: skip polls (the coordinators ask) and stop reading MQTT,
+        so unacknowledged messages wait at the broker."""
+        if self.mqtt is not None:
+            self.mqtt.hold_back(hold)
 
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
     def _task_states(self, states: Mapping[str, TaskState]) -> None:
         """Kept in the outbox, so ``gateway status`` (another process) can show them."""
-        self.outbox.set_state(
+        self.committer.put_state(
             TASKS_STATE, json.dumps({name: t.as_dict() for name, t in states.items()})
         )
 
@@ -225,6 +248,7 @@ class Gateway:
         get up to ``drain_grace`` seconds to deliver them (not while a database is failing),
         then in-flight writes finish; what is left stays in the outbox. Each stop step runs
         whatever the one before it did."""
+        self._loop = asyncio.get_running_loop()
         for line in self.plan():
             log.info("plan %s", line)
         tasks = self.tasks
@@ -261,7 +285,7 @@ class Gateway:
             await self.mqtt.close()
 
     async def _commit(self) -> None:
-        self.committer.commit()
+        await self.committer.close()
 
     async def _drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace

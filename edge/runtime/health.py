@@ -5,6 +5,7 @@ topic, the outbox's state for ``gateway status``, and a ``device_down`` alert).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 
@@ -15,7 +16,7 @@ from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.publisher import StatePublisher
 from openbranch.edge.runtime.supervisor import TaskState
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Outbox, OutboxStats
 from openbranch.edge.telemetry.sink import Drainer
 
 __all__ = ["HEALTH_EVERY", "Health"]
@@ -35,6 +36,7 @@ class Health:
         journal: Journal,
         publisher: StatePublisher,
         record: Callable[[Sequence[Reading]], None],
+        put_state: Callable[[str, str], None],
         tasks: Callable[[], Mapping[str, TaskState]] = dict,
     ) -> None:
         self._branch = branch
@@ -45,10 +47,10 @@ class Health:
         self._journal = journal
         self._publisher = publisher
         self._record = record
+        self._put_state = put_state
         self._tasks = tasks
 
-    def reading(self) -> Reading:
-        stats = self._outbox.stats()
+    def reading(self, stats: OutboxStats) -> Reading:
         coordinators = self._coordinators
         tasks = self._tasks().values()
         return Reading(
@@ -76,14 +78,15 @@ class Health:
     async def run(self) -> None:
         while True:
             await self._clock.sleep(HEALTH_EVERY)
-            health = self.reading()
+            stats = await asyncio.to_thread(self._outbox.stats)  # waits for a commit's lock
+            health = self.reading(stats)
             self._record([health])
             self._publisher.publish_own([health])
 
     def on_availability(self, device_id: str, available: bool) -> None:
         """A device went down or came back: retained topic, status, alert."""
         self._publisher.availability(device_id, available)
-        self._outbox.set_state(
+        self._put_state(
             f"availability:{device_id}",
             json.dumps({"available": available, "since": self._clock.now().isoformat()}),
         )

@@ -39,7 +39,10 @@ finite number >= 0, and a register at or above the configured rollover.
 
 ``EnergyLedger`` applies the accounts to a gateway's stream of readings: it adds ``total`` to
 ``energy`` readings, appends the closed hours, and returns each account's state to commit with
-them. ``local_day_totals`` sums hourly consumption into local calendar days for reports.
+them. Its rollovers come from the devices themselves: ``energy_rollovers`` reads each source's
+register widths (``edge.device.Rollovers``; a Modbus point's type and scale), so a wrap of a
+uint16 or uint32 counter is consumption, not a reset. ``local_day_totals`` sums hourly
+consumption into local calendar days for reports.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.device import DeviceSource, rollovers_of
 from openbranch.edge.core.reading import Quality, Reading, to_ns
 
 __all__ = [
@@ -69,6 +73,7 @@ __all__ = [
     "HourQuality",
     "Observation",
     "classify",
+    "energy_rollovers",
     "local_day_totals",
     "split_by_hour",
 ]
@@ -490,13 +495,29 @@ def local_day_totals(hourly: Iterable[tuple[datetime, float]], tz: ZoneInfo) -> 
     return dict(sorted(days.items()))
 
 
+def energy_rollovers(sources: Iterable[DeviceSource]) -> dict[str, float]:
+    """Per device, the rollover of its ``energy.register`` as its source knows it (the
+    ``rollovers`` of an ``EnergyLedger``); devices whose register width is unknown (floats,
+    sources without ``rollovers()``) are left out and keep "a large drop is a reset"."""
+    series = (schema.ENERGY.name, schema.ENERGY_REGISTER.key)
+    found = {}
+    for source in sources:
+        rollover = rollovers_of(source).get(series)
+        if rollover is not None:
+            found[source.device_id] = rollover
+    return found
+
+
 class EnergyLedger:
     """The accounts of one gateway: adds ``total`` to meter readings and emits closed hours.
 
     One account per (device, carrier). ``load`` returns a saved state by key (None when there
     is none); the state updates that ``process`` returns are to be committed in the same
     transaction as the readings derived from them (the outbox's ``append(state=...)``).
-    ``rollovers`` maps a device to its register's rollover (devices not in it have none).
+    ``rollovers`` maps a device to its register's rollover (devices not in it have none; see
+    ``energy_rollovers``). A saved account whose reference is not below the device's rollover
+    (the meter's profile changed) goes on without one, logged, until the gateway restarts
+    (by then the first new reading has reset it below the rollover).
     ``max_gaps`` maps a device to its own ``max_gap`` (others get ``max_gap``): a meter polled
     every 15 minutes has 15-minute intervals that are not gaps.
     """
@@ -538,13 +559,24 @@ class EnergyLedger:
     def _account(self, device: str, carrier: str) -> EnergyAccount:
         account = self._accounts.get((device, carrier))
         if account is None:
+            saved = self._saved(device, carrier)
+            rollover = self._rollovers.get(device)
+            if rollover is not None and saved is not None and (saved.reference or 0) >= rollover:
+                log.error(
+                    "energy: %s: saved reference %s is not below the register's rollover %s"
+                    " (a new meter profile?); accounting without a rollover",
+                    device,
+                    saved.reference,
+                    rollover,
+                )
+                rollover = None
             account = EnergyAccount(
                 branch=self._branch,
                 device=device,
                 carrier=carrier,
-                rollover=self._rollovers.get(device),
+                rollover=rollover,
                 max_gap=self._max_gaps.get(device, self._max_gap),
-                state=self._saved(device, carrier),
+                state=saved,
             )
             self._accounts[(device, carrier)] = account
         return account

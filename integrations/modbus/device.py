@@ -14,7 +14,7 @@ from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.command import Command, CommandError
 from openbranch.edge.core.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
-from openbranch.edge.core.device import Accept, DeviceUnreachable, PollResult, Reject
+from openbranch.edge.core.device import Accept, DeviceUnreachable, PollResult, Reject, Series
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.integrations.modbus.decode import NoValue, decode, encode
 from openbranch.integrations.modbus.planner import Request, plan
@@ -111,6 +111,20 @@ class ModbusDevice:
     @property
     def profile(self) -> ModbusProfile:
         return self._profile
+
+    def rollovers(self) -> Mapping[Series, float]:
+        """Implements ``edge.device.Rollovers``: per (measurement, field), the rollover of the
+        point behind it, from its register type and scale (``ModbusPoint.rollover``). A value
+        fed by several points (different tags) is left out unless they all agree."""
+        widths: dict[Series, set[float | None]] = {}
+        for point in self._points.values():
+            assert point.measurement is not None and point.field is not None
+            widths.setdefault((point.measurement, point.field), set()).add(point.rollover)
+        return {
+            series: rollover
+            for series, (rollover, *others) in widths.items()
+            if rollover is not None and not others
+        }
 
     def intervals(self) -> Mapping[str, float]:
         return {name: g.interval for name, g in self._groups.items()}

@@ -28,6 +28,7 @@ _INT_TYPES = frozenset(
     }
 )
 _FLOAT_TYPES = frozenset({DataType.FLOAT32, DataType.FLOAT64})
+_UNSIGNED_BITS = {DataType.UINT16: 16, DataType.UINT32: 32, DataType.UINT64: 64}
 
 
 class ModbusPoint(Point):
@@ -99,6 +100,18 @@ class ModbusPoint(Point):
         if self.address + self.count > 65536:
             raise ValueError(f"{where}: ends past address 65535")
         return self
+
+    @property
+    def rollover(self) -> float | None:
+        """The value at which this point's reading wraps to 0 when its raw register overflows:
+        ``2**bits * scale`` for an unsigned integer (a uint16 of 0.01 kWh reads 655.35 kWh,
+        then 0). None when no width applies: floats do not wrap; a signed integer overflows
+        into negative readings, which no counter takes; an offset or a scale below 0 moves
+        the reading's zero."""
+        bits = _UNSIGNED_BITS.get(self.type)
+        if bits is None or self.offset != 0 or self.scale <= 0:
+            return None
+        return float(1 << bits) * self.scale
 
     @property
     def count(self) -> int:

@@ -21,6 +21,7 @@ from openbranch.edge.telemetry.energy import (
     HourQuality,
     Observation,
     classify,
+    energy_rollovers,
     local_day_totals,
     split_by_hour,
 )
@@ -676,3 +677,100 @@ def test_ledger_logs_a_reset(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.energy"):
         ledger.process([meter(at(9), 1000.0), meter(at(9, 10), 5.0)])
     assert "m: counter fell to 5.0: a reset or a new meter, counted in full" in caplog.text
+
+
+# -- rollovers from the devices ---------------------------------------------------------------
+
+UINT16_CENTI = 2**16 * 0.01  # a uint16 register of 0.01 kWh: reads up to 655.35, then 0
+
+
+class WidthSource:
+    """A device source that knows its register widths (``edge.device.Rollovers``)."""
+
+    def __init__(self, device_id: str, rollovers: dict[tuple[str, str], float]) -> None:
+        self.device_id = device_id
+        self._rollovers = rollovers
+
+    def rollovers(self) -> dict[tuple[str, str], float]:
+        return self._rollovers
+
+
+class PlainSource:
+    """A device source without register widths (as an MQTT device)."""
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+
+
+def test_energy_rollovers_come_from_the_sources_energy_register() -> None:
+    register = (schema.ENERGY.name, schema.ENERGY_REGISTER.key)
+    sources = [
+        WidthSource("meter", {register: UINT16_CENTI, ("energy", "power_w"): 6553.6}),
+        WidthSource("lights", {("light", "level"): 32768.0}),  # no energy counter
+        WidthSource("float-meter", {}),  # a float register: no width
+        PlainSource("mqtt-meter"),
+    ]
+    assert energy_rollovers(sources) == {"meter": UINT16_CENTI}  # type: ignore[arg-type]
+
+
+def uint16_stream() -> list[Reading]:
+    """A uint16 meter of 0.01 kWh that wraps at 09:30: 650.00, 655.00, (wrap) 1.64, 2.00."""
+    return [
+        meter(at(9, 10), 650.00),
+        meter(at(9, 20), 655.00),
+        meter(at(9, 30), 1.64),  # 655.36 - 655.00 + 1.64 = 2.00 kWh
+        meter(at(9, 40), 2.00),
+        meter(at(10, 0), 2.00),
+    ]
+
+
+def test_a_wrap_at_the_registers_width_is_consumption_not_a_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    register = (schema.ENERGY.name, schema.ENERGY_REGISTER.key)
+    rollovers = energy_rollovers([WidthSource("m", {register: UINT16_CENTI})])  # type: ignore[list-item]
+    ledger = EnergyLedger(branch="b", load=lambda _key: None, rollovers=rollovers)
+    with caplog.at_level(logging.INFO, logger="openbranch.edge.telemetry.energy"):
+        out, _ = ledger.process(uint16_stream())
+    # 650 + 5 + 2.00 + 0.36 + 0 kWh; the 09:00 hour: 5 + 2 + 0.36 = 7.36 kWh
+    assert totals(out) == [650.0, 655.0, approx(657.0), approx(657.36), approx(657.36)]
+    assert consumed(out) == [(at(9), approx(7.36))]
+    assert "counter wrapped to 1.64" in caplog.text
+    assert "a reset or a new meter" not in caplog.text
+    unknown = EnergyLedger(branch="b", load=lambda _key: None)  # the same meter, width unknown
+    out, _ = unknown.process(uint16_stream())
+    assert totals(out) == [650.0, 655.0, approx(656.64), approx(657.0), approx(657.0)]
+    assert consumed(out) == [(at(9), approx(7.0))]  # the wrap's 0.36 kWh to the top: lost
+
+
+def test_a_real_reset_of_a_known_width_counter_stays_a_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = EnergyLedger(branch="b", load=lambda _key: None, rollovers={"m": UINT16_CENTI})
+    with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.energy"):
+        out, _ = ledger.process(
+            [
+                meter(at(9, 0), 300.00),  # mid-range: a drop to 0 from here is no wrap
+                meter(at(9, 10), 0.50),  # reset (a new meter): 0.50 counts in full
+                meter(at(9, 20), 1.00),
+            ]
+        )
+    assert totals(out) == [300.0, 300.5, 301.0]
+    assert "m: counter fell to 0.5: a reset or a new meter, counted in full" in caplog.text
+
+
+def test_a_saved_reference_above_a_new_rollover_does_not_stop_the_ledger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The meter's profile changed from a float register to a uint16 one: the account saved
+    with 12,000 kWh cannot wrap at 655.36; it goes on without a rollover, logged."""
+    saved = {
+        "energy:m:electricity": AccountState(
+            last_ns=to_ns(at(9)), last_register=12_000.0, reference=12_000.0, offset=0.0
+        ).to_json()
+    }
+    ledger = EnergyLedger(branch="b", load=saved.get, rollovers={"m": UINT16_CENTI})
+    out, state = ledger.process([meter(at(9, 10), 5.0), meter(at(9, 20), 6.0)])
+    assert totals(out) == [12_005.0, 12_006.0]  # the drop was a reset, then it counts on
+    assert "m: saved reference 12000.0 is not below the register's rollover" in caplog.text
+    assert json.loads(state["energy:m:electricity"])["reference"] == 6.0

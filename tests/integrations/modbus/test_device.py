@@ -18,7 +18,7 @@ from openbranch.edge.core.config import DeviceConfig
 from openbranch.edge.core.yamlsource import parse_yaml, validate
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.integrations.modbus.device import ModbusDevice
-from openbranch.integrations.modbus.profile import ModbusProfile
+from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
 from openbranch.integrations.modbus.register import Table
 from openbranch.integrations.modbus.simulator import ModbusSimulator, SimulatedUnit
 from openbranch.integrations.modbus.transport import Bus
@@ -138,6 +138,50 @@ def test_plan_reads_around_the_hole() -> None:
         ]
 
     run_against_simulator(scenario)
+
+
+@pytest.mark.parametrize(
+    ("spec", "rollover"),
+    [
+        ({"type": "uint16", "scale": 0.01}, 655.36),  # reads up to 655.35 kWh, then 0
+        ({"type": "uint32", "scale": 0.1}, 429_496_729.6),
+        ({"type": "uint32"}, 4_294_967_296.0),
+        ({"type": "uint64", "scale": 0.001}, 2**64 / 1000),
+        ({"type": "int32", "scale": 0.1}, None),  # overflows into negative readings
+        ({"type": "int16"}, None),
+        ({"type": "float32"}, None),  # floats do not wrap
+        ({"type": "float64", "scale": 0.001}, None),
+        ({"type": "uint32", "scale": 0.1, "offset": 5.0}, None),  # its zero is not 0
+        ({"type": "uint16", "scale": -1.0}, None),
+    ],
+)
+def test_a_points_rollover_is_its_register_width_times_its_scale(
+    spec: dict[str, Any], rollover: float | None
+) -> None:
+    point = ModbusPoint.model_validate(
+        {"id": "e", "table": "input", "address": 0, "measurement": "energy"}
+        | {"field": "register", "unit": "kWh"}
+        | spec
+    )
+    assert point.rollover == (None if rollover is None else pytest.approx(rollover, rel=1e-15))
+
+
+def test_the_device_tells_the_rollover_of_each_value_from_its_points() -> None:
+    config = device_config(port=1)
+
+    def rollovers(prof: ModbusProfile) -> dict[tuple[str, str], float]:
+        device = ModbusDevice(
+            config=config, profile=prof, bus=Bus(config.transport), branch="t", clock=SystemClock()
+        )
+        return dict(device.rollovers())
+
+    assert rollovers(profile()) == {
+        ("energy", "register"): pytest.approx(2**32 * 0.1),  # uint32 of 0.1 kWh
+        ("light", "level"): 2**16 * 0.5,  # a width, though not a counter: the ledger picks
+    }  # voltage, current, power: floats; door: bools
+    water = "  - {id: water, table: input, address: 40, type: uint16, scale: 0.001, measurement: energy, field: register, unit: m³, tags: {carrier: water}, group: energy}\n"
+    two_counters = validate(ModbusProfile, parse_yaml(PROFILE + water, name="two.yaml"))
+    assert rollovers(two_counters) == {("light", "level"): 2**16 * 0.5}  # they disagree: unknown
 
 
 def test_a_model_that_reads_few_registers_at_a_time_gets_small_requests() -> None:
