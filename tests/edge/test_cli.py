@@ -238,6 +238,9 @@ def test_a_second_gateway_on_the_same_store_refuses_to_start(tmp_path: Path) -> 
             f" in use by process {first.pid}: one gateway per store; stop the other gateway first"
         )
         assert first.poll() is None  # the first one runs on, undisturbed
+        status = openbranch("gateway", "status", str(config))  # a reader takes no lock
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith(f"outbox {tmp_path / 'store.db'}: ")
     finally:
         first.send_signal(signal.SIGTERM)
         out, _ = first.communicate(timeout=60)
