@@ -120,6 +120,17 @@ class BranchEngine:
     def phase(self) -> Phase:
         return self._s.phase
 
+    @property
+    def emergency(self) -> bool:
+        """In emergency mode (latched until a person clears it)."""
+        return self._s.emergency
+
+    def restore_emergency(self, since: datetime) -> None:
+        """An emergency that was not cleared before the gateway restarted: it goes on."""
+        self._s.emergency = True
+        self._s.phase = Phase.EMERGENCY
+        self._s.since = since
+
     def clear_emergency(self, who: str) -> str:
         """A person clears the emergency; the branch returns to its calendar mode."""
         self._s.emergency = False

@@ -6,33 +6,75 @@ runner for a step; it never runs one itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.schedule import Mode
 from openbranch.edge.hours.calendar import Override
 from openbranch.edge.hours.control import ControlError, Verifier
 from openbranch.edge.runtime.journal import Journal
 
-__all__ = ["ControlDesk", "Overrides"]
+__all__ = ["OVERRIDES_STATE", "ControlDesk", "Overrides"]
+
+OVERRIDES_STATE = "overrides"  # outbox state key: the overrides in force, as JSON
 
 
 class Overrides:
-    """The overrides people set, until they end."""
+    """The overrides people set, until they end; kept in the outbox's state (``save``) with
+    every change, so a restart, clean or killed, goes on with them (``load`` at start)."""
 
-    def __init__(self) -> None:
-        self._items: list[Override] = []
+    def __init__(
+        self,
+        *,
+        load: Callable[[str], str | None] = lambda _key: None,
+        save: Callable[[str, str], None] = lambda _key, _value: None,
+    ) -> None:
+        self._save = save
+        raw = load(OVERRIDES_STATE)
+        self._items: list[Override] = [] if raw is None else [_override(o) for o in json.loads(raw)]
 
     def add(self, override: Override) -> None:
         self._items.append(override)
+        self._store()
 
     def clear(self) -> None:
         self._items.clear()
+        self._store()
 
     def active(self, now: datetime) -> list[Override]:
         """The overrides still in force at ``now`` (ended ones are forgotten)."""
-        self._items = [o for o in self._items if o.end > now]
-        return list(self._items)
+        live = [o for o in self._items if o.end > now]
+        if len(live) != len(self._items):
+            self._items = live
+            self._store()
+        return list(live)
+
+    def _store(self) -> None:
+        self._save(
+            OVERRIDES_STATE,
+            json.dumps(
+                [
+                    {
+                        "mode": o.mode.value,
+                        "start": o.start.isoformat(),
+                        "end": o.end.isoformat(),
+                        "reason": o.reason,
+                    }
+                    for o in self._items
+                ]
+            ),
+        )
+
+
+def _override(raw: Mapping[str, str]) -> Override:
+    return Override(
+        mode=Mode(raw["mode"]),
+        start=datetime.fromisoformat(raw["start"]),
+        end=datetime.fromisoformat(raw["end"]),
+        reason=raw["reason"],
+    )
 
 
 class ControlDesk:

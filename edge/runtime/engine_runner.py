@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -23,8 +24,9 @@ from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.publisher import StatePublisher
 
-__all__ = ["ENGINE_EVERY", "EngineRunner"]
+__all__ = ["EMERGENCY_STATE", "ENGINE_EVERY", "EngineRunner"]
 
+EMERGENCY_STATE = "emergency"  # outbox state key: {"active": bool, "since": ISO time}
 ENGINE_EVERY = 30.0  # seconds of gateway time between engine steps
 FIRST_ANSWERS = 120.0  # seconds of gateway time the first step waits for every device
 
@@ -43,7 +45,11 @@ class EngineRunner:
         journal: Journal,
         publisher: StatePublisher,
         record: Callable[[Sequence[Reading]], None],
+        load: Callable[[str], str | None] = lambda _key: None,
+        save: Callable[[str, str], None] = lambda _key, _value: None,
     ) -> None:
+        """``load``/``save``: the outbox's state, where an emergency that no person has
+        cleared yet is kept, so a restart (clean or killed) goes on in emergency mode."""
         self._branch = branch
         self._clock = clock
         self.engine = engine
@@ -58,13 +64,22 @@ class EngineRunner:
         self.last_decision: Decision | None = None
         self.steps = 0
         self._wake = asyncio.Event()
+        self._save = save
+        raw = load(EMERGENCY_STATE)
+        if raw is not None and json.loads(raw)["active"]:
+            engine.restore_emergency(datetime.fromisoformat(json.loads(raw)["since"]))
+        self._emergency = engine.emergency
 
     def request_step(self) -> None:
         """Ask for a step as soon as the current one (if any) is over."""
         self._wake.set()
 
     def clear_emergency(self, who: str) -> str:
-        return self.engine.clear_emergency(who)
+        message = self.engine.clear_emergency(who)
+        self._emergency = False
+        now = self._clock.now().isoformat()
+        self._save(EMERGENCY_STATE, json.dumps({"active": False, "since": now}))
+        return message
 
     def inputs(self) -> Inputs:
         """The engine's inputs from the devices' last values."""
@@ -120,6 +135,11 @@ class EngineRunner:
                 occupancy.reset()  # closed and verified empty: the daily correction
         self.last_decision = decision
         self.steps += 1
+        if self.engine.emergency is not self._emergency:
+            self._emergency = self.engine.emergency
+            self._save(
+                EMERGENCY_STATE, json.dumps({"active": self._emergency, "since": now.isoformat()})
+            )
         await self.reconciler.reconcile(now, decision.desired, f"{decision.mode}/{decision.phase}")
         return decision
 

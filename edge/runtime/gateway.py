@@ -40,7 +40,8 @@ from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.mqtt import MqttSession
 from openbranch.edge.runtime.publisher import StatePublisher
 from openbranch.edge.runtime.supervisor import Supervisor, TaskState
-from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger
+from openbranch.edge.runtime.watchdog import Watchdog
+from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger, energy_rollovers
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, make_writer, sink_name
 
@@ -100,6 +101,8 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.mqtt = MqttSession(config.mqtt, branch=branch) if config.mqtt else None
         self.publisher = StatePublisher(self.mqtt)
+        context = BuildContext(branch=branch, clock=clock, mqtt=self.mqtt)
+        sources = [registry.build(device, context) for device in config.devices]
         self.committer = Committer(
             outbox=outbox,
             energy=functools.partial(
@@ -107,6 +110,7 @@ class Gateway:
                 branch=branch,
                 load=outbox.get_state,
                 max_gaps=energy_max_gaps(config),
+                rollovers=energy_rollovers(sources),
             ),
             on_committed=self.publisher.publish,
             on_failure=self._store_alert,
@@ -131,6 +135,7 @@ class Gateway:
                 for sink in config.sinks
             ]
         self.drainers = list(drainers)
+        self.watchdog = Watchdog()  # systemd's READY=1 and WATCHDOG=1, when run by systemd
         self.tasks = Supervisor(clock=clock, alert=self._task_alert, on_change=self._task_states)
         self.coordinators: list[Coordinator] = []  # filled below, once health can watch them
         self.health = Health(
@@ -145,18 +150,17 @@ class Gateway:
             put_state=self.committer.put_state,
             tasks=self.tasks.states,
         )
-        context = BuildContext(branch=branch, clock=clock, mqtt=self.mqtt)
         self.coordinators += [
             Coordinator(
-                source=registry.build(device, context),
+                source=source,
                 clock=clock,
                 emit=self.committer.accept,
                 on_availability=self.health.on_availability,
                 hold=lambda: self.committer.holding_back,
             )
-            for device in config.devices
+            for source in sources
         ]
-        self.overrides = Overrides()
+        self.overrides = Overrides(load=outbox.get_state, save=self.committer.put_state)
         self.engine = EngineRunner(
             branch=branch,
             clock=clock,
@@ -178,6 +182,8 @@ class Gateway:
             journal=self.journal,
             publisher=self.publisher,
             record=self.committer.record,
+            load=outbox.get_state,
+            save=self.committer.put_state,
         )
         self.desk = ControlDesk(
             verifier=None
@@ -223,6 +229,7 @@ class Gateway:
 
     def _store_alert(self, message: str, active: bool) -> None:
         self.journal.alert(STORE_FAILED, message, severity="critical", active=active)
+        self.watchdog.status(message)  # what `systemctl status` shows
 
     def _hold_back(self, hold: bool) -> None:
         """The store cannot keep up: skip polls (the coordinators ask) and stop reading MQTT,
@@ -265,9 +272,12 @@ class Gateway:
             tasks.start("mqtt", self.mqtt.connect)
         for extension in self.extensions:
             tasks.start(f"extension:{extension.name}", extension.run)
+        tasks.start("watchdog", self.watchdog.run)
+        self.watchdog.ready(f"{len(self.coordinators)} devices, {len(self.drainers)} sinks")
         try:
             await stop.wait()
         finally:
+            self.watchdog.stopping()
             await tasks.stop([name for name in tasks.states() if name not in sinks])
             await _step("publish the last states", self._close_mqtt)
             await _step("commit the last readings", self._commit)
@@ -278,6 +288,7 @@ class Gateway:
                 await _step(f"close {coordinator.device_id}", coordinator.source.close)
             for drainer in self.drainers:
                 await _step(f"close {drainer.name}", _async(drainer.writer.close))
+            self.watchdog.close()
 
     async def _close_mqtt(self) -> None:
         if self.mqtt is not None:  # no more pushed messages after the last commit
