@@ -250,4 +250,3 @@ class Committer:
             log.error("outbox: %d entries could not be committed before the stop", left)
         self._writer.shutdown(wait=True)
         return left
-

@@ -189,11 +189,18 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
         publisher.publish(topic, good, qos=1).wait_for_publish(5)  # a replay
         for _ in range(40):
             await asyncio.sleep(0.1)
-            if gateway.engine.last_decision and gateway.engine.last_decision.mode is Mode.SELF_SERVICE:
+            if (
+                gateway.engine.last_decision
+                and gateway.engine.last_decision.mode is Mode.SELF_SERVICE
+            ):
                 break
-        modes.append(gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED)
+        modes.append(
+            gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED
+        )
         await asyncio.sleep(4)  # 4 minutes of branch time: the override (3 min) has ended
-        modes.append(gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED)
+        modes.append(
+            gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED
+        )
         stop.set()
         await task
 
