@@ -2,6 +2,16 @@
 
 An integration builds a ``DeviceSource`` from a device's config; the gateway's ``Coordinator``
 polls it on schedule. The source does protocol I/O and decoding; it never schedules itself.
+
+Exceptions (catch at the level you need)::
+
+    DeviceError            a device-level failure
+    ├── DeviceUnreachable  no answer at all: connection refused, timed out, bus or broker down
+    └── NotConfirmed       a command went out, but the device did not report the commanded
+                           value in time (an MQTT actuator's state message never came)
+
+A command the device must never get (unknown point, out of range, expired) raises
+``edge.core.command.CommandError`` instead, a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -18,13 +28,16 @@ __all__ = [
     "DeviceError",
     "DeviceSource",
     "DeviceUnreachable",
+    "NotConfirmed",
     "PointInfo",
+    "PointReader",
     "PollResult",
     "Reject",
     "Rollovers",
     "Series",
     "SimulatedDevice",
     "Simulation",
+    "agrees",
     "rollovers_of",
 ]
 
@@ -35,6 +48,30 @@ class DeviceError(Exception):
 
 class DeviceUnreachable(DeviceError):
     """No answer at all: connection refused, timed out, or the bus is down."""
+
+
+class NotConfirmed(DeviceError):
+    """The command was sent, but the device did not report the commanded value in time.
+
+    Raised by a device whose only feedback is what it reports on its own (an MQTT actuator
+    waits for its next state message): the device may have moved, or may not; the caller
+    treats it as a write that did not take and tries again.
+    """
+
+
+def agrees(reported: Value | None, wanted: Value) -> bool:
+    """Whether the value a device reports is the value it was told to take: equal, or, for a
+    number with a fraction, within half a unit (a DALI light set to 80 % reports 80.3)."""
+    numbers = (
+        isinstance(reported, int | float)
+        and isinstance(wanted, int | float)
+        and not isinstance(reported, bool)
+        and not isinstance(wanted, bool)
+    )
+    if numbers and (isinstance(reported, float) or isinstance(wanted, float)):
+        assert isinstance(reported, int | float)
+        return abs(float(reported) - float(wanted)) < 0.5
+    return reported == wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +147,22 @@ class Rollovers(Protocol):
 def rollovers_of(source: object) -> Mapping[Series, float]:
     """``source.rollovers()``, or nothing for a source that does not know its widths."""
     return source.rollovers() if isinstance(source, Rollovers) else {}
+
+
+@runtime_checkable
+class PointReader(Protocol):
+    """A ``DeviceSource`` that can tell the current value of one of its points on demand, so
+    the reconciler can re-verify an actuator it set long ago (a lock opened by hand).
+
+    Optional: a source without it is trusted after its write was confirmed.
+    """
+
+    async def read_point(self, point: str) -> Value:
+        """The value of ``point`` now, in its field's type (as ``write`` returns it): read
+        from the device (Modbus), or the value the device last reported (MQTT, whose devices
+        report every change). Raises ``DeviceError`` when there is no value to be had and
+        ``CommandError`` for a point the device does not have."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

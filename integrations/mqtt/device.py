@@ -4,20 +4,36 @@ Messages are stamped with the gateway's clock (UTC) when they arrive. Retained m
 refused (their time is unknown); so is every bad payload, with a reason naming the topic,
 counted by the coordinator. Nothing a device sends can stop the gateway: the message handler
 never raises.
+
+Commands are confirmed by the device itself: ``write`` publishes the set message and waits
+(``confirm_timeout`` of the profile, on the gateway's clock) for a state message whose value
+for the point is the commanded one, and returns what the device reported; without one it
+raises ``NotConfirmed``. The handler keeps each point's last reported value with its arrival
+time, which ``read_point`` returns, so the reconciler can re-verify an actuator later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Collection, Mapping
+from datetime import datetime
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.command import Command, CommandError
 from openbranch.edge.core.config import DeviceConfig, MqttTransport
-from openbranch.edge.core.device import Accept, DeviceError, DeviceUnreachable, PollResult, Reject
+from openbranch.edge.core.device import (
+    Accept,
+    DeviceError,
+    DeviceUnreachable,
+    NotConfirmed,
+    PollResult,
+    Reject,
+    agrees,
+)
 from openbranch.edge.core.messaging import MqttLink
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.integrations.mqtt.payload import Extractor, PayloadError, parse
@@ -33,7 +49,8 @@ _Shape = tuple[schema.Measurement, dict[str, str], list[tuple[str, str]]]
 
 
 class MqttDevice:
-    """Implements ``edge.device.DeviceSource`` for one MQTT device."""
+    """Implements ``edge.device.DeviceSource`` and ``edge.device.PointReader`` for one MQTT
+    device."""
 
     def __init__(
         self,
@@ -69,6 +86,9 @@ class MqttDevice:
                 )
                 shape[2].append((p.id, p.field))
             self._shapes[self._full(sub)] = list(shapes.values())
+        self._reported: dict[str, tuple[Value, datetime]] = {}  # point -> value, arrival
+        # point -> the writes waiting for it: (the commanded value, resolved with the report)
+        self._waiting: dict[str, list[tuple[Value, asyncio.Future[Value]]]] = {}
 
     def _full(self, sub: str | None) -> str:
         return self._topic if sub is None else f"{self._topic}/{sub}"
@@ -114,6 +134,13 @@ class MqttDevice:
 
         Raises PayloadError when the whole message is refused.
         """
+        readings, problems, _values = self._decode(payload, topic, self._clock.now())
+        return readings, problems
+
+    def _decode(
+        self, payload: bytes, topic: str | None, now: datetime
+    ) -> tuple[list[Reading], dict[str, str], Mapping[str, Value]]:
+        """``readings``, and the value of each point the message carried."""
         full = self._topic if topic is None else topic
         extractor = self._extractors.get(full)
         if extractor is None:
@@ -121,7 +148,6 @@ class MqttDevice:
         doc = parse(payload, max_bytes=self._profile.max_bytes, max_depth=self._profile.max_depth)
         got = extractor.extract(doc)
         values = got.values
-        now = self._clock.now()
         readings = []
         for measurement, tags, members in self._shapes[full]:
             fields = {key: values[point] for point, key in members if point in values}
@@ -136,7 +162,7 @@ class MqttDevice:
                         time=now,
                     )
                 )
-        return readings, dict(got.problems)
+        return readings, dict(got.problems), values
 
     def _handle(
         self, accept: Accept, reject: Reject, topic: str, payload: bytes, retained: bool
@@ -146,7 +172,9 @@ class MqttDevice:
             reject(topic, "retained: a stored message of unknown time")
             return
         try:
-            readings, problems = self.readings(payload, topic)
+            now = self._clock.now()
+            readings, problems, values = self._decode(payload, topic, now)
+            self._report(values, now)
         except PayloadError as exc:
             reject(topic, str(exc))
             return
@@ -165,6 +193,34 @@ class MqttDevice:
             except Exception:
                 log.exception("%s: readings from %s were not accepted", self.device_id, topic)
 
+    def _report(self, values: Mapping[str, Value], now: datetime) -> None:
+        """Keep what the device reported; a waiting write whose value came is confirmed."""
+        for point, value in values.items():
+            self._reported[point] = (value, now)
+            for wanted, waiter in self._waiting.get(point, ()):
+                if not waiter.done() and agrees(value, wanted):
+                    waiter.set_result(value)
+
+    def reported(self, point: str) -> tuple[Value, datetime] | None:
+        """The value the device last reported for ``point`` and when it arrived (gateway
+        time), or None before its first message."""
+        return self._reported.get(point)
+
+    async def read_point(self, point: str) -> Value:
+        """Implements ``edge.device.PointReader``: the value the device last reported.
+
+        MQTT has no read request; a device publishes its state on every change (Zigbee2MQTT
+        publishes the whole state), so its last message is its current state as far as anyone
+        can know. Raises DeviceError before its first message."""
+        try:
+            self._profile.point(point)
+        except ProfileError as exc:
+            raise CommandError(f"{self.device_id}: {exc}") from None
+        got = self._reported.get(point)
+        if got is None:
+            raise DeviceError(f"{self.device_id}.{point}: no state reported yet")
+        return got[0]
+
     async def listen(self, accept: Accept, reject: Reject) -> None:
         """Subscribe to the device's topics and deliver readings until cancelled."""
         if self._session is None:
@@ -180,8 +236,14 @@ class MqttDevice:
 
     async def write(self, command: Command) -> Value:
         """Publish the command to the device's set topic (Zigbee2MQTT style: ``<topic>/set``
-        with ``{"state": "LOCK"}``). MQTT has no read-back: the device's next state message
-        confirms it, and returns the commanded value."""
+        with ``{"state": "LOCK"}``), then wait for the device's state message that reports the
+        commanded value, and return the value it reported.
+
+        MQTT has no read-back: only a message published after the command counts (one that
+        was on its way with the commanded value counts too, for it tells the same state).
+        Messages with another value are waited past (a lock reports its old state first).
+        Raises NotConfirmed when none came within the profile's ``confirm_timeout`` seconds
+        of the gateway's clock, DeviceUnreachable when the broker is not connected."""
         if command.expired(self._clock.now()):
             raise CommandError(f"{self.device_id}.{command.point}: expired, not carried out")
         try:
@@ -208,8 +270,32 @@ class MqttDevice:
             node[part] = child
             node = child
         node[last] = raw
-        self._session.publish(f"{self._topic}/{self._profile.set_topic}", json.dumps(message))
-        return command.value
+        waiter: asyncio.Future[Value] = asyncio.get_running_loop().create_future()
+        entry = (command.value, waiter)
+        waiting = self._waiting.setdefault(point.id, [])
+        waiting.append(entry)
+        timeout = self._profile.confirm_timeout
+        try:
+            self._session.publish(f"{self._topic}/{self._profile.set_topic}", json.dumps(message))
+            timer = asyncio.ensure_future(self._clock.sleep(timeout))
+            try:
+                await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+        finally:
+            waiting.remove(entry)
+            if not waiting:
+                self._waiting.pop(point.id, None)
+        if waiter.done():
+            return waiter.result()
+        heard = self._reported.get(point.id)
+        said = "nothing" if heard is None else f"{heard[0]!r} at {heard[1]:%H:%M:%S}"
+        raise NotConfirmed(
+            f"{self.device_id}.{point.id}: no state message with {command.value!r} within "
+            f"{timeout:g} s (last reported: {said})"
+        )
 
     async def close(self) -> None:
         return None

@@ -10,6 +10,10 @@ that publishes on several topics names them per point as a ``topic`` below the d
 (Axis: one sub-topic per analytics scenario). ``examples`` are messages quoted from the
 datasheet with the values they must give: the catalogue tests decode every one, and the
 simulator publishes in their shape.
+
+Commands: a profile with a ``set_topic`` takes commands on ``<topic>/<set_topic>``; a command
+is confirmed by the device's next state message carrying the commanded value, within
+``confirm_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -111,6 +115,13 @@ class MqttProfile(Profile[MqttPoint]):
     payload: Literal["json"] = Field(default="json", description="the payload format")
     set_topic: str | None = Field(
         default=None, description="suffix of the topic that takes commands, e.g. 'set'"
+    )
+    confirm_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="seconds (gateway time) a command waits for the state message that "
+        "confirms it; a motor lock on a Zigbee mesh answers in 1-3 s",
     )
     max_bytes: int = Field(default=65536, ge=64, description="larger messages are refused")
     max_depth: int = Field(default=32, ge=1, description="deeper JSON is refused")

@@ -3,8 +3,11 @@
 Each simulated device keeps the document the product would publish (shaped like the
 profile's first example on each topic) and publishes it whole whenever a point changes, as
 Zigbee2MQTT does. An event point (a button press) publishes on every ``set``. Devices whose
-profile has a ``set_topic`` obey commands on ``<topic>/<set_topic>`` and publish their new
-state, as a Zigbee2MQTT lock does. ``publish_raw`` sends anything, for bad-payload tests.
+profile has a ``set_topic`` obey commands on ``<topic>/<set_topic>`` and publish their state
+after every command, changed or not, as a Zigbee2MQTT lock does; ``set_ignoring`` makes one
+take commands and do nothing (a lock whose motor or radio link is dead), and a test that
+calls ``set`` on an actuator moves it by hand. ``publish_raw`` sends anything, for bad-payload
+tests.
 
 ``publish_packet`` and ``connect_packet`` encode raw MQTT packets, for a publisher that must
 cost its host as little as possible (bench/ingest.py) and for tests of the session's decoder.
@@ -131,8 +134,10 @@ class SimulatedMqttDevice:
         self._values: dict[str, Value] = {}
         self._lock = threading.Lock()  # commands arrive on paho's thread
         self._silent = False
+        self._ignoring = False
         self._client: mqtt.Client | None = None
         self.published = 0
+        self.commands = 0  # messages received on the set topic, obeyed or not
 
     @property
     def device_id(self) -> str:
@@ -165,10 +170,15 @@ class SimulatedMqttDevice:
         return str(raw) if point.quoted else raw
 
     def set(self, point_id: str, value: Value) -> None:
+        """Take ``value`` and publish the new state (nothing when the state is unchanged)."""
+        self._apply(point_id, value, always=False)
+
+    def _apply(self, point_id: str, value: Value, *, always: bool) -> None:
         point = self.profile.point(point_id)
         raw = self._raw(point, value)  # raises ValueError before anything changes
         with self._lock:
-            if not point.event and point_id in self._values and self._values[point_id] == value:
+            same = point_id in self._values and self._values[point_id] == value
+            if same and not point.event and not always:
                 return
             self._values[point_id] = value
             doc = self.documents[point.topic]
@@ -184,6 +194,10 @@ class SimulatedMqttDevice:
     def set_silent(self, silent: bool) -> None:
         self._silent = silent
 
+    def set_ignoring(self, ignoring: bool) -> None:
+        """Take commands and do nothing, publish nothing (or obey them again)."""
+        self._ignoring = ignoring
+
     def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish ``payload`` as is (QoS 1), unless silent or not started."""
         if self._silent or self._client is None:
@@ -192,7 +206,10 @@ class SimulatedMqttDevice:
         self.published += 1
 
     def command(self, payload: bytes) -> None:
-        """A message on the set topic: apply what it sets, publish the new state."""
+        """A message on the set topic: apply what it sets, publish the state."""
+        self.commands += 1
+        if self._ignoring:
+            return
         try:
             doc = json.loads(payload)
         except ValueError:
@@ -205,7 +222,7 @@ class SimulatedMqttDevice:
             key = json.dumps(raw) if isinstance(raw, bool) else str(raw)
             value = point.map.get(key) if point.map is not None else raw
             if isinstance(value, bool | int | float | str):
-                self.set(point.id, value)
+                self._apply(point.id, value, always=True)
 
 
 class MqttSimulation:
@@ -231,14 +248,18 @@ class MqttSimulation:
             if profile.set_topic is not None:
                 self._commands[f"{sim.topic}/{profile.set_topic}"] = sim
         self._client: mqtt.Client | None = None
+        self._listening = threading.Event()  # the broker acknowledged the set topics
 
     @property
     def devices(self) -> Mapping[str, SimulatedMqttDevice]:
         return self._devices
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
-        for topic in self._commands:
-            client.subscribe(topic, qos=1)
+        if self._commands:
+            client.subscribe([(topic, 1) for topic in self._commands])
+
+    def _on_subscribe(self, *_: object) -> None:
+        self._listening.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         device = self._commands.get(message.topic)
@@ -257,12 +278,16 @@ class MqttSimulation:
         if self._broker.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         await asyncio.to_thread(client.connect, self._broker.host, self._broker.port)
         client.loop_start()
         self._client = client
         for device in self._devices.values():
             device._client = client
+        # a command sent before the broker has the subscription would be lost
+        if self._commands and not await asyncio.to_thread(self._listening.wait, 10.0):
+            log.warning("simulated devices: the broker did not acknowledge their set topics")
 
     async def stop(self) -> None:
         client, self._client = self._client, None
@@ -273,4 +298,5 @@ class MqttSimulation:
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         client.on_connect = None  # no cycle: paho closes its socket pair in __del__
+        client.on_subscribe = None
         client.on_message = None
