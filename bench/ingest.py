@@ -13,8 +13,9 @@ message from the same two cores the gateway is measured on (decision 37).
 
     .venv/bin/python bench/ingest.py [--messages 200000] [--devices 40]
 
-Set PYSPY=/tmp/profile.txt to record the gateway process with py-spy (raw format) while the
-messages flow (pip install py-spy first); that is how the v5 bottleneck was found.
+Set PYSPY=/tmp/profile to record the gateway process with py-spy (raw format, one file per
+run: /tmp/profile-bench_gateway_5.txt, ...) while the messages flow (pip install py-spy
+first); that is how the v5 bottleneck was found. ``--protocols 5`` measures one protocol only.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def gateway_run(
                 "-f",
                 "raw",
                 "-o",
-                os.environ["PYSPY"],
+                f"{os.environ['PYSPY']}-{db}.txt",
                 "--pid",
                 str(gw.pid),
                 "--threads",
@@ -284,6 +285,9 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=int, default=20_000, help="messages of an uncounted first run (0: none)"
     )
+    parser.add_argument(
+        "--protocols", default="5,3.1.1", help="the MQTT versions to measure, comma-separated"
+    )
     args = parser.parse_args()
     speed_before = machine_speed()
     extra = "max_queued_messages 1000000\nmax_inflight_messages 0\n"
@@ -301,7 +305,7 @@ def main() -> None:
             )
             print(f"warm-up: {got:,} of {args.warmup:,} points, {rate:,.0f} points/s (not counted)")
         results = {}
-        for protocol in ("5", "3.1.1"):
+        for protocol in args.protocols.split(","):
             db = "bench_gateway_" + protocol.replace(".", "")
             influxd.query(f'CREATE DATABASE "{db}"')
             results[protocol] = gateway_run(

@@ -134,6 +134,7 @@ class MqttSession:
         self.delivered = 0  # messages received and handed to their handlers (if any)
         self.errors = 0  # exceptions caught: in paho's calls, in handlers, in connecting
         self.failed_messages = 0  # messages a handler raised on
+        self.unhandled = 0  # messages no subscription of this session's handlers matched
         self.last_error: str | None = None
         self.reconnects = 0  # connections after the first
         self._to_ack: deque[tuple[int, int]] = deque()  # manual ack: (delivered, packet id)
@@ -149,6 +150,9 @@ class MqttSession:
         self._online = False  # CONNACK accepted, connection not yet lost
         self._ever_online = False
         self._closing = False
+        self._holding = False  # hold_back(True): read nothing until released
+        self._released = asyncio.Event()
+        self._released.set()
         self._connack_wait = 5.0
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()  # connected, and the broker granted every SUBSCRIBE
@@ -216,6 +220,10 @@ class MqttSession:
         raises MqttError instead. With protocol ``auto``, MQTT v5 is asked for first; a broker
         that refuses it, or accepts the TCP connection but never answers a v5 CONNECT within
         ``wait`` seconds (some do), gets 3.1.1.
+
+        Subscribe first: the broker hands over what it kept for the persistent session right
+        after the CONNACK, and a message no handler takes is counted in ``unhandled`` and
+        acknowledged.
         """
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
@@ -306,6 +314,24 @@ class MqttSession:
             qos=0,
         )
 
+    def hold_back(self, hold: bool) -> None:
+        """Stop reading the broker's messages (``True``: the gateway's store cannot keep up)
+        or read again (``False``). Meanwhile they wait in TCP and at the broker (QoS 1 ones
+        in the persistent session) and publishing goes on. A hold longer than about twice the
+        keep-alive ends the connection (paho gets no PINGRESP; the broker sends the will); the
+        session connects again once released."""
+        self._holding = hold
+        if hold:
+            self._released.clear()
+            if self._online:  # before the CONNACK the socket is read for it
+                self._stop_reading()
+            return
+        self._released.set()
+        if self._fd is not None and not self._reading and self._loop is not None:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._readable)
+            self._loop.call_soon(self._readable)  # TLS: what was decrypted before the hold
+
     def ack_through(self, marker: int) -> int:
         """With ``manual_ack``: acknowledge to the broker, in the order they came, every QoS 1
         message handed to the handlers up to ``marker`` (a value ``delivered`` had after it);
@@ -327,9 +353,10 @@ class MqttSession:
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
             said = asyncio.Event()
             self._bye = (info.mid, said)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CLOSE_WAIT):  # else the last will says it
-                    await said.wait()
+            if self._reading:  # (held back, its PUBACK would wait behind unread messages)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_WAIT):  # else the last will says it
+                        await said.wait()
             if self._online:
                 # Read no more: a message handled now would have its PUBACK queued after the
                 # DISCONNECT, never sent, and come again to the next session as a duplicate.
@@ -352,6 +379,7 @@ class MqttSession:
         """The session's life: connect, hold the connection until it ends, wait, again."""
         delay = RECONNECT_MIN
         while not self._closing:
+            await self._released.wait()  # held back: connecting would only fill TCP again
             outcome = await self._attempt()
             if self._stopping():
                 return
@@ -504,14 +532,13 @@ class MqttSession:
         if not self._reading:
             return  # a TLS re-read scheduled before the socket went
         client = self._client
+        read, success = client.loop_read, MQTTErrorCode.MQTT_ERR_SUCCESS
         try:
             start = self.delivered
             while self.delivered - start < READ_BATCH:
                 seen = self.delivered
-                if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if read() != success or not self._reading:
                     return  # paho closed the socket and said why (on_disconnect)
-                if client.socket() is None:
-                    return
                 if self.delivered == seen:
                     # Nothing more, half a packet, or a packet that was not a message: the
                     # loop's selector calls again while bytes wait in the socket.
@@ -625,12 +652,19 @@ class MqttSession:
         self._update_subscribed()
         self._answered.set()
         self._settled.set()
+        if self._holding:
+            self._stop_reading()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
     ) -> None:
         if reason.is_failure and self._online:
             log.warning("MQTT %s: disconnected (%s)", self.address, reason)
+        if self._closing:
+            # Our DISCONNECT is out and paho closes the socket next: what the broker sent
+            # meanwhile was not acknowledged (it comes again); unread, it would turn the
+            # close into a reset that can cost the broker our last packets.
+            _discard_unread(_c.socket())
         self._on_lost()
 
     def _subscribe_now(self, topic_filter: str) -> None:
@@ -671,6 +705,10 @@ class MqttSession:
         handlers = self._routes.get(topic)
         if handlers is None:
             handlers = self._handlers_for(topic)
+            if not handlers:
+                log.debug("MQTT %s: no handler for %s", self.address, topic)
+        if not handlers:
+            self.unhandled += 1
         for handler in handlers:
             try:
                 handler(topic, payload, retained)
@@ -717,6 +755,15 @@ def _connect(
         client.connect(
             host, port, keepalive=keepalive, clean_start=clean_start, properties=properties
         )
+
+
+def _discard_unread(sock: Any) -> None:
+    """Read and drop what waits in a non-blocking socket."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass
 
 
 def _pending(sock: Any) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -599,6 +600,61 @@ def test_a_failure_inside_paho_is_logged_and_the_session_reconnects(
         asyncio.run(main())
     assert f"{method} raised; reconnecting" in caplog.text
     assert "Traceback" in caplog.text and f"injected into {method}" in caplog.text
+
+
+def test_held_back_it_reads_nothing_and_released_it_takes_everything(
+    mosquitto: Mosquitto,
+) -> None:
+    """``hold_back(True)`` (the gateway's store cannot keep up): messages wait in the socket and
+    at the broker, no handler sees one; ``hold_back(False)``: every one arrives, in order."""
+    got: list[bytes] = []
+
+    async def main() -> None:
+        session = session_for(mosquitto)
+        session.subscribe("held/#", lambda _t, p, _r: got.append(p))
+        assert await session.connect()
+        assert await session.wait_subscribed()
+        session.hold_back(True)
+        with Watcher(mosquitto.host, mosquitto.port, "held/#") as watcher:
+            await asyncio.to_thread(numbered, mosquitto, "held/x", 20)
+            await asyncio.to_thread(watcher.wait_for, lambda seen: len(seen) == 20)
+        sock = session._client.socket()
+        assert sock is not None
+        readable, _, _ = await asyncio.to_thread(select.select, [sock], [], [], 5)
+        assert readable  # the messages are there to read ...
+        for _ in range(3):  # ... and turns of the loop go by without the session reading
+            await asyncio.sleep(0)
+        assert got == [] and session.delivered == 0
+        session.hold_back(False)
+        await until(lambda: len(got) == 20)
+        await session.close()
+
+    asyncio.run(main())
+    assert got == [str(i).encode() for i in range(20)]
+
+
+def test_a_hold_longer_than_the_keepalive_loses_nothing(mosquitto: Mosquitto) -> None:
+    """Held back past the keep-alive, the connection ends (no PINGRESP read) and the session
+    waits; released, it connects again and the broker hands over what it kept, once."""
+    got: list[bytes] = []
+
+    async def main() -> None:
+        session = session_for(mosquitto, keepalive=1)
+        session.subscribe("held/#", lambda _t, p, _r: got.append(p))
+        assert await session.connect()
+        assert await session.wait_subscribed()
+        session.hold_back(True)
+        await asyncio.to_thread(numbered, mosquitto, "held/x", 20)
+        await until(lambda: not session.connected, within=10)
+        await asyncio.to_thread(numbered, mosquitto, "held/x", 40, start=20)
+        assert got == []
+        session.hold_back(False)
+        await until(lambda: len(got) >= 40, within=15)
+        assert session.reconnects == 1
+        await session.close()
+
+    asyncio.run(main())
+    assert got == [str(i).encode() for i in range(40)]
 
 
 def test_client_id_is_stable_and_configurable() -> None:
