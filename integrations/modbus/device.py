@@ -14,7 +14,14 @@ from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.command import Command, CommandError
 from openbranch.edge.core.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
-from openbranch.edge.core.device import Accept, DeviceUnreachable, PollResult, Reject, Series
+from openbranch.edge.core.device import (
+    Accept,
+    DeviceError,
+    DeviceUnreachable,
+    PollResult,
+    Reject,
+    Series,
+)
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.integrations.modbus.decode import NoValue, decode, encode
 from openbranch.integrations.modbus.planner import Request, plan
@@ -227,19 +234,34 @@ class ModbusDevice:
             values=words,
             pacing=self._pacing,
         )
-        back = await self._bus.read(
+        value = await self._read(point)
+        if isinstance(value, NoValue):
+            raise CommandError(
+                f"{self.device_id}.{point.id}: read-back gave no value ({value.reason})"
+            )
+        return value
+
+    async def read_point(self, point: str) -> Value:
+        """Implements ``edge.device.PointReader``: one read of ``point``'s registers (or bit),
+        decoded as a poll or a write's read-back decodes it."""
+        try:
+            found = self._profile.point(point)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        value = await self._read(found)
+        if isinstance(value, NoValue):
+            raise DeviceError(f"{self.device_id}.{found.id}: no value ({value.reason})")
+        return value
+
+    async def _read(self, point: ModbusPoint) -> Value | NoValue:
+        words = await self._bus.read(
             unit=self._unit,
             table=point.table,
             address=point.address,
             count=point.count,
             pacing=self._pacing,
         )
-        value = decode_point(self._profile, point, back)
-        if isinstance(value, NoValue):
-            raise CommandError(
-                f"{self.device_id}.{point.id}: read-back gave no value ({value.reason})"
-            )
-        return value
+        return decode_point(self._profile, point, words)
 
     def _encode(self, point: ModbusPoint, value: Value) -> list[int]:
         where = f"{self.device_id}.{point.id}"

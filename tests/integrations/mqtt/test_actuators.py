@@ -1,6 +1,7 @@
-"""MQTT actuators are confirmed by the device's own state message: a Danalock lock (through
-Zigbee2MQTT) simulated on a private Mosquitto, driven by the reconciler (issue 12 point 6).
-A lock that never confirms is retried and alerted."""
+"""MQTT actuators are confirmed by the device's own state message and re-verified later: a
+Danalock lock (through Zigbee2MQTT) simulated on a private Mosquitto, driven by the
+reconciler (issue 12 point 6). A lock that never confirms is retried and alerted; a lock
+opened by hand is noticed, locked again, alerted once and cleared when it follows."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ ACTUATOR = Actuator.model_validate(
     }
 )
 CLOSED = DESIRED[Mode.CLOSED]  # the door locked
-STEP = timedelta(seconds=30)  # the engine's step
+STEP = timedelta(seconds=30)  # the engine's step; the reconciler re-verifies every 2 steps
 FAILED = "actuator:staff-door.locked"
+DRIFT = "actuator_drift:staff-door.locked"
 
 
 @dataclass
@@ -79,7 +81,7 @@ class Lock:
 async def lock_on(broker: Mosquitto, *, confirm_timeout: float = 5.0) -> AsyncIterator[Lock]:
     """The lock's MqttDevice listening through a session (run by its coordinator, as in the
     gateway), the simulated lock taking commands, and a reconciler (an alert after 3 failed
-    attempts)."""
+    attempts, a confirmed lock re-verified every minute)."""
     mqtt = MqttConfig(host=broker.host, port=broker.port, keepalive=5)
     session = MqttSession(mqtt, branch=BRANCH)
     profile = CATALOGUE.get(LOCK.profile)
@@ -106,6 +108,7 @@ async def lock_on(broker: Mosquitto, *, confirm_timeout: float = 5.0) -> AsyncIt
         on_alert=lambda kind, message, active: alerts.append((kind, message, active)),
         on_audit=audit.append,
         retries=2,
+        reverify=2 * STEP,
     )
     try:
         yield Lock(
@@ -164,11 +167,11 @@ def test_the_state_message_confirms_a_write(mosquitto: Mosquitto) -> None:
             assert await write is False
             assert len(lock.readings) >= 4  # every report is a reading too
 
-            # The reconciler: confirmed by the report.
+            # The reconciler: confirmed by the report, re-verified from the last report.
             lock.sim.set_ignoring(False)
             assert await lock.reconcile(0) == 1
             assert lock.audit == ["staff-door.locked := True (closed)"]
-            assert await lock.reconcile(2) == 0
+            assert await lock.reconcile(2) == 0  # due, read, agrees
             assert lock.alerts == []
 
     asyncio.run(main())
@@ -204,5 +207,45 @@ def test_a_lock_that_never_confirms_is_retried_and_alerted(mosquitto: Mosquitto)
             assert lock.sim.get("locked") is True
             assert lock.raised(FAILED) == [True, False]
             assert lock.audit == ["staff-door.locked := True (closed)"]
+
+    asyncio.run(main())
+
+
+def test_a_lock_opened_by_hand_is_locked_again_and_alerted_once(mosquitto: Mosquitto) -> None:
+    async def main() -> None:
+        async with lock_on(mosquitto, confirm_timeout=0.5) as lock:
+            assert await lock.reconcile(0) == 1
+            assert lock.sim.get("locked") is True
+
+            lock.sim.set("locked", False)  # opened by hand with the key
+            await lock.heard(False)
+            assert await lock.reconcile(1) == 0  # confirmed a step ago: not re-verified yet
+            assert await lock.reconcile(2) == 1  # re-verified: drifted, locked again
+            assert lock.sim.get("locked") is True
+            assert lock.raised(DRIFT) == [True, False]  # raised, cleared once it followed
+            assert lock.alerts[0][1] == "staff-door.locked reads False, not True: set again"
+            assert lock.audit[1:] == [
+                "staff-door.locked drifted: reads False, want True",
+                "staff-door.locked := True (closed, re-asserted after drift)",
+            ]
+            assert await lock.reconcile(3) == 0
+            assert await lock.reconcile(4) == 0  # re-verified: follows
+            assert lock.raised(DRIFT) == [True, False]
+
+            # Held open: the lock is unlocked again and does not take the re-assert.
+            lock.sim.set_ignoring(True)
+            lock.sim.set("locked", False)
+            await lock.heard(False)
+            for step in (6, 7, 8, 9):
+                assert await lock.reconcile(step) == 1
+            assert lock.raised(DRIFT) == [True, False, True]  # once for this drift
+            assert lock.raised(FAILED) == [True]  # and the write, after 3 attempts
+            assert sum("drifted" in line for line in lock.audit) == 2
+
+            lock.sim.set_ignoring(False)  # let go
+            assert await lock.reconcile(10) == 1
+            assert lock.sim.get("locked") is True
+            assert lock.raised(DRIFT) == [True, False, True, False]
+            assert lock.raised(FAILED) == [True, False]
 
     asyncio.run(main())
