@@ -30,8 +30,9 @@ from openbranch.edge.core.yamlsource import ConfigError
 from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import sign
 from openbranch.edge.hours.policy import planned_actions
-from openbranch.edge.runtime.gateway import ALERTS_STATE, TASKS_STATE, Gateway, open_outbox
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.mqtt import publish_once
+from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.telemetry.outbox import OutboxLocked
 
 __all__ = [
@@ -90,6 +91,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+STALE_AFTER = 180.0  # seconds without a commit that `gateway status` calls out
+
+
 def _status(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     path = args.store or config.store.path
@@ -103,6 +107,15 @@ def _status(args: argparse.Namespace) -> int:
         f"outbox {outbox.path}: {stats.entries} entries, {stats.live_bytes / 1e6:.1f} MB "
         f"of {stats.max_bytes / 1e6:.0f} MB, {stats.dropped} dropped"
     )
+    newest = outbox.newest_ns()
+    if newest is not None:
+        age = (now_ns - newest) / 1e9
+        print(f"newest entry: {age:.0f} s ago (the gateway commits its health every minute)")
+        if age > STALE_AFTER:
+            print(
+                f"  NOTHING COMMITTED FOR {age:.0f} s: if the gateway runs, its store refuses "
+                "commits (alert store_failed on MQTT, journalctl -u openbranch-gateway)"
+            )
     for sink in outbox.sinks:
         oldest = stats.oldest_pending_ns[sink]
         lag = "none" if oldest is None else f"{(now_ns - oldest) / 1e9:.0f} s"
@@ -118,14 +131,24 @@ def _status(args: argparse.Namespace) -> int:
             state = json.loads(raw)
             word = "available" if state["available"] else "UNAVAILABLE"
             print(f"  device {device.id}: {word} since {state['since']}")
-    tasks = json.loads(outbox.get_state(TASKS_STATE) or "{}")
-    for name, task in tasks.items():
-        failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
-        print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")
-    alerts = json.loads(outbox.get_state(ALERTS_STATE) or "{}")
-    print(f"alerts raised: {len(alerts)}" if alerts else "alerts raised: none")
-    for kind, message in alerts.items():
-        print(f"  {kind}: {message}")
+    live = read_status(path)
+    if live is None:
+        print("gateway: no status written yet")
+    else:
+        print(f"gateway (pid {live['pid']}), status as of {live['updated']}:")
+        store = live["store"]
+        if store["failing"]:
+            print(
+                f"  STORE REFUSES COMMITS: {store['last_error']}; {store['waiting']} entries "
+                "wait in memory" + (", sources held back" if store["holding_back"] else "")
+            )
+        for name, task in live["tasks"].items():
+            failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
+            print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")
+        alerts = live["alerts"]
+        print(f"  alerts raised: {len(alerts)}" if alerts else "  alerts raised: none")
+        for kind, message in alerts.items():
+            print(f"    {kind}: {message}")
     outbox.close()
     return 0
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -39,18 +39,17 @@ from openbranch.edge.runtime.health import Health
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.mqtt import MqttSession
 from openbranch.edge.runtime.publisher import StatePublisher
+from openbranch.edge.runtime.statusfile import StatusFile
 from openbranch.edge.runtime.supervisor import Supervisor, TaskState
 from openbranch.edge.runtime.watchdog import Watchdog
 from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger, energy_rollovers
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, make_writer, sink_name
 
-__all__ = ["ALERTS_STATE", "TASKS_STATE", "Gateway", "open_outbox"]
+__all__ = ["Gateway", "open_outbox"]
 
 log = logging.getLogger(__name__)
 
-TASKS_STATE = "tasks"  # outbox state key: the supervised tasks' states, as JSON
-ALERTS_STATE = "alerts"  # outbox state key: the alerts raised and not cleared, as JSON
 DRAIN_STOP_WAIT = 10.0  # real seconds the drainers get to finish a write in flight at stop
 
 
@@ -121,7 +120,7 @@ class Gateway:
             clock=clock,
             record=lambda entries: self.committer.record(entries, audit=True),
             publish_own=self.publisher.publish_own,
-            on_active=lambda active: self.committer.put_state(ALERTS_STATE, json.dumps(active)),
+            on_active=lambda _active: self._write_status(),
         )
         if drainers is None:
             drainers = [
@@ -135,6 +134,7 @@ class Gateway:
                 for sink in config.sinks
             ]
         self.drainers = list(drainers)
+        self.status_file = StatusFile(outbox.path)
         self.watchdog = Watchdog()  # systemd's READY=1 and WATCHDOG=1, when run by systemd
         self.tasks = Supervisor(clock=clock, alert=self._task_alert, on_change=self._task_states)
         self.coordinators: list[Coordinator] = []  # filled below, once health can watch them
@@ -240,10 +240,25 @@ class Gateway:
     def plan(self) -> list[str]:
         return [c.source.describe_plan() for c in self.coordinators]
 
-    def _task_states(self, states: Mapping[str, TaskState]) -> None:
-        """Kept in the outbox, so ``gateway status`` (another process) can show them."""
-        self.committer.put_state(
-            TASKS_STATE, json.dumps({name: t.as_dict() for name, t in states.items()})
+    def _task_states(self, _states: Mapping[str, TaskState]) -> None:
+        self._write_status()
+
+    def _write_status(self) -> None:
+        """What ``gateway status`` (another process) shows of this one, in the status file
+        beside the store (it stays writable on a full disk)."""
+        self.status_file.write(
+            {
+                "updated": self._clock.now().isoformat(),
+                "pid": os.getpid(),
+                "tasks": {name: t.as_dict() for name, t in self.tasks.states().items()},
+                "alerts": dict(self.journal.active),
+                "store": {
+                    "failing": self.committer.stats.failing,
+                    "last_error": self.committer.stats.last_error,
+                    "waiting": self.committer.stats.pending,
+                    "holding_back": self.committer.holding_back,
+                },
+            }
         )
 
     def _task_alert(self, kind: str, message: str, active: bool) -> None:
@@ -256,6 +271,7 @@ class Gateway:
         then in-flight writes finish; what is left stays in the outbox. Each stop step runs
         whatever the one before it did."""
         self._loop = asyncio.get_running_loop()
+        self.status_file.open()
         for line in self.plan():
             log.info("plan %s", line)
         tasks = self.tasks
@@ -288,6 +304,8 @@ class Gateway:
                 await _step(f"close {coordinator.device_id}", coordinator.source.close)
             for drainer in self.drainers:
                 await _step(f"close {drainer.name}", _async(drainer.writer.close))
+            self._write_status()
+            self.status_file.close()
             self.watchdog.close()
 
     async def _close_mqtt(self) -> None:

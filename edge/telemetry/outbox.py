@@ -477,6 +477,14 @@ class Outbox:
 
     # -- history ---------------------------------------------------------------------------
 
+    def newest_ns(self) -> int | None:
+        """The reading time of the entry committed last (None: the store is empty)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT time_ns FROM entries ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def count(self) -> int:
         """How many entries the outbox holds (pending and history)."""
         with self._lock:

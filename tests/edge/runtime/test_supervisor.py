@@ -8,7 +8,6 @@ has: the registry and the drainers), not from patching the gateway's parts.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,8 @@ from openbranch.edge.core.config import DeviceConfig, GatewayConfig, InfluxV1Sin
 from openbranch.edge.core.device import PollResult
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.core.registry import BuildContext, Registry
-from openbranch.edge.runtime.gateway import ALERTS_STATE, TASKS_STATE, Gateway, open_outbox
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.runtime.supervisor import Supervisor
 from openbranch.edge.telemetry.sink import Drainer, InfluxV1Writer, sink_name
 from tests.services import free_port
@@ -287,7 +287,9 @@ def test_a_gateway_survives_a_crashing_device_engine_and_drainer(tmp_path: Path)
     }
     assert {"task_failed:device:counter", "task_failed:engine"} <= raised
     assert f"task_failed:sink:{sink_name(sink)}" in raised
-    tasks = json.loads(store.get_state(TASKS_STATE) or "{}")
-    assert tasks["engine"]["restarts"] >= 2 and tasks["engine"]["failing"] is True
-    assert "task_failed:engine" in json.loads(store.get_state(ALERTS_STATE) or "{}")
     store.close()
+    status = read_status(cfg.store.path)  # what `gateway status` shows
+    assert status is not None
+    assert status["tasks"]["engine"]["restarts"] >= 2
+    assert status["tasks"]["engine"]["failing"] is True
+    assert "task_failed:engine" in status["alerts"]
