@@ -35,6 +35,7 @@ from openbranch.provisioning.text import comment, control_problem, host_problem,
 __all__ = [
     "GATEWAY_SECRETS",
     "RenderError",
+    "dump_yaml",
     "fleet_of",
     "mosquitto_password_line",
     "prefix_of",
@@ -63,6 +64,17 @@ def _one_field(value: str, *, where: str, blanks: bool = False) -> str:
     if problem is not None:
         raise RenderError(f"{where}: {problem}")
     return value
+
+
+def dump_yaml(data: object, *, where: str) -> str:
+    """``data`` as YAML that parses back to ``data``: Unicode written as itself where PyYAML
+    reads it back unchanged, else every non-ASCII character escaped (PyYAML writes U+0085 raw
+    in a quoted scalar and reads it back as a blank)."""
+    for allow_unicode in (True, False):
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=allow_unicode)
+        if yaml.safe_load(text) == data:
+            return text
+    raise RenderError(f"{where}: the data does not survive YAML (a NaN or a non-string key?)")
 
 
 def _literal_topic(topic: str, *, where: str) -> str:
@@ -302,7 +314,7 @@ def render(
             f"# Gateway config for {comment(branch.name)}, rendered from the"
             f" {comment(inventory.municipality.name)} inventory.\n"
             "# Secrets are files on the gateway, never values here.\n"
-            + yaml.safe_dump(render_gateway(inventory, branch), sort_keys=False, allow_unicode=True)
+            + dump_yaml(render_gateway(inventory, branch), where=f"gateways/{branch.id}.yaml")
         )
     users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS, HOME_ASSISTANT]
     files["mosquitto/passwd"] = "".join(
@@ -378,7 +390,7 @@ def _grafana(inventory: Inventory) -> dict[str, str]:
     }
 
     def dump(data: object) -> str:
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        return dump_yaml(data, where="grafana provisioning")
 
     files = {
         "grafana/provisioning/datasources/openbranch.yaml": dump(datasource),

@@ -3,8 +3,10 @@ error) and the writers (which escape for their format, or refuse what their form
 
 Free text is one line of printable characters: no control characters (C0, DEL, C1), no format
 controls (bidirectional overrides, zero-width characters), no surrogates or private-use
-characters, no line or paragraph separators. A literal topic is one MQTT topic: not empty, no
-wildcard, no blanks at either end (Mosquitto's ACL reader trims them), at most 65,535 bytes.
+characters, no line or paragraph separators, no Unicode non-characters (U+FDD0..U+FDEF and
+U+xxFFFE/U+xxFFFF, which Mosquitto refuses in a topic as malformed UTF-8). A literal topic
+is one MQTT topic: not empty, no wildcard, no blanks at either end (Mosquitto's ACL reader
+trims them), at most 65,535 bytes.
 """
 
 from __future__ import annotations
@@ -32,15 +34,20 @@ _HOST = re.compile(
 _MQTT_TOPIC_BYTES = 65535
 
 
+def _noncharacter(code: int) -> bool:
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+
+
 def _refused(char: str) -> bool:
-    return unicodedata.category(char) in REFUSED_CATEGORIES
+    return unicodedata.category(char) in REFUSED_CATEGORIES or _noncharacter(ord(char))
 
 
 def control_problem(text: str) -> str | None:
     """Why ``text`` is not one line of printable text, or None. Never echoes the text."""
     for char in text:
         if _refused(char):
-            return f"control character U+{ord(char):04X} is not allowed (one line of text)"
+            kind = "non-character" if _noncharacter(ord(char)) else "control character"
+            return f"{kind} U+{ord(char):04X} is not allowed (one line of text)"
     return None
 
 

@@ -161,8 +161,15 @@ def test_the_acl_writer_refuses_a_topic_that_is_not_one_literal_topic(
         render(bad, Secrets(tmp_path / "secrets"))
 
 
-def test_the_yaml_writer_escapes_what_it_is_given(tmp_path: Path) -> None:
-    name = "Viby\nmqtt: {host: evil.example}\n# x\r\u2028 'q' \"dq\" &a *a !!python/object"
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Viby\nmqtt: {host: evil.example}\n# x\r\u2028 'q' \"dq\" &a *a !!python/object",
+        "Viby\x85Bibliotek",  # PyYAML writes U+0085 raw when allowed Unicode, reads a blank
+        "Viby Bibliotek \u2029",
+    ],
+)
+def test_the_yaml_writer_escapes_what_it_is_given(tmp_path: Path, name: str) -> None:
     bad = _with_branch(_inventory(), 2, name=name)
     files = render(bad, Secrets(tmp_path / "secrets"))
     text = files["gateways/viby.yaml"]
