@@ -23,7 +23,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from openbranch.edge.core.clock import SystemClock
-from openbranch.edge.core.config import gateway_json_schema
+from openbranch.edge.core.config import (
+    GatewayConfig,
+    SecretRef,
+    gateway_json_schema,
+    load_gateway_config,
+)
 from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
 from openbranch.edge.core.yamlsource import ConfigError
@@ -45,8 +50,14 @@ __all__ = [
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def _load(path: Path, *, secrets: bool) -> GatewayConfig:
+    """``load_checked``, and with ``secrets`` every secret reference resolved now: one that is
+    missing or empty is a located error here, not a traceback once the gateway runs."""
+    return load_gateway_config(path, check_device=default_registry().check_device, secrets=secrets)
+
+
 def _check(args: argparse.Namespace) -> int:
-    config = load_checked(args.config)
+    config = _load(args.config, secrets=not args.no_secrets)
     registry = default_registry()
     context = BuildContext(branch=config.branch.id, clock=SystemClock())
     print(
@@ -64,7 +75,7 @@ def _schema(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_checked(args.config)
+    config = _load(args.config, secrets=True)
     try:
         outbox = open_outbox(config, args.store)
     except OutboxLocked as exc:  # one gateway per store (issue 12)
@@ -158,6 +169,11 @@ def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     gsub = gateway.add_subparsers(dest="action", required=True)
     check = gsub.add_parser("check", help="validate a config and print each device's plan")
     check.add_argument("config", type=Path)
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="do not read the secrets the config refers to (checking it away from the gateway)",
+    )
     check.set_defaults(func=_check)
     run = gsub.add_parser("run", help="poll the configured devices until SIGTERM or SIGINT")
     run.add_argument("config", type=Path)
@@ -260,12 +276,17 @@ def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _command(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
-    if args.key_file:
-        key = Path(args.key_file).read_text(encoding="utf-8").splitlines()[0].strip()
-    elif config.control is not None:
-        key = config.control.key.resolve()
-    else:
-        print(f"{args.config}: no control key (control.key) and no --key-file", file=sys.stderr)
+    try:
+        if args.key_file:
+            key = SecretRef(file=Path(args.key_file)).resolve()
+        elif config.control is not None:
+            key = config.control.key.resolve()
+        else:
+            print(f"{args.config}: no control key (control.key) and no --key-file", file=sys.stderr)
+            return 2
+    except LookupError as exc:
+        where = "--key-file" if args.key_file else f"{args.config}: control.key"
+        print(f"{where}: {exc}", file=sys.stderr)
         return 2
     now = datetime.now(UTC)
     message: dict[str, object] = {

@@ -54,6 +54,7 @@ __all__ = [
     "device_problems",
     "gateway_json_schema",
     "load_gateway_config",
+    "secret_problems",
 ]
 
 
@@ -140,13 +141,26 @@ class SecretRef(_Model):
         return self
 
     def resolve(self) -> str:
+        """The secret; LookupError (saying why) when it is not there or is empty."""
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise LookupError(f"environment variable {self.env} is not set")
+            if not value.strip():
+                raise LookupError(f"environment variable {self.env} is empty")
             return value
         assert self.file is not None
-        return self.file.read_text(encoding="utf-8").splitlines()[0].strip()
+        try:
+            text = self.file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LookupError(f"cannot read {self.file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise LookupError(f"{self.file} is not UTF-8 text") from None
+        lines = text.splitlines()
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise LookupError(f"{self.file} is empty (the secret is its first line)")
+        return value
 
 
 def _zone(name: str) -> str:
@@ -433,18 +447,45 @@ def _cross_check(config: GatewayConfig, doc: Document) -> None:
 DeviceCheck = Callable[[DeviceConfig], None]
 
 
+def secret_problems(config: GatewayConfig, doc: Document) -> list[Problem]:
+    """Every secret reference of ``config`` that does not resolve to a value (an unset or
+    empty variable, a missing, unreadable or empty file), located at its line."""
+    refs: list[tuple[Location, SecretRef | None]] = [
+        (("control", "key"), config.control.key if config.control else None),
+        (("mqtt", "password"), config.mqtt.password if config.mqtt else None),
+    ]
+    for i, sink in enumerate(config.sinks):
+        secret = sink.password if isinstance(sink, InfluxV1Sink) else sink.token
+        refs.append(
+            (("sinks", i, "password" if isinstance(sink, InfluxV1Sink) else "token"), secret)
+        )
+    problems = []
+    for loc, ref in refs:
+        if ref is None:
+            continue
+        try:
+            ref.resolve()
+        except LookupError as exc:
+            problems.append(doc.problem(loc, str(exc)))
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
 def load_gateway_config(
-    path: Path | str, *, check_device: DeviceCheck | None = None
+    path: Path | str, *, check_device: DeviceCheck | None = None, secrets: bool = False
 ) -> GatewayConfig:
     """Load and validate a gateway config.
 
     ``check_device`` (from the integration registry) validates what the models cannot, such as
     whether the profile exists and fits the transport; its ValueError is reported at the device's
-    ``profile`` line.
+    ``profile`` line. ``secrets``: resolve every secret reference now (``gateway check`` and
+    ``gateway run`` on the gateway itself; a build machine has no secrets) and report one that
+    is missing or empty at its line: an empty control key would let anyone sign.
     """
     doc = load_yaml(path)
     config = validate(GatewayConfig, doc)
     _cross_check(config, doc)
+    if secrets and (problems := secret_problems(config, doc)):
+        raise ConfigError(problems)
     if check_device is not None:
         problems = []
         for i, device in enumerate(config.devices):

@@ -11,10 +11,20 @@ A control message is JSON on ``{prefix}/{branch}/control``::
 without ``sig``, serialised with sorted keys and no spaces. Actions: ``override`` (mode until
 a time), ``close_now`` (closed until a time), ``clear_emergency``, ``cancel_overrides``.
 
-A message is refused — and the refusal audited with the reason — when it is retained, not
-JSON, unsigned or wrongly signed, seen before (ids are remembered across restarts until they
-expire), expired (so a command queued while the gateway was offline is never carried out
-late), issued too far in the future, valid for too long, or asks for something out of range.
+A message is refused — a ``ControlError`` with a reason, whatever the payload holds — when it
+is retained, not JSON (bytes that are not UTF-8, nesting deeper than ``MAX_DEPTH``, an integer
+Python will not read, NaN), unsigned or wrongly signed (a ``sig`` that is not hex text of the
+right length included), seen before (ids are remembered across restarts until they expire),
+expired (so a command queued while the gateway was offline is never carried out late), issued
+too far in the future, valid for too long, or asks for something out of range. Each refusal has
+a ``kind`` from a fixed list (``KINDS``), which the control desk counts refusals by. A key that
+is empty or only white space is refused by ``Verifier`` itself (ValueError): with it, anyone
+could sign.
+
+Exceptions::
+
+    ValueError
+    └── ControlError   a refused control message; ``kind`` and the reason
 """
 
 from __future__ import annotations
@@ -37,10 +47,39 @@ MAX_VALIDITY = timedelta(hours=1)  # expires_at - issued_at
 MAX_OVERRIDE = timedelta(hours=24)  # until - now
 ACTIONS = ("override", "close_now", "clear_emergency", "cancel_overrides")
 OVERRIDE_MODES = (Mode.CLOSED, Mode.STAFFED, Mode.SELF_SERVICE, Mode.MAINTENANCE)
+MAX_BYTES = 16_384  # a control message is a few hundred bytes
+MAX_DEPTH = 8  # a control message is one flat object
+
+#: Every kind of refusal, a closed list: what the desk counts refusals by.
+KINDS = (
+    "retained",
+    "too large",
+    "not JSON",
+    "not signed",
+    "wrong signature",
+    "id",
+    "replayed",
+    "issued_at",
+    "expires_at",
+    "issued in the future",
+    "expired",
+    "valid too long",
+    "action",
+    "who",
+    "reason",
+    "mode",
+    "until",
+)
 
 
 class ControlError(ValueError):
-    """A refused control message; the text is the audited reason."""
+    """A refused control message: ``kind`` is one of ``KINDS``, the text the audited reason."""
+
+    def __init__(self, kind: str, reason: str | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown refusal kind {kind!r}")
+        self.kind = kind
+        super().__init__(reason or kind)
 
 
 def _canonical(message: Mapping[str, Any]) -> bytes:
@@ -67,13 +106,71 @@ class ControlMessage:
 
 
 def _time(raw: Mapping[str, Any], key: str) -> datetime:
+    text = raw.get(key)
     try:
-        value = datetime.fromisoformat(str(raw[key]))
-    except (KeyError, ValueError):
-        raise ControlError(f"{key}: missing or not an ISO 8601 time") from None
+        if not isinstance(text, str):
+            raise ValueError
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ControlError(key, f"{key}: missing or not an ISO 8601 time") from None
     if value.tzinfo is None:
-        raise ControlError(f"{key}: needs a UTC offset")
+        raise ControlError(key, f"{key}: needs a UTC offset")
     return value
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    """A field that must be text (a number is taken as its text); anything else is refused."""
+    value = raw.get(key, "")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ControlError(key, f"{key}: not text")
+    return str(value)
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    """The JSON object of a control message, or ControlError; never any other exception."""
+    if len(payload) > MAX_BYTES:
+        raise ControlError("too large", f"too large: {len(payload)} bytes, limit {MAX_BYTES}")
+    if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH * 4 and _nesting(payload) > MAX_DEPTH:
+        raise ControlError("not JSON", f"not JSON: nested deeper than {MAX_DEPTH}")
+    try:
+        raw = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise ControlError("not JSON") from None
+    if not isinstance(raw, dict):
+        raise ControlError("not JSON", "not JSON: not an object")
+    return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _nesting(payload: bytes) -> int:
+    """How deep brackets nest, outside strings (an upper bound is enough: this refuses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _short(value: object) -> str:
+    """A value for a reason: what a sender wrote is cut, never quoted at length."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class Verifier:
@@ -87,6 +184,8 @@ class Verifier:
         save: Callable[[str, str], None],
         state_key: str = "control:seen",
     ) -> None:
+        if not key.strip():
+            raise ValueError("the control key is empty: anyone could sign with it")
         self._key = key
         self._save = save
         self._state_key = state_key
@@ -94,31 +193,33 @@ class Verifier:
         self._seen: dict[str, str] = json.loads(saved) if saved else {}
 
     def check(self, payload: bytes, *, retained: bool, now: datetime) -> ControlMessage:
+        """The message in ``payload``, or ControlError (and never another exception)."""
         if retained:
-            raise ControlError("retained: a control message must be sent, not stored")
-        try:
-            raw = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ControlError("not JSON") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("sig"), str):
+            raise ControlError("retained", "retained: a control message must be sent, not stored")
+        raw = _decode(payload)
+        sig = raw.get("sig")
+        if not isinstance(sig, str):
             raise ControlError("not signed")
         expected = hmac.new(self._key, _canonical(raw), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, raw["sig"]):
+        # compare_digest refuses str with non-ASCII characters (TypeError): compare bytes
+        if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "surrogatepass")):
             raise ControlError("wrong signature")
-        message_id = str(raw.get("id", ""))
+        message_id = _text(raw, "id")
         if not message_id:
-            raise ControlError("id: missing")
+            raise ControlError("id", "id: missing")
         self._forget_expired(now)
         if message_id in self._seen:
-            raise ControlError(f"replayed: id {message_id} was seen before")
+            raise ControlError("replayed", f"replayed: id {message_id} was seen before")
         issued, expires = _time(raw, "issued_at"), _time(raw, "expires_at")
         self._remember(message_id, expires)
         if issued > now + MAX_SKEW:
-            raise ControlError(f"issued in the future ({issued.isoformat()})")
+            raise ControlError(
+                "issued in the future", f"issued in the future ({issued.isoformat()})"
+            )
         if expires <= now:
-            raise ControlError(f"expired at {expires.isoformat()}")
+            raise ControlError("expired", f"expired at {expires.isoformat()}")
         if expires - issued > MAX_VALIDITY:
-            raise ControlError(f"valid for longer than {MAX_VALIDITY}")
+            raise ControlError("valid too long", f"valid for longer than {MAX_VALIDITY}")
         return self._parse(raw, message_id, issued, expires, now)
 
     def _parse(
@@ -130,21 +231,28 @@ class Verifier:
         now: datetime,
     ) -> ControlMessage:
         action = raw.get("action")
-        if action not in ACTIONS:
-            raise ControlError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
-        who, reason = str(raw.get("who", "")), str(raw.get("reason", ""))
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise ControlError(
+                "action", f"action: {_short(action)} is not one of {', '.join(ACTIONS)}"
+            )
+        who = _text(raw, "who")
+        reason = _text(raw, "reason") if "reason" in raw else ""
         if not who:
-            raise ControlError("who: missing")
+            raise ControlError("who", "who: missing")
         override = None
         if action in ("override", "close_now"):
             mode_text = "closed" if action == "close_now" else raw.get("mode")
-            if mode_text not in {m.value for m in OVERRIDE_MODES}:
+            if not isinstance(mode_text, str) or mode_text not in {m.value for m in OVERRIDE_MODES}:
                 raise ControlError(
-                    f"mode: {mode_text!r} is not one of closed, staffed, self_service, maintenance"
+                    "mode",
+                    f"mode: {_short(mode_text)} is not one of closed, staffed, self_service, "
+                    "maintenance",
                 )
             until = _time(raw, "until")
             if not now < until <= now + MAX_OVERRIDE:
-                raise ControlError(f"until: {until.isoformat()} is not within the next 24 hours")
+                raise ControlError(
+                    "until", f"until: {until.isoformat()} is not within the next 24 hours"
+                )
             override = Override(Mode(mode_text), now, until, f"{who}: {reason}")
         return ControlMessage(message_id, str(action), who, reason, issued, expires, override)
 

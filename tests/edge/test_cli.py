@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from openbranch.edge.cli import main
 from openbranch.edge.core.config import DeviceConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.core.yamlsource import load_yaml
@@ -259,3 +260,54 @@ def test_a_killed_gateway_does_not_keep_the_next_one_from_starting(tmp_path: Pat
     after = openbranch("gateway", "run", str(config), "--duration", "0.5")
     assert after.returncode == 0, after.stderr
     assert after.stdout.startswith("stopped: ")
+
+
+# --- located errors instead of tracebacks (issue 13) --------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``openbranch ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _with_control(tmp_path: Path, key_ref: str) -> tuple[Path, int]:
+    """The lonely branch with a control section; returns the config and the key's line."""
+    path = _lonely_branch(tmp_path)
+    text = path.read_text(encoding="utf-8") + f"control:\n  key: {key_ref}\n"
+    path.write_text(text, encoding="utf-8")
+    return path, text.splitlines().index(f"  key: {key_ref}") + 1
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("content", [None, "", "\n  \n"], ids=["missing", "empty", "blank"])
+def test_a_control_key_file_missing_or_empty_is_a_located_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str | None
+) -> None:
+    key = tmp_path / "control.key"
+    if content is not None:
+        key.write_text(content, encoding="utf-8")
+    config, line = _with_control(tmp_path, f"{{file: {key}}}")
+    extra = ("--duration", "0.1") if command == "run" else ()
+    code, _out, err = cli(capsys, "gateway", command, str(config), *extra)
+    assert code == 2
+    assert err.startswith(f"{config}:{line}: control.key: "), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "store.db").exists()  # nothing started
+
+
+@pytest.mark.parametrize("content", [None, "", "\n"], ids=["missing", "empty", "blank"])
+def test_command_with_a_key_file_missing_or_empty_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    key = tmp_path / "control.key"
+    if content is not None:
+        key.write_text(content, encoding="utf-8")
+    code, out, err = cli(
+        capsys, "command", "cancel_overrides", str(DEMO), "--who", "ops:t", "--key-file", str(key)
+    )
+    assert code == 2
+    assert out == ""  # nothing signed with an empty key
+    assert err.startswith("--key-file: "), err
+    assert str(key) in err

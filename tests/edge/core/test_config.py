@@ -183,3 +183,78 @@ def test_json_schema_describes_the_config() -> None:
     for word in ("modbus_tcp", "modbus_rtu", "modbus_rtu_over_tcp", "mqtt", "influxdb_v2"):
         assert word in text
     assert '"maximum": 247' in text
+
+
+# --- secrets, resolved where the gateway will need them (issue 13) --------------------------
+
+WITH_KEY = VALID + "control:\n  key: {REF}\n"
+KEY_LINE = WITH_KEY.splitlines().index("  key: {REF}") + 1
+
+
+def _key_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> str:
+    """The secret reference of one case, its file or variable prepared."""
+    key = tmp_path / "control.key"
+    monkeypatch.delenv("OB_TEST_KEY", raising=False)
+    monkeypatch.setenv("OB_INFLUX_PASSWORD", "influx")
+    if case == "a missing file":
+        return f"{{file: {key}}}"
+    if case == "a folder":
+        key.mkdir()
+        return f"{{file: {key}}}"
+    if case.startswith("env "):
+        if case != "env unset":
+            monkeypatch.setenv("OB_TEST_KEY", {"env empty": "", "env blank": "  \t"}[case])
+        return "{env: OB_TEST_KEY}"
+    content = {
+        "an empty file": b"",
+        "a blank file": b"  \n\n",
+        "a blank first line": b"\nsecret\n",
+        "a file that is not UTF-8": b"\xff\xfe\x00",
+    }[case]
+    key.write_bytes(content)
+    return f"{{file: {key}}}"
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("a missing file", "cannot read"),
+        ("a folder", "cannot read"),
+        ("an empty file", "is empty"),
+        ("a blank file", "is empty"),
+        ("a blank first line", "is empty"),
+        ("a file that is not UTF-8", "not UTF-8"),
+        ("env unset", "is not set"),
+        ("env empty", "is empty"),
+        ("env blank", "is empty"),
+    ],
+)
+def test_a_control_key_that_is_missing_or_empty_is_a_located_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, expected: str
+) -> None:
+    ref = _key_case(tmp_path, monkeypatch, case)
+    path = write(tmp_path, WITH_KEY.replace("{REF}", ref))
+    assert load_gateway_config(path).control is not None  # the model alone reads no file
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path, secrets=True)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{KEY_LINE}: control.key: "), message
+    assert expected in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_control_key_that_resolves_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OB_INFLUX_PASSWORD", "influx")
+    key = tmp_path / "control.key"
+    key.write_text("s3cret\n", encoding="utf-8")
+    path = write(tmp_path, WITH_KEY.replace("{REF}", f"{{file: {key}}}"))
+    config = load_gateway_config(path, secrets=True)
+    assert config.control is not None
+    assert config.control.key.resolve() == "s3cret"
+
+
+def test_resolving_an_empty_key_file_says_so(tmp_path: Path) -> None:
+    key = tmp_path / "empty.key"
+    key.write_text("", encoding="utf-8")
+    with pytest.raises(LookupError, match="is empty"):
+        SecretRef(file=key).resolve()

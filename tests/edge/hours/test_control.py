@@ -13,13 +13,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.core.schedule import Mode
-from openbranch.edge.hours.control import ControlError, Verifier, sign
+from openbranch.edge.hours.control import KINDS, ControlError, Verifier, sign
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from tests.services import Mosquitto
 
@@ -214,3 +216,95 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
     for reason in ("wrong signature", "expired", "mode:", "retained", "replayed"):
         assert reason in reasons, (reason, rejected)
     assert sum("kind=command_accepted" in line for line in audit) == 1
+
+
+# --- malformed payloads and keys (issue 13) ------------------------------------------------
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"sig": "00", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+MALFORMED = {
+    "non-ASCII sig": json.dumps({**message(), "sig": "\u00e9" * 64}).encode(),
+    "non-ASCII sig, bytes": json.dumps({**message(), "sig": "\udcff"}).encode(
+        "utf-8", "surrogatepass"
+    ),
+    "deeply nested list": _nested(100_000),
+    "deeply nested object": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "an integer of 5000 digits": b'{"sig": "00", "n": ' + b"7" * 5000 + b"}",
+    "NaN": b'{"sig": "00", "n": NaN}',
+    "a list": b"[]",
+    "a number": b"12",
+    "sig not a string": json.dumps({**message(), "sig": 12}).encode(),
+    "empty": b"",
+    "NUL": b"\x00",
+    "a lone surrogate": b'{"sig": "\\ud800"}',
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=list(MALFORMED))
+def test_every_malformed_payload_is_a_control_error_with_a_reason(raw: bytes) -> None:
+    with pytest.raises(ControlError) as info:
+        verifier(Store()).check(raw, retained=False, now=NOW)
+    assert str(info.value)
+    assert info.value.kind
+
+
+SIGNED_BADLY = {
+    "until is a list": message(until=[1]),
+    "issued_at is an object": message(issued_at={"a": 1}),
+    "expires_at in year 9999": message(expires_at="9999-12-31T23:59:59+00:00"),
+    "until at the end of time": message(until="9999-12-31T23:59:59-14:00"),
+    "who is a deep object": message(who={"a": {"b": {"c": [1, 2, 3]}}}),
+    "id is a list": message(id=[1, 2]),
+    "action is a list": message(action=["override"]),
+    "mode is an object": message(mode={"closed": True}),
+}
+
+
+def outcome(raw: bytes) -> str:
+    """ "accepted", or the kind of the ControlError; any other exception escapes."""
+    try:
+        verifier(Store()).check(raw, retained=False, now=NOW)
+    except ControlError as exc:
+        return exc.kind
+    return "accepted"
+
+
+@pytest.mark.parametrize("msg", SIGNED_BADLY.values(), ids=list(SIGNED_BADLY))
+def test_signed_but_strange_messages_are_control_errors(msg: dict[str, Any]) -> None:
+    assert outcome(payload(msg)) in KINDS
+
+
+@pytest.mark.parametrize("key", [b"", b"   ", b"\n\t "])
+def test_a_verifier_refuses_an_empty_key(key: bytes) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        Verifier(key=key, load=Store().get, save=Store().save)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELDS = ("id", "issued_at", "expires_at", "action", "mode", "until", "who", "reason")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(_FIELDS), _JSON | st.datetimes().map(str)),
+    signed=st.booleans(),
+)
+def test_random_fields_signed_or_not_give_a_message_or_a_control_error(
+    changes: dict[str, Any], signed: bool
+) -> None:
+    msg = message(**changes)
+    raw = payload(msg) if signed else json.dumps({**msg, "sig": "x"}).encode()
+    assert outcome(raw) in (*KINDS, "accepted")
