@@ -1,5 +1,19 @@
 """Time, injected. The gateway asks a clock for "now" and sleeps on it, so tests and the demo
-can run a branch's day in seconds with the same code that runs it in real time."""
+can run a branch's day in seconds with the same code that runs it in real time.
+
+A clock has two readings (decision 46):
+
+- ``now()``: the wall clock, UTC. Stamps come from it (a reading's time, an audit entry's,
+  the calendar's instant). It can jump: NTP steps a drifted clock forwards or backwards, an
+  installer sets the date.
+- ``monotonic()``: seconds of the clock's own time that never go back and never jump. Every
+  schedule runs on it (when the next poll is due), and so does every duration that must not
+  be shortened or stretched by a step (how long the branch has been empty).
+
+``sleep(s)`` waits ``s`` seconds of ``monotonic()`` time. ``clock_offset(clock)`` is the wall
+clock minus the monotonic clock: constant while nothing steps, so a change in it between two
+moments is a clock step of that size (the energy ledger uses it to tell a step from a gap).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ScaledClock", "SystemClock", "honour_cancel"]
+__all__ = ["Clock", "ScaledClock", "SystemClock", "clock_offset", "honour_cancel"]
 
 
 def honour_cancel() -> None:
@@ -27,17 +41,31 @@ def honour_cancel() -> None:
 
 class Clock(Protocol):
     def now(self) -> datetime:
-        """The current time, UTC, timezone-aware."""
+        """The current wall-clock time, UTC, timezone-aware (it may jump)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds of this clock's time since an arbitrary origin; never goes back and does not
+        move when the wall clock is stepped."""
         ...
 
     async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of this clock's time."""
+        """Wait ``seconds`` of this clock's (monotonic) time."""
         ...
+
+
+def clock_offset(clock: Clock) -> float:
+    """The wall clock minus the monotonic clock, in seconds: it changes only when the wall
+    clock is stepped (and by slewing, a few milliseconds a minute at most)."""
+    return clock.now().timestamp() - clock.monotonic()
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         honour_cancel()
@@ -45,7 +73,11 @@ class SystemClock:
 
 
 class ScaledClock:
-    """A clock that starts at ``start`` and runs ``speed`` times faster than real time."""
+    """A clock that starts at ``start`` and runs ``speed`` times faster than real time.
+
+    ``step(delta)`` moves its wall clock (``now()``) by ``delta``, the way NTP or a person
+    steps a real one; ``monotonic()`` and sleeps are not affected.
+    """
 
     def __init__(self, *, start: datetime, speed: float) -> None:
         if start.tzinfo is None:
@@ -55,13 +87,21 @@ class ScaledClock:
         self._start = start.astimezone(UTC)
         self._speed = speed
         self._t0 = time.monotonic()
+        self._stepped = timedelta()
 
     @property
     def speed(self) -> float:
         return self._speed
 
     def now(self) -> datetime:
-        return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+        return self._start + self._stepped + timedelta(seconds=self.monotonic())
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._t0) * self._speed
+
+    def step(self, delta: timedelta) -> None:
+        """Step the wall clock by ``delta`` (negative: back)."""
+        self._stepped += delta
 
     async def sleep(self, seconds: float) -> None:
         honour_cancel()

@@ -157,10 +157,12 @@ class Coordinator:
         if not self._intervals:
             await self.source.listen(self._accept_pushed, self._reject)
             return
+        # due times on the monotonic clock: a step of the wall clock neither stalls nor
+        # bunches the polls (decision 46)
         due = dict.fromkeys(self._intervals, 0.0)
-        start = self._clock.now().timestamp()
+        start = self._clock.monotonic()
         while True:
-            now = self._clock.now().timestamp() - start
+            now = self._clock.monotonic() - start
             ready = sorted(g for g, t in due.items() if t <= now)
             if ready and self._hold():
                 self.stats.held_back += 1
@@ -168,14 +170,14 @@ class Coordinator:
                     due[group] = max(due[group] + self._intervals[group], now)
             elif ready:
                 await self.poll_once(ready)
-                after = self._clock.now().timestamp() - start
+                after = self._clock.monotonic() - start
                 if self.available is False:
                     retry = after + self.retry_delay()
                     due = dict.fromkeys(due, retry)  # a recovery re-reads every group
                 else:
                     for group in ready:
                         due[group] = max(due[group] + self._intervals[group], after)
-            wait = min(due.values()) - (self._clock.now().timestamp() - start)
+            wait = min(due.values()) - (self._clock.monotonic() - start)
             if wait > 0:
                 await self._clock.sleep(wait)
             else:

@@ -1,4 +1,5 @@
-"""A gateway stops even when a library swallowed the cancel (decision 39).
+"""The clocks: a gateway stops even when a library swallowed the cancel (decision 39), and a
+step of the wall clock moves neither the monotonic clock nor a sleep (issue 12 point 9).
 
 On Python 3.11, ``asyncio.wait_for`` returns the answer and drops the CancelledError when the
 answer and the cancel arrive in the same turn of the loop, and pymodbus awaits every response
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from openbranch.edge.core.clock import Clock, ScaledClock, SystemClock
+from openbranch.edge.core.clock import Clock, ScaledClock, SystemClock, clock_offset
 from openbranch.edge.core.device import Accept, PollResult, Reject
 from openbranch.edge.runtime.coordinator import Coordinator
 
@@ -113,3 +115,47 @@ def test_a_coordinator_stops_when_its_poll_swallowed_the_cancel() -> None:
         return source.polls
 
     assert asyncio.run(main()) == 1
+
+
+# -- two readings: the wall clock, which can be stepped, and the monotonic one (issue 12.9) --
+
+
+def test_a_step_moves_the_wall_clock_only() -> None:
+    clock = ScaledClock(start=datetime(2026, 11, 30, 21, 55, tzinfo=UTC), speed=60)
+    before_wall, before_mono = clock.now(), clock.monotonic()
+    before_offset = clock_offset(clock)
+    clock.step(-timedelta(hours=1))
+    after_wall, after_mono = clock.now(), clock.monotonic()
+    assert after_mono >= before_mono  # the monotonic clock does not go back
+    assert after_mono - before_mono < 60  # (less than a real second went by, at 60x)
+    assert after_wall - before_wall == pytest.approx(
+        timedelta(seconds=after_mono - before_mono) - timedelta(hours=1), abs=timedelta(seconds=1)
+    )
+    assert clock_offset(clock) - before_offset == pytest.approx(-3600, abs=0.5)
+    clock.step(timedelta(days=1))
+    assert clock_offset(clock) - before_offset == pytest.approx(86_400 - 3600, abs=0.5)
+
+
+def test_a_scaled_sleep_is_monotonic_time_whatever_the_wall_clock_does() -> None:
+    clock = ScaledClock(start=datetime(2026, 11, 30, 21, 55, tzinfo=UTC), speed=600)
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        start, mono = loop.time(), clock.monotonic()
+        sleeper = asyncio.create_task(clock.sleep(60))  # 0.1 real seconds
+        await asyncio.sleep(0)
+        clock.step(-timedelta(hours=1))  # nothing that sleeps waits for the wall clock
+        await sleeper
+        return loop.time() - start, clock.monotonic() - mono
+
+    real, slept = asyncio.run(main())
+    assert 0.09 <= real < 2.0
+    assert slept >= 59.0
+
+
+def test_the_system_clock_reads_the_monotonic_clock() -> None:
+    clock = SystemClock()
+    before = time.monotonic()
+    reading = clock.monotonic()
+    assert before <= reading <= time.monotonic()
+    assert abs(clock_offset(clock) - (time.time() - time.monotonic())) < 0.1

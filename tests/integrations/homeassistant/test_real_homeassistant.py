@@ -86,6 +86,9 @@ class JumpClock:
     def now(self) -> datetime:
         return self._clock.now() + self._offset
 
+    def monotonic(self) -> float:
+        return self._clock.monotonic()  # a jump moves the wall clock only
+
     async def sleep(self, seconds: float) -> None:
         await self._clock.sleep(seconds)
 
