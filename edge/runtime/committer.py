@@ -61,6 +61,7 @@ class CommitStats:
 @dataclass(slots=True)
 class _Batch:
     readings: list[Reading] = field(default_factory=list)  # device readings (energy, counted)
+    offsets: list[float | None] = field(default_factory=list)  # each reading's clock offset
     own: list[Reading] = field(default_factory=list)  # the gateway's own telemetry
     audit: list[Reading] = field(default_factory=list)  # never dropped by the bound
     state: dict[str, str] = field(default_factory=dict)
@@ -69,13 +70,14 @@ class _Batch:
         return len(self.readings) + len(self.own) + len(self.audit) + len(self.state)
 
     def take(self) -> _Batch:
-        batch = _Batch(self.readings, self.own, self.audit, self.state)
-        self.readings, self.own, self.audit, self.state = [], [], [], {}
+        batch = _Batch(self.readings, self.offsets, self.own, self.audit, self.state)
+        self.readings, self.offsets, self.own, self.audit, self.state = [], [], [], [], {}
         return batch
 
     def put_back(self, batch: _Batch) -> None:
         """A failed batch goes back in front of what arrived since, in order."""
         self.readings = batch.readings + self.readings
+        self.offsets = batch.offsets + self.offsets
         self.own = batch.own + self.own
         self.audit = batch.audit + self.audit
         self.state = {**batch.state, **self.state}
@@ -92,9 +94,13 @@ class Committer:
         on_pressure: Callable[[bool], None] = lambda _on: None,
         max_pending: int = MAX_PENDING,
         retry_min: float = RETRY_MIN,
+        clock_offset: Callable[[], float | None] = lambda: None,
     ) -> None:
         """``energy`` makes the ledger (again after a failed commit: it reloads the accounts
-        from the outbox). ``on_failure(message, active)`` raises and clears the alert."""
+        from the outbox). ``on_failure(message, active)`` raises and clears the alert.
+        ``clock_offset()``: the wall clock minus the monotonic clock, taken as readings are
+        accepted (moments after their poll stamped them) and handed to the ledger, which
+        tells a step of the wall clock from a gap by it (decision 47)."""
         self._outbox = outbox
         self._make_energy = energy
         self._energy = energy()
@@ -103,6 +109,7 @@ class Committer:
         self._on_pressure = on_pressure
         self._max_pending = max_pending
         self._retry_min = retry_min
+        self._clock_offset = clock_offset
         self._queue = _Batch()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
         self._timer: asyncio.TimerHandle | None = None
@@ -116,6 +123,7 @@ class Committer:
     def accept(self, readings: Sequence[Reading]) -> None:
         """Queue device readings for the next commit (at most ``COMMIT_EVERY`` away)."""
         self._queue.readings.extend(readings)
+        self._queue.offsets.extend([self._clock_offset()] * len(readings))
         self._soon(now=len(self._queue.readings) >= COMMIT_MAX)
 
     def record(self, readings: Sequence[Reading], *, audit: bool = False) -> None:
@@ -180,7 +188,11 @@ class Committer:
     def _write(self, batch: _Batch) -> list[Reading]:
         """On the writer thread: energy accounting, then one transaction per kind of entry
         (readings with the accounts' state; own telemetry; audit)."""
-        out, state = self._energy.process(batch.readings) if batch.readings else ([], {})
+        out, state = (
+            self._energy.process(batch.readings, clock_offsets=batch.offsets)
+            if batch.readings
+            else ([], {})
+        )
         if out or state or batch.state:
             self._outbox.append(out, state={**state, **batch.state})
         if batch.own:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from openbranch.edge.core.clock import Clock
+from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import (
     BuildContext,
@@ -114,6 +114,7 @@ class Gateway:
             on_committed=self.publisher.publish,
             on_failure=self._store_alert,
             on_pressure=self._hold_back,
+            clock_offset=functools.partial(clock_offset, clock),
         )
         self.journal = Journal(
             branch=branch,

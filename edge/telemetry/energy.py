@@ -33,9 +33,39 @@ The hours (all UTC):
   when a reading at or after its end has been processed. Hours come out in order, including
   hours entirely inside a gap (interpolated, coverage 0.0).
 
+Clock steps (decision 47). Readings are stamped by the wall clock, which NTP or a person may
+step. The gateway passes each reading's clock offset (wall clock minus monotonic clock,
+``edge.core.clock.clock_offset``, taken when the reading was accepted). Between two readings
+of one account that both have one, the monotonic time elapsed is known; when the wall-clock
+interval differs from it by more than ``CLOCK_STEP`` (a minute), or the reading is not after
+the previous one, the clock stepped in between. The counter arithmetic is the same as ever
+(consumption is never lost and never counted twice); only its place in time changes:
+
+- The interval really lasted its monotonic time ``e`` and really ended at the reading's (new)
+  wall time ``t``, so it is placed at [t - e, t) — but never before the *floor*, the end of
+  the last hour already emitted: an hour is emitted once, and never before a reading at or
+  after its end. The interval counts like a gap: its hours are ``interpolated`` and it adds
+  no coverage.
+- A step forward: the hour that was open is emitted when the interval starts after it (its
+  coverage shows what the clock skipped); the hours the clock skipped get no row (the meter
+  never lived through them) and stay free in case the clock comes back.
+- A step back: the open hour's consumption moves back with the clock, to the hour the interval
+  now starts in (never before the floor). A reading whose time is at or before the floor (the
+  clock went back over an hour already emitted) is *held*: its consumption goes into the
+  floor's hour, the account's time stays at the floor, and the hour closes once a reading at
+  or after its end arrives — so no row is ever written for an hour the wall clock has not
+  reached, and none twice. Coverage is capped at the whole hour (the clock lived some minutes
+  of it twice).
+
+A step is recognised only between two readings the same account saw with an offset: not
+across a restart (the monotonic clock means nothing there) nor after the ledger was reloaded.
+Without offsets a reading not after the previous one is rejected, as before, and a step
+forward is a gap.
+
 Rejected, with a ValueError naming the device (the caller logs and counts it; the account is
-unchanged): a reading not after the previous one, a naive timestamp, a register that is not a
-finite number >= 0, and a register at or above the configured rollover.
+unchanged): a reading not after the previous one (with no clock step seen), a naive timestamp,
+a register that is not a finite number >= 0, and a register at or above the configured
+rollover.
 
 ``EnergyLedger`` applies the accounts to a gateway's stream of readings: it adds ``total`` to
 ``energy`` readings, appends the closed hours, and returns each account's state to commit with
@@ -62,6 +92,7 @@ from openbranch.edge.core.device import DeviceSource, rollovers_of
 from openbranch.edge.core.reading import Quality, Reading, to_ns
 
 __all__ = [
+    "CLOCK_STEP",
     "DEFAULT_MAX_GAP",
     "RESET_RATIO",
     "WRAP_BAND",
@@ -84,6 +115,8 @@ HOUR_NS = 3_600 * 10**9
 RESET_RATIO = 0.9  # below 90 % of the reference: a reset; from 90 % up to it: a dip
 WRAP_BAND = 0.1  # a wrap goes from the top tenth of the rollover range to the bottom tenth
 DEFAULT_MAX_GAP = timedelta(minutes=15)
+CLOCK_STEP = timedelta(minutes=1)  # wall minus monotonic time between readings: a clock step
+_CLOCK_STEP_NS = CLOCK_STEP // timedelta(microseconds=1) * 1_000
 STATE_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _T = TypeVar("_T")
@@ -177,11 +210,12 @@ class HourBucket:
         return HourQuality.INTERPOLATED if self.gap else HourQuality.MEASURED
 
     def add(self, share: float, overlap_ns: int, *, gap: bool) -> HourBucket:
-        """This bucket plus one interval's ``share`` over ``overlap_ns`` of the hour."""
+        """This bucket plus one interval's ``share`` over ``overlap_ns`` of the hour (coverage
+        capped at the whole hour: after a clock step back some minutes come twice)."""
         return HourBucket(
             start_ns=self.start_ns,
             consumption=self.consumption + share,
-            covered_ns=self.covered_ns + (0 if gap else overlap_ns),
+            covered_ns=min(HOUR_NS, self.covered_ns + (0 if gap else overlap_ns)),
             gap=self.gap or gap,
         )
 
@@ -192,14 +226,18 @@ class AccountState:
 
     All unset before the first reading. Times are nanoseconds since the epoch (UTC).
     ``open_hour`` is the hour the last reading fell inside (its part up to that reading); there
-    is none when the last reading was exactly on an hour boundary.
+    is none when the last reading was exactly on an hour boundary, unless a reading held there
+    after a clock step back put some consumption in it. ``floor_ns``: the end of the last hour
+    emitted, kept only while it is before the hour of the last reading (the hours a clock step
+    forward skipped); otherwise that hour's start is the floor.
     """
 
-    last_ns: int | None = None  # time of the last accepted reading
+    last_ns: int | None = None  # the account's time: that of the last accepted reading
     last_register: float | None = None  # its register, as read (below reference after a dip)
     reference: float | None = None  # highest register since the last reset or wrap
     offset: float = 0.0  # total = offset + reference
     open_hour: HourBucket | None = None
+    floor_ns: int | None = None
 
     def __post_init__(self) -> None:
         unset = (self.last_ns is None, self.last_register is None, self.reference is None)
@@ -216,10 +254,25 @@ class AccountState:
 
     def _check_open_hour(self) -> None:
         hour = self.open_hour
-        if hour is None:
-            return
-        if self.last_ns is None or not hour.start_ns < self.last_ns < hour.end_ns:
+        if hour is not None and (
+            self.last_ns is None or not hour.start_ns <= self.last_ns < hour.end_ns
+        ):
             raise ValueError("account state: the open hour does not hold the last reading")
+        floor = self.floor_ns
+        if floor is not None and (
+            self.last_ns is None
+            or floor % HOUR_NS
+            or floor > self.last_ns - self.last_ns % HOUR_NS
+            or (hour is not None and floor > hour.start_ns)
+        ):
+            raise ValueError(f"account state: floor {floor} is not an hour before the last reading")
+
+    @property
+    def floor(self) -> int | None:
+        """The end of the last hour emitted (or later): no hour before it is emitted again."""
+        if self.last_ns is None:
+            return None
+        return self.floor_ns if self.floor_ns is not None else self.last_ns - self.last_ns % HOUR_NS
 
     @property
     def total(self) -> float | None:
@@ -228,18 +281,19 @@ class AccountState:
 
     def to_json(self) -> str:
         hour = self.open_hour
-        return json.dumps(
-            {
-                "v": STATE_VERSION,
-                "last_ns": self.last_ns,
-                "last_register": self.last_register,
-                "reference": self.reference,
-                "offset": self.offset,
-                "open_hour": None
-                if hour is None
-                else [hour.start_ns, hour.consumption, hour.covered_ns, hour.gap],
-            }
-        )
+        raw: dict[str, object] = {
+            "v": STATE_VERSION,
+            "last_ns": self.last_ns,
+            "last_register": self.last_register,
+            "reference": self.reference,
+            "offset": self.offset,
+            "open_hour": None
+            if hour is None
+            else [hour.start_ns, hour.consumption, hour.covered_ns, hour.gap],
+        }
+        if self.floor_ns is not None:  # only after a clock step forward skipped hours
+            raw["floor_ns"] = self.floor_ns
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> AccountState:
@@ -272,6 +326,7 @@ def _state_v1(raw: dict[str, object]) -> AccountState:
         reference=_opt(_float, raw["reference"]),
         offset=_float(raw["offset"]),
         open_hour=None if hour is None else _bucket(hour),
+        floor_ns=_opt(_int, raw.get("floor_ns")),
     )
 
 
@@ -324,6 +379,7 @@ class Observation:
     quality: Quality  # SUSPECT for a dip, GOOD otherwise
     event: CounterEvent
     hourly: tuple[Reading, ...]  # energy_hourly readings of the hours this reading closed
+    clock_step: timedelta | None = None  # the wall clock's step (> CLOCK_STEP) since the last
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +434,8 @@ class EnergyAccount:
         self.max_gap = max_gap
         self._max_gap_ns = max_gap // timedelta(microseconds=1) * 1_000
         self._state = state or AccountState()
+        self._monotonic: float | None = None  # the previous reading's monotonic time (s)
+        self._clock_offset: float | None = None  # and its clock offset (s)
         reference = self._state.reference
         if rollover is not None and reference is not None and reference >= rollover:
             raise ValueError(f"{device}: saved reference {reference} is not below the rollover")
@@ -386,17 +444,37 @@ class EnergyAccount:
         """Everything needed to resume: persist it with the readings it produced."""
         return self._state
 
-    def observe(self, time: datetime, register: float) -> Observation:
-        """Account one reading (``time``: when the gateway read it, timezone-aware).
+    def observe(
+        self, time: datetime, register: float, *, clock_offset: float | None = None
+    ) -> Observation:
+        """Account one reading (``time``: when the gateway read it, timezone-aware;
+        ``clock_offset``: the wall clock minus the monotonic clock then, in seconds, which
+        tells a clock step from a gap).
 
         Raises ValueError naming the device, and leaves the account unchanged, for a reading
-        not after the previous one or a register that cannot be a reading of this meter.
+        not after the previous one (unless the clock stepped back) or a register that cannot
+        be a reading of this meter.
         """
-        now_ns = self._check_time(time)
+        now_ns = self._check_zone(time)
         register = self._check_register(register)
         s = self._state
+        monotonic = None if clock_offset is None else time.timestamp() - clock_offset
+        elapsed_ns = self._elapsed_ns(monotonic)
+        # the account's time and the wall clock disagree (a step now, or one being held)
+        across = (
+            s.last_ns is not None
+            and elapsed_ns is not None
+            and (now_ns <= s.last_ns or abs(now_ns - s.last_ns - elapsed_ns) > _CLOCK_STEP_NS)
+        )
+        if not across:
+            self._check_order(time, now_ns)
+        step = None  # the wall clock's own step since the previous reading
+        if clock_offset is not None and self._clock_offset is not None:
+            moved = timedelta(seconds=clock_offset - self._clock_offset)
+            step = moved if abs(moved) > CLOCK_STEP else None
         if s.last_ns is None or s.reference is None:
             self._state = replace(s, last_ns=now_ns, last_register=register, reference=register)
+            self._monotonic, self._clock_offset = monotonic, clock_offset
             return Observation(
                 register=register,
                 total=s.offset + register,
@@ -405,28 +483,46 @@ class EnergyAccount:
                 event=CounterEvent.FIRST,
                 hourly=(),
             )
-        step = _step(s.reference, s.offset, register, self.rollover)
-        open_hour, closed = self._spread(s.open_hour, s.last_ns, now_ns, step.consumption)
+        counted = _step(s.reference, s.offset, register, self.rollover)
+        if not across or elapsed_ns is None:
+            last_ns = now_ns
+            open_hour, closed = self._spread(s.open_hour, s.last_ns, now_ns, counted.consumption)
+        else:
+            last_ns, open_hour, closed = self._across_step(
+                s, now_ns, elapsed_ns, counted.consumption
+            )
+        floor = closed[-1].end_ns if closed else s.floor
         self._state = AccountState(
-            last_ns=now_ns,
+            last_ns=last_ns,
             last_register=register,
-            reference=step.reference,
-            offset=step.offset,
+            reference=counted.reference,
+            offset=counted.offset,
             open_hour=open_hour,
+            floor_ns=None if floor is None or floor == last_ns - last_ns % HOUR_NS else floor,
         )
+        self._monotonic, self._clock_offset = monotonic, clock_offset
         return Observation(
             register=register,
-            total=step.offset + step.reference,
-            consumption=step.consumption,
-            quality=Quality.SUSPECT if step.event is CounterEvent.DIP else Quality.GOOD,
-            event=step.event,
+            total=counted.offset + counted.reference,
+            consumption=counted.consumption,
+            quality=Quality.SUSPECT if counted.event is CounterEvent.DIP else Quality.GOOD,
+            event=counted.event,
             hourly=tuple(self._hourly(bucket) for bucket in closed),
+            clock_step=step,
         )
 
-    def _check_time(self, time: datetime) -> int:
+    def _elapsed_ns(self, monotonic: float | None) -> int | None:
+        """Monotonic nanoseconds since the previous reading, when both readings had one."""
+        if monotonic is None or self._monotonic is None:
+            return None
+        return max(0, round((monotonic - self._monotonic) * 1e9))
+
+    def _check_zone(self, time: datetime) -> int:
         if time.tzinfo is None or time.utcoffset() is None:
             raise ValueError(f"{self.device}: reading time {time.isoformat()} has no time zone")
-        now_ns = to_ns(time)
+        return to_ns(time)
+
+    def _check_order(self, time: datetime, now_ns: int) -> None:
         last_ns = self._state.last_ns
         if last_ns is not None and now_ns <= last_ns:
             previous = (_EPOCH + timedelta(microseconds=last_ns // 1_000)).isoformat()
@@ -434,7 +530,31 @@ class EnergyAccount:
                 f"{self.device}: reading at {time.astimezone(UTC).isoformat()} is not after "
                 f"the previous one at {previous}"
             )
-        return now_ns
+
+    def _across_step(
+        self, s: AccountState, now_ns: int, elapsed_ns: int, consumption: float
+    ) -> tuple[int, HourBucket | None, list[HourBucket]]:
+        """An interval across a clock step (see the module docstring): placed at
+        [now - elapsed, now) but not before the floor; (the account's new time, the new open
+        hour, closed hours)."""
+        assert s.last_ns is not None
+        floor = s.floor
+        assert floor is not None
+        start_ns = max(now_ns - elapsed_ns, floor)
+        end_ns = max(now_ns, floor)
+        closed: list[HourBucket] = []
+        bucket = s.open_hour
+        if bucket is not None and bucket.end_ns <= start_ns:  # forward: that hour is over
+            closed.append(bucket)
+            bucket = None
+        hour_ns = start_ns - start_ns % HOUR_NS
+        if bucket is not None and bucket.start_ns != hour_ns:  # back: it moves with the clock
+            bucket = replace(bucket, start_ns=hour_ns, gap=True)
+        if start_ns < end_ns:
+            bucket, more = self._spread(bucket, start_ns, end_ns, consumption, gap=True)
+            return end_ns, bucket, closed + more
+        bucket = (bucket or HourBucket(hour_ns)).add(consumption, 0, gap=True)  # held
+        return end_ns, bucket, closed
 
     def _check_register(self, register: float) -> float:
         if isinstance(register, bool) or not isinstance(register, int | float):
@@ -448,10 +568,17 @@ class EnergyAccount:
         return float(register)
 
     def _spread(
-        self, open_hour: HourBucket | None, start_ns: int, end_ns: int, consumption: float
+        self,
+        open_hour: HourBucket | None,
+        start_ns: int,
+        end_ns: int,
+        consumption: float,
+        *,
+        gap: bool = False,
     ) -> tuple[HourBucket | None, list[HourBucket]]:
-        """Spread one interval's consumption over its hours: (the new open hour, closed hours)."""
-        gap = end_ns - start_ns > self._max_gap_ns
+        """Spread one interval's consumption over its hours: (the new open hour, closed hours).
+        An interval longer than ``max_gap``, or one marked ``gap``, is a gap."""
+        gap = gap or end_ns - start_ns > self._max_gap_ns
         closed: list[HourBucket] = []
         current = open_hour
         for hour_ns, overlap_ns, share in split_by_hour(start_ns, end_ns, consumption):
@@ -581,11 +708,24 @@ class EnergyLedger:
             self._accounts[(device, carrier)] = account
         return account
 
-    def process(self, readings: Sequence[Reading]) -> tuple[list[Reading], dict[str, str]]:
-        """Readings with totals added, plus closed hours; and the account states to save."""
+    def process(
+        self,
+        readings: Sequence[Reading],
+        *,
+        clock_offsets: Sequence[float | None] | None = None,
+    ) -> tuple[list[Reading], dict[str, str]]:
+        """Readings with totals added, plus closed hours; and the account states to save.
+
+        ``clock_offsets``: for each reading, the wall clock minus the monotonic clock when it
+        was accepted (``edge.core.clock.clock_offset``), so that a step of the wall clock is
+        not taken for a gap (see the module docstring); None where unknown.
+        """
+        offsets = [None] * len(readings) if clock_offsets is None else list(clock_offsets)
+        if len(offsets) != len(readings):
+            raise ValueError(f"{len(offsets)} clock offsets for {len(readings)} readings")
         out: list[Reading] = []
         state: dict[str, str] = {}
-        for reading in readings:
+        for reading, clock_offset in zip(readings, offsets, strict=True):
             out.append(reading)
             register = reading.fields.get(schema.ENERGY_REGISTER.key)
             if reading.measurement is not schema.ENERGY or not isinstance(register, float):
@@ -593,7 +733,7 @@ class EnergyLedger:
             carrier = reading.tags.get(schema.Tag.CARRIER.value, "")
             account = self._account(reading.device, carrier)
             try:
-                seen = account.observe(reading.time, register)
+                seen = account.observe(reading.time, register, clock_offset=clock_offset)
             except ValueError as exc:
                 self.rejected += 1
                 log.warning("energy: %s; kept the reading without a total", exc)
@@ -613,6 +753,13 @@ def _with_total(reading: Reading, seen: Observation) -> Reading:
 
 
 def _log_event(device: str, seen: Observation) -> None:
+    if seen.clock_step is not None:
+        log.warning(
+            "energy: %s: the clock stepped %s since the previous reading: the interval is"
+            " placed by the monotonic clock, its hours are interpolated",
+            device,
+            seen.clock_step,
+        )
     if seen.event is CounterEvent.RESET:
         log.warning(
             "energy: %s: counter fell to %s: a reset or a new meter, counted in full",

@@ -774,3 +774,183 @@ def test_a_saved_reference_above_a_new_rollover_does_not_stop_the_ledger(
     assert totals(out) == [12_005.0, 12_006.0]  # the drop was a reset, then it counts on
     assert "m: saved reference 12000.0 is not below the register's rollover" in caplog.text
     assert json.loads(state["energy:m:electricity"])["reference"] == 6.0
+
+
+# -- clock steps (issue 12 point 9) -----------------------------------------------------------
+# A meter that counts 1 kWh every 5 minutes of true time, read every 5 minutes. ``true`` is the
+# monotonic clock (minutes since the first reading); the wall clock is stepped on the way, so
+# each reading carries clock_offset = wall - monotonic, as the gateway's committer passes it.
+
+Step = tuple[int, timedelta]  # from this true minute on, the wall clock is off by this much
+
+
+def stepped(start: datetime, until: int, steps: list[Step]) -> list[tuple[datetime, int]]:
+    """(wall time, true minute) of a reading every 5 true minutes up to ``until``."""
+    out = []
+    for minute in range(0, until + 1, 5):
+        off = sum((d for m, d in steps if minute >= m), timedelta())
+        out.append((start + timedelta(minutes=minute) + off, minute))
+    return out
+
+
+def feed_stepped(acc: EnergyAccount, readings: list[tuple[datetime, int]]) -> list[Observation]:
+    return [
+        acc.observe(wall, minute / 5, clock_offset=wall.timestamp() - minute * 60.0)
+        for wall, minute in readings
+    ]
+
+
+HOUR_BACK = stepped(at(9, 40), 145, [(55, -timedelta(hours=1))])  # 10:30 -> 09:35 ... 11:05
+DAY_FORTH_AND_BACK = stepped(
+    at(10, 5), 120, [(15, timedelta(days=1)), (25, -timedelta(days=1))]
+)  # 10:05-10:15, then tomorrow 10:20-10:25, then today 10:30 ... 12:05
+HOUR_FORTH = stepped(at(9, 40), 80, [(35, timedelta(hours=1))])  # 09:40-10:10, 11:15 ... 12:00
+
+
+@pytest.mark.parametrize(
+    ("readings", "expected", "open_hour"),
+    [
+        pytest.param(
+            HOUR_BACK,
+            # 09:00 closes at 10:00 as usual: 4 kWh (09:40-10:00), covered 20 min.
+            # 10:00: 6 kWh to 10:30; the clock goes back to 09:35, before the floor (10:00,
+            # the end of the last hour emitted): the readings 09:35-10:00 are held in 10:00
+            # (6 kWh, no coverage), then 10:00-11:00 counts as usual (12 kWh, 60 min):
+            # 24 kWh, interpolated, coverage 30 + 60 min capped at the hour.
+            {at(9): (4.0, MEASURED, approx(20 / 60)), at(10): (24.0, INTERPOLATED, 1.0)},
+            (at(11), 1.0),
+            id="an-hour-back",
+        ),
+        pytest.param(
+            DAY_FORTH_AND_BACK,
+            # 10:00 today is closed by the step forward (tomorrow 10:20 is past its end), with
+            # the 2 kWh it had; the interval across the step is tomorrow 10:15-10:20 (its
+            # monotonic 5 minutes, ending at the new time); nothing for the hours skipped.
+            # Back to today 10:30: tomorrow's 10:00 (2 kWh) moves to today 11:00, the floor;
+            # 10:30-11:00 is held there (6 kWh), then 11:00-12:00 counts (12 kWh): 21 kWh.
+            {at(10): (2.0, MEASURED, approx(10 / 60)), at(11): (21.0, INTERPOLATED, 1.0)},
+            (at(12), 1.0),
+            id="a-day-forward-and-back",
+        ),
+        pytest.param(
+            HOUR_FORTH,
+            # 09:00: 4 kWh; 10:00 is closed by the step (10:10 -> 11:15) with its 2 kWh; the
+            # interval across the step is 11:10-11:15 (1 kWh, no coverage), then 11:15-12:00
+            # counts: 10 kWh in 11:00, covered 45 min. No consumption is invented for
+            # 10:10-11:10, which the clock skipped.
+            {
+                at(9): (4.0, MEASURED, approx(20 / 60)),
+                at(10): (2.0, MEASURED, approx(10 / 60)),
+                at(11): (10.0, INTERPOLATED, approx(45 / 60)),
+            },
+            None,
+            id="an-hour-forward",
+        ),
+    ],
+)
+def test_a_clock_step_neither_counts_twice_nor_writes_an_hour_the_clock_has_not_reached(
+    readings: list[tuple[datetime, int]],
+    expected: dict[datetime, Hour],
+    open_hour: tuple[datetime, float] | None,
+) -> None:
+    acc = account()
+    got = feed_stepped(acc, readings)  # none rejected
+    assert hours(got) == expected  # each hour once (``hours`` checks), as worked out above
+    for (wall, _minute), o in zip(readings, got, strict=True):
+        for r in o.hourly:  # closed by a reading at or after its end, on the wall clock
+            assert r.time + timedelta(hours=1) <= wall
+    assert [o.total for o in got] == [m / 5 for _, m in readings]  # every reading, once
+    last = acc.state()
+    in_open = 0.0 if last.open_hour is None else last.open_hour.consumption
+    assert sum(c for c, _, _ in expected.values()) + in_open == approx(readings[-1][1] / 5)
+    assert (
+        None if last.open_hour is None else (last.open_hour.start, last.open_hour.consumption)
+    ) == open_hour
+
+
+def test_without_clock_offsets_a_step_is_a_gap_and_a_reading_back_is_refused() -> None:
+    """What the offsets change: the same day forward read without them is a gap spread over 24
+    hours of rows (tomorrow's hours written today), and the readings after the step back are
+    refused until the wall clock passes tomorrow's reading."""
+    acc = account()
+    got: list[Observation] = []
+    refused = 0
+    for wall, minute in DAY_FORTH_AND_BACK:
+        try:
+            got.append(acc.observe(wall, minute / 5))
+        except ValueError:
+            refused += 1
+    assert len(hours(got)) == 24  # today 10:00 ... tomorrow 09:00, interpolated
+    assert refused == len(DAY_FORTH_AND_BACK) - 5
+    with_offsets = hours(feed_stepped(account(), DAY_FORTH_AND_BACK))
+    assert sorted(with_offsets) == [at(10), at(11)]
+
+
+def test_a_step_forward_keeps_the_skipped_hours_free_for_the_clock_coming_back() -> None:
+    acc = account()
+    got = feed_stepped(acc, DAY_FORTH_AND_BACK[:4])  # up to tomorrow 10:20
+    assert hours(got) == {at(10): (2.0, MEASURED, approx(10 / 60))}
+    state = acc.state()
+    assert state.floor_ns == to_ns(at(11))  # the end of the last hour emitted, kept
+    assert state.open_hour == HourBucket(to_ns(at(10, day=25)), consumption=1.0, gap=True)
+    assert got[-1].clock_step == timedelta(days=1)
+    assert json.loads(state.to_json())["floor_ns"] == to_ns(at(11))
+    assert AccountState.from_json(state.to_json()) == state
+
+
+@pytest.mark.parametrize(
+    ("step", "flagged"),
+    [
+        (timedelta(seconds=50), False),  # within CLOCK_STEP: an ordinary interval
+        (timedelta(seconds=-50), False),
+        (timedelta(seconds=70), True),  # beyond it: placed by the monotonic clock
+        (timedelta(seconds=-70), True),
+    ],
+)
+def test_a_step_is_what_moves_the_clock_more_than_a_minute_from_the_monotonic_time(
+    step: timedelta, flagged: bool
+) -> None:
+    acc = account()
+    got = feed_stepped(acc, stepped(at(9, 10), 20, [(10, step)]))
+    assert (got[2].clock_step is not None) is flagged
+    bucket = acc.state().open_hour
+    assert bucket is not None
+    assert bucket.gap is flagged
+    assert bucket.consumption == 4.0
+
+
+def test_a_reading_at_the_same_time_with_no_step_is_still_refused() -> None:
+    acc = account()
+    acc.observe(at(9), 1.0, clock_offset=at(9).timestamp())
+    with pytest.raises(ValueError, match="is not after the previous one"):
+        acc.observe(at(9), 2.0)  # no offset: nothing says the clock stepped
+
+
+@pytest.mark.parametrize("floor", [at(11), at(9, 30)])  # after the last reading; not an hour
+def test_a_state_with_a_floor_that_cannot_be_is_refused(floor: datetime) -> None:
+    raw = json.loads(
+        AccountState(last_ns=to_ns(at(10, 30)), last_register=1.0, reference=1.0).to_json()
+    )
+    raw["floor_ns"] = to_ns(floor)
+    with pytest.raises(ValueError, match=r"floor .* is not an hour before the last reading"):
+        AccountState.from_json(json.dumps(raw))
+
+
+def test_the_ledger_passes_each_readings_clock_offset_and_logs_a_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = EnergyLedger(branch="b", load=lambda _key: None)
+    readings = [meter(wall, minute / 5) for wall, minute in HOUR_BACK]
+    offsets = [wall.timestamp() - minute * 60.0 for wall, minute in HOUR_BACK]
+    with pytest.raises(ValueError, match="1 clock offsets for 30 readings"):
+        ledger.process(readings, clock_offsets=offsets[:1])
+    with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.energy"):
+        out, _ = ledger.process(readings, clock_offsets=offsets)
+    assert ledger.rejected == 0
+    assert totals(out) == [m / 5 for _, m in HOUR_BACK]
+    assert consumed(out) == [(at(9), 4.0), (at(10), 24.0)]
+    steps = [r.getMessage() for r in caplog.records if "clock stepped" in r.getMessage()]
+    assert steps == [
+        "energy: m: the clock stepped -1 day, 23:00:00 since the previous reading: the interval"
+        " is placed by the monotonic clock, its hours are interpolated"
+    ]  # once, for the step; not for each reading held after it
