@@ -14,6 +14,27 @@ Rules, in order of precedence:
 4. After a restart in closed hours the sequence starts again from "verify empty" — the safe
    side. Announcements are made only inside their minute; a missed one is never replayed late.
 
+Time that jumps (the wall clock stepped by NTP or a person; decision 48). Each ``step`` gets the
+wall-clock ``now`` and, from the gateway, the clock's ``monotonic`` reading:
+
+- The engine decides at an *instant* that never goes back. A step back of at most
+  ``HOLD_BACK_MAX`` (two hours: an RTC kept in local time and read as UTC is one or two hours
+  off in Europe) is held: the engine decides at the latest instant it has decided at until
+  the wall clock passes it again, so no mode change is undone and made again (closed at 22:00,
+  the clock goes back from 22:01 to 21:59: the branch stays closed and nothing is announced
+  again), and no announcement is repeated. A step back of more than that is a new time: the
+  engine decides at it, and a change of mode it makes is made (and audited) once.
+- Durations (the grace period, the lights-off delay after "verified empty", the calls to
+  leave) run on the monotonic clock, so a step neither shortens nor stretches them. Without a
+  monotonic reading (the tables in the tests, tools) they run on the decision instant.
+- A step forward skips nothing of the closing sequence: the first step past the closing time
+  starts it (stop admitting, wait until the counter says empty), and the alarm is armed only
+  once the counter says zero and the lights-off delay has run in monotonic time — a jump over
+  22:00, or a jump while the branch is "verified empty", arms nothing early. An announcement
+  whose minute passed entirely between two steps is not played late (the people in the branch
+  would hear "closes in 15 minutes" after closing): it is noted as skipped in the audit, and
+  the closing sequence's own calls to leave follow the grace period as usual.
+
 Pure: time and inputs come in with each ``step``; the engine reads no clock and moves nothing.
 """
 
@@ -28,10 +49,20 @@ from openbranch.edge.core.schedule import ClosingPolicy, Mode
 from openbranch.edge.hours.calendar import Calendar, Override
 from openbranch.edge.hours.policy import DESIRED, DesiredState
 
-__all__ = ["AlertEvent", "BranchEngine", "Decision", "Inputs", "Occupancy", "Phase"]
+__all__ = [
+    "HOLD_BACK_MAX",
+    "AlertEvent",
+    "BranchEngine",
+    "Decision",
+    "Inputs",
+    "Occupancy",
+    "Phase",
+]
 
 _OPEN = (Mode.STAFFED, Mode.SELF_SERVICE)
 LEAVE_CALL_EVERY = timedelta(minutes=5)  # how often a straggler hears "please leave"
+HOLD_BACK_MAX = timedelta(hours=2)  # a step back up to this is held; a larger one is a new time
+MISSED_SCAN = timedelta(days=1)  # how far back skipped announcements are itemised
 
 
 class Phase(StrEnum):
@@ -100,13 +131,24 @@ class Occupancy:
 @dataclass(slots=True)
 class _State:
     phase: Phase = Phase.OPEN
-    since: datetime | None = None  # when the current phase began
+    since: datetime | None = None  # when the current phase began (steady time)
     emergency: bool = False
     straggler_alert: bool = False
     cap_alert: bool = False
     counter_alert: bool = False
     announced: set[str] = field(default_factory=set)
-    last_leave_call: datetime | None = None
+    last_leave_call: datetime | None = None  # steady time
+
+
+@dataclass(slots=True)
+class _Time:
+    """The engine's two times: the instant it decides at (wall clock, never back) and the
+    steady time its durations are measured in (moved by the monotonic clock)."""
+
+    instant: datetime | None = None  # the latest instant decided at
+    steady: datetime | None = None
+    monotonic: float | None = None  # the monotonic reading at the last step
+    holding: bool = False  # the wall clock is behind ``instant`` (a step back being held)
 
 
 class BranchEngine:
@@ -115,6 +157,7 @@ class BranchEngine:
         self.policy = policy
         self._s = _State(phase=Phase.CLOSING)  # after a start: verify before trusting
         self._started = False
+        self._t = _Time()
 
     @property
     def phase(self) -> Phase:
@@ -138,15 +181,28 @@ class BranchEngine:
         self._s.since = None
         return f"emergency cleared by {who}"
 
-    def step(self, now: datetime, inputs: Inputs, overrides: Sequence[Override] = ()) -> Decision:
+    def step(
+        self,
+        now: datetime,
+        inputs: Inputs,
+        overrides: Sequence[Override] = (),
+        *,
+        monotonic: float | None = None,
+    ) -> Decision:
+        """Decide at ``now`` (the wall clock); ``monotonic``: the clock's monotonic reading in
+        seconds, for durations that a step of the wall clock must not change."""
+        notes: list[str] = []
+        previous = self._t.instant
+        now, steady = self._advance(now, monotonic, notes)
         resolution = self.calendar.mode_at(now, overrides)
         alerts: list[AlertEvent] = []
-        notes: list[str] = []
         if not self._started:
             self._started = True
             self._s.phase = Phase.OPEN if resolution.mode in _OPEN else Phase.CLOSING
-            self._s.since = now
+            self._s.since = steady
             notes.append(f"started in {resolution.mode} ({resolution.reason})")
+        elif previous is not None and not self._s.emergency:
+            notes += self._skipped(previous, now, overrides)
         if inputs.fire_alarm and not self._s.emergency:
             self._s.emergency = True
             self._s.phase = Phase.EMERGENCY
@@ -163,22 +219,98 @@ class BranchEngine:
                 tuple(notes),
             )
         if resolution.mode in _OPEN or resolution.mode is Mode.MAINTENANCE:
-            return self._open(now, resolution.mode, inputs, alerts, notes, overrides=overrides)
-        return self._closing(now, inputs, alerts, notes)
+            return self._open(
+                now,
+                steady,
+                resolution.mode,
+                inputs=inputs,
+                alerts=alerts,
+                notes=notes,
+                overrides=overrides,
+            )
+        return self._closing(now, steady, inputs, alerts, notes)
+
+    def _advance(
+        self, now: datetime, monotonic: float | None, notes: list[str]
+    ) -> tuple[datetime, datetime]:
+        """The instant to decide at and the steady time of this step (see the module doc)."""
+        t = self._t
+        instant = now
+        if t.instant is not None and now < t.instant:
+            back = t.instant - now
+            if back <= HOLD_BACK_MAX:
+                instant = t.instant
+                if not t.holding:
+                    notes.append(
+                        f"clock went back {back} to {now.isoformat()}: deciding at "
+                        f"{instant.isoformat()} until the clock passes it"
+                    )
+                t.holding = True
+            else:
+                t.holding = False
+                notes.append(
+                    f"clock went back {back} to {now.isoformat()}, more than {HOLD_BACK_MAX}: "
+                    "deciding at the new time"
+                )
+        else:
+            t.holding = False
+        elapsed = None
+        if monotonic is not None and t.monotonic is not None:
+            elapsed = timedelta(seconds=max(0.0, monotonic - t.monotonic))
+            if t.instant is not None and now - t.instant - elapsed > timedelta(minutes=1):
+                notes.append(f"clock jumped {now - t.instant - elapsed} forward")
+        if t.steady is None:
+            steady = instant
+        elif elapsed is not None:
+            steady = t.steady + elapsed
+        else:
+            steady = max(t.steady, instant)
+        t.instant, t.steady, t.monotonic = instant, steady, monotonic
+        return instant, steady
+
+    def _skipped(
+        self, previous: datetime, now: datetime, overrides: Sequence[Override]
+    ) -> list[str]:
+        """Announcements whose minute passed entirely between the previous step and this one
+        (the clock jumped forward, or a step came late): noted as skipped, never played."""
+        if now - previous <= timedelta(minutes=1):
+            return []  # every minute between the two steps held one of them
+        notes = []
+        upcoming = self.calendar.transitions(
+            max(previous, now - MISSED_SCAN),
+            now + timedelta(minutes=max(self.policy.announce_before, default=0) + 1),
+            overrides,
+        )
+        for t in upcoming:
+            if t.mode_to is not Mode.CLOSED or t.mode_from not in _OPEN:
+                continue
+            for minutes in self.policy.announce_before:
+                due = t.at - timedelta(minutes=minutes)
+                key = f"{t.at.isoformat()}-{minutes}"
+                passed = previous < due and due + timedelta(minutes=1) <= now
+                if passed and key not in self._s.announced:
+                    self._s.announced.add(key)
+                    notes.append(
+                        f"announcement skipped, not played late: closing in {minutes} "
+                        f"minutes was due at {due.astimezone(self.calendar.tz):%H:%M} "
+                        f"(no step between {previous.isoformat()} and {now.isoformat()})"
+                    )
+        return notes
 
     def _open(
         self,
         now: datetime,
+        steady: datetime,
         mode: Mode,
+        *,
         inputs: Inputs,
         alerts: list[AlertEvent],
         notes: list[str],
-        *,
         overrides: Sequence[Override] = (),
     ) -> Decision:
         if self._s.phase is not Phase.OPEN:
             notes.append(f"open: {mode}")
-            self._s.phase, self._s.since = Phase.OPEN, now
+            self._s.phase, self._s.since = Phase.OPEN, steady
             self._s.announced.clear()
             if self._s.straggler_alert:
                 self._s.straggler_alert = False
@@ -236,7 +368,7 @@ class BranchEngine:
         return tuple(out)
 
     def _straggler(
-        self, now: datetime, inputs: Inputs, alerts: list[AlertEvent]
+        self, steady: datetime, inputs: Inputs, alerts: list[AlertEvent]
     ) -> tuple[str, ...]:
         """Not empty after the grace period: one alert, and a call to leave every 5 min."""
         s = self._s
@@ -251,19 +383,24 @@ class BranchEngine:
                     True,
                 )
             )
-        if s.last_leave_call is None or now - s.last_leave_call >= LEAVE_CALL_EVERY:
-            s.last_leave_call = now
+        if s.last_leave_call is None or steady - s.last_leave_call >= LEAVE_CALL_EVERY:
+            s.last_leave_call = steady
             return ("The library is closed. Please leave by the nearest exit.",)
         return ()
 
     def _closing(
-        self, now: datetime, inputs: Inputs, alerts: list[AlertEvent], notes: list[str]
+        self,
+        now: datetime,
+        steady: datetime,
+        inputs: Inputs,
+        alerts: list[AlertEvent],
+        notes: list[str],
     ) -> Decision:
         s = self._s
         if s.phase is Phase.OPEN:
-            s.phase, s.since = Phase.CLOSING, now
+            s.phase, s.since = Phase.CLOSING, steady
             notes.append("closed: stop admitting, waiting until empty")
-        since = s.since or now
+        since = s.since or steady
         empty = inputs.present == 0
         if (inputs.present is None) != s.counter_alert:
             s.counter_alert = inputs.present is None
@@ -277,21 +414,21 @@ class BranchEngine:
             )
         announcements: tuple[str, ...] = ()
         if s.phase in (Phase.EMPTY, Phase.SECURED) and not empty:
-            s.phase, s.since = Phase.CLOSING, now
+            s.phase, s.since = Phase.CLOSING, steady
             notes.append(f"{inputs.present} present after closing: disarm and wait")
         if s.phase is Phase.CLOSING:
             if empty:
-                s.phase, s.since = Phase.EMPTY, now
+                s.phase, s.since = Phase.EMPTY, steady
                 notes.append("verified empty")
                 if s.straggler_alert:
                     s.straggler_alert = False
                     alerts.append(AlertEvent("not_empty", "branch is empty now", "warning", False))
-            elif now - since >= timedelta(minutes=self.policy.grace):
-                announcements = self._straggler(now, inputs, alerts)
-        if s.phase is Phase.EMPTY and now - (s.since or now) >= timedelta(
+            elif steady - since >= timedelta(minutes=self.policy.grace):
+                announcements = self._straggler(steady, inputs, alerts)
+        if s.phase is Phase.EMPTY and steady - (s.since or steady) >= timedelta(
             minutes=self.policy.lights_off_after_empty
         ):
-            s.phase, s.since = Phase.SECURED, now
+            s.phase, s.since = Phase.SECURED, steady
             notes.append("lights off, locked, alarm armed")
         closed = DESIRED[Mode.CLOSED]
         if s.phase is Phase.CLOSING:

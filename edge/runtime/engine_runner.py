@@ -109,7 +109,9 @@ class EngineRunner:
         """One engine step: decide, record, and make the devices match."""
         now = self._clock.now()
         inputs = self.inputs()
-        decision = self.engine.step(now, inputs, self._overrides(now))
+        decision = self.engine.step(
+            now, inputs, self._overrides(now), monotonic=self._clock.monotonic()
+        )
         previous = self.last_decision
         if previous is None or previous.mode is not decision.mode:
             was = "start" if previous is None else previous.mode.value

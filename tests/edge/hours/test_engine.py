@@ -7,9 +7,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from openbranch.edge.core.schedule import ClosingPolicy, Mode, OpeningHours
 from openbranch.edge.hours.calendar import Calendar, Override
-from openbranch.edge.hours.engine import BranchEngine, Decision, Inputs, Occupancy, Phase
+from openbranch.edge.hours.engine import (
+    HOLD_BACK_MAX,
+    BranchEngine,
+    Decision,
+    Inputs,
+    Occupancy,
+    Phase,
+)
 
 CPH = ZoneInfo("Europe/Copenhagen")
 HOURS = OpeningHours.model_validate(
@@ -181,3 +190,148 @@ def test_clear_out_gap_keeps_the_door_exit_only_after_staffed_hours() -> None:
     assert doors["17:00"] == "exit_only"  # clearing out: no card access yet
     assert doors["17:09"] == "exit_only"
     assert doors["17:10"] == "access_control"  # self-service begins
+
+
+# -- time that jumps (issue 12 point 9) -------------------------------------------------------
+# The gateway steps the engine with the wall clock and the monotonic clock. A timeline here is
+# one step per true minute: ``jumps`` say from which true minute the wall clock is off by how
+# much; the monotonic reading is the true minute in seconds.
+
+Jump = tuple[int, timedelta]
+SECURED = Phase.SECURED
+
+
+def stepped(start: datetime, minutes: int, jumps: list[Jump]) -> list[tuple[datetime, float, int]]:
+    """(wall time, monotonic seconds, true minute) for each true minute from ``start``."""
+    out = []
+    for minute in range(minutes):
+        off = sum((d for m, d in jumps if minute >= m), timedelta())
+        out.append((start + timedelta(minutes=minute) + off, minute * 60.0, minute))
+    return out
+
+
+def run_stepped(
+    timeline: list[tuple[datetime, float, int]],
+    present: Callable[[int], int | None],
+    engine: BranchEngine | None = None,
+) -> list[Decision]:
+    engine = engine or BranchEngine(calendar=Calendar(HOURS, CPH), policy=ClosingPolicy())
+    return [
+        engine.step(wall, Inputs(present=present(minute)), monotonic=mono)
+        for wall, mono, minute in timeline
+    ]
+
+
+def changes(decisions: list[Decision]) -> list[str]:
+    """The mode changes the runner would audit, in order."""
+    out, mode = [], None
+    for d in decisions:
+        if d.mode is not mode:
+            out.append(f"{mode and mode.value} -> {d.mode.value}")
+            mode = d.mode
+    return out
+
+
+def said(decisions: list[Decision]) -> list[str]:
+    return [text for d in decisions for text in d.announcements]
+
+
+def noted(decisions: list[Decision], words: str) -> list[str]:
+    return [note for d in decisions for note in d.notes if words in note]
+
+
+CLOSES_IN = [f"The library closes in {m} minutes." for m in (15, 10, 5)]
+
+
+@pytest.mark.parametrize(
+    ("back", "modes", "held"),
+    [
+        # 22:01 -> 21:59: held at 22:01 until the clock passes it; stays closed, nothing again
+        (timedelta(minutes=2), ["None -> self_service", "self_service -> closed"], 1),
+        (timedelta(hours=1), ["None -> self_service", "self_service -> closed"], 1),
+        (HOLD_BACK_MAX, ["None -> self_service", "self_service -> closed"], 1),
+        # behind the last instant (22:01) by more than HOLD_BACK_MAX: a new time, decided as
+        # it is; the branch opens again, once
+        (
+            HOLD_BACK_MAX + timedelta(minutes=2),
+            ["None -> self_service", "self_service -> closed", "closed -> self_service"],
+            0,
+        ),
+    ],
+)
+def test_a_step_back_over_closing_replays_no_mode_change_and_no_announcement(
+    back: timedelta, modes: list[str], held: int
+) -> None:
+    timeline = stepped(at(21, 30), 60, [(32, -back)])  # true minute 32 is 22:02 -> 22:02 - back
+    decisions = run_stepped(timeline, lambda _m: 0)
+    assert changes(decisions) == modes
+    assert said(decisions) == CLOSES_IN  # each once, before 22:00
+    assert len(noted(decisions, "clock went back")) == 1
+    assert len(noted(decisions, "until the clock passes it")) == held
+    if held:
+        # verified empty at 22:00; the lights-off delay runs on the monotonic clock: armed at
+        # true minute 35 (22:05 as it was), not an hour or two later on the wall clock
+        armed = [m for d, (_, _, m) in zip(decisions, timeline, strict=True) if d.phase is SECURED]
+        assert armed[0] == 35
+        assert all(d.at >= at(22, 1) for d in decisions[32:])  # decided at the held instant
+
+
+def test_a_step_back_while_held_follows_the_wall_clock_once_it_passes_again() -> None:
+    timeline = stepped(at(21, 50), 30, [(12, -timedelta(minutes=5))])  # 22:01 -> 21:57
+    decisions = run_stepped(timeline, lambda _m: 0)
+    ats = [d.at.strftime("%H:%M") for d in decisions]
+    assert ats[10:18] == ["22:00", "22:01", "22:01", "22:01", "22:01", "22:01", "22:01", "22:02"]
+
+
+def test_a_step_forward_over_closing_starts_the_whole_closing_sequence() -> None:
+    """21:44 -> 22:15 (31 minutes forward) with two people inside who leave 20 true minutes
+    later: the branch closes at the first step past 22:00 (exit only, alarm disarmed), the
+    three announcements that the jump skipped are noted, not played, the grace period runs
+    15 true minutes from the closing, and the alarm is armed 5 true minutes after the count
+    reached zero — never because the wall clock says the lights-off delay is over."""
+    timeline = stepped(at(21, 40), 50, [(5, timedelta(minutes=31))])
+    decisions = run_stepped(timeline, lambda m: 2 if m < 25 else 0)
+    by_minute = dict(zip([m for _, _, m in timeline], decisions, strict=True))
+    assert changes(decisions) == ["None -> self_service", "self_service -> closed"]
+    first_closed = by_minute[5]
+    assert first_closed.mode is Mode.CLOSED
+    assert first_closed.at == at(22, 16)  # true minute 5 is 21:45 + 31 minutes
+    assert first_closed.phase is Phase.CLOSING
+    assert first_closed.desired.door == "exit_only"
+    assert first_closed.desired.alarm == "disarmed"
+    assert said(decisions[:5]) == []  # 21:40-21:44: none due yet
+    assert [t for t in said(decisions) if "closes in" in t] == []  # none played late
+    skipped = noted(decisions, "announcement skipped")
+    assert [n.split(": ")[1].split(" was")[0] for n in skipped] == [
+        "closing in 15 minutes",
+        "closing in 10 minutes",
+        "closing in 5 minutes",
+    ]
+    assert len(noted(decisions, "clock jumped 0:31:00 forward")) == 1
+    straggler = [
+        m for m, d in by_minute.items() for a in d.alerts if a.kind == "not_empty" and a.active
+    ]
+    assert straggler == [20]  # 15 true minutes after the closing began at true minute 5
+    armed = [m for m, d in by_minute.items() if d.desired.alarm == "armed"]
+    assert armed[0] == 30  # empty at true minute 25, then 5 true minutes of lights
+    assert all(by_minute[m].desired.alarm == "disarmed" for m in range(30))
+
+
+def test_a_jump_forward_while_verified_empty_arms_only_after_the_delay_in_true_time() -> None:
+    timeline = stepped(at(21, 58), 12, [(3, timedelta(hours=3))])  # 22:01 empty -> 01:01
+    decisions = run_stepped(timeline, lambda _m: 0)
+    phases = [d.phase for d in decisions]
+    assert phases[2] is Phase.EMPTY  # 22:00, true minute 2: verified empty
+    assert phases[3] is Phase.EMPTY  # 01:01 on the wall clock, one true minute later
+    assert phases.index(Phase.SECURED) == 7  # 5 true minutes after "verified empty"
+
+
+def test_without_a_monotonic_reading_durations_follow_the_decision_instant() -> None:
+    """The tables above without ``monotonic``: the same jump arms as soon as the wall clock
+    says the delay is over (what the gateway avoids by passing its monotonic clock)."""
+    engine = BranchEngine(calendar=Calendar(HOURS, CPH), policy=ClosingPolicy())
+    phases = [
+        engine.step(wall, Inputs(present=0)).phase
+        for wall, _mono, _m in stepped(at(21, 58), 6, [(3, timedelta(hours=3))])
+    ]
+    assert phases[3] is Phase.SECURED
