@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from secrets import token_bytes
 from typing import Any
 
 import yaml
@@ -34,6 +35,7 @@ from openbranch.provisioning.text import comment, control_problem, host_problem,
 
 __all__ = [
     "GATEWAY_SECRETS",
+    "PBKDF2_ITERATIONS",
     "RenderError",
     "dump_yaml",
     "fleet_of",
@@ -169,14 +171,40 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
     return config
 
 
-def mosquitto_password_line(user: str, password: str, *, salt: bytes | None = None) -> str:
-    """``user:$7$101$salt$hash``: Mosquitto 2's PBKDF2-SHA512 password file entry."""
+#: PBKDF2-SHA512 iterations of the password file (Mosquitto's ``$7$`` format carries the
+#: count; mosquitto_passwd 2.0 writes 101). Each CONNECT costs the broker one hash.
+PBKDF2_ITERATIONS = 100_000
+SALT_BYTES = 12  # Mosquitto reads exactly 12
+
+
+def mosquitto_password_line(
+    user: str, password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> str:
+    """``user:$7$<iterations>$salt$hash``: Mosquitto 2's PBKDF2-SHA512 password file entry,
+    with a random salt unless one is given."""
     if ":" in _one_field(user, where=f"password file user {user!r}"):
         raise RenderError(f"password file user {user!r}: a ':' ends the user name")
-    if salt is None:  # derived, so an unchanged password renders the same line (plan stays quiet)
-        salt = hashlib.sha256(f"{user}\0{password}".encode()).digest()[:12]
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
-    return f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    salt = token_bytes(SALT_BYTES) if salt is None else salt
+    if len(salt) != SALT_BYTES:
+        raise RenderError(f"a Mosquitto salt is {SALT_BYTES} bytes, not {len(salt)}")
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    encoded = f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    return f"{user}:$7${iterations}${encoded}"
+
+
+def _password_line(user: str, secrets: Secrets, salt: Callable[[], bytes]) -> str:
+    """The user's line as rendered before while its password is unchanged (so that a render
+    with nothing new changes nothing), else a new one with a new salt. What was rendered is
+    kept beside the password in the secrets folder, with the password's SHA-256."""
+    password = secrets.get(f"mqtt/{user}")
+    fingerprint = hashlib.sha256(password.encode()).hexdigest()
+    memo = f"mosquitto/{user}"
+    kept = secrets.peek(memo)
+    if kept is not None and kept.startswith(f"{fingerprint} {user}:$7$"):
+        return kept.split(" ", 1)[1]
+    line = mosquitto_password_line(user, password, salt=salt())
+    secrets.put(memo, f"{fingerprint} {line}")
+    return line
 
 
 def _acl(inventory: Inventory) -> str:
@@ -305,9 +333,11 @@ def render(
     secrets: Secrets,
     *,
     progress: Callable[[list[Branch]], Iterable[Branch]] = iter,
+    salt: Callable[[], bytes] = lambda: token_bytes(SALT_BYTES),
 ) -> Mapping[str, str]:
     """Every rendered file, by path relative to the output folder (``progress`` wraps the
-    loop over branches, e.g. with a progress bar)."""
+    loop over branches, e.g. with a progress bar; ``salt`` draws a new password hash's salt).
+    """
     files: dict[str, str] = {}
     for branch in progress(list(inventory.branches)):
         files[f"gateways/{branch.id}.yaml"] = (
@@ -318,7 +348,7 @@ def render(
         )
     users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS, HOME_ASSISTANT]
     files["mosquitto/passwd"] = "".join(
-        mosquitto_password_line(user, secrets.get(f"mqtt/{user}")) + "\n" for user in users
+        _password_line(user, secrets, salt) + "\n" for user in users
     )
     files["mosquitto/acl"] = _acl(inventory)
     files["mosquitto/openbranch.conf"] = _mosquitto_conf()

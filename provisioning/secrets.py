@@ -31,6 +31,15 @@ class Secrets:
             self._write(path, random.token_urlsafe(32))
         return path.read_text(encoding="utf-8").strip()
 
+    def peek(self, name: str) -> str | None:
+        """The secret called ``name``, or None when there is none (nothing is created)."""
+        path = self._path(name)
+        return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+    def put(self, name: str, value: str) -> None:
+        """Keep ``value`` (one line) as ``name``: something derived from a secret."""
+        self._write(self._path(name), value)
+
     def rotate(self, name: str) -> None:
         self._write(self._path(name), random.token_urlsafe(32))
 
