@@ -6,7 +6,9 @@ accounts' state; the gateway's own entries (alerts, audit, branch mode, health) 
 values (availability, task states) go with the next commit. A commit runs on the committer's
 own writer thread, one at a time and in order, so a slow or failing disk never stalls polls,
 MQTT dispatch or the engine. A reading is *accepted* when its transaction has committed; only
-then are its states published and its MQTT message acknowledged (``on_committed``).
+then are its states published (``on_committed``) and its MQTT message acknowledged to the
+broker (``checkpoint`` is taken when a batch is formed, ``on_durable`` gets it once the batch
+is committed: the MQTT session then acknowledges every QoS 1 message handed over up to it).
 
 A commit that fails (disk full, I/O error, a read-only file system) keeps its batch, in order,
 and is retried with a doubling backoff (``RETRY_MIN`` .. ``RETRY_MAX`` seconds); the energy
@@ -95,6 +97,8 @@ class Committer:
         max_pending: int = MAX_PENDING,
         retry_min: float = RETRY_MIN,
         clock_offset: Callable[[], float | None] = lambda: None,
+        checkpoint: Callable[[], int] = lambda: 0,
+        on_durable: Callable[[int], None] = lambda _mark: None,
     ) -> None:
         """``energy`` makes the ledger (again after a failed commit: it reloads the accounts
         from the outbox). ``on_failure(message, active)`` raises and clears the alert.
@@ -110,6 +114,8 @@ class Committer:
         self._max_pending = max_pending
         self._retry_min = retry_min
         self._clock_offset = clock_offset
+        self._checkpoint = checkpoint  # e.g. the MQTT session's count of messages handed over
+        self._on_durable = on_durable  # ...acknowledged to the broker once committed
         self._queue = _Batch()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
         self._timer: asyncio.TimerHandle | None = None
@@ -167,6 +173,7 @@ class Committer:
         delay = self._retry_min
         try:
             while len(self._queue):
+                mark = self._checkpoint()  # everything handed over so far is in the batch
                 batch = self._queue.take()
                 try:
                     out = await asyncio.get_running_loop().run_in_executor(
@@ -180,6 +187,7 @@ class Committer:
                     continue
                 delay = self._retry_min
                 self._succeeded(batch, out)
+                self._on_durable(mark)
         finally:
             self._running = None
             self.stats.pending = len(self._queue)

@@ -98,7 +98,10 @@ class Gateway:
         self.outbox = outbox
         self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.mqtt = MqttSession(config.mqtt, branch=branch) if config.mqtt else None
+        # QoS 1 messages are acknowledged to the broker only once committed (the committer).
+        self.mqtt = (
+            MqttSession(config.mqtt, branch=branch, manual_ack=True) if config.mqtt else None
+        )
         self.publisher = StatePublisher(self.mqtt)
         context = BuildContext(branch=branch, clock=clock, mqtt=self.mqtt)
         sources = [registry.build(device, context) for device in config.devices]
@@ -114,6 +117,8 @@ class Gateway:
             on_committed=self.publisher.publish,
             on_failure=self._store_alert,
             on_pressure=self._hold_back,
+            checkpoint=self._delivered,
+            on_durable=self._acknowledge,
             clock_offset=functools.partial(clock_offset, clock),
         )
         self.journal = Journal(
@@ -227,6 +232,14 @@ class Gateway:
             alert()
         else:
             self._loop.call_soon_threadsafe(alert)
+
+    def _delivered(self) -> int:
+        return 0 if self.mqtt is None else self.mqtt.delivered
+
+    def _acknowledge(self, mark: int) -> None:
+        """Every QoS 1 message handed over up to ``mark`` is committed: tell the broker."""
+        if self.mqtt is not None:
+            self.mqtt.ack_through(mark)
 
     def _store_alert(self, message: str, active: bool) -> None:
         self.journal.alert(STORE_FAILED, message, severity="critical", active=active)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -75,70 +76,112 @@ def _status(path: Path) -> str:
     return out.stdout
 
 
-def test_a_full_disk_is_an_alert_and_loses_no_acknowledged_message(
-    tmp_path: Path, mosquitto: Mosquitto
-) -> None:
-    raw = _config(tmp_path, mosquitto)
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    config = GatewayConfig.model_validate(raw)
-    state_topic = "openbranch/full/gateway/state"
-    watcher = Watcher(mosquitto.host, mosquitto.port, "openbranch/full/#")
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_limited,  # noqa: PLW1509 - only resource and signal calls
-    )
-    sent = 0
+class Branch:
+    """A gateway process (under the file-size limit when ``limited``), a people counter that
+    publishes its running count at QoS 1, and a watcher of the gateway's topics."""
 
-    def alert_is(active: bool) -> bool:
-        for message in reversed(watcher.messages):
-            if message.topic != state_topic:
+    def __init__(self, tmp_path: Path, broker: Mosquitto) -> None:
+        raw = _config(tmp_path, broker)
+        self.path = tmp_path / "gateway.yaml"
+        self.path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        self.config = GatewayConfig.model_validate(raw)
+        self.watcher = Watcher(broker.host, broker.port, "openbranch/full/#")
+        self.sent = 0
+        self.gateway: subprocess.Popen[str] | None = None
+
+    def start(self, *, limited: bool) -> None:
+        self.watcher.messages.clear()
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "openbranch.edge.cli", "gateway", "run", str(self.path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_limited if limited else None,  # noqa: PLW1509 - resource and signal
+        )
+        self.watcher.wait_for(  # the gateway is up
+            lambda seen: any(m.payload == b"online" for m in seen), timeout=30
+        )
+
+    def alert_is(self, active: bool) -> bool:
+        for message in reversed(self.watcher.messages):
+            if message.topic != "openbranch/full/gateway/state":
                 continue
             state = json.loads(message.payload)
             if "alert/store_failed" in state:
                 return bool(state["alert/store_failed"]["active"] is active)
         return False
 
-    def publish_until(done: object, within: float) -> None:
-        nonlocal sent
+    def publish_until(self, done: Callable[[], bool], within: float) -> None:
         deadline = time.monotonic() + within
-        while not done():  # type: ignore[operator]
-            assert time.monotonic() < deadline, f"not within {within} s ({sent} sent)"
-            sent += 1
-            payload = {"lines": [{"id": 0, "fw": sent, "bw": 0}]}
-            watcher.publish(TOPIC, json.dumps(payload).encode())
+        while not done():
+            assert time.monotonic() < deadline, f"not within {within} s ({self.sent} sent)"
+            self.sent += 1
+            payload = {"lines": [{"id": 0, "fw": self.sent, "bw": 0}]}
+            self.watcher.publish(TOPIC, json.dumps(payload).encode())
             time.sleep(0.002)  # a busy entrance, not a flood the broker would drop from
 
+    def wait_all_committed(self, within: float = 60) -> list[int]:
+        deadline = time.monotonic() + within
+        while sorted(set(_entered(self.config))) != list(range(1, self.sent + 1)):
+            missing = sorted(set(range(1, self.sent + 1)) - set(_entered(self.config)))
+            assert time.monotonic() < deadline, f"not committed: {missing[:20]} of {self.sent}"
+            time.sleep(0.2)
+        return _entered(self.config)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> str:
+        assert self.gateway is not None
+        self.gateway.send_signal(sig)
+        out, _ = self.gateway.communicate(timeout=60)
+        return out
+
+
+def test_a_full_disk_is_an_alert_and_loses_no_acknowledged_message(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    branch = Branch(tmp_path, mosquitto)
+    branch.start(limited=True)
     try:
-        watcher.wait_for(  # the gateway is up
-            lambda seen: any(m.payload == b"online" for m in seen), timeout=30
-        )
-        publish_until(functools.partial(alert_is, True), within=120)
-        publish_until(lambda: sent % 50 == 0, within=30)  # and some more while it is full
-        status = _status(path)
+        branch.publish_until(functools.partial(branch.alert_is, True), within=120)
+        branch.publish_until(lambda: branch.sent % 50 == 0, within=30)  # more while it is full
+        status = _status(branch.path)
         # SQLite says "disk I/O error" for a file-size limit, "database or disk is full" for
         # a full file system: either is the store refusing the commit.
         assert "STORE REFUSES COMMITS: OperationalError: " in status
         assert "store_failed: the local store refuses commits" in status
+        assert branch.gateway is not None
         resource.prlimit(
-            gateway.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+            branch.gateway.pid,
+            resource.RLIMIT_FSIZE,
+            (resource.RLIM_INFINITY, resource.RLIM_INFINITY),
         )
-        publish_until(functools.partial(alert_is, False), within=60)
-        deadline = time.monotonic() + 60
-        while sorted(set(_entered(config))) != list(range(1, sent + 1)):
-            missing = sorted(set(range(1, sent + 1)) - set(_entered(config)))
-            assert time.monotonic() < deadline, f"not committed: {missing[:20]} of {sent}"
-            time.sleep(0.2)
-        entered = _entered(config)
-        assert sorted(entered) == list(range(1, sent + 1))  # each once, none lost
+        branch.publish_until(functools.partial(branch.alert_is, False), within=60)
+        entered = branch.wait_all_committed()
+        assert sorted(entered) == list(range(1, branch.sent + 1))  # each once, none lost
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        out, _ = gateway.communicate(timeout=60)
-        watcher.close()
-    assert gateway.returncode == 0, out
+        out = branch.stop()
+        branch.watcher.close()
     assert "outbox: commit failed (" in out, out
     assert "; retrying, nothing is dropped" in out, out
+
+
+def test_a_gateway_killed_while_the_disk_is_full_gets_every_message_again(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """QoS 1 messages are acknowledged to the broker only once committed: what the gateway
+    held in memory when it died is sent again by the broker to the restarted gateway
+    (persistent session), and nothing it had committed comes twice."""
+    branch = Branch(tmp_path, mosquitto)
+    branch.start(limited=True)
+    try:
+        branch.publish_until(functools.partial(branch.alert_is, True), within=120)
+        branch.publish_until(lambda: branch.sent % 50 == 0, within=30)
+        committed_before = len(_entered(branch.config))
+        assert committed_before < branch.sent  # some were held in memory, unacknowledged
+        branch.stop(signal.SIGKILL)
+        branch.start(limited=False)  # the disk has room again
+        entered = branch.wait_all_committed()
+        assert sorted(entered) == list(range(1, branch.sent + 1))  # each exactly once
+    finally:
+        branch.stop()
+        branch.watcher.close()
