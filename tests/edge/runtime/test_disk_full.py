@@ -149,6 +149,8 @@ def test_a_full_disk_is_an_alert_and_loses_no_acknowledged_message(
         # a full file system: either is the store refusing the commit.
         assert "STORE REFUSES COMMITS: OperationalError: " in status
         assert "store_failed: the local store refuses commits" in status
+        assert "task device:counter: running, 0 restarts" in status  # every task, by name
+        assert "task engine" not in status  # no hours in this config: no engine task
         assert branch.gateway is not None
         resource.prlimit(
             branch.gateway.pid,
