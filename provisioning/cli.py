@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from openbranch.dashboards import grafana
 from openbranch.edge.core.registry import default_registry
+from openbranch.provisioning import files as owned
 from openbranch.provisioning import influx
 from openbranch.provisioning.inventory import Inventory, inventory_json_schema, load_inventory
-from openbranch.provisioning.render import fleet_of, render, user_of
-from openbranch.provisioning.secrets import Secrets
+from openbranch.provisioning.render import FILE_MODES, RenderError, fleet_of, render, user_of
+from openbranch.provisioning.secrets import Secrets, SecretsError
 
 __all__ = ["diff", "provision_commands"]
 
@@ -22,36 +23,24 @@ def _load(path: Path) -> Inventory:
     return load_inventory(path, check_device=default_registry().check_device)
 
 
-def _rendered(args: argparse.Namespace) -> tuple[Inventory, Mapping[str, str]]:
+def _rendered(args: argparse.Namespace, *, create: bool = True) -> tuple[Inventory, Rendered]:
     inventory = _load(args.inventory)
-    branches = tqdm(
-        inventory.branches,
-        desc="rendering",
-        unit="branch",
-        leave=False,
-        disable=len(inventory.branches) < 20,
-    )
-    for _ in branches:  # rendering is fast; the bar is for fleets of hundreds
-        pass
-    return inventory, render(inventory, Secrets(args.secrets))
+    secrets = Secrets(args.secrets, create=create)
+    files = render(inventory, secrets)
+    return inventory, Rendered(files=files, secrets=secrets)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Rendered files and the secrets they were rendered with."""
+
+    files: Mapping[str, str]
+    secrets: Secrets
 
 
 def diff(files: Mapping[str, str], out: Path) -> dict[str, list[str]]:
-    """Files added, changed and removed against what is rendered in ``out`` now."""
-    old = (
-        {
-            str(p.relative_to(out)): p.read_text(encoding="utf-8")
-            for p in sorted(out.rglob("*"))
-            if p.is_file()
-        }
-        if out.exists()
-        else {}
-    )
-    return {
-        "added": sorted(set(files) - set(old)),
-        "changed": sorted(n for n in set(files) & set(old) if files[n] != old[n]),
-        "removed": sorted(set(old) - set(files)),
-    }
+    """Files added, changed and removed against what a render wrote in ``out`` before."""
+    return owned.plan(files, out, FILE_MODES).as_dict()
 
 
 def _print_diff(changes: dict[str, list[str]]) -> int:
@@ -65,39 +54,34 @@ def _print_diff(changes: dict[str, list[str]]) -> int:
     return total
 
 
-def _write(files: Mapping[str, str], out: Path, changes: dict[str, list[str]]) -> None:
-    for name in tqdm(
-        changes["added"] + changes["changed"],
-        desc="writing",
-        unit="file",
-        leave=False,
-        disable=len(files) < 50,
-    ):
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(files[name], encoding="utf-8")
-    for name in changes["removed"]:
-        (out / name).unlink()
+def _write(files: Mapping[str, str], out: Path) -> dict[str, list[str]]:
+    changes = owned.plan(files, out, FILE_MODES)
+    owned.write(files, out, changes, FILE_MODES)
+    return changes.as_dict()
 
 
 def _render(args: argparse.Namespace) -> int:
-    inventory, files = _rendered(args)
-    _write(files, args.out, diff(files, args.out))
-    print(f"{args.inventory}: {len(inventory.branches)} branches, {len(files)} files in {args.out}")
+    inventory, rendered = _rendered(args)
+    _write(rendered.files, args.out)
+    print(
+        f"{args.inventory}: {len(inventory.branches)} branches,"
+        f" {len(rendered.files)} files in {args.out}"
+    )
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
-    _, files = _rendered(args)
-    _print_diff(diff(files, args.out))
+    _, rendered = _rendered(args, create=False)
+    _print_diff(diff(rendered.files, args.out))
+    for name in rendered.secrets.missing:
+        print(f"  secret  {name} (apply creates it)")  # the name, never a value
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
-    inventory, files = _rendered(args)
-    changes = diff(files, args.out)
-    _print_diff(changes)
-    _write(files, args.out, changes)
+    inventory, rendered = _rendered(args)
+    _print_diff(diff(rendered.files, args.out))
+    _write(rendered.files, args.out)
     if args.grafana:
         token = Path(args.grafana_token_file).read_text(encoding="utf-8").strip()
         pushed = grafana.push_fleet(args.grafana, token, fleet_of(inventory))
@@ -131,12 +115,25 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refusing(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that prints a folder's or a value's problem on one line and exits 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (owned.FilesError, SecretsError, RenderError) as exc:
+            print(f"provision {args.action}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     provision = sub.add_parser("provision", help="render the fleet from its inventory")
     psub = provision.add_subparsers(dest="action", required=True)
     for name, func, helptext in (
         ("render", _render, "write gateway configs, broker accounts, ACLs, InfluxDB setup"),
-        ("plan", _plan, "show what would change against the last render, touching nothing"),
+        ("plan", _plan, "show what would change against the last render, writing nothing"),
         ("apply", _apply, "render, write what changed, and apply to live servers"),
     ):
         cmd = psub.add_parser(name, help=helptext)
@@ -146,17 +143,17 @@ def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "--secrets",
             type=Path,
             default=Path("var/secrets"),
-            help="the operator's secrets folder (created 0700)",
+            help="the operator's secrets folder (created 0700; an existing one keeps its mode)",
         )
         if name == "apply":
             cmd.add_argument("--influxdb", help="InfluxDB 1.x URL to set up")
             cmd.add_argument("--grafana", help="Grafana URL to push the dashboards to")
             cmd.add_argument("--grafana-token-file", help="a file holding a Grafana API token")
-        cmd.set_defaults(func=func)
+        cmd.set_defaults(func=_refusing(func))
     schema = psub.add_parser("schema", help="print the JSON Schema of inventories")
     schema.set_defaults(func=_schema)
     rotate = psub.add_parser("rotate", help="new credentials for one branch's gateway")
     rotate.add_argument("inventory", type=Path)
     rotate.add_argument("branch")
     rotate.add_argument("--secrets", type=Path, default=Path("var/secrets"))
-    rotate.set_defaults(func=_rotate)
+    rotate.set_defaults(func=_refusing(_rotate))

@@ -34,6 +34,7 @@ from openbranch.provisioning.secrets import Secrets
 from openbranch.provisioning.text import comment, control_problem, host_problem, topic_problem
 
 __all__ = [
+    "FILE_MODES",
     "GATEWAY_SECRETS",
     "PBKDF2_ITERATIONS",
     "RenderError",
@@ -170,6 +171,9 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
         config["safety"] = {"fire_alarm_device": branch.fire_alarm_device}
     return config
 
+
+#: Rendered files that are not world-readable (mode by path; every other file is 0644).
+FILE_MODES: Mapping[str, int] = {"mosquitto/passwd": 0o600}
 
 #: PBKDF2-SHA512 iterations of the password file (Mosquitto's ``$7$`` format carries the
 #: count; mosquitto_passwd 2.0 writes 101). Each CONNECT costs the broker one hash.
