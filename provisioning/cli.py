@@ -8,25 +8,47 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from openbranch.dashboards import grafana
 from openbranch.edge.core.registry import default_registry
 from openbranch.provisioning import files as owned
 from openbranch.provisioning import influx
-from openbranch.provisioning.inventory import Inventory, inventory_json_schema, load_inventory
+from openbranch.provisioning.inventory import (
+    Branch,
+    Inventory,
+    inventory_json_schema,
+    load_inventory,
+)
 from openbranch.provisioning.render import FILE_MODES, RenderError, fleet_of, render, user_of
 from openbranch.provisioning.secrets import Secrets, SecretsError
 
-__all__ = ["diff", "provision_commands"]
+__all__ = ["diff", "progress_bar", "provision_commands"]
 
 
 def _load(path: Path) -> Inventory:
     return load_inventory(path, check_device=default_registry().check_device)
 
 
+#: Fleets from this many branches get a progress bar (on stderr) while they render.
+PROGRESS_FROM = 20
+
+
+def progress_bar(branches: list[Branch]) -> tqdm[Branch]:
+    """A bar over the branches as ``render`` renders them, one step per branch."""
+    return tqdm(
+        branches,
+        desc="rendering",
+        unit="branch",
+        file=sys.stderr,
+        disable=len(branches) < PROGRESS_FROM,
+    )
+
+
 def _rendered(args: argparse.Namespace, *, create: bool = True) -> tuple[Inventory, Rendered]:
     inventory = _load(args.inventory)
     secrets = Secrets(args.secrets, create=create)
-    files = render(inventory, secrets)
+    files = render(inventory, secrets, progress=progress_bar)
     return inventory, Rendered(files=files, secrets=secrets)
 
 
