@@ -95,8 +95,8 @@ class Session:
             return any(t == topic for t, _p in self.messages)
 
     def close(self) -> None:
+        self.client.disconnect()  # wakes the network thread, so loop_stop does not wait 1 s
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def connack(broker: Mosquitto, user: str | None, password: str | None) -> int:

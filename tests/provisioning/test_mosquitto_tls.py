@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from openbranch.edge.core.registry import default_registry
 from openbranch.provisioning.inventory import load_inventory
@@ -97,8 +94,6 @@ class RenderedBroker(Mosquitto):
         return (self.dir / "rendered.conf").exists() and self._listening()
 
     def _listening(self) -> bool:
-        import socket
-
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
@@ -113,34 +108,40 @@ def connect(
     user: str | None = None,
     password: str | None = None,
     client_cert: str | None = None,
-) -> bool:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.tls_set(
-        ca_certs=str(certs / "ca.crt"),
-        certfile=str(certs / f"{client_cert}.crt") if client_cert else None,
-        keyfile=str(certs / f"{client_cert}.key") if client_cert else None,
-        cert_reqs=ssl.CERT_REQUIRED,
-    )
-    client.tls_insecure_set(True)  # the chain is verified; the test certificate has no SAN
-    if user is not None:
-        client.username_pw_set(user, password)
-    result: list[Any] = []
-    client.on_connect = lambda _c, _u, _f, rc, _p: result.append(rc)
-    try:
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        deadline = time.monotonic() + 3
-        while not result and time.monotonic() < deadline:
-            time.sleep(0.02)
-    except (OSError, ssl.SSLError):
-        return False
-    finally:
-        client.loop_stop()
-        client.disconnect()
-        sock = client.socket()
-        if sock is not None:
-            sock.close()
-    return bool(result) and not result[0].is_failure
+) -> int | str:
+    """The broker's answer to an MQTT v5 CONNECT over TLS: the CONNACK's reason code (0:
+    accepted), or the TLS alert with which the server refused the handshake (its text)."""
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.check_hostname = False  # the chain is verified; the test certificate has no SAN
+    if client_cert is not None:
+        context.load_cert_chain(certs / f"{client_cert}.crt", certs / f"{client_cert}.key")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        try:
+            tls.sendall(connect_packet(user, password))
+            answer = tls.recv(64)  # TLS 1.3: a refused client certificate is an alert here
+        except ssl.SSLError as exc:
+            return str(exc)  # e.g. [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] ...
+    assert answer[:1] == b"\x20", answer  # CONNACK
+    return answer[3]  # v5 CONNACK: flags, then the reason code
+
+
+def connect_packet(user: str | None, password: str | None) -> bytes:
+    """An MQTT v5 CONNECT: clean start, keep-alive 10 s, client id "probe", no properties."""
+
+    def string(text: str) -> bytes:
+        data = text.encode()
+        return len(data).to_bytes(2, "big") + data
+
+    flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
+    body = string("MQTT") + bytes([5, flags]) + (10).to_bytes(2, "big") + b"\x00"
+    body += string("probe")
+    body += string(user) if user is not None else b""
+    body += string(password) if password is not None else b""
+    assert len(body) < 128
+    return bytes([0x10, len(body)]) + body
 
 
 def test_the_whole_rendered_config_loads_and_admits_the_right_identities(tmp_path: Path) -> None:
@@ -172,10 +173,12 @@ def test_the_whole_rendered_config_loads_and_admits_the_right_identities(tmp_pat
     broker = start_or_fail(lambda: broker)
     try:
         password = secrets.get("mqtt/gw-hasle")
-        assert connect(main_port, certs, user="gw-hasle", password=password)
-        assert not connect(main_port, certs, user="gw-hasle", password="wrong")
-        assert not connect(main_port, certs)  # anonymous
-        assert connect(bridge_port, certs, client_cert="gw-viby")  # the bridge's certificate
-        assert not connect(bridge_port, certs)  # no certificate, no bridge
+        assert connect(main_port, certs, user="gw-hasle", password=password) == 0
+        assert connect(main_port, certs, user="gw-hasle", password="wrong") == 0x87
+        assert connect(main_port, certs) == 0x87  # anonymous: Not authorized
+        assert connect(bridge_port, certs, client_cert="gw-viby") == 0  # the bridge's cert
+        refused = connect(bridge_port, certs)  # no certificate, no bridge: a TLS alert
+        assert isinstance(refused, str)
+        assert "ALERT_CERTIFICATE_REQUIRED" in refused or "ALERT_HANDSHAKE_FAILURE" in refused
     finally:
         broker.close()

@@ -4,21 +4,17 @@ ACL holds against real MQTT clients on a real Mosquitto."""
 from __future__ import annotations
 
 import stat
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from openbranch.edge.core.registry import default_registry, load_checked
 from openbranch.edge.core.yamlsource import ConfigError
 from openbranch.integrations.homeassistant.discovery import node_id
 from openbranch.provisioning.inventory import load_inventory
-from openbranch.provisioning.render import render
+from openbranch.provisioning.render import mosquitto_password_line, render
 from openbranch.provisioning.secrets import Secrets
+from tests.provisioning.mqttprobe import NOT_AUTHORIZED, Session, connack, reads
 from tests.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,68 +88,22 @@ def test_inventory_errors_name_file_line_and_field(tmp_path: Path) -> None:
         assert line > 1
 
 
-def can(
-    user: str | None,
-    password: str | None,
-    broker: Mosquitto,
-    *,
-    sub: str | None = None,
-    pub: str | None = None,
-    other: str | None = None,
-) -> bool:
-    """Does ``user`` get a message through: subscribe to ``sub`` and receive what ``other``
-    publishes (default operations), or publish ``pub`` and have ``other`` (default dashboards)
-    receive it? ``other`` must itself be allowed the other side."""
-    got = threading.Event()
-    connected: list[Any] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    if user is not None:
-        client.username_pw_set(user, password)
-    client.on_connect = lambda _c, _u, _f, rc, _p: connected.append(rc)
-    client.on_message = lambda _c, _u, _m: got.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    deadline = time.monotonic() + 3
-    while not connected and time.monotonic() < deadline:
-        time.sleep(0.02)
+PROBE = ("probe", "probe")  # a test-only account that may publish anywhere
+
+
+def _puback(broker: Mosquitto, account: tuple[str, str], topic: str) -> int:
+    session = Session(broker, *account)
     try:
-        if not connected or connected[0].is_failure:
-            return False
-        if sub is not None:
-            client.subscribe(sub, qos=1)
-            time.sleep(0.2)
-            ops = mqtt.Client(CallbackAPIVersion.VERSION2)
-            sender = other or "operations"
-            ops.username_pw_set(sender, broker.passwords[sender])  # type: ignore[attr-defined]
-            ops.connect(broker.host, broker.port)
-            ops.loop_start()
-            ops.publish(sub.replace("#", "x").replace("+", "x"), b"probe", qos=1).wait_for_publish(
-                2
-            )
-            ops.loop_stop()
-            ops.disconnect()
-            return got.wait(1)
-        assert pub is not None
-        observer = mqtt.Client(CallbackAPIVersion.VERSION2)
-        watcher = other or "dashboards"
-        observer.username_pw_set(watcher, broker.passwords[watcher])  # type: ignore[attr-defined]
-        seen = threading.Event()
-        observer.on_message = lambda _c, _u, _m: seen.set()
-        observer.connect(broker.host, broker.port)
-        observer.subscribe("#", qos=1)
-        observer.loop_start()
-        time.sleep(0.2)
-        client.publish(pub, b"probe", qos=1).wait_for_publish(2)
-        result = seen.wait(1)
-        observer.loop_stop()
-        observer.disconnect()
-        return result
+        assert session.connack == 0, f"{account[0]} was refused: {session.connack:#x}"
+        return session.publish(topic)
     finally:
-        client.loop_stop()
-        client.disconnect()
+        session.close()
 
 
 def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
+    """Every refusal is the broker's own answer (PUBACK or CONNACK 0x87 for MQTT v5), and every
+    "cannot read" is read after a marker that was published later has arrived (the probe
+    account, added for the test, publishes what the readers are tested with)."""
     files, secrets = rendered(tmp_path)
     out = tmp_path / "out" / "mosquitto"
     # the rendered conf's global limits too (its listeners need certificates not made here)
@@ -163,49 +113,60 @@ def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
         if line.startswith("max_queued_messages ")
     ]
     assert limits == ["max_queued_messages 100000"]
-    broker = Mosquitto(
-        f"password_file {out / 'passwd'}\nacl_file {out / 'acl'}\n{limits[0]}\n", anonymous=False
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    passwd.write_text(
+        files["mosquitto/passwd"] + mosquitto_password_line(*PROBE) + "\n", encoding="utf-8"
     )
-    broker.passwords = {
-        u: secrets.get(f"mqtt/{u}")
-        for u in ("gw-hasle", "gw-viby", "operations", "dashboards", "homeassistant")
-    }  # type: ignore[attr-defined]
+    acl.write_text(files["mosquitto/acl"] + "\nuser probe\ntopic readwrite #\n", encoding="utf-8")
+    assert (out / "acl").read_text(encoding="utf-8") == files["mosquitto/acl"]
+    broker = Mosquitto(f"password_file {passwd}\nacl_file {acl}\n{limits[0]}\n", anonymous=False)
     broker.start()
+
+    def account(user: str) -> tuple[str, str]:
+        return (user, secrets.get(f"mqtt/{user}"))
+
+    hasle, viby = account("gw-hasle"), account("gw-viby")
+    ops, dash, ha = account("operations"), account("dashboards"), account("homeassistant")
+    own_control = "openbranch/hasle/control"  # a marker gw-hasle may read
     try:
-        hasle, viby = (
-            ("gw-hasle", broker.passwords["gw-hasle"]),
-            ("gw-viby", broker.passwords["gw-viby"]),
-        )  # type: ignore[attr-defined]
-        ops = ("operations", broker.passwords["operations"])  # type: ignore[attr-defined]
-        dash = ("dashboards", broker.passwords["dashboards"])  # type: ignore[attr-defined]
-        assert can(*hasle, broker, sub="openbranch/hasle/control")  # its own command topic
-        assert not can(*hasle, broker, sub="openbranch/viby/control")  # not another's
-        assert not can(*hasle, broker, sub="#")  # not everything
-        assert can(*hasle, broker, pub="openbranch/hasle/main-meter/state")  # its own telemetry
-        assert not can(*hasle, broker, pub="openbranch/viby/main-meter/state")  # not another's
-        assert not can(*hasle, broker, pub="openbranch/hasle/control")  # cannot command itself
-        assert can(*ops, broker, pub="openbranch/viby/control")  # operations may command
-        assert not can(*dash, broker, pub="openbranch/viby/control")  # dashboards only read
-        assert not can(None, None, broker, pub="openbranch/hasle/status")  # anonymous refused
-        assert not can("gw-hasle", "wrong", broker, pub="openbranch/hasle/status")
-        assert can(*viby, broker, pub="openbranch/viby/status")
+        assert reads(broker, hasle, own_control, writer=PROBE, marker="homeassistant/status")
+        assert not reads(broker, hasle, "openbranch/viby/control", writer=PROBE, marker=own_control)
+        assert not reads(  # not everything
+            broker,
+            hasle,
+            "#",
+            publish_to="openbranch/viby/x/state",
+            writer=PROBE,
+            marker=own_control,
+        )
+        assert _puback(broker, hasle, "openbranch/hasle/main-meter/state") < 0x80  # its own
+        assert _puback(broker, hasle, "openbranch/viby/main-meter/state") == NOT_AUTHORIZED
+        assert _puback(broker, hasle, own_control) == NOT_AUTHORIZED  # cannot command itself
+        assert _puback(broker, ops, "openbranch/viby/control") < 0x80  # operations may command
+        assert _puback(broker, dash, "openbranch/viby/control") == NOT_AUTHORIZED  # read only
+        assert reads(broker, dash, "openbranch/#", publish_to="openbranch/viby/status",
+                     writer=PROBE, marker="openbranch/hasle/status")  # fmt: skip
+        assert connack(broker, None, None) == NOT_AUTHORIZED  # anonymous refused
+        assert connack(broker, "gw-hasle", "wrong") == NOT_AUTHORIZED
+        assert _puback(broker, viby, "openbranch/viby/status") < 0x80
         # Home Assistant discovery: each gateway its own configs (and reads them back to
         # remove stale ones), Home Assistant reads everything and announces its status
-        ha = ("homeassistant", broker.passwords["homeassistant"])  # type: ignore[attr-defined]
         mine = f"homeassistant/sensor/{node_id('hasle')}/main-meter_total/config"
         theirs = f"homeassistant/sensor/{node_id('viby')}/main-meter_total/config"
-        assert can(*hasle, broker, pub=mine, other="homeassistant")
-        assert can(*hasle, broker, sub=mine, other="gw-hasle")  # reads its own back
-        assert not can(*hasle, broker, pub=theirs, other="homeassistant")
-        assert not can(*hasle, broker, sub=theirs, other="gw-viby")
-        assert can(*hasle, broker, sub="homeassistant/status", other="homeassistant")
-        assert not can(*hasle, broker, pub="homeassistant/status", other="homeassistant")
+        assert _puback(broker, hasle, mine) < 0x80
+        assert reads(broker, hasle, mine, writer=PROBE, marker=own_control)  # reads its own back
+        assert _puback(broker, hasle, theirs) == NOT_AUTHORIZED
+        assert not reads(broker, hasle, theirs, writer=PROBE, marker=own_control)
+        assert reads(broker, hasle, "homeassistant/status", writer=PROBE, marker=own_control)
+        assert _puback(broker, hasle, "homeassistant/status") == NOT_AUTHORIZED
         every_viby_config = f"homeassistant/+/{node_id('viby')}/+/config"
-        assert can(*ha, broker, sub=every_viby_config, other="gw-viby")
-        assert can(*ha, broker, sub="openbranch/+/control")  # reads the fleet's topics
-        assert can(*ha, broker, pub="homeassistant/status", other="gw-hasle")
-        assert not can(*ha, broker, pub="openbranch/hasle/control")  # read-only
-        assert not can(*ha, broker, pub=mine, other="gw-hasle")
+        assert reads(broker, ha, every_viby_config, publish_to=theirs, writer=PROBE,
+                     marker="homeassistant/status")  # fmt: skip
+        assert reads(broker, ha, "openbranch/+/control", publish_to="openbranch/viby/control",
+                     writer=PROBE, marker="homeassistant/status")  # fmt: skip
+        assert _puback(broker, ha, "homeassistant/status") < 0x80
+        assert _puback(broker, ha, own_control) == NOT_AUTHORIZED  # read-only
+        assert _puback(broker, ha, mine) == NOT_AUTHORIZED
     finally:
         broker.close()
 

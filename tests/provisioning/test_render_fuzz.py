@@ -231,8 +231,8 @@ def _receives(broker: Mosquitto, user: str, password: str, topic: str) -> bool:
         return topic in got
     finally:
         for client in (probe, reader):
-            client.loop_stop()
             client.disconnect()
+            client.loop_stop()
 
 
 @settings(
