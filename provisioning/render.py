@@ -343,17 +343,17 @@ def render(
     loop over branches, e.g. with a progress bar; ``salt`` draws a new password hash's salt).
     """
     files: dict[str, str] = {}
-    for branch in progress(list(inventory.branches)):
+    passwd: list[str] = []
+    for branch in progress(list(inventory.branches)):  # a branch's whole work, hash included
         files[f"gateways/{branch.id}.yaml"] = (
             f"# Gateway config for {comment(branch.name)}, rendered from the"
             f" {comment(inventory.municipality.name)} inventory.\n"
             "# Secrets are files on the gateway, never values here.\n"
             + dump_yaml(render_gateway(inventory, branch), where=f"gateways/{branch.id}.yaml")
         )
-    users = [user_of(b) for b in inventory.branches] + [OPERATIONS, DASHBOARDS, HOME_ASSISTANT]
-    files["mosquitto/passwd"] = "".join(
-        _password_line(user, secrets, salt) + "\n" for user in users
-    )
+        passwd.append(_password_line(user_of(branch), secrets, salt))
+    passwd += [_password_line(u, secrets, salt) for u in (OPERATIONS, DASHBOARDS, HOME_ASSISTANT)]
+    files["mosquitto/passwd"] = "".join(line + "\n" for line in passwd)
     files["mosquitto/acl"] = _acl(inventory)
     files["mosquitto/openbranch.conf"] = _mosquitto_conf()
     for branch in inventory.branches:
