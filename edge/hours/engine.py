@@ -105,6 +105,10 @@ class Occupancy:
     one door and leave by another, so the branch's count is the clamped sum of the nets.
     ``reset`` makes the current count zero: the daily correction once the branch is closed
     and verified empty (counters drift: a person counted in but not out).
+
+    A total that drops is the counter's own reset (the gateway's plausibility filter,
+    ``edge.core.plausible``, lets only a drop to near zero through): the people counted before
+    it are still in the balance. A negative total is never taken.
     """
 
     def __init__(self) -> None:
@@ -113,6 +117,12 @@ class Occupancy:
         self.known = False
 
     def update(self, entered: int, exited: int) -> int:
+        if entered < 0 or exited < 0:
+            return self.present
+        if self.known and entered < self._entered:
+            self._baseline -= self._entered  # the counter restarted: keep who it counted in
+        if self.known and exited < self._exited:
+            self._baseline += self._exited
         self._entered, self._exited, self.known = entered, exited, True
         return self.present
 

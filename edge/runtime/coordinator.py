@@ -2,7 +2,9 @@
 
 It logs once when a device goes down and once when it recovers, backs off while it is down,
 and marks values unavailable instead of inventing them. Readings go to ``emit`` (the outbox);
-consumers read ``last`` and ``available``.
+consumers read ``last`` and ``available``. Every device's readings pass the plausibility filter
+first (``edge.core.plausible``): a people counter's value no door could have produced is taken
+out, counted in ``stats.rejected`` ("implausible"), and neither stored nor seen by the engine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime
 
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.device import DeviceSource, DeviceUnreachable, PollResult
+from openbranch.edge.core.plausible import CounterFilter
 from openbranch.edge.core.reading import Reading, Value
 
 __all__ = ["Coordinator", "DeviceStats"]
@@ -63,6 +66,7 @@ class Coordinator:
         self.last: dict[tuple[str, str], tuple[Value, datetime]] = {}
         self.stats = DeviceStats()
         self._failures_in_row = 0
+        self._counters = CounterFilter()
 
     @property
     def device_id(self) -> str:
@@ -108,12 +112,20 @@ class Coordinator:
         self.stats.down_since = None
         self.stats.last_ok = now
         self._set_available(True)
-        for reading in result.readings:
+        readings = self._plausible(result.readings)
+        for reading in readings:
             for key, value in reading.fields.items():
                 self.last[(reading.measurement.name, key)] = (value, reading.time)
-        self.stats.readings += len(result.readings)
-        if result.readings:
-            self._emit(result.readings)
+        self.stats.readings += len(readings)
+        if readings:
+            self._emit(readings)
+
+    def _plausible(self, readings: Sequence[Reading]) -> Sequence[Reading]:
+        """The readings without their implausible counter values, each refusal counted."""
+        kept, refused = self._counters.filter(readings)
+        for reason in refused:
+            self._reject(self.device_id, reason)
+        return kept
 
     def _set_available(self, available: bool) -> None:
         changed = self.available is not available
@@ -131,12 +143,14 @@ class Coordinator:
         if self.available is not True:
             self._record(PollResult(readings=tuple(readings), reached=True))
             return
+        readings = self._plausible(readings)
         for reading in readings:
             name = reading.measurement.name
             for key, value in reading.fields.items():
                 self.last[(name, key)] = (value, reading.time)
         self.stats.readings += len(readings)
-        self._emit(readings)
+        if readings:
+            self._emit(readings)
 
     def _reject(self, where: str, reason: str) -> None:
         self.stats.rejected += 1

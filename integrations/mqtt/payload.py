@@ -5,11 +5,14 @@ holds NaN or Infinity, is nested deeper than the limit (checked without recursio
 JSON object: nothing in it can be trusted. A point whose value is missing (when required), of
 the wrong type (a boolean is not a number, ``"12"`` is not an integer unless the point is
 ``quoted``) or not in its map is refused alone, with its reason; the message's other points
-still count, since devices such as Zigbee2MQTT send one object holding unrelated values.
+still count, since devices such as Zigbee2MQTT send one object holding unrelated values. A
+point whose field has a plausible range in the vocabulary (``edge.core.plausible``: a people
+counter's running total is 0..100,000,000) is refused alone when its value is outside it.
 
 Reasons start with a short kind (``oversize``, ``invalid UTF-8``, ``invalid JSON``,
 ``not a number``, ``too deep``, ``not an object``, ``missing field``, ``wrong type``,
-``not in map``) followed by ``:`` and the detail; the gateway counts refusals per kind.
+``not in map``, ``out of range``) followed by ``:`` and the detail; the gateway counts
+refusals per kind.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.plausible import value_range
 from openbranch.edge.core.reading import Value
 from openbranch.integrations.mqtt.profile import MqttPoint
 
@@ -154,6 +158,7 @@ class _Rule:
     scale: float
     required: bool
     quoted: bool
+    range: tuple[int, int] | None
 
 
 class Extractor:
@@ -174,6 +179,7 @@ class Extractor:
                 scale=p.scale,
                 required=p.required,
                 quoted=p.quoted,
+                range=None if p.field is None else value_range(p.measurement, p.field),
             )
             for p in points
             if p.measurement is not None
@@ -206,21 +212,38 @@ class Extractor:
                 continue
             if rule.ignore and _raw_key(raw) in rule.ignore:
                 continue
-            if rule.map is not None:
-                mapped = rule.map.get(_raw_key(raw))
-                if mapped is None:
-                    problems[rule.point] = f"not in map: {rule.path} = {_short(raw)}"
-                    continue
-                values[rule.point] = mapped
-            elif rule.to_float:
-                scaled = float(raw) * rule.scale
-                if not math.isfinite(scaled):
-                    problems[rule.point] = f"not a number: {rule.path} = {_short(raw)} scaled"
-                    continue
-                values[rule.point] = scaled
-            else:
-                values[rule.point] = raw
+            value, problem = _convert(rule, raw)
+            if problem is not None:
+                problems[rule.point] = problem
+                continue
+            values[rule.point] = value
         return Extracted(values, problems)
+
+
+def _convert(rule: _Rule, raw: Any) -> tuple[Value, str | None]:
+    """A raw value of the right JSON type as its field's value, or the reason it is refused."""
+    value: Value
+    if rule.map is not None:
+        mapped = rule.map.get(_raw_key(raw))
+        if mapped is None:
+            return raw, f"not in map: {rule.path} = {_short(raw)}"
+        value = mapped
+    elif rule.to_float:
+        value = float(raw) * rule.scale
+        if not math.isfinite(value):
+            return raw, f"not a number: {rule.path} = {_short(raw)} scaled"
+    else:
+        value = raw
+    if rule.range is not None and not _within(value, rule.range):
+        low, high = rule.range
+        return raw, f"out of range: {rule.path} = {_short(raw)}, not in {low:,}..{high:,}"
+    return value, None
+
+
+def _within(value: Value, limits: tuple[int, int]) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True  # a range is about numbers
+    return limits[0] <= value <= limits[1]
 
 
 def extract(doc: Mapping[str, Any], points: Sequence[MqttPoint]) -> Extracted:

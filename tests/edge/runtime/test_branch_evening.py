@@ -141,8 +141,16 @@ def at(h: int, m: int) -> datetime:
 
 
 def people(devices: dict[str, Any], inside: int) -> None:
-    devices["counter"].set("entered", 100 + inside)
-    devices["counter"].set("exited", 100)
+    """``inside`` people in the branch, as a real counter gets there: people come in (entered
+    counts up) or leave (exited counts up); its totals never go down."""
+    counter = devices["counter"]
+    entered, exited = counter.get("entered") or 100, counter.get("exited") or 100
+    if inside > entered - exited:
+        entered = exited + inside
+    else:
+        exited = entered - inside
+    counter.set("entered", entered)
+    counter.set("exited", exited)
 
 
 def alerts(gateway: Gateway) -> list[str]:

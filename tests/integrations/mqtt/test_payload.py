@@ -189,6 +189,30 @@ BAD: list[Any] = [
         ["wrong type: message.data.totalHuman is str '12.5', not a quoted integer"],
         id="quoted-not-an-integer",
     ),
+    pytest.param(
+        COUNTER,
+        b'{"lines": [{"fw": -5, "bw": -1000000}]}',
+        {},
+        [
+            "out of range: lines.0.fw = -5, not in 0..100,000,000",
+            "out of range: lines.0.bw = -1000000, not in 0..100,000,000",
+        ],
+        id="negative-counts",
+    ),
+    pytest.param(
+        COUNTER,
+        b'{"lines": [{"fw": 0, "bw": 4611686018427387904}]}',
+        {},
+        ["out of range: lines.0.bw = 4611686018427387904, not in 0..100,000,000"],
+        id="a-count-of-2**62",
+    ),
+    pytest.param(
+        AXIS,
+        b'{"message": {"data": {"totalHuman": "-3"}}}',
+        {"topic": "Device1Scenario1"},
+        ["out of range: message.data.totalHuman = -3, not in 0..100,000,000"],
+        id="quoted-negative-count",
+    ),
 ]
 
 
