@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -168,7 +169,16 @@ TOPIC = ONE_LINE.map(lambda t: t.replace("+", "p").replace("#", "h").strip(" ").
 ACCEPTABLE = st.fixed_dictionaries(
     {name: (TOPIC.filter(bool) if name == "topic" else ONE_LINE) for name in FIELDS}
 )
+
+
 # half the examples with text the inventory takes (they render), half with any field hostile
+@pytest.fixture(scope="module")
+def shared_secrets(tmp_path_factory: pytest.TempPathFactory) -> Secrets:
+    """One secrets folder for every example: the accounts are the same, so each password is
+    hashed once (100,000 iterations), not once per example."""
+    return Secrets(tmp_path_factory.mktemp("secrets"))
+
+
 VALUES = st.one_of(
     ACCEPTABLE,
     st.fixed_dictionaries({name: st.one_of(ONE_LINE, TEXT) for name in FIELDS}),
@@ -183,7 +193,7 @@ VALUES = st.one_of(
 )
 @given(values=VALUES)
 def test_random_text_is_refused_where_it_is_or_renders_files_that_parse_back(
-    values: dict[str, str],
+    shared_secrets: Secrets, values: dict[str, str]
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -194,7 +204,7 @@ def test_random_text_is_refused_where_it_is_or_renders_files_that_parse_back(
             _assert_located(outcome, path, values)
             return
         assert _acceptable(values)  # accepted only what it may accept
-        files = dict(render(outcome, Secrets(folder / "secrets")))
+        files = dict(render(outcome, shared_secrets))
         _check_render(folder, outcome, files)
 
 
