@@ -28,6 +28,8 @@ from openbranch.dashboards import build as build_dashboards
 from openbranch.dashboards.model import DATASOURCE
 from openbranch.edge.core.config import HomeAssistantConfig, MqttTransport
 from openbranch.edge.core.schedule import OpeningHours
+from openbranch.integrations.mqtt.profile import CATALOGUE as MQTT_PROFILES
+from openbranch.integrations.mqtt.profile import MqttProfile
 from openbranch.provisioning.influx import setup_for
 from openbranch.provisioning.inventory import Branch, Defaults, Inventory
 from openbranch.provisioning.secrets import Secrets
@@ -211,6 +213,18 @@ def _password_line(user: str, secrets: Secrets, salt: Callable[[], bytes]) -> st
     return line
 
 
+def _device_grants(base: str, profile: MqttProfile, *, where: str) -> list[tuple[str, str]]:
+    """What the gateway needs of one MQTT device's topics: read every topic its profile's
+    points arrive on (the device's own and its sub-topics), write its command topic."""
+    grants = [
+        ("read", base if sub is None else _literal_topic(f"{base}/{sub}", where=where))
+        for sub in profile.topics
+    ]
+    if profile.set_topic is not None:
+        grants.append(("write", _literal_topic(f"{base}/{profile.set_topic}", where=where)))
+    return grants
+
+
 def _acl(inventory: Inventory) -> str:
     lines = [
         "# Rendered by `openbranch provision render`; do not edit.",
@@ -234,7 +248,8 @@ def _acl(inventory: Inventory) -> str:
         for d, device in enumerate(branch.devices):
             if isinstance(device.transport, MqttTransport):
                 where = f"branches[{b}].devices[{d}] ({device.id}).transport.topic"
-                topics.append(("read", _literal_topic(device.transport.topic, where=where)))
+                base = _literal_topic(device.transport.topic, where=where)
+                topics += _device_grants(base, MQTT_PROFILES.all()[device.profile], where=where)
         grants.append((user_of(branch), topics))
     grants += [
         (OPERATIONS, [("write", f"{prefix}/+/control"), ("read", f"{prefix}/#")]),

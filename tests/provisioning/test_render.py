@@ -308,3 +308,32 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     broken = verify(text.replace("WatchdogSec=60s", "WatchdogSec=a minute"))  # it does check
     assert "Failed to parse sec value, ignoring: a minute" in broken.stderr
+
+
+def test_the_acl_grants_a_devices_sub_topics_and_its_command_topic(tmp_path: Path) -> None:
+    """A counter whose points arrive on sub-topics (Axis) and a lock that takes commands on
+    ``<topic>/set`` (Danalock): the gateway may read each sub-topic and write the set topic,
+    and nothing wider."""
+    help_button = (
+        "      - {id: help-button, profile: aqara-help-button, "
+        "transport: {type: mqtt, topic: aarhus/hasle/zigbee2mqtt/help-button}}\n"
+    )
+    text = AARHUS.read_text(encoding="utf-8")
+    assert help_button in text
+    extra = (
+        "      - {id: counter, profile: axis-object-analytics-crossline, "
+        "transport: {type: mqtt, topic: aarhus/hasle/axis/entrance}}\n"
+        "      - {id: lock, profile: danalock-v3-zigbee, "
+        "transport: {type: mqtt, topic: aarhus/hasle/zigbee2mqtt/lock}}\n"
+    )
+    path = tmp_path / "aarhus.yaml"
+    path.write_text(text.replace(help_button, help_button + extra), encoding="utf-8")
+    inventory = load_inventory(path, check_device=default_registry().check_device)
+    acl = dict(render(inventory, Secrets(tmp_path / "secrets")))["mosquitto/acl"]
+    hasle = acl.split("user gw-hasle\n")[1].split("\n\n")[0].splitlines()
+    assert "topic read aarhus/hasle/axis/entrance/Device1Scenario1" in hasle
+    assert "topic read aarhus/hasle/axis/entrance/Device1Scenario2" in hasle
+    assert "topic read aarhus/hasle/axis/entrance" not in hasle  # no point arrives there
+    assert "topic read aarhus/hasle/zigbee2mqtt/lock" in hasle
+    assert "topic write aarhus/hasle/zigbee2mqtt/lock/set" in hasle
+    assert [line for line in hasle if "#" in line] == []
