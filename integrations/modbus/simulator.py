@@ -1,10 +1,12 @@
-"""Real Modbus TCP servers built from device profiles, for the demo and the tests.
+"""Real Modbus servers built from device profiles, for the demo and the tests.
 
 A ``SimulatedUnit`` holds a register image built from its profile: points get values through
 ``set`` (in engineering units, encoded exactly as the device would), gateway writes land in
-the image, and a test can make a block answer a Modbus exception or the whole unit go silent.
-A ``ModbusSimulator`` serves several units on one TCP port, like a Modbus TCP gateway in front
-of an RS-485 line.
+the image, and a test can make a block answer a Modbus exception or a shortened block, or the
+whole unit go silent. A ``ModbusSimulator`` serves several units on one TCP port, like a
+Modbus TCP gateway in front of an RS-485 line (or, with RTU framing, a transparent serial
+server). A ``ModbusRtuSimulator`` serves them with pymodbus's serial server on a simulated
+RS-485 line (``serialline.SerialLine``: socat's pseudo-terminals, bytes paced at the baud rate).
 
 Unused addresses between a profile's points read as zero; addresses outside them, and in the
 profile's holes, answer exception 2 (illegal data address), as real devices do.
@@ -21,17 +23,18 @@ from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from openbranch.edge.core.config import DeviceConfig, ModbusRtuOverTcp, ModbusTcp
+from openbranch.edge.core.config import DeviceConfig, ModbusRtu, ModbusRtuOverTcp, ModbusTcp
 from openbranch.edge.core.device import PointInfo
 from openbranch.edge.core.reading import Value
 from openbranch.integrations.modbus.decode import NoValue, encode
 from openbranch.integrations.modbus.device import decode_point
 from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
 from openbranch.integrations.modbus.register import DataType, Table
+from openbranch.integrations.modbus.serialline import SerialLine
 
-__all__ = ["ModbusSimulator", "SimulatedUnit", "Simulation"]
+__all__ = ["ModbusRtuSimulator", "ModbusSimulator", "SimulatedUnit", "Simulation"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class SimulatedUnit:
                 max(hi, point.address + point.count - 1),
             )
         self._failures: list[_Failure] = []
+        self._short: list[tuple[Table, int, int]] = []
         self._silent = False
         self._stuck: set[int] = set()
         self.requests = 0
@@ -114,8 +118,15 @@ class SimulatedUnit:
         point = self.profile.point(point_id)
         self.fail(point.table, point.address, point.address + point.count - 1, code)
 
+    def shorten(self, table: Table, start: int, end: int) -> None:
+        """Leave ``start..end`` of ``table`` out of every answer, without an exception: a read
+        that reaches into it is answered with the registers (or bits) before ``start`` only,
+        as some devices answer a read that runs past the end of their map."""
+        self._short.append((table, start, end))
+
     def clear_failures(self) -> None:
         self._failures.clear()
+        self._short.clear()
 
     def stick(self, point_id: str) -> None:
         """Accept writes to ``point_id`` but keep the old value, like a jammed actuator."""
@@ -167,6 +178,9 @@ class SimulatedUnit:
         for hole in self.profile.holes:
             if hole.table is table and address <= hole.end and hole.start <= end:
                 return ExcCodes.ILLEGAL_ADDRESS
+        for short, start, stop in self._short:
+            if short is table and address <= stop and start <= end:
+                end = min(end, start - 1)  # nothing at all when the read starts inside
         image = self._image[table]
         return [image.get(a, 0) for a in range(address, end + 1)]
 
@@ -246,29 +260,83 @@ class ModbusSimulator:
             self._server = None
 
 
+class ModbusRtuSimulator:
+    """Units on a simulated RS-485 line: pymodbus's serial server at the line's far end.
+
+    ``start`` starts the line (two socat processes; ``SocatMissing`` without socat) and the
+    server; the gateway opens ``line.port``.
+    """
+
+    def __init__(self, *, line: SerialLine, units: Sequence[SimulatedUnit]) -> None:
+        self.line = line
+        self.units = {u.unit_id: u for u in units}
+        if len(self.units) != len(units):
+            raise ValueError(f"{line.port}: two simulated units share a unit id")
+        self._server: ModbusSerialServer | None = None
+
+    async def start(self) -> None:
+        await self.line.start()
+        try:
+            self._server = ModbusSerialServer(
+                _Context(self.units),
+                framer=FramerType.RTU,
+                port=str(self.line.device_port),
+                baudrate=self.line.baudrate,
+                parity=self.line.parity,
+                stopbits=self.line.stopbits,
+                ignore_missing_devices=True,
+            )
+            await self._server.serve_forever(background=True)
+        except BaseException:
+            await self.line.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None
+        await self.line.stop()
+
+
 class Simulation:
-    """Simulated devices for a gateway's Modbus TCP devices, one server per host:port."""
+    """Simulated devices for a gateway's Modbus devices: one TCP server per host:port (RTU
+    framed for RTU over TCP), one simulated RS-485 line per serial port."""
 
     def __init__(
         self, devices: Sequence[DeviceConfig], profiles: Mapping[str, ModbusProfile]
     ) -> None:
-        by_address: dict[tuple[str, int], list[SimulatedUnit]] = {}
+        by_address: dict[tuple[str, int, bool], list[SimulatedUnit]] = {}
+        by_port: dict[str, tuple[ModbusRtu, list[SimulatedUnit]]] = {}
         self._devices: dict[str, SimulatedUnit] = {}
         for device in devices:
             transport = device.transport
-            if not isinstance(transport, ModbusTcp):
-                kind = "RTU over TCP" if isinstance(transport, ModbusRtuOverTcp) else transport.type
-                raise ValueError(
-                    f"{device.id}: only Modbus TCP devices can be simulated, not {kind}"
-                )
+            if not isinstance(transport, ModbusTcp | ModbusRtuOverTcp | ModbusRtu):
+                raise ValueError(f"{device.id}: {transport.type} is not a Modbus transport")
             unit = SimulatedUnit(
                 device_id=device.id, profile=profiles[device.profile], unit_id=transport.unit_id
             )
-            by_address.setdefault((transport.host, transport.port), []).append(unit)
+            if isinstance(transport, ModbusRtu):
+                by_port.setdefault(transport.serial_port, (transport, []))[1].append(unit)
+            else:
+                rtu = isinstance(transport, ModbusRtuOverTcp)
+                by_address.setdefault((transport.host, transport.port, rtu), []).append(unit)
             self._devices[device.id] = unit
-        self.servers = [
-            ModbusSimulator(host=host, port=port, units=units)
-            for (host, port), units in by_address.items()
+        self.servers: list[ModbusSimulator | ModbusRtuSimulator] = [
+            ModbusSimulator(host=host, port=port, units=units, rtu_framing=rtu)
+            for (host, port, rtu), units in by_address.items()
+        ]
+        self.lines = {
+            port: SerialLine(
+                port=port,
+                baudrate=first.baudrate,
+                parity=first.parity,
+                stopbits=first.stopbits,
+            )
+            for port, (first, _) in by_port.items()
+        }
+        self.servers += [
+            ModbusRtuSimulator(line=self.lines[port], units=units)
+            for port, (_, units) in by_port.items()
         ]
 
     @property
