@@ -45,12 +45,14 @@ import json, socket, sys, time
 from openbranch.integrations.mqtt.simulator import connect_packet, publish_packet
 host, port, devices, messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 # Every device's messages are encoded before the clock starts: the simulated devices stand
-# for hardware of their own, so their encoding should not eat the gateway's two cores.
+# for hardware of their own, so their encoding should not eat the gateway's two cores. Their
+# counts grow as a door allows (one person per 1,000 messages of a device): the gateway
+# refuses a count that outruns a door (edge/core/plausible.py).
+def count(i):
+    k = i // devices  # this device's k-th message
+    return {"lines": [{"id": 0, "fw": 1000 + k // 1000, "bw": 900 + k // 2000}]}
 packets = [
-    publish_packet(
-        f"bench/counter-{i % devices}",
-        json.dumps({"lines": [{"id": 0, "fw": i, "bw": i // 2}]}).encode(),
-    )
+    publish_packet(f"bench/counter-{i % devices}", json.dumps(count(i)).encode())
     for i in range(messages)
 ]
 sock = socket.create_connection((host, port))

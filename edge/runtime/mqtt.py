@@ -36,6 +36,9 @@ Whatever raises inside paho's calls or a handler is caught and logged with its t
 counted in ``errors`` (``last_error`` says what it was); a failure in paho's calls drops the
 connection and the session reconnects, a handler's failure costs only that message.
 
+``hold_back(True)`` stops reading (the gateway's store cannot keep up): messages wait in TCP
+and at the broker; ``hold_back(False)`` reads again.
+
 Acknowledgement: by default paho acknowledges a QoS 1 message once its handlers returned.
 With ``manual_ack=True`` the broker is told only through ``ack_through(marker)``, for every
 QoS 1 message handed over up to ``marker`` (a value of ``delivered``), in order; what was
@@ -162,7 +165,6 @@ class MqttSession:
         self._bye: tuple[int, asyncio.Event] | None = None  # close(): "offline" until PUBACK
         self._refusal: str | None = None
         self._failure: str | None = None
-        self._unreachable = False
         self.protocol = (
             MQTTProtocolVersion.MQTTv311
             if config.protocol == "3.1.1"
@@ -232,7 +234,7 @@ class MqttSession:
         self._answered.clear()
         if self.connected:
             return True
-        self._failure, self._unreachable = None, False
+        self._failure = None
         if self._client.on_message is None:  # closed before: start with a fresh client
             self._client = self._make_client(self.protocol)
         if self._task is None or self._task.done():
@@ -380,7 +382,13 @@ class MqttSession:
         delay = RECONNECT_MIN
         while not self._closing:
             await self._released.wait()  # held back: connecting would only fill TCP again
-            outcome = await self._attempt()
+            try:
+                outcome = await self._attempt()
+            except Exception as exc:  # a bug of ours: never let it end the session
+                self._count_error("session", exc)
+                log.exception("MQTT %s: the session's task failed; reconnecting", self.address)
+                self._drop(self._client, close=False)
+                outcome = "failed"
             if self._stopping():
                 return
             if outcome == "fallback":
@@ -415,7 +423,7 @@ class MqttSession:
         try:
             await asyncio.shield(opening)  # close() waits for the thread, never abandons it
         except OSError as exc:
-            self._give_up(f"unreachable ({exc})", unreachable=True)
+            self._give_up(f"unreachable ({exc})")
             return "failed"
         except Exception as exc:  # e.g. a setting paho refuses
             self._count_error("connect", exc)
@@ -450,10 +458,10 @@ class MqttSession:
         self._give_up(why)
         return "failed"
 
-    def _give_up(self, why: str, *, unreachable: bool = False) -> None:
+    def _give_up(self, why: str) -> None:
         """This attempt failed: tell connect(), and log it at debug level after the first."""
         first = not self._answered.is_set()
-        self._failure, self._unreachable = why, unreachable
+        self._failure = why
         self._answered.set()
         if not first or self._ever_online:
             log.debug("MQTT %s: %s; retrying", self.address, why)
@@ -631,14 +639,15 @@ class MqttSession:
         self._online = True
         if self._ever_online:
             self.reconnects += 1
-            log.info("MQTT %s: connected again", self.address)
-        self._ever_online = True
-        log.debug(
-            "MQTT %s: connected (%s, session present: %s)",
+        log.info(
+            "MQTT %s: connected%s (%s, client id %s, the broker %s the session)",
             self.address,
+            " again" if self._ever_online else "",
             self.protocol.name,
-            getattr(flags, "session_present", None),
+            self.client_id,
+            "kept" if getattr(flags, "session_present", False) else "starts",
         )
+        self._ever_online = True
         client.publish(self.topics.status, b"online", qos=1, retain=True)
         self._unacked.clear()
         for topic_filter in self._handlers:
