@@ -27,7 +27,12 @@ from openbranch.integrations.modbus.decode import NoValue, decode, encode
 from openbranch.integrations.modbus.planner import Request, plan
 from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
 from openbranch.integrations.modbus.register import DataType
-from openbranch.integrations.modbus.transport import Bus, ModbusExceptionResponse, Pacing
+from openbranch.integrations.modbus.transport import (
+    Bus,
+    GarbledAnswer,
+    ModbusExceptionResponse,
+    Pacing,
+)
 
 __all__ = ["ModbusDevice", "decode_point"]
 
@@ -165,7 +170,8 @@ class ModbusDevice:
                     count=request.count,
                     pacing=self._pacing,
                 )
-            except ModbusExceptionResponse as exc:
+            except (ModbusExceptionResponse, GarbledAnswer) as exc:
+                # the device answered: an exception, or a frame the line mangled twice
                 reached = True
                 failures.append(str(exc))
                 missing.update((key, str(exc)) for key in request.keys)

@@ -13,11 +13,12 @@ other side when its stop bit is through, and a device starting its answer only a
 silence after the request. So the frame timing the gateway sees is what a real line gives,
 although a pty itself has no speed.
 
-Faults on demand, as on a real bus: garbage on the line (it reaches the gateway and the units),
-an answer cut short, an answer with a bad CRC, and the gateway's port unplugged (its socat is
-stopped: the pty disappears, and the gateway's open port fails) and plugged back in under the
-same name. ``frames`` records every frame with its time on the wire, so a test can check the
-silences between them.
+Faults on demand, as on a real bus: garbage on the line (the gateway receives it; the units'
+receivers drop it, and a request it runs into), a request garbled on its way, an answer cut
+short, an answer with a bad CRC, and the gateway's port unplugged (its socat is stopped: the
+pty disappears, and the gateway's open port fails) and plugged back in under the same name.
+``frames`` records every frame with its time on the wire, so a test can check the silences
+between them.
 
 A pty cannot carry a parity bit (Linux refuses the setting), so a simulated line is 8N2: the
 11 bits per character of the standard's 8E1, without the parity. socat is a Debian package
@@ -186,6 +187,9 @@ class SerialLine:
         self._last = Sender.NOISE
         self._cut = 0
         self._corrupt = 0
+        self._garble = 0
+        self._noise_end = float("-inf")  # when the last noise on the wire ended
+        self.dropped = 0  # requests the units' receivers dropped (noise ran into them)
         self._tasks: list[asyncio.Task[None]] = []
         self._gateway_pump: asyncio.Task[None] | None = None
 
@@ -232,10 +236,17 @@ class SerialLine:
         log.info("%s: plugged in again", self.port)
 
     def inject(self, garbage: bytes) -> None:
-        """Put bytes on the wire now, between frames: the gateway and the units get them."""
+        """Put bytes on the wire now, between frames. The gateway receives them as they are;
+        the units' receivers see a burst with a bad CRC and drop it, or, when the next
+        request follows it within t3.5, drop that request with it (see ``_send``)."""
         start = self._place(len(garbage), Sender.NOISE)
+        self._noise_end = start + len(garbage) * self.char
+        self.frames.append(Frame(Sender.NOISE, start, self._noise_end, garbage))
         self._to_gateway.put(start, garbage, self.char)
-        self._to_units.put(start, garbage, self.char)
+
+    def garble_next_requests(self, count: int = 1) -> None:
+        """Noise runs into each of the next ``count`` requests: the units drop them."""
+        self._garble += count
 
     def cut_next_answers(self, count: int = 1) -> None:
         """The next ``count`` answers stop half way (a device reset, a loose wire)."""
@@ -255,6 +266,23 @@ class SerialLine:
         return start
 
     def _send(self, frame: bytes, sender: Sender) -> None:
+        """Put a frame on the wire, with the faults asked for.
+
+        The units are served by pymodbus's serial server, which finds frames by their length
+        and CRC alone, and hunting through garbage can cost it later requests too. A device
+        finds frames by the silence around them and drops one with a bad CRC, so the line
+        delivers to the units only what such a receiver passes on: never the noise, and no
+        request that noise ran into (less than t3.5 between them: one bad frame).
+        """
+        if sender is Sender.GATEWAY:
+            start = self._place(len(frame), sender)
+            self.frames.append(Frame(sender, start, start + len(frame) * self.char, frame))
+            if self._garble or start - self._noise_end < self.silence:
+                self._garble = max(0, self._garble - 1)
+                self.dropped += 1
+                return
+            self._to_units.put(start, frame, self.char)
+            return
         if sender is Sender.DEVICE:
             if self._corrupt:
                 self._corrupt -= 1
@@ -265,8 +293,7 @@ class SerialLine:
                 frame = frame[: len(frame) // 2]
         start = self._place(len(frame), sender)
         self.frames.append(Frame(sender, start, start + len(frame) * self.char, frame))
-        outlet = self._to_gateway if sender is Sender.DEVICE else self._to_units
-        outlet.put(start, frame, self.char)
+        self._to_gateway.put(start, frame, self.char)
 
     async def _pump(self, side: _Socat, sender: Sender) -> None:
         """Cut what ``side`` writes into frames and put them on the wire."""
