@@ -131,6 +131,10 @@ class ExtensionContext:
     config: GatewayConfig
     mqtt: MqttLink | None
     clock: Clock
+    #: Call with a listener to hear each alert kind the gateway raises, from the gateway
+    #: itself (not from its MQTT state topic, which a broker without the rendered ACL would
+    #: let anyone write).
+    on_alert: Callable[[Callable[[str], None]], None] = lambda _listener: None
 
 
 class Extension(Protocol):

@@ -211,7 +211,12 @@ class Gateway:
             outbox.on_drop = self._on_drop
         if extensions is None:
             extensions = load_extensions(
-                ExtensionContext(config=config, mqtt=self.mqtt, clock=clock)
+                ExtensionContext(
+                    config=config,
+                    mqtt=self.mqtt,
+                    clock=clock,
+                    on_alert=self.journal.raised.append,
+                )
             )
         self.extensions = list(extensions)
 

@@ -35,6 +35,7 @@ class Journal:
         self._publish_own = publish_own
         self._on_active = on_active  # the gateway keeps them for `gateway status`
         self.listeners: list[Listener] = []
+        self.raised: list[Callable[[str], None]] = []  # hear each alert kind when raised
         self.active: dict[str, str] = {}  # alert kind -> message, while raised
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
@@ -47,6 +48,8 @@ class Journal:
         was = self.active.get(kind)
         if active:
             self.active[kind] = message
+            for hear in self.raised:
+                hear(kind)
         else:
             self.active.pop(kind, None)
         if self.active.get(kind) != was:

@@ -37,7 +37,9 @@ def extension(context: ExtensionContext) -> HomeAssistantDiscovery | None:
     if context.mqtt is None or not context.config.homeassistant.enabled:
         return None
     try:
-        return HomeAssistantDiscovery(config=context.config, session=context.mqtt)
+        found = HomeAssistantDiscovery(config=context.config, session=context.mqtt)
     except DiscoveryError as exc:
         log.error("Home Assistant discovery is off: %s", exc)
         return None
+    context.on_alert(found.on_alert)
+    return found

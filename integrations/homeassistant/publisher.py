@@ -6,23 +6,22 @@ empties the retained config of every entity that is no longer in the gateway con
 device, a changed profile), and publishes every current config, retained. It publishes them
 all again whenever Home Assistant announces itself (``{discovery_prefix}/status`` ``online``).
 
-Alerts: the gateway's alert kinds are only known when raised, so each kind that appears on
-the gateway's own state topic gets its binary sensor then; alert entities are kept across
-restarts (an earlier run's alert entity is not stale), except the ``device_down`` alert of a
-device taken out of the config.
+Alerts: the gateway's alert kinds are only known when raised, so each kind the gateway raises
+(it tells the extension itself, never through MQTT: a spoofed state message must not create
+entities) gets its binary sensor then, up to ``MAX_ALERT_ENTITIES``; alert entities are kept
+across restarts (an earlier run's alert entity is not stale), except the ``device_down``
+alert of a device taken out of the config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable
 
-from openbranch.edge.core import schema
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.messaging import MqttLink
-from openbranch.edge.core.schema import DEVICE_DOWN, GATEWAY_DEVICE
+from openbranch.edge.core.schema import DEVICE_DOWN
 from openbranch.integrations.homeassistant.discovery import (
     alert_entity,
     discovery,
@@ -30,10 +29,11 @@ from openbranch.integrations.homeassistant.discovery import (
     node_id,
 )
 
-__all__ = ["COLLECT_WINDOW", "HomeAssistantDiscovery"]
+__all__ = ["COLLECT_WINDOW", "MAX_ALERT_ENTITIES", "HomeAssistantDiscovery"]
 
 log = logging.getLogger(__name__)
 
+MAX_ALERT_ENTITIES = 500  # alert kinds with an entity; more are logged, not published
 COLLECT_WINDOW = 1.5  # seconds after connecting in which earlier retained configs arrive
 ONLINE = b"online"
 
@@ -62,7 +62,6 @@ class HomeAssistantDiscovery:
         self._collecting = True
         session.subscribe(f"{self.prefix}/status", self._on_home_assistant)
         session.subscribe(f"{self.prefix}/+/{node_id(config.branch.id)}/+/config", self._on_config)
-        session.subscribe(session.topics.state(GATEWAY_DEVICE), self._on_gateway_state)
 
     async def run(self) -> None:
         while not self._session.connected:  # noqa: ASYNC110 - the session has no public event
@@ -115,20 +114,16 @@ class HomeAssistantDiscovery:
         if self._collecting and payload:
             self.seen.add(topic)
 
-    def _on_gateway_state(self, _topic: str, payload: bytes, _retained: bool) -> None:
-        try:
-            state = json.loads(payload)
-        except ValueError:
+    def on_alert(self, kind: str) -> None:
+        """The gateway raised an alert of ``kind``: its entity, if it has none yet."""
+        entity = alert_entity(self._config, kind, discovery_prefix=self.prefix)
+        if entity.topic in self.alerts:
             return
-        if not isinstance(state, dict):
+        if len(self.alerts) >= MAX_ALERT_ENTITIES:
+            log.warning(
+                "Home Assistant: no entity for alert %s: %d alert entities", kind, len(self.alerts)
+            )
             return
-        head = f"{schema.ALERT.name}/"
-        for key in state:
-            if not key.startswith(head):
-                continue
-            entity = alert_entity(self._config, key[len(head) :], discovery_prefix=self.prefix)
-            if entity.topic in self.alerts:
-                continue
-            self.alerts[entity.topic] = entity.encode()
-            if not self._collecting:
-                self._publish([(entity.topic, self.alerts[entity.topic])])
+        self.alerts[entity.topic] = entity.encode()
+        if not self._collecting:
+            self._publish([(entity.topic, self.alerts[entity.topic])])

@@ -5,6 +5,7 @@ nothing at all when switched off."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,31 @@ def test_switched_off_publishes_no_discovery(mosquitto: Mosquitto, tmp_path: Pat
     asyncio.run(run_gateway(config, body))
     assert retained_all(mosquitto, "homeassistant/#") == {}
     assert retained_all(mosquitto, f"openbranch/{BRANCH}/status") != {}  # the gateway did run
+
+
+def test_a_spoofed_gateway_state_creates_no_entities(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Anyone who can publish the gateway's state topic (a broker without the rendered ACL)
+    sends 2,000 made-up alert keys: no discovery config is created for them; an alert the
+    gateway itself raises still gets its entity, after them (the marker)."""
+    config = config_for(mosquitto, tmp_path)
+    spoofed = {f"alert/made_up_{i}": {"active": True} for i in range(2000)}
+    raised = alert_entity(config, "outbox_dropped")
+    watcher = Watcher(mosquitto.host, mosquitto.port, NODE)
+
+    async def body(gateway: Gateway) -> None:
+        ext = await ready(gateway)
+        state = f"openbranch/{BRANCH}/gateway/state"
+        payload = json.dumps(spoofed).encode()
+        await asyncio.to_thread(watcher.publish, state, payload, retain=True)
+        gateway.journal.alert("outbox_dropped", "dropped 3", severity="critical", active=True)
+        await asyncio.to_thread(
+            watcher.wait_for, lambda seen: any(m.topic == raised.topic for m in seen)
+        )
+        assert set(ext.alerts) == {raised.topic}
+
+    try:
+        asyncio.run(run_gateway(config, body))
+    finally:
+        watcher.close()
+    made_up = [t for t in retained_all(mosquitto, "homeassistant/#") if "made_up" in t]
+    assert made_up == []
