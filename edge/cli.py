@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from importlib.metadata import entry_points
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,14 +32,14 @@ from openbranch.edge.core.config import (
 )
 from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
-from openbranch.edge.core.yamlsource import ConfigError
+from openbranch.edge.core.yamlsource import ConfigError, Problem, load_yaml
 from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import sign
 from openbranch.edge.hours.policy import planned_actions
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.mqtt import publish_once
 from openbranch.edge.runtime.statusfile import read_status
-from openbranch.edge.telemetry.outbox import OutboxLocked
+from openbranch.edge.telemetry.outbox import OutboxError, store_problem
 
 __all__ = [
     "command_commands",
@@ -50,14 +51,32 @@ __all__ = [
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _load(path: Path, *, secrets: bool) -> GatewayConfig:
+def _load(
+    path: Path, *, secrets: bool, store: Path | bool, as_this_user: bool = True
+) -> GatewayConfig:
     """``load_checked``, and with ``secrets`` every secret reference resolved now: one that is
-    missing or empty is a located error here, not a traceback once the gateway runs."""
-    return load_gateway_config(path, check_device=default_registry().check_device, secrets=secrets)
+    missing or empty is a located error here, not a traceback once the gateway runs. With
+    ``store`` the local store's path is checked too: ``store.path`` at its line (True), or
+    the path of ``--store``; by ``gateway check`` without what depends on the user (the
+    gateway may run as another), by ``gateway run`` with it."""
+    config = load_gateway_config(
+        path, check_device=default_registry().check_device, secrets=secrets
+    )
+    if store is False:
+        return config
+    given = None if store is True else store
+    problem = store_problem(given or config.store.path, as_this_user=as_this_user)
+    if problem is not None:
+        if given is not None:
+            raise ConfigError([Problem("--store", None, (), f"{given}: {problem}")])
+        raise load_yaml(path).error(("store", "path"), f"{config.store.path}: {problem}")
+    return config
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config, secrets=not args.no_secrets)
+    config = _load(
+        args.config, secrets=not args.elsewhere, store=not args.elsewhere, as_this_user=False
+    )
     registry = default_registry()
     context = BuildContext(branch=config.branch.id, clock=SystemClock())
     print(
@@ -75,10 +94,10 @@ def _schema(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _load(args.config, secrets=True)
+    config = _load(args.config, secrets=True, store=args.store or True)
     try:
         outbox = open_outbox(config, args.store)
-    except OutboxLocked as exc:  # one gateway per store (issue 12)
+    except OutboxError as exc:  # one gateway per store (issue 12); a store that cannot open
         print(f"openbranch gateway run: not started: {exc}", file=sys.stderr)
         return 1
     gateway = Gateway(
@@ -170,9 +189,10 @@ def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     check = gsub.add_parser("check", help="validate a config and print each device's plan")
     check.add_argument("config", type=Path)
     check.add_argument(
-        "--no-secrets",
+        "--elsewhere",
         action="store_true",
-        help="do not read the secrets the config refers to (checking it away from the gateway)",
+        help="the config is checked away from its gateway: do not read the secrets it refers "
+        "to, nor look at its store's path",
     )
     check.set_defaults(func=_check)
     run = gsub.add_parser("run", help="poll the configured devices until SIGTERM or SIGINT")
@@ -248,6 +268,31 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_PLAN_DAYS = 3660  # ten years of mode changes
+
+
+def _days(text: str) -> int:
+    """argparse type of ``--days``: a whole number of days the plan covers."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 1 <= days <= MAX_PLAN_DAYS:
+        raise argparse.ArgumentTypeError(f"{text} is not in 1..{MAX_PLAN_DAYS}")
+    return days
+
+
+def _first_day(text: str) -> date:
+    """argparse type of ``--from``: a date with room for a plan before and after it."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if not date(1971, 1, 1) <= day <= date(9999, 1, 1) - timedelta(days=MAX_PLAN_DAYS + 2):
+        raise argparse.ArgumentTypeError(f"{text} is out of range (1971 to 9988)")
+    return day
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from openbranch.edge.demo.day import simulate_day  # noqa: PLC0415 - the demo is heavy to import
 
@@ -261,8 +306,8 @@ def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ssub = schedule.add_subparsers(dest="action", required=True)
     plan = ssub.add_parser("plan", help="the coming mode changes and actions, local time")
     plan.add_argument("config", type=Path)
-    plan.add_argument("--days", type=int, default=7)
-    plan.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (local)")
+    plan.add_argument("--days", type=_days, default=7, help=f"1 to {MAX_PLAN_DAYS}")
+    plan.add_argument("--from", dest="start", type=_first_day, help="first day (local)")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)
     simulate = ssub.add_parser(
@@ -298,10 +343,11 @@ def _command(args: argparse.Namespace) -> int:
         "reason": args.reason,
     }
     if args.action_name in ("override", "close_now"):
-        tz = ZoneInfo(config.branch.timezone)
-        until = datetime.fromisoformat(args.until)
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=tz)
+        try:
+            until = _until(args.until, ZoneInfo(config.branch.timezone), now)
+        except ValueError as exc:
+            print(f"--until: {exc}", file=sys.stderr)
+            return 2
         message["until"] = until.isoformat()
         if args.action_name == "override":
             message["mode"] = args.mode
@@ -316,6 +362,38 @@ def _command(args: argparse.Namespace) -> int:
         publish_once(config.mqtt, topic, text)
         print(f"published to {topic}", file=sys.stderr)
     return 0
+
+
+def _until(text: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """``--until``: an ISO time (local when it has no offset), or a time of day ("23:00"),
+    meaning its next occurrence; ValueError says what is wrong."""
+    try:
+        clock = time_of_day.fromisoformat(text) if len(text) <= 8 and ":" in text else None
+        if clock is not None:
+            local = now.astimezone(tz)
+            until = datetime.combine(local.date(), clock, tz)
+            if until <= local:
+                until = datetime.combine(local.date() + timedelta(days=1), clock, tz)
+            return until
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: give a time of day (23:00) or an ISO time "
+            "(2026-11-25T23:00, local unless it has an offset)"
+        ) from None
+    return until if until.tzinfo is not None else until.replace(tzinfo=tz)
+
+
+def _minutes(text: str) -> int:
+    """argparse type of ``--valid``: minutes a control message is valid (the gateway takes
+    at most an hour)."""
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes") from None
+    if not 1 <= minutes <= 60:
+        raise argparse.ArgumentTypeError(f"{text} is not in 1..60 (the gateway takes an hour)")
+    return minutes
 
 
 def command_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -336,10 +414,15 @@ def command_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                 choices=["closed", "staffed", "self_service", "maintenance"],
             )
         if name in ("override", "close_now"):
-            p.add_argument("--until", required=True, help="ISO time; local if no offset")
+            p.add_argument(
+                "--until",
+                required=True,
+                help="a time of day (23:00: its next occurrence) or an ISO time; local if no "
+                "offset",
+            )
         p.add_argument("--who", required=True, help="on whose behalf, e.g. ops:anna")
         p.add_argument("--reason", default="")
-        p.add_argument("--valid", type=int, default=5, help="minutes the message is valid")
+        p.add_argument("--valid", type=_minutes, default=5, help="minutes the message is valid")
         p.add_argument("--key-file", help="the gateway's key (default: control.key)")
         p.add_argument("--publish", action="store_true", help="publish to the config's broker")
         p.set_defaults(func=_command)

@@ -8,6 +8,7 @@ field (see ``edge.yamlsource``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from openbranch.edge.core.yamlsource import (
     Document,
     Location,
     Problem,
+    control_character,
     load_yaml,
     validate,
 )
@@ -77,18 +79,60 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+MAX_DURATION = float(0xFFFFFFFF)  # seconds (136 years): MQTT's longest session expiry
+
+
 def _duration(value: object) -> float:
+    what = f"{value!r}" if not isinstance(value, int) or abs(value) < 10**20 else "the number"
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration (use seconds, or '500ms', '10s', '5m')")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration (use seconds, or '500ms', '10s', '5m')")
+        raise ValueError(f"{what} is not a duration (use seconds, or '500ms', '10s', '5m')")
+    if isinstance(value, int) and value > MAX_DURATION:
+        raise ValueError(f"{what} is too long (at most {MAX_DURATION:.0f} s)")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        else:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"{what} is not a duration (use seconds, or '500ms', '10s', '5m')"
+        ) from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what} is not a duration (a finite number of seconds)")
     if seconds < 0:
-        raise ValueError(f"{value!r} is negative")
+        raise ValueError(f"{what} is negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{what} is too long (at most {MAX_DURATION:.0f} s)")
     return seconds
+
+
+def _tag_value(value: str | None) -> str | None:
+    """Text that becomes a tag value in line protocol (and a topic's part): not empty, no
+    control character (a newline would end the line, a tab is a separator to some readers)."""
+    if value is None:
+        return value
+    if not value:
+        raise ValueError("must not be empty (leave it out instead)")
+    if (char := control_character(value)) is not None:
+        raise ValueError(f"control character {char} is not allowed")
+    return value
+
+
+def _database_name(value: str) -> str:
+    """An InfluxDB database, bucket or organisation name, as the write API's query string and
+    InfluxQL (``"name"``) take it: no quote, backslash or control character."""
+    if (char := control_character(value)) is not None:
+        raise ValueError(f"control character {char} is not allowed")
+    if any(c in value for c in "\"'\\"):
+        raise ValueError("must not contain a quote or a backslash")
+    if value != value.strip():
+        raise ValueError("must not start or end with a space")
+    return value
+
+
+DatabaseName = Annotated[str, AfterValidator(_database_name)]
 
 
 Duration = Annotated[
@@ -238,7 +282,7 @@ class InfluxV1Sink(_Model):
 
     type: Literal["influxdb_v1"]
     url: str
-    database: str
+    database: DatabaseName = Field(min_length=1)
     username: str | None = None
     password: SecretRef | None = None
     batch_size: BatchSize = 5000
@@ -250,8 +294,8 @@ class InfluxV2Sink(_Model):
 
     type: Literal["influxdb_v2"]
     url: str
-    org: str = ""
-    bucket: str
+    org: DatabaseName = ""
+    bucket: DatabaseName = Field(min_length=1)
     token: SecretRef | None = None
     batch_size: BatchSize = 5000
     flush_interval: Duration = 1.0
@@ -343,7 +387,9 @@ class DeviceConfig(_Model):
     id: Identifier
     profile: str
     name: str | None = None
-    zone: str | None = None
+    zone: Annotated[str | None, AfterValidator(_tag_value)] = Field(
+        default=None, description="where the device is (a tag of its readings)"
+    )
     transport: Transport
     poll: dict[str, Duration] = Field(
         default_factory=lambda: {"default": 10.0},

@@ -3,11 +3,18 @@
 A reading's time is set by the gateway when it observes the value (UTC, nanoseconds). It is
 never left for the server to fill in: a retry of the same reading must overwrite the same point,
 not add a second one.
+
+One reading is always one line of line protocol, whatever text it carries. Line protocol has
+no escape for a newline in a tag or a field value, so a branch, device or tag value with a
+control character is refused (``SchemaError``: the config refuses them first, at their line),
+and a string field's control characters and line separators are written as visible escapes
+(``\\n``, ``\\x1b``, ``\\u2028``): an audit message quoting a sender's text stays one line.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +68,7 @@ class Reading:
             if isinstance(value, float) and not math.isfinite(value):
                 raise SchemaError(f"{self.device}: field {key!r} is {value}, not a number")
         tags = dict(self.tags)
+        _no_controls({"branch": self.branch, "device": self.device, **tags}, self.device)
         if tags:
             allowed = measurement.extra_tags
             for key in tags:
@@ -99,6 +107,33 @@ _SERIES: dict[tuple[object, ...], str] = {}
 _FIELD_KEYS: dict[str, str] = {}  # field key -> its escaped form and "=" (schema keys only)
 
 
+def _no_controls(texts: Mapping[str, str], device: str) -> None:
+    """SchemaError when a series' text (branch, device, a tag value) has a control character."""
+    for name, text in texts.items():
+        if (char := _control(text)) is not None:
+            raise SchemaError(f"{device!r}: {name} has a control character {char}")
+
+
+def _control(text: str) -> str | None:
+    """The first control character of ``text`` as ``U+000A``, or None (fast for the usual
+    printable text)."""
+    if text.isprintable():
+        return None
+    for char in text:
+        if unicodedata.category(char) == "Cc":
+            return f"U+{ord(char):04X}"
+    return None
+
+
+_NAMED = {"\n": "n", "\r": "r", "\t": "t"}
+#: Characters written as a visible escape inside a string field: the controls (C0, DEL, C1)
+#: and the Unicode line and paragraph separators.
+_STRING_ESCAPES = {
+    code: "\\\\" + _NAMED.get(chr(code), f"x{code:02x}" if code < 0x100 else f"u{code:04x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
 def _field_key(key: str) -> str:
     text = _FIELD_KEYS.get(key)
     if text is None:
@@ -126,4 +161,7 @@ def _format_value(value: Value) -> str:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    text = value.replace("\\", "\\\\").replace('"', '\\"')
+    if not text.isprintable():
+        text = text.translate(_STRING_ESCAPES)
+    return '"' + text + '"'

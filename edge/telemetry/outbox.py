@@ -39,6 +39,11 @@ kernel releases the lock when its process dies, however it dies, so a SIGKILLed 
 leaves a stale lock behind. ``read_only`` opens take no lock: a report or a status beside a
 running gateway. (The lock is advisory and local: a store on NFS is not protected.)
 
+Opening checks the path first (``store_problem``): a folder, a device such as ``/dev/null``,
+a file that is not an SQLite database, a read-only file or file system, or a parent that is a
+file are an ``OutboxError`` that says so, before anything is created or locked; so is any
+other error SQLite or the file system raises while the store opens.
+
 Thread-safe: coordinators append on the event loop, drainers read and ack from worker threads.
 
 Exceptions::
@@ -77,6 +82,7 @@ __all__ = [
     "Row",
     "lock_path",
     "parse_line",
+    "store_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,6 +205,58 @@ def parse_line(line: str, *, audit: bool = False) -> Row:
     return int(stamp), _UNESCAPE.sub(r"\1", measurement), device, int(audit), line
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def store_problem(path: Path | str, *, as_this_user: bool = True) -> str | None:
+    """Why ``path`` cannot be a writable local store, or None. Creates nothing.
+    ``as_this_user=False``: leave out what depends on who runs the gateway (permissions)."""
+    path = Path(path)
+    try:
+        if path.exists():
+            return _existing_store_problem(path, as_this_user=as_this_user)
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent} is not a folder"
+        if _read_only_fs(parent):
+            return f"cannot create it: {parent} is on a read-only file system"
+        if as_this_user and not os.access(parent, os.W_OK | os.X_OK):
+            return f"cannot create it: {parent} is not writable"
+    except OSError as exc:
+        return f"cannot use it: {exc.strerror or exc}"
+    return None
+
+
+def _existing_store_problem(path: Path, *, as_this_user: bool) -> str | None:
+    problem = None
+    if path.is_dir():
+        problem = "is a folder, not a file"
+    elif not path.is_file():
+        problem = "is not a regular file (a device or a pipe cannot hold a store)"
+    elif not os.access(path, os.R_OK):
+        problem = "is not readable" if as_this_user else None
+    elif _head(path) not in (b"", _SQLITE_HEADER):
+        problem = "is not an SQLite database (so not a local store): give another path"
+    elif _read_only_fs(path):
+        problem = "is on a read-only file system"
+    elif as_this_user and not os.access(path, os.W_OK):
+        problem = "is not writable"
+    return problem
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(len(_SQLITE_HEADER))
+
+
+def _read_only_fs(path: Path) -> bool:
+    """Whether ``path`` is on a file system mounted read-only (root may write any file, but
+    not there)."""
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
 def lock_path(path: Path | str) -> Path:
     """The sibling file whose ``flock`` a writing ``Outbox`` on ``path`` holds (beside the
     store's real path, so that two names of one file share one lock)."""
@@ -278,12 +336,21 @@ class Outbox:
                 timeout=30.0,
             )
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(self.path)
+        problem = store_problem(self.path)
+        if problem is not None:
+            raise OutboxError(f"{self.path}: {problem}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = _lock(self.path)
+        except OSError as exc:
+            raise OutboxError(f"{self.path}: cannot open the local store: {exc}") from exc
         # released when the Outbox closes or is garbage-collected unclosed (no fd leaks)
         self._unlock = weakref.finalize(self, os.close, lock_fd)
         try:
             self._open_for_writing(max_bytes)
+        except (OSError, sqlite3.Error) as exc:
+            self._unlock()
+            raise OutboxError(f"{self.path}: cannot open the local store: {exc}") from exc
         except BaseException:
             self._unlock()
             raise

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,7 @@ from openbranch.edge.core.config import DeviceConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.core.yamlsource import load_yaml
 from openbranch.edge.demo.day import prepare_config, run_demo
-from openbranch.edge.telemetry.outbox import Outbox, OutboxLocked
+from openbranch.edge.telemetry.outbox import Outbox, OutboxError, OutboxLocked
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -311,3 +311,161 @@ def test_command_with_a_key_file_missing_or_empty_says_so(
     assert out == ""  # nothing signed with an empty key
     assert err.startswith("--key-file: "), err
     assert str(key) in err
+
+
+def _store_at(tmp_path: Path, store: str) -> tuple[Path, int]:
+    """The lonely branch with ``store.path`` set to ``store``; the config and that line."""
+    path = _lonely_branch(tmp_path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["store"]["path"] = store
+    text = yaml.safe_dump(data)
+    path.write_text(text, encoding="utf-8")
+    return path, next(
+        i for i, t in enumerate(text.splitlines(), 1) if t.strip().startswith("path:")
+    )
+
+
+def _prepare_store(tmp_path: Path, case: str) -> str:
+    if case == "a folder":
+        (tmp_path / "store").mkdir()
+        return str(tmp_path / "store")
+    if case == "/dev/null":
+        return "/dev/null"
+    if case == "not SQLite":
+        (tmp_path / "store.db").write_text("branch: hasle\n", encoding="utf-8")
+        return str(tmp_path / "store.db")
+    if case == "under a file":
+        (tmp_path / "file").write_text("x", encoding="utf-8")
+        return str(tmp_path / "file" / "store.db")
+    assert case == "read-only"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=False
+    )
+    assert mounted.returncode == 0, "needs root to mount a read-only file system"
+    return str(ro / "store.db")
+
+
+STORES = [
+    ("a folder", "is a folder"),
+    ("/dev/null", "not a regular file"),
+    ("not SQLite", "not an SQLite database"),
+    ("under a file", "not a folder"),
+    ("read-only", "read-only"),
+]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize(("case", "says"), STORES, ids=[c for c, _ in STORES])
+def test_a_store_path_that_cannot_be_a_store_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, case: str, says: str
+) -> None:
+    store = _prepare_store(tmp_path, case)
+    try:
+        config, line = _store_at(tmp_path, store)
+        extra = ("--duration", "0.1") if command == "run" else ()
+        code, _out, err = cli(capsys, "gateway", command, str(config), *extra)
+    finally:
+        if case == "read-only":
+            subprocess.run(["umount", str(tmp_path / "ro")], check=True)
+    assert code == 2
+    assert err.startswith(f"{config}:{line}: store.path: "), err
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_gateway_run_with_a_store_option_that_is_a_folder_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _lonely_branch(tmp_path)
+    (tmp_path / "folder").mkdir()
+    code, _out, err = cli(
+        capsys,
+        "gateway",
+        "run",
+        str(config),
+        "--store",
+        str(tmp_path / "folder"),
+        "--duration",
+        "1",
+    )
+    assert code == 2
+    assert err.startswith(f"--store: {tmp_path / 'folder'}: is a folder"), err
+
+
+def test_the_outbox_refuses_what_is_not_a_store(tmp_path: Path) -> None:
+    for case, says in STORES[:4]:
+        folder = tmp_path / case.replace("/", "_")
+        folder.mkdir()
+        with pytest.raises(OutboxError, match=says):
+            Outbox(_prepare_store(folder, case))
+
+
+BAD_ARGS = [
+    pytest.param(
+        ("command", "override", str(DEMO), "--mode", "closed", "--who", "o", "--until", "tomorrow"),
+        "--until",
+        id="until-tomorrow",
+    ),
+    pytest.param(
+        ("command", "close_now", str(DEMO), "--who", "o", "--until", "2026-13-01T10:00"),
+        "--until",
+        id="until-month-13",
+    ),
+    pytest.param(
+        ("command", "cancel_overrides", str(DEMO), "--who", "o", "--valid", "-1"),
+        "--valid",
+        id="valid-negative",
+    ),
+    pytest.param(
+        ("command", "cancel_overrides", str(DEMO), "--who", "o", "--valid", "1" + "0" * 30),
+        "--valid",
+        id="valid-huge",
+    ),
+    pytest.param(("schedule", "plan", str(DEMO), "--days", "-1"), "--days", id="days-negative"),
+    pytest.param(("schedule", "plan", str(DEMO), "--days", "0"), "--days", id="days-zero"),
+    pytest.param(
+        ("schedule", "plan", str(DEMO), "--days", "1" + "0" * 12), "--days", id="days-huge"
+    ),
+    pytest.param(
+        ("schedule", "plan", str(DEMO), "--from", "9999-12-31"), "--from", id="from-the-end-of-time"
+    ),
+    pytest.param(
+        ("schedule", "plan", str(DEMO), "--from", "0001-01-01"), "--from", id="from-year-1"
+    ),
+    pytest.param(("schedule", "plan", str(DEMO), "--from", "2026-02-30"), "--from", id="feb-30"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), BAD_ARGS)
+def test_a_bad_option_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], option: str
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("k3y\n", encoding="utf-8")
+    extra = ("--key-file", str(key)) if args[0] == "command" else ()
+    try:
+        code, out, err = cli(capsys, *args, *extra)
+    except SystemExit as exc:  # argparse's own error: usage and the option, exit 2
+        code, out, err = int(exc.code or 0), *capsys.readouterr()
+    assert code == 2, (out, err)
+    assert option in err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+def test_until_a_time_of_day_is_its_next_occurrence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("k3y\n", encoding="utf-8")
+    code, out, err = cli(
+        capsys, "command", "close_now", str(DEMO), "--who", "o", "--until", "23:00",
+        "--key-file", str(key),
+    )  # fmt: skip
+    assert code == 0, err
+    until = datetime.fromisoformat(json.loads(out)["until"])
+    now = datetime.now(ZoneInfo("Europe/Copenhagen"))
+    assert until.astimezone(ZoneInfo("Europe/Copenhagen")).strftime("%H:%M") == "23:00"
+    assert now < until <= now + timedelta(days=1)

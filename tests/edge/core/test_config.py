@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,199 @@ def test_resolving_an_empty_key_file_says_so(tmp_path: Path) -> None:
     key.write_text("", encoding="utf-8")
     with pytest.raises(LookupError, match="is empty"):
         SecretRef(file=key).resolve()
+
+
+# --- limits and located errors for what an operator can write (issue 13) -------------------
+
+ALIAS_BOMB = (
+    'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
+)
+HOURS = "hours:\n  exceptions:\n    - {date: DATE, closed: true}\n"
+ZONE = VALID.replace(
+    "    profile: eastron-sdm630\n", "    profile: eastron-sdm630\n    zone: ZONE\n"
+)
+
+
+def _err(tmp_path: Path, text: str, *, raw: bytes | None = None) -> str:
+    path = tmp_path / "gateway.yaml"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        path.write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_gateway_config(path)
+    assert time.monotonic() - started < 5, "the loader took too long"
+    return str(info.value).replace(str(path), "gateway.yaml")
+
+
+LIMITS = [
+    pytest.param(ALIAS_BOMB, None, "gateway.yaml:", "aliases", id="alias-bomb"),
+    pytest.param(
+        "a: [" + "[" * 5000 + "]" * 5000 + "]\n", None, "gateway.yaml:", "nested", id="deep"
+    ),
+    pytest.param(
+        "branch: {id: x, name: y}\nnote: '" + "x" * 1_100_000 + "'\n",
+        None,
+        "gateway.yaml: ",
+        "larger than 1,000,000 bytes",
+        id="oversize",
+    ),
+    pytest.param(
+        VALID + HOURS.replace("DATE", "2026-02-30"),
+        None,
+        "gateway.yaml:23: hours.exceptions[0].date:",
+        "2026-02-30",
+        id="february-30",
+    ),
+    pytest.param(
+        VALID + HOURS.replace("DATE", "9999-99-99"),
+        None,
+        "gateway.yaml:23: hours.exceptions[0].date:",
+        "9999-99-99",
+        id="month-99",
+    ),
+    pytest.param(
+        VALID.replace("name: Hasle Bibliotek", 'name: "Hasle\\0 Bibliotek"'),
+        None,
+        "gateway.yaml:3: branch.name:",
+        "control character U+0000",
+        id="escaped-nul",
+    ),
+    pytest.param(
+        VALID.replace("name: Hasle Bibliotek", 'name: "Hasle\\e Bibliotek"'),
+        None,
+        "gateway.yaml:3: branch.name:",
+        "control character U+001B",
+        id="escaped-escape",
+    ),
+    pytest.param(
+        "",
+        VALID.replace("name: Hasle Bibliotek", "name: Hasle\x01Bibliotek").encode(),
+        "gateway.yaml:3:",
+        "control character",
+        id="raw-control-byte",
+    ),
+    pytest.param(
+        "",
+        VALID.replace("name: Hasle Bibliotek", "name: Hasle\x00Bibliotek").encode(),
+        "gateway.yaml:3:",
+        "control character",
+        id="raw-nul",
+    ),
+    pytest.param(
+        VALID.replace("{default: 10s, energy: 1m}", "{default: 1" + "0" * 400 + "}"),
+        None,
+        "gateway.yaml:13: devices[0].poll.default:",
+        "too long",
+        id="poll-10**400",
+    ),
+    pytest.param(
+        VALID.replace("{default: 10s, energy: 1m}", "{default: .nan}"),
+        None,
+        "gateway.yaml:13: devices[0].poll.default:",
+        "not a duration",
+        id="poll-nan",
+    ),
+    pytest.param(
+        VALID.replace("{default: 10s, energy: 1m}", "{default: .inf}"),
+        None,
+        "gateway.yaml:13: devices[0].poll.default:",
+        "not a duration",
+        id="poll-inf",
+    ),
+    pytest.param(
+        VALID + "mqtt: {keepalive: .nan}\n",
+        None,
+        "gateway.yaml:21: mqtt.keepalive:",
+        "not a duration",
+        id="keepalive-nan",
+    ),
+    pytest.param(
+        VALID + "mqtt: {keepalive: .inf}\n",
+        None,
+        "gateway.yaml:21: mqtt.keepalive:",
+        "not a duration",
+        id="keepalive-inf",
+    ),
+    pytest.param(
+        VALID + "mqtt: {session_expiry: 1e400}\n",
+        None,
+        "gateway.yaml:21: mqtt.session_expiry:",
+        "not a duration",
+        id="expiry-1e400",
+    ),
+    pytest.param(
+        VALID.replace("database: openbranch", "database: 'lib\"raries'"),
+        None,
+        "gateway.yaml:7: sinks[0].database:",
+        "quote",
+        id="database-with-a-quote",
+    ),
+    pytest.param(
+        VALID.replace("database: openbranch", 'database: "lib\\nraries"'),
+        None,
+        "gateway.yaml:7: sinks[0].database:",
+        "control character",
+        id="database-with-a-newline",
+    ),
+    pytest.param(
+        ZONE.replace("ZONE", '"hall\\nenergy,branch=x v=1 1"'),
+        None,
+        "gateway.yaml:12: devices[0].zone:",
+        "control character U+000A",
+        id="zone-with-a-newline",
+    ),
+    pytest.param(
+        ZONE.replace("ZONE", '"hall\\tA"'),
+        None,
+        "gateway.yaml:12: devices[0].zone:",
+        "control character U+0009",
+        id="zone-with-a-tab",
+    ),
+    pytest.param(
+        ZONE.replace("ZONE", '""'),
+        None,
+        "gateway.yaml:12: devices[0].zone:",
+        "empty",
+        id="zone-empty",
+    ),
+    pytest.param(
+        VALID.replace("  - id: heat\n", '  - id: heat\n    "a\\0b": 1\n'),
+        None,
+        "gateway.yaml:",
+        "control character U+0000",
+        id="key-with-nul",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "raw", "where", "what"), LIMITS)
+def test_what_an_operator_can_write_is_a_located_error(
+    tmp_path: Path, text: str, raw: bytes | None, where: str, what: str
+) -> None:
+    message = _err(tmp_path, text, raw=raw)
+    first = message.splitlines()[0]
+    assert first.startswith(where), message
+    assert what in message, message
+
+
+def test_aliases_within_the_limit_load(tmp_path: Path) -> None:
+    text = VALID.replace("{default: 10s, energy: 1m}", "&p {default: 10s, energy: 1m}").replace(
+        "      baudrate: 19200\n", "      baudrate: 19200\n    poll: *p\n"
+    )
+    config = load_gateway_config(write(tmp_path, text))
+    assert config.devices[1].poll == {"default": 10.0, "energy": 60.0}
+
+
+def test_the_demo_config_with_its_aliases_loads() -> None:
+    config = load_gateway_config(Path(__file__).parents[3] / "examples" / "demo" / "gateway.yaml")
+    assert config.hours is not None

@@ -117,3 +117,54 @@ def test_schema_names_are_unique_and_typed() -> None:
         assert m.tags[0] is schema.Tag.BRANCH
         for f in m:
             assert f.key and f.type in schema.FieldType
+
+
+@pytest.mark.parametrize("zone", ["hall\nenergy,branch=x v=1 1", "a\rb", "a\tb", "a\x00b"])
+def test_a_tag_value_with_a_control_character_is_refused(zone: str) -> None:
+    with pytest.raises(SchemaError, match="control character"):
+        Reading(
+            branch="b",
+            device="d",
+            measurement=schema.INDOOR,
+            fields={"temperature_c": 21.0},
+            tags={"zone": zone},
+            time=T,
+        )
+
+
+@pytest.mark.parametrize("device", ["d\n", "d\x1b"])
+def test_a_device_or_branch_with_a_control_character_is_refused(device: str) -> None:
+    with pytest.raises(SchemaError, match="control character"):
+        Reading(branch="b", device=device, measurement=schema.DOOR, fields={"open": True}, time=T)
+    with pytest.raises(SchemaError, match="control character"):
+        Reading(branch=device, device="d", measurement=schema.DOOR, fields={"open": True}, time=T)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "two\nlines",
+        "cr\rlf\r\n",
+        'quote " and \\ backslash\n',
+        "nul \x00 and escape \x1b[31m",
+        "a trailing backslash \\",
+        "line separator \u2028 and next line \x85",
+    ],
+)
+def test_a_string_field_is_always_one_line(text: str) -> None:
+    r = Reading(
+        branch="b",
+        device="gateway",
+        measurement=schema.AUDIT,
+        fields={"message": text},
+        tags={"kind": "engine"},
+        time=T,
+    )
+    line = r.to_line()
+    assert len(line.splitlines()) == 1, line
+    assert line.endswith(" 1774746000123456000")
+    body = line.split(" message=", 1)[1].rsplit(" ", 1)[0]
+    assert body.startswith('"') and body.endswith('"')
+    inner = body[1:-1]
+    # every quote inside is escaped: the string ends where line protocol says it ends
+    assert all(inner[i - 1] == "\\" for i, c in enumerate(inner) if c == '"')
