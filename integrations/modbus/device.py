@@ -2,13 +2,20 @@
 
 A failed request costs only the points it covers; a point whose value is a sentinel, NaN or
 out of its enum is reported missing with the reason, never turned into a number.
+
+The plan heals: a read the device refuses (exception 2 or 3, or a shorter block than asked) is
+split at once to find the points it refuses (``healing.search``); the others get their values
+in the same poll, the group is planned again around what was found, and the refused points are
+reported missing with the reason on every poll. After ``reprobe_after`` seconds (a day by
+default) the configured plan is tried again, in case the device's firmware changed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock
@@ -23,8 +30,9 @@ from openbranch.edge.core.device import (
     Series,
 )
 from openbranch.edge.core.reading import Reading, Value
+from openbranch.integrations.modbus import healing
 from openbranch.integrations.modbus.decode import NoValue, decode, encode
-from openbranch.integrations.modbus.planner import Request, plan
+from openbranch.integrations.modbus.planner import Footprint, Request, plan
 from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
 from openbranch.integrations.modbus.register import DataType
 from openbranch.integrations.modbus.transport import (
@@ -32,9 +40,14 @@ from openbranch.integrations.modbus.transport import (
     GarbledAnswer,
     ModbusExceptionResponse,
     Pacing,
+    ShortAnswer,
 )
 
-__all__ = ["ModbusDevice", "decode_point"]
+__all__ = ["REPROBE_AFTER", "ModbusDevice", "decode_point"]
+
+log = logging.getLogger(__name__)
+
+REPROBE_AFTER = 24 * 3600.0  # seconds until refused points are tried again
 
 
 def decode_point(
@@ -64,10 +77,42 @@ def decode_point(
     return value
 
 
-@dataclass(frozen=True, slots=True)
+def _refusal(exc: ModbusExceptionResponse) -> str | None:
+    """Why the device refused a read, when it is a refusal the plan can heal: exception 2
+    (illegal data address), 3 (illegal data value), or a shorter block than asked."""
+    if isinstance(exc, ShortAnswer):
+        return "the device answers a shorter block than asked"
+    if exc.code in (2, 3):
+        return str(exc).rsplit(": ", 1)[-1]  # "exception 2 (illegal data address)"
+    return None
+
+
+@dataclass(slots=True)
 class _Group:
     interval: float
-    requests: tuple[Request, ...]
+    footprints: tuple[Footprint, ...]
+    configured: tuple[Request, ...]  # the plan from the profile and the config
+    requests: tuple[Request, ...]  # the plan in force: around what the device refused
+    learned: healing.Learned = field(default_factory=healing.Learned)
+    reprobe_at: float | None = None  # monotonic time to try the configured plan again
+    reprobe_wall: datetime | None = None  # the same, on the wall clock, for the reasons
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the reads of one poll gave."""
+
+    values: dict[str, Value] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def take(self, keys: Sequence[str], decoded: Mapping[str, Value | NoValue]) -> None:
+        for key in keys:
+            value = decoded[key]
+            if isinstance(value, NoValue):
+                self.missing[key] = value.reason
+            else:
+                self.values[key] = value
 
 
 class ModbusDevice:
@@ -81,6 +126,7 @@ class ModbusDevice:
         bus: Bus,
         branch: str,
         clock: Clock,
+        reprobe_after: float = REPROBE_AFTER,
     ) -> None:
         transport = config.transport
         if not isinstance(transport, ModbusTcp | ModbusRtuOverTcp | ModbusRtu):
@@ -98,23 +144,36 @@ class ModbusDevice:
                 transport.pause_between_requests, profile.pause_between_requests
             ),
         )
+        self._reprobe_after = reprobe_after
         self._points = {p.id: p for p in profile.points if p.measurement is not None}
-        max_gap = profile.max_gap if transport.max_gap is None else transport.max_gap
-        holes = [h.hole() for h in profile.holes]
+        self._every_point = {p.id: p for p in profile.points}
+        self._max_gap = profile.max_gap if transport.max_gap is None else transport.max_gap
+        self._one_per_point = transport.one_request_per_point
+        self._holes = [h.hole() for h in profile.holes]
         default = config.poll.get("default", 10.0)
         self._groups: dict[str, _Group] = {}
         for group in sorted({p.group for p in self._points.values()}):
-            footprints = [p.footprint() for p in self._points.values() if p.group == group]
+            footprints = tuple(p.footprint() for p in self._points.values() if p.group == group)
+            requests = self._plan(footprints)
             self._groups[group] = _Group(
                 interval=config.poll.get(group, default),
-                requests=plan(
-                    footprints,
-                    max_gap=max_gap,
-                    holes=holes,
-                    one_per_point=transport.one_request_per_point,
-                    max_registers=profile.max_registers,
-                ),
+                footprints=footprints,
+                configured=requests,
+                requests=requests,
             )
+
+    def _plan(
+        self, footprints: Sequence[Footprint], learned: healing.Learned | None = None
+    ) -> tuple[Request, ...]:
+        learned = learned or healing.Learned()
+        return plan(
+            [f for f in footprints if f.key not in learned.refused],
+            max_gap=self._max_gap,
+            holes=[*self._holes, *learned.holes(footprints)],
+            cuts=sorted(learned.cuts, key=lambda c: (c.table, c.address)),
+            one_per_point=self._one_per_point,
+            max_registers=self._profile.max_registers,
+        )
 
     @property
     def device_id(self) -> str:
@@ -144,60 +203,175 @@ class ModbusDevice:
     def requests(self) -> tuple[Request, ...]:
         return tuple(r for g in self._groups.values() for r in g.requests)
 
+    def refused(self) -> Mapping[str, str]:
+        """The points the device refuses, found by healing, with the reason."""
+        return {k: v for g in self._groups.values() for k, v in g.learned.refused.items()}
+
     def describe_plan(self) -> str:
         requests = self.requests()
         registers = sum(r.count for r in requests if not r.table.is_bit)
         bits = sum(r.count for r in requests if r.table.is_bit)
         size = f"{registers} registers" + (f", {bits} bits" if bits else "")
         groups = ", ".join(f"{n} every {g.interval:g} s" for n, g in self._groups.items())
-        return f"{self.device_id}: {len(requests)} requests, {size} ({groups})"
+        refused = self.refused()
+        around = f"; refused: {', '.join(sorted(refused))}" if refused else ""
+        return f"{self.device_id}: {len(requests)} requests, {size} ({groups}{around})"
+
+    def _decode(
+        self, request: Request, words: Sequence[int] | Sequence[bool]
+    ) -> dict[str, Value | NoValue]:
+        decoded: dict[str, Value | NoValue] = {}
+        for key in request.keys:
+            point = self._every_point[key]
+            start = point.address - request.address
+            decoded[key] = decode_point(self._profile, point, words[start : start + point.count])
+        return decoded
+
+    async def _read_request(
+        self, request: Request, pacing: Pacing | None = None
+    ) -> list[int] | list[bool]:
+        return await self._bus.read(
+            unit=self._unit,
+            table=request.table,
+            address=request.address,
+            count=request.count,
+            pacing=pacing or self._pacing,
+        )
+
+    def _reprobe(self, name: str, group: _Group) -> None:
+        """Try the configured plan again once the refused points are due for a probe."""
+        if group.reprobe_at is None or self._clock.monotonic() < group.reprobe_at:
+            return
+        log.info(
+            "%s: trying %s again (refused until now: %s)",
+            self.device_id,
+            name,
+            ", ".join(sorted(group.learned.refused)) or "none",
+        )
+        group.learned = healing.Learned()
+        group.requests = group.configured
+        group.reprobe_at = group.reprobe_wall = None
+
+    async def _heal(
+        self,
+        name: str,
+        request: Request,
+        refused: ModbusExceptionResponse,
+        reason: str,
+        out: _Outcome,
+    ) -> None:
+        """The device refused ``request``: find what it refuses, read the rest now, and plan
+        the group again around what was found."""
+        group = self._groups[name]
+        footprints = {f.key: f for f in group.footprints}
+        search = healing.search(request, footprints)
+        try:
+            read = next(search)
+            while True:
+                try:
+                    words = await self._read_request(read)
+                except ModbusExceptionResponse as exc:
+                    if _refusal(exc) is None:
+                        raise
+                    read = search.send(False)
+                else:
+                    out.take(read.keys, self._decode(read, words))
+                    read = search.send(True)
+        except StopIteration as stop:
+            finding: healing.Finding = stop.value
+        except (ModbusExceptionResponse, GarbledAnswer) as exc:  # another failure: learn nothing
+            out.failures.append(f"{refused}; while splitting it: {exc}")
+            out.missing.update(
+                (k, str(exc)) for k in request.keys if k not in out.values and k not in out.missing
+            )
+            return
+        before = len(group.requests)
+        group.learned = group.learned.plus(finding, reason)
+        group.requests = self._plan(group.footprints, group.learned)
+        if group.reprobe_at is None:
+            group.reprobe_at = self._clock.monotonic() + self._reprobe_after
+            group.reprobe_wall = self._clock.now() + timedelta(seconds=self._reprobe_after)
+        found = "; ".join(
+            [f"refused: {', '.join(finding.refused)}"] * bool(finding.refused)
+            + [
+                "reads no longer span "
+                + ", ".join(f"{c.table} {c.address - 1}/{c.address}" for c in finding.cuts)
+            ]
+            * bool(finding.cuts)
+        )
+        out.failures.append(
+            f"{refused}; split in {finding.reads} reads, {found};"
+            f" {name} planned again: {before} -> {len(group.requests)} requests"
+        )
+        log.warning(
+            "%s: %s; %s; %s planned again: %d -> %d requests; the configured plan is tried"
+            " again in %s",
+            self.device_id,
+            refused,
+            found,
+            name,
+            before,
+            len(group.requests),
+            timedelta(seconds=round(self._reprobe_after)),
+        )
+        for key in finding.refused:
+            out.missing[key] = self._refused_reason(group, key)
+
+    @staticmethod
+    def _refused_reason(group: _Group, key: str) -> str:
+        when = ""
+        if group.reprobe_wall is not None:
+            when = f"; read again after {group.reprobe_wall:%Y-%m-%d %H:%M} UTC"
+        return f"refused by the device ({group.learned.refused[key]}){when}"
 
     async def poll(self, groups: Collection[str]) -> PollResult:
         now = self._clock.now()
-        values: dict[str, Value] = {}
-        missing: dict[str, str] = {}
-        failures: list[str] = []
+        out = _Outcome()
         reached = False
-        requests = [
-            r for name in groups if name in self._groups for r in self._groups[name].requests
-        ]
-        for i, request in enumerate(requests):
+        names = [name for name in groups if name in self._groups]
+        for name in names:
+            self._reprobe(name, self._groups[name])
+        work = [(name, r) for name in names for r in self._groups[name].requests]
+        for i, (name, request) in enumerate(work):
             try:
-                words = await self._bus.read(
-                    unit=self._unit,
-                    table=request.table,
-                    address=request.address,
-                    count=request.count,
-                    pacing=self._pacing,
-                )
-            except (ModbusExceptionResponse, GarbledAnswer) as exc:
-                # the device answered: an exception, or a frame the line mangled twice
+                try:
+                    words = await self._read_request(request)
+                except ModbusExceptionResponse as exc:
+                    refusal = exc
+                else:
+                    reached = True
+                    out.take(request.keys, self._decode(request, words))
+                    continue
                 reached = True
-                failures.append(str(exc))
-                missing.update((key, str(exc)) for key in request.keys)
-                continue
+                reason = _refusal(refusal)
+                if reason is None:
+                    out.failures.append(str(refusal))
+                    out.missing.update((key, str(refusal)) for key in request.keys)
+                else:
+                    await self._heal(name, request, refusal, reason, out)
+            except GarbledAnswer as exc:  # the device talks, the line mangled it twice
+                reached = True
+                out.failures.append(str(exc))
+                out.missing.update((k, str(exc)) for k in request.keys if k not in out.values)
             except DeviceUnreachable as exc:
                 # Stop here: the rest would only wait for their own timeouts and hold the bus.
-                failures.append(str(exc))
-                for rest in requests[i:]:
-                    missing.update((key, "no answer") for key in rest.keys)
+                out.failures.append(str(exc))
+                for _, rest in work[i:]:
+                    out.missing.update(
+                        (key, "no answer") for key in rest.keys if key not in out.values
+                    )
                 break
-            reached = True
-            for key in request.keys:
-                point = self._points[key]
-                start = point.address - request.address
-                value = decode_point(self._profile, point, words[start : start + point.count])
-                if isinstance(value, NoValue):
-                    missing[key] = value.reason
-                else:
-                    values[key] = value
+        for name in names:
+            group = self._groups[name]
+            for key in group.learned.refused:
+                out.missing.setdefault(key, self._refused_reason(group, key))
         if not reached:
-            return PollResult(reached=False, failures=tuple(failures), missing=missing)
+            return PollResult(reached=False, failures=tuple(out.failures), missing=out.missing)
         return PollResult(
-            readings=self._readings(values, now),
+            readings=self._readings(out.values, now),
             reached=True,
-            failures=tuple(failures),
-            missing=missing,
+            failures=tuple(out.failures),
+            missing=out.missing,
         )
 
     def _readings(self, values: Mapping[str, Value], now: datetime) -> tuple[Reading, ...]:

@@ -2,18 +2,20 @@
 
 Rules: a request reads one table; it never exceeds ``max_registers`` (register tables) or
 ``max_bits`` (coils and discrete inputs); it never covers an address in a hole (the device
-refuses to read there); it merges two consecutive points only when the unread gap between them
-is at most ``max_gap``; a point is never split, and points that share addresses (two BITS
-points of one register) land in the same request. ``one_per_point`` is the escape hatch for
-devices that reject multi-point reads.
+refuses to read there) nor reads across a cut (the device refuses a read that spans it, such
+as the boundary between two of its register blocks); it merges two consecutive points only
+when the unread gap between them is at most ``max_gap``; a point is never split, and points
+that share addresses (two BITS points of one register) land in the same request.
+``one_per_point`` is the escape hatch for devices that reject multi-point reads.
 
 Greedy left-to-right is optimal: by induction, its k-th request ends at or after the k-th
 request of any plan (points taken in address order). Greedy closes a request before point p
 either because the gap before p is too wide, and then no request can hold p with any earlier
 point of greedy's request (none of them ends later than the request does), or because p ends
-past every earlier point (only a larger end can break the size limit or reach a hole); then
-dropping the earlier points from any request that holds p keeps it valid (its span shrinks and
-they bridged no later gap), so greedy's next request, starting at p, reaches as far as any.
+past every earlier point (only a larger end can break the size limit, reach a hole or cross a
+cut); then dropping the earlier points from any request that holds p keeps it valid (its span
+shrinks and they bridged no later gap), so greedy's next request, starting at p, reaches as
+far as any.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from dataclasses import dataclass
 
 from openbranch.integrations.modbus.register import Table
 
-__all__ = ["MAX_BITS", "MAX_REGISTERS", "Footprint", "Hole", "Request", "lower_bound", "plan"]
+__all__ = [
+    "MAX_BITS",
+    "MAX_REGISTERS",
+    "Cut",
+    "Footprint",
+    "Hole",
+    "Request",
+    "lower_bound",
+    "plan",
+]
 
 MAX_REGISTERS = 125  # FC 3 / 4: at most 125 registers per request
 MAX_BITS = 2000  # FC 1 / 2: at most 2000 bits per request
@@ -57,6 +68,14 @@ class Hole:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """No request of ``table`` may read both ``address - 1`` and ``address``."""
+
+    table: Table
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """One read: ``count`` registers (or bits) of ``table`` from ``address``, for ``keys``."""
 
@@ -77,10 +96,18 @@ def _limits(max_registers: int, max_bits: int) -> dict[Table, int]:
     return {t: max_bits if t.is_bit else max_registers for t in Table}
 
 
-def _validate(points: Sequence[Footprint], holes: Sequence[Hole], limits: dict[Table, int]) -> None:
+def _validate(
+    points: Sequence[Footprint],
+    holes: Sequence[Hole],
+    limits: dict[Table, int],
+    cuts: Sequence[Cut] = (),
+) -> None:
     for h in holes:
         if not 0 <= h.start <= h.end < _ADDRESSES:
             raise ValueError(f"hole {h.table} {h.start}..{h.end} is not a range in 0..65535")
+    for c in cuts:
+        if not 0 < c.address < _ADDRESSES:
+            raise ValueError(f"cut {c.table} at {c.address} is not between two of 0..65535")
     for p in points:
         if p.count < 1:
             raise ValueError(f"point {p.key}: count {p.count} is below 1")
@@ -94,6 +121,9 @@ def _validate(points: Sequence[Footprint], holes: Sequence[Hole], limits: dict[T
         for h in holes:
             if h.table is p.table and p.address <= h.end and h.start <= p.end:
                 raise ValueError(f"point {p.key} lies in the unreadable range {h.start}..{h.end}")
+        for c in cuts:
+            if c.table is p.table and p.address < c.address <= p.end:
+                raise ValueError(f"point {p.key} spans the cut at {c.address}")
 
 
 def _in_table(points: Sequence[Footprint], table: Table) -> list[Footprint]:
@@ -109,15 +139,16 @@ def plan(
     one_per_point: bool = False,
     max_registers: int = MAX_REGISTERS,
     max_bits: int = MAX_BITS,
+    cuts: Sequence[Cut] = (),
 ) -> tuple[Request, ...]:
     """The read requests that cover ``points``, sorted by table (coil, discrete input,
     holding, input) and address.
 
     Raises ValueError for a point that no request can read: count below 1, addresses outside
-    0..65535, more addresses than one request allows, or inside a hole.
+    0..65535, more addresses than one request allows, inside a hole, or across a cut.
     """
     limits = _limits(max_registers, max_bits)
-    _validate(points, holes, limits)
+    _validate(points, holes, limits, cuts)
     if max_gap < 0:
         raise ValueError(f"max_gap {max_gap} is below 0")
     requests: list[Request] = []
@@ -127,6 +158,7 @@ def plan(
             requests.extend(Request(table, p.address, p.count, (p.key,)) for p in ordered)
             continue
         table_holes = [h for h in holes if h.table is table]
+        table_cuts = [c.address for c in cuts if c.table is table]
         keys: list[str] = []
         start = end = 0
         for p in ordered:
@@ -136,6 +168,7 @@ def plan(
                     p.address - end - 1 <= max_gap
                     and new_end - start + 1 <= limits[table]
                     and not any(start <= h.end and h.start <= new_end for h in table_holes)
+                    and not any(start < c <= new_end for c in table_cuts)
                 )
                 if fits:
                     keys.append(p.key)
@@ -148,12 +181,13 @@ def plan(
     return tuple(requests)
 
 
-def _reach(address: int, limit: int, hole_starts: list[int]) -> int:
+def _reach(address: int, limit: int, stops: list[int]) -> int:
     """The last address a request starting at ``address`` may read: as far as the size limit
-    allows, and short of the next hole (a point's address lies in no hole)."""
-    k = bisect.bisect_right(hole_starts, address)
-    next_hole = hole_starts[k] if k < len(hole_starts) else _ADDRESSES
-    return min(address + limit, next_hole) - 1
+    allows, and short of the next stop, a hole's start or a cut (a point's address lies in no
+    hole, and a cut at the address itself does not stop a request that starts there)."""
+    k = bisect.bisect_right(stops, address)
+    next_stop = stops[k] if k < len(stops) else _ADDRESSES
+    return min(address + limit, next_stop) - 1
 
 
 def lower_bound(
@@ -163,8 +197,10 @@ def lower_bound(
     max_gap: int | None = None,
     max_registers: int = MAX_REGISTERS,
     max_bits: int = MAX_BITS,
+    cuts: Sequence[Cut] = (),
 ) -> int:
-    """The fewest requests that can cover ``points`` under the size limits and the holes,
+    """The fewest requests that can cover ``points`` under the size limits, the holes and the
+    cuts,
     merging across gaps of at most ``max_gap`` unread addresses (any width when None): what
     ``plan`` must reach with the same ``max_gap``.
 
@@ -173,12 +209,15 @@ def lower_bound(
     ``best[j] + 1`` over the runs j..i-1 whose span stays within the reach of point j.
     """
     limits = _limits(max_registers, max_bits)
-    _validate(points, holes, limits)
+    _validate(points, holes, limits, cuts)
     total = 0
     for table in _TABLE_ORDER:
         ordered = _in_table(points, table)
-        hole_starts = sorted(h.start for h in holes if h.table is table)
-        reach = [_reach(p.address, limits[table], hole_starts) for p in ordered]
+        stops = sorted(
+            [h.start for h in holes if h.table is table]
+            + [c.address for c in cuts if c.table is table]
+        )
+        reach = [_reach(p.address, limits[table], stops) for p in ordered]
         best = [0] * (len(ordered) + 1)  # best[i]: fewest requests for the first i points
         for i in range(1, len(ordered) + 1):
             span_end = -1

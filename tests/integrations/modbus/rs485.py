@@ -68,6 +68,7 @@ async def on_a_line(
     *,
     profiles: Mapping[str, ModbusProfile] | None = None,
     clock: Clock | None = None,
+    reprobe_after: float = 24 * 3600.0,
 ) -> AsyncIterator[Line]:
     first = devices[0].transport
     assert first.type == "modbus_rtu"
@@ -90,6 +91,7 @@ async def on_a_line(
             bus=pool.get(d.transport),  # type: ignore[arg-type]
             branch="test",
             clock=clock or SystemClock(),
+            reprobe_after=reprobe_after,
         )
         for d in devices
     }

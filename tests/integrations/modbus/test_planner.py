@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from openbranch.integrations.modbus.planner import Footprint, Hole, Request, lower_bound, plan
+from openbranch.integrations.modbus.planner import (
+    Cut,
+    Footprint,
+    Hole,
+    Request,
+    lower_bound,
+    plan,
+)
 from openbranch.integrations.modbus.register import Table
 
 IR, HR, CO, DI = Table.INPUT, Table.HOLDING, Table.COIL, Table.DISCRETE_INPUT
@@ -149,6 +156,25 @@ CASES: list[tuple[str, list[Footprint], dict[str, Any], list[tuple[Table, int, i
     ("unsorted-input", pts(IR, (40, 2), (0, 2), (20, 2)), {}, [(IR, 0, 42)]),
     ("last-address", pts(HR, (65533, 2), (65535, 1)), {}, [(HR, 65533, 3)]),
     (
+        "cut-between-adjacent-points",
+        pts(IR, (0, 2), (2, 2)),
+        {"cuts": [Cut(IR, 2)]},
+        [(IR, 0, 2), (IR, 2, 2)],
+    ),
+    (
+        "cut-in-a-gap",
+        pts(IR, (0, 2), (6, 2), (8, 2)),
+        {"cuts": [Cut(IR, 4)]},
+        [(IR, 0, 2), (IR, 6, 4)],
+    ),
+    ("cut-of-another-table", pts(IR, (0, 2), (2, 2)), {"cuts": [Cut(HR, 2)]}, [(IR, 0, 4)]),
+    (
+        "cuts-and-a-hole",
+        pts(HR, (0, 1), (1, 1), (2, 1), (10, 1), (20, 1)),
+        {"cuts": [Cut(HR, 1), Cut(HR, 20)], "holes": [Hole(HR, 5, 6)]},
+        [(HR, 0, 1), (HR, 1, 2), (HR, 10, 1), (HR, 20, 1)],
+    ),
+    (
         "one-per-point",
         pts(IR, (0, 2), (2, 2), (4, 2)),
         {"one_per_point": True},
@@ -171,8 +197,13 @@ def test_plan(
 ) -> None:
     requests = plan(points, **kwargs)
     assert shape(requests) == expected
-    limits = {k: v for k, v in kwargs.items() if k in ("max_registers", "max_bits", "holes")}
-    assert_valid(points, requests, max_gap=kwargs.get("max_gap", 125), **limits)
+    limits = {
+        k: v for k, v in kwargs.items() if k in ("max_registers", "max_bits", "holes", "cuts")
+    }
+    checked = {k: v for k, v in limits.items() if k != "cuts"}
+    assert_valid(points, requests, max_gap=kwargs.get("max_gap", 125), **checked)
+    for cut in kwargs.get("cuts", []):
+        assert not any(r.table is cut.table and r.address < cut.address <= r.end for r in requests)
     if not kwargs.get("one_per_point"):
         assert len(plan(points, max_gap=UNLIMITED, **limits)) == lower_bound(points, **limits)
 
@@ -219,6 +250,8 @@ def test_deterministic_whatever_the_input_order() -> None:
         (pts(IR, (65535, 2)), {}, r"point p65535: addresses 65535\.\.65536 are not in 0\.\.65535"),
         (pts(IR, (0, 1)), {"holes": [Hole(IR, 9, 8)]}, r"hole input 9\.\.8 is not a range"),
         (pts(IR, (0, 1)), {"max_registers": 0}, "request limits must be at least 1"),
+        (pts(IR, (4, 2)), {"cuts": [Cut(IR, 5)]}, "point p4 spans the cut at 5"),
+        (pts(IR, (0, 1)), {"cuts": [Cut(IR, 0)]}, "cut input at 0 is not between two"),
     ],
     ids=[
         "inside-hole",
@@ -233,6 +266,8 @@ def test_deterministic_whatever_the_input_order() -> None:
         "past-65535",
         "hole-backwards",
         "limit-0",
+        "point-across-a-cut",
+        "cut-at-0",
     ],
 )
 def test_invalid_input_raises(
