@@ -16,11 +16,12 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from openbranch.edge.core.clock import SystemClock
@@ -30,6 +31,7 @@ from openbranch.edge.core.config import (
     gateway_json_schema,
     load_gateway_config,
 )
+from openbranch.edge.core.device import DeviceSource
 from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
 from openbranch.edge.core.yamlsource import ConfigError, Problem, load_yaml
@@ -83,9 +85,60 @@ def _check(args: argparse.Namespace) -> int:
         f"{args.config}: branch {config.branch.id} ({config.branch.name}), "
         f"{len(config.devices)} devices: OK"
     )
-    for device in config.devices:
-        print("  " + registry.build(device, context).describe_plan())
+    sources = [registry.build(device, context) for device in config.devices]
+    for source in sources:
+        print("  " + source.describe_plan())
+    if args.connect or args.scan is not None:
+        asyncio.run(_connect(config, sources, probe=args.connect, scan=args.scan))
     return 0
+
+
+@runtime_checkable
+class _Probed(Protocol):
+    """A source that reads all its points once and tells how it went (Modbus devices)."""
+
+    async def probe(self) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class _Scanned(Protocol):
+    """A source that can ask every unit id on its bus whether it is there."""
+
+    async def scan(self, *, within: float, names: Mapping[int, str]) -> Sequence[str]: ...
+
+
+async def _connect(
+    config: GatewayConfig, sources: Sequence[DeviceSource], *, probe: bool, scan: float | None
+) -> None:
+    """`gateway check --connect`: each device's points read once; `--scan`: each bus's unit
+    ids, asked through the first device on it that can scan."""
+    pairs = list(zip(config.devices, sources, strict=True))
+    try:
+        for device, source in pairs if probe else []:
+            print(f"{device.id} ({device.profile} on {device.transport.bus}):")
+            if not isinstance(source, _Probed):
+                print(f"  not probed: {device.transport.type} devices report on their own")
+                continue
+            for line in await source.probe():
+                print("  " + line)
+        scanned: set[str] = set()
+        for device, source in pairs if scan is not None else []:
+            bus = device.transport.bus
+            if bus in scanned or not isinstance(source, _Scanned):
+                continue
+            scanned.add(bus)
+            names = {
+                unit: d.id
+                for d in config.devices
+                if d.transport.bus == bus
+                and (unit := getattr(d.transport, "unit_id", None)) is not None
+            }
+            print(f"unit ids on {bus} (at most {scan:g} s):")
+            for line in await source.scan(within=scan or 0.0, names=names):
+                print("  " + line)
+    finally:
+        for source in sources:
+            await source.close()
 
 
 def _schema(_: argparse.Namespace) -> int:
@@ -193,6 +246,19 @@ def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="the config is checked away from its gateway: do not read the secrets it refers "
         "to, nor look at its store's path",
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="read every point of every device once: value, unit, time per request, exceptions",
+    )
+    check.add_argument(
+        "--scan",
+        type=float,
+        nargs="?",
+        const=60.0,
+        metavar="SECONDS",
+        help="ask unit ids 1-247 on each Modbus bus which answer, for at most SECONDS (60)",
     )
     check.set_defaults(func=_check)
     run = gsub.add_parser("run", help="poll the configured devices until SIGTERM or SIGINT")

@@ -13,6 +13,7 @@ default) the configured plan is tried again, in case the device's firmware chang
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from openbranch.integrations.modbus import healing
 from openbranch.integrations.modbus.decode import NoValue, decode, encode
 from openbranch.integrations.modbus.planner import Footprint, Request, plan
 from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
-from openbranch.integrations.modbus.register import DataType
+from openbranch.integrations.modbus.register import DataType, Table
 from openbranch.integrations.modbus.transport import (
     Bus,
     GarbledAnswer,
@@ -48,6 +49,7 @@ __all__ = ["REPROBE_AFTER", "ModbusDevice", "decode_point"]
 log = logging.getLogger(__name__)
 
 REPROBE_AFTER = 24 * 3600.0  # seconds until refused points are tried again
+SCAN_UNITS = range(1, 248)
 
 
 def decode_point(
@@ -113,6 +115,22 @@ class _Outcome:
                 self.missing[key] = value.reason
             else:
                 self.values[key] = value
+
+
+def _where(request: Request) -> str:
+    return f"{request.table} {request.address}+{request.count}"
+
+
+def _ms(started: float) -> str:
+    return f"{(time.monotonic() - started) * 1000:.0f} ms"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 class ModbusDevice:
@@ -392,6 +410,127 @@ class ModbusDevice:
             )
             for (name, tags), fields in sorted(grouped.items())
         )
+
+    async def probe(self) -> list[str]:
+        """Read every point of the profile once (every group, and the points no reading
+        carries, such as relays), request by request as planned; a table of each point's
+        value and unit, the request that read it and how long it took, or the exception. The
+        points of a read the device refuses are read one by one, to show which it refuses.
+        What a technician runs before leaving the building (``gateway check --connect``)."""
+        requests = plan(
+            [p.footprint() for p in self._profile.points],
+            max_gap=self._max_gap,
+            holes=self._holes,
+            one_per_point=self._one_per_point,
+            max_registers=self._profile.max_registers,
+        )
+        rows: list[tuple[str, ...]] = [("point", "value", "unit", "request", "time", "")]
+        silent = ""
+        for request in requests:
+            if silent:
+                rows += [(k, "-", "", _where(request), "", silent) for k in request.keys]
+                continue
+            started = time.monotonic()
+            try:
+                rows += await self._probe(request, split=True)
+            except DeviceUnreachable as exc:
+                took = _ms(started)
+                silent = "not read: the device did not answer"
+                rows += [
+                    (k, "-", "", _where(request), took, self._short(exc)) for k in request.keys
+                ]
+        return _table(rows)
+
+    def _short(self, exc: Exception) -> str:
+        """The failure without the bus and the unit, which the probe's table shows apart."""
+        text = str(exc)
+        prefix = f"{self._bus.key} unit {self._unit} "
+        return text.removeprefix(prefix).split(": ", 1)[-1] if text.startswith(prefix) else text
+
+    async def _probe(self, request: Request, *, split: bool) -> list[tuple[str, ...]]:
+        where = _where(request)
+        started = time.monotonic()
+        rows: list[tuple[str, ...]]
+        try:
+            words = await self._read_request(request)
+        except (ModbusExceptionResponse, GarbledAnswer) as exc:
+            took = _ms(started)
+            refused = isinstance(exc, ModbusExceptionResponse) and _refusal(exc)
+            if split and refused and len(request.keys) > 1:
+                rows = [("", "", "", where, took, f"{self._short(exc)}: read point by point")]
+                for key in request.keys:
+                    spot = self._every_point[key].footprint()
+                    alone = Request(spot.table, spot.address, spot.count, (key,))
+                    rows += await self._probe(alone, split=False)
+                return rows
+            return [(k, "-", "", where, took, self._short(exc)) for k in request.keys]
+        took = _ms(started)
+        rows = []
+        for key, value in self._decode(request, words).items():
+            point = self._every_point[key]
+            if isinstance(value, NoValue):
+                rows.append((key, "-", point.unit or "", where, took, value.reason))
+            else:
+                shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+                rows.append((key, shown, point.unit or "", where, took, ""))
+            where = took = ""  # once per request
+        return rows
+
+    async def scan(
+        self,
+        *,
+        within: float = 60.0,
+        each: float = 0.2,
+        units: Sequence[int] = SCAN_UNITS,
+        names: Mapping[int, str] | None = None,
+    ) -> list[str]:
+        """Which unit ids answer on this device's bus: one read of holding register 0 to each
+        (any answer counts, an exception too), waiting ``each`` seconds, no retry; stops
+        after ``within`` seconds. ``names`` (unit id -> device id) marks the configured
+        units, and a configured unit that did not answer."""
+        names = names or {}
+        pacing = Pacing(
+            timeout=each,
+            pause_between_requests=self._pacing.pause_between_requests,
+            retry=False,
+        )
+        lines: list[str] = []
+        answered: set[int] = set()
+        scanned: list[int] = []
+        stopped = ""
+        started = time.monotonic()
+        for unit in units:
+            if time.monotonic() - started >= within:
+                stopped = (
+                    f"time limit of {within:g} s reached: units {unit}..{units[-1]} not scanned"
+                )
+                break
+            scanned.append(unit)
+            try:
+                await self._bus.read(
+                    unit=unit, table=Table.HOLDING, address=0, count=1, pacing=pacing
+                )
+                answer = "answers"
+            except ModbusExceptionResponse as exc:
+                answer = f"answers ({str(exc).rsplit(': ', 1)[-1]} to holding 0)"
+            except GarbledAnswer:
+                answer = "answers garbled (two units on one id, or another baud rate?)"
+            except DeviceUnreachable as exc:
+                if "cannot" in str(exc):  # the port or the gateway is not there at all
+                    stopped = str(exc)
+                    break
+                continue
+            answered.add(unit)
+            known = f" ({names[unit]})" if unit in names else " (not in the config)"
+            lines.append(f"unit {unit}: {answer}{known}")
+        lines += [
+            f"unit {unit}: NO ANSWER ({names[unit]} is configured there)"
+            for unit in scanned
+            if unit in names and unit not in answered
+        ]
+        lines += [stopped] * bool(stopped)
+        lines.append(f"{len(scanned)} unit ids scanned in {time.monotonic() - started:.1f} s")
+        return lines
 
     async def listen(self, accept: Accept, reject: Reject) -> None:
         """Modbus devices are polled; nothing to listen to."""
