@@ -43,12 +43,16 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> str:
+    """From a file or the environment, never the command line (other users see it in ps)."""
     if args.token_file:
-        return Path(args.token_file).read_text(encoding="utf-8").strip()
-    token = args.token or os.environ.get(TOKEN_ENV, "")
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SystemExit(f"--token-file {args.token_file}: {exc.strerror}") from None
+    token = os.environ.get(TOKEN_ENV, "")
     if not token:
-        raise SystemExit(f"a Grafana token: --token, --token-file or ${TOKEN_ENV}")
-    return str(token)
+        raise SystemExit(f"a Grafana token: --token-file or ${TOKEN_ENV}")
+    return token
 
 
 def _push(args: argparse.Namespace) -> int:
@@ -67,8 +71,9 @@ def dashboards_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     build_cmd.add_argument("--out", type=Path, required=True)
     push_cmd = dsub.add_parser("push", help="create or update dashboards and alert rules")
     push_cmd.add_argument("--url", required=True, help="Grafana's base URL")
-    push_cmd.add_argument("--token", help=f"an API token (or --token-file, or ${TOKEN_ENV})")
-    push_cmd.add_argument("--token-file", help="a file holding the API token")
+    push_cmd.add_argument(
+        "--token-file", help=f"a file holding the API token (or ${TOKEN_ENV}; never an argument)"
+    )
     for cmd in (build_cmd, push_cmd):
         cmd.add_argument("--inventory", type=Path, help="the fleet inventory (branches, areas)")
     build_cmd.set_defaults(func=_build)

@@ -89,10 +89,13 @@ def grafana() -> Iterator[tuple[str, type[FakeGrafanaWithAlerting]]]:
 
 
 def test_push_creates_then_changes_nothing(
-    grafana: tuple[str, type[FakeGrafanaWithAlerting]], capsys: pytest.CaptureFixture[str]
+    grafana: tuple[str, type[FakeGrafanaWithAlerting]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, server = grafana
-    args = ["dashboards", "push", "--url", url, "--token", "t0ken", "--inventory", str(AARHUS)]
+    monkeypatch.setenv("OPENBRANCH_GRAFANA_TOKEN", "t0ken")
+    args = ["dashboards", "push", "--url", url, "--inventory", str(AARHUS)]
     assert main(args) == 0
     first = capsys.readouterr().out.splitlines()
     assert first[0] == "created folder Aarhus Kommune"
@@ -123,3 +126,11 @@ def test_provision_apply_pushes_every_dashboard_and_the_rules(
     assert len(server.rules) == 3
     assert main(args) == 0
     assert "Grafana: no changes" in capsys.readouterr().out
+
+
+def test_a_token_is_never_a_command_line_argument() -> None:
+    """Other users of the machine see every process's arguments (ps): there is no --token,
+    and what argparse would take for --token-file is read as a file name, never as a token."""
+    with pytest.raises(SystemExit) as refused:
+        main(["dashboards", "push", "--url", "http://127.0.0.1:1", "--token", "t0ken"])
+    assert str(refused.value) == "--token-file t0ken: No such file or directory"
