@@ -1,0 +1,431 @@
+"""The soak (issue 14): the demo branch for N simulated days on an accelerated clock, with a
+fault schedule of at least one fault of each kind per simulated day, then the invariants.
+
+    .venv/bin/python bench/soak.py [--days 30] [--speed 720] [--seed 14]
+
+The branch is the demo's (examples/demo/gateway.yaml: its Modbus simulators and MQTT devices,
+driven by the demo's scenario) plus two MQTT passage counters whose every message carries a
+number of its own, a real Mosquitto and a real influxd with two sinks (one through a proxy
+that can slow, cut and refuse). The gateway is a real process (``bench/soaklib/gatewayproc.py``)
+on the world's accelerated clock. Faults (``bench/soaklib/faults.py``) each day: Mosquitto
+stopped and killed; influxd killed, refusing (503, 429), slow and cutting, and away until the
+outbox's bound drops telemetry; a device silent, answering exceptions, answering garbage (NaN
+registers, MQTT bytes that are no JSON); the gateway SIGTERMed, SIGKILLed at a random moment,
+right as a commit lands and inside the closing sequence; its wall clock stepped back and
+forwards by minutes (also across 22:00); its store's file system read-only, full (a file-size
+limit), and its descriptors exhausted. After each, the alert a person should see must appear
+in ``gateway status`` and be cleared after the fault. At the end, every invariant of
+``bench/soaklib/invariants.py`` is checked, and the figures printed.
+
+The soak needs root (or CAP_SYS_ADMIN): it runs in a private mount namespace (``unshare -m``)
+so that the store can be remounted read-only and no mount outlives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the soak's parts are bench.soaklib
+    sys.path.insert(0, str(ROOT))
+
+from bench.soaklib.faults import (  # noqa: E402
+    Bound,
+    ClockStep,
+    DeviceExceptions,
+    DeviceGarbage,
+    DeviceSilent,
+    DiskFull,
+    GatewayKill,
+    GatewayTerm,
+    InfluxdDown,
+    MosquittoDown,
+    NoFiles,
+    ProxyRefuses,
+    ProxySlow,
+    ReadOnlyStore,
+    Scheduled,
+)
+from bench.soaklib.invariants import (  # noqa: E402
+    AlertWindow,
+    Answered,
+    Boundary,
+    InfluxContent,
+    Journaled,
+    Pushed,
+    Run,
+    Violation,
+    check,
+)
+from bench.soaklib.world import World  # noqa: E402
+from openbranch.edge.cli import main as openbranch  # noqa: E402
+from openbranch.edge.demo.day import DEFAULT_CONFIG  # noqa: E402
+
+NS = "OPENBRANCH_SOAK_NAMESPACE"
+TZ = ZoneInfo("Europe/Copenhagen")
+RAISE_WITHIN = 45.0  # real seconds a fault's alert has to show in `gateway status`
+CLEAR_WITHIN = 90.0  # real seconds it has to be cleared after the fault
+KILL_GRACE = 0.3  # real seconds before a SIGKILL whose polls and journal may be uncommitted
+MAX_BYTES = 1_500_000  # the soak's outbox bound: a few hours of the demo branch
+
+SILENT = ("people-counter", "main-meter", "climate-reading-room", "lights", "district-heat")
+EXCEPTIONS = ("sub-meter-lights", "climate-reading-room", "district-heat", "main-meter")
+
+
+@dataclass
+class Outcome:
+    """What the soak saw and did."""
+
+    faults: Counter[str] = field(default_factory=Counter)
+    windows: list[AlertWindow] = field(default_factory=list)
+    operator: list[str] = field(default_factory=list)  # what a person would not have seen
+    operator_checks: int = 0
+
+
+def day_faults(day: int, start: datetime, rng: random.Random) -> list[Scheduled]:
+    """Day ``day``'s faults, from its 06:00 on (at least one of each kind)."""
+    base = start + timedelta(days=day)
+
+    def at(hours: float, jitter: float = 0.1) -> datetime:
+        return base + timedelta(hours=hours + rng.uniform(0, jitter))
+
+    closing = datetime.combine(base.date(), dtime(22, 0), TZ)
+    step = rng.choice([-1, 1]) * rng.randint(2, 30) * 60.0
+    faults = [
+        Scheduled(at(0.5), DeviceSilent(device=SILENT[day % len(SILENT)])),
+        Scheduled(at(1.25), DeviceExceptions(device=EXCEPTIONS[day % len(EXCEPTIONS)])),
+        Scheduled(
+            at(2.0), DeviceGarbage(device="main-meter", points=("total_power_w", "voltage_l1"))
+        ),
+        Scheduled(at(2.75), MosquittoDown(kill=False)),
+        Scheduled(at(3.5), InfluxdDown(kill=True)),
+        Scheduled(at(4.25), ProxyRefuses(status=503)),
+        Scheduled(at(5.0), ProxyRefuses(status=429)),
+        Scheduled(at(5.75), ProxySlow()),
+        Scheduled(at(6.5), ReadOnlyStore()),
+        Scheduled(at(7.25), DiskFull()),
+        Scheduled(at(8.0), NoFiles()),
+        Scheduled(at(8.75), GatewayTerm()),
+        Scheduled(at(9.5), ClockStep(offset=step)),
+        Scheduled(at(10.5), ClockStep(offset=0.0)),
+        Scheduled(at(11.0, jitter=0.9), GatewayKill(when="commit" if day % 2 else "random")),
+        Scheduled(at(12.0), MosquittoDown(kill=True)),
+    ]
+    if day % 2 == 0:  # NTP steps forward over the closing: the whole sequence, nothing early
+        faults.append(Scheduled(closing - timedelta(minutes=3), ClockStep(offset=300.0)))
+    else:  # ...or back over it: the branch must not open again
+        faults.append(Scheduled(closing + timedelta(minutes=2), ClockStep(offset=-240.0)))
+    faults.append(Scheduled(closing + timedelta(minutes=6), GatewayKill(when="closing")))
+    faults.append(Scheduled(closing + timedelta(minutes=45), ClockStep(offset=0.0)))
+    faults.append(Scheduled(base + timedelta(hours=17.5), Bound()))
+    return faults
+
+
+async def run_fault(world: World, item: Scheduled, outcome: Outcome, deadline: float) -> None:
+    fault = item.fault
+    await world.clock.until(item.at)
+    if time.monotonic() > deadline:
+        return
+    outcome.faults[fault.describe()] += 1
+    window = AlertWindow(fault.describe(), world.tailer.newest_seq(), fault.alert)
+    applied = world.clock.now()
+    await fault.apply(world)
+    held_until = applied + timedelta(seconds=fault.hold)
+    shown = fault.alert is None
+    give_up = time.monotonic() + max(RAISE_WITHIN, fault.hold / world.speed * 4)
+    while time.monotonic() < give_up:
+        if not shown and _alert_shown(world, fault.alert):
+            shown = True
+            outcome.operator_checks += 1
+            text = await asyncio.to_thread(_status_text, world)
+            if fault.alert not in text:
+                outcome.operator.append(f"{fault.describe()}: `gateway status` did not list it")
+        if shown and world.clock.now() >= held_until and fault.done(world):
+            break
+        await asyncio.sleep(0.05)
+    if not shown:
+        outcome.operator.append(
+            f"{fault.describe()} at {applied:%m-%d %H:%M}: no {fault.alert} alert in "
+            f"`gateway status` within {RAISE_WITHIN:g} s"
+        )
+    await fault.revert(world)
+    if fault.alert is not None:
+        outcome.windows.append(window)
+        give_up = time.monotonic() + CLEAR_WITHIN
+        while _alert_shown(world, fault.alert) and time.monotonic() < give_up:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # another process's status file: nothing to wait on
+        if _alert_shown(world, fault.alert):
+            outcome.operator.append(
+                f"{fault.describe()}: {fault.alert} still raised {CLEAR_WITHIN:g} s after it"
+            )
+
+
+def _alert_shown(world: World, prefix: str | None) -> bool:
+    status = world.gateway.status()
+    if prefix is None or status is None or status.get("pid") != world.gateway.pid:
+        return False
+    return any(kind.startswith(prefix) for kind in status.get("alerts", {}))
+
+
+def _status_text(world: World) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        openbranch(["gateway", "status", str(world.config_path)])
+    return out.getvalue()
+
+
+async def settle(world: World, within: float = 120.0) -> None:
+    """Wait until both sinks hold everything committed before now (the faults are over)."""
+    deadline = time.monotonic() + within
+    newest = world.tailer.newest_seq()
+    while time.monotonic() < deadline:
+        if world.tailer.cursors and all(c >= newest for c in world.tailer.cursors.values()):
+            return
+        await asyncio.sleep(0.2)
+    world.problems.append(f"the sinks did not catch up within {within:g} s: {world.tailer.cursors}")
+
+
+def excused_polls(world: World) -> list[Answered]:
+    grace = int(KILL_GRACE * world.speed * 1e9)
+    out = []
+    for a in world.answered:
+        if not a.excused and any(k - grace <= a.time_ns <= k for k in world.kills):
+            out.append(Answered(a.device, a.time_ns, "in the last moments before a SIGKILL"))
+        else:
+            out.append(a)
+    return out
+
+
+def excused_pushes(world: World) -> list[Pushed]:
+    slack = int(1.0 * world.speed * 1e9)
+    out = []
+    for p in world.passages.pushed:
+        if not any(down - slack <= p.time_ns <= up for down, up in world.broker_windows):
+            out.append(p)
+            continue
+        out.append(
+            Pushed(
+                p.device,
+                p.measurement,
+                p.field,
+                p.value,
+                p.time_ns,
+                p.copies,
+                "acknowledged by a broker that was stopped before it delivered it",
+            )
+        )
+    return out
+
+
+def journal(world: World) -> list[Journaled]:
+    grace = int(KILL_GRACE * world.speed * 1e9)
+    return [
+        Journaled(
+            kind,
+            message,
+            stamp,
+            "in the last moments before a SIGKILL"
+            if any(k - grace <= stamp <= k for k in world.kills)
+            else "",
+        )
+        for stamp, kind, message, _pid in world.gateway.journaled
+    ]
+
+
+async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="openbranch-soak-"))
+    start = datetime.combine(args.start, dtime(6, 0), TZ)
+    rng = random.Random(args.seed)
+    world = World(
+        workdir=workdir,
+        template=DEFAULT_CONFIG,
+        start=start,
+        speed=args.speed,
+        max_bytes=args.max_bytes,
+    )
+    began = time.monotonic()
+    outcome = Outcome()
+    last_report = began
+    try:
+        await world.setup()
+        end = start + timedelta(days=args.days)
+        deadline = world.clock.at(end)
+        say(
+            f"Soak: {args.days:g} simulated days of {world.config.branch.id} from "
+            f"{start:%Y-%m-%d %H:%M} ({TZ.key}) at {args.speed:g}x; work in {workdir}"
+        )
+        schedule = [
+            s
+            for day in range(int(args.days + 0.999))
+            for s in day_faults(day, start, rng)
+            if s.at < end - timedelta(hours=1) and not args.no_faults
+        ]
+        schedule.sort(key=lambda s: s.at)
+        for item in schedule:
+            await run_fault(world, item, outcome, deadline)
+            if args.report_every and time.monotonic() - last_report > args.report_every:
+                last_report = time.monotonic()
+                say(
+                    f"  {world.clock.now().astimezone(TZ):%Y-%m-%d %H:%M}: "
+                    f"{sum(outcome.faults.values())} faults so far, "
+                    f"{world.accepted.last_seq():,} entries committed"
+                )
+        await world.clock.until(end)
+        await settle(world)
+        simulated = world.clock.now() - start
+        await world.finish()
+        run = Run(
+            accepted=world.accepted,
+            sinks=[
+                InfluxContent(sink, world.influxd.url, db)
+                for sink, db in zip(world.tailer.cursors, ("soak_a", "soak_b"), strict=False)
+            ],
+            dropped=world.tailer.dropped,
+            cursors=dict(world.tailer.cursors),
+            pushed=excused_pushes(world),
+            answered=excused_polls(world),
+            journaled=journal(world),
+            boundaries=[
+                Boundary(int(t.at.timestamp() * 1e9), t.mode_to.value)
+                for t in world.calendar.transitions(start, world.clock.now())
+            ],
+            downtimes=world.downtimes,
+            steps=world.steps,
+            faults=outcome.windows,
+            samples=world.samples,
+        )
+        if args.workdir:  # the device records, for a look after the run
+            with (workdir / "records.json").open("w", encoding="utf-8") as out:
+                json.dump(
+                    {
+                        "answered": [dataclasses.astuple(a) for a in run.answered],
+                        "pushed": [dataclasses.astuple(p) for p in run.pushed],
+                        "journaled": [dataclasses.astuple(j) for j in run.journaled or ()],
+                        "kills": world.kills,
+                        "downtimes": world.downtimes,
+                        "steps": world.steps,
+                    },
+                    out,
+                )
+        violations = check(run)
+        violations += [Violation("operator", p) for p in outcome.operator]
+        violations += [Violation("soak", p) for p in world.problems]
+        report(
+            world=world,
+            run=run,
+            outcome=outcome,
+            violations=violations,
+            simulated=simulated,
+            wall=time.monotonic() - began,
+            say=say,
+        )
+        return 1 if violations else 0
+    finally:
+        with contextlib.suppress(Exception):
+            await world.finish()
+        world.close()
+        if not args.workdir and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(
+    *,
+    world: World,
+    run: Run,
+    outcome: Outcome,
+    violations: list[Violation],
+    simulated: timedelta,
+    wall: float,
+    say: Callable[[str], None],
+) -> None:
+    f = run.figures
+    produced = f["produced_polls"] + f["produced_pushed"]
+    say(
+        f"simulated {simulated.total_seconds() / 86400:.2f} days in {wall / 60:.1f} min of wall "
+        f"time ({world.speed:g}x), {world.gateway.starts} gateway processes"
+    )
+    say(
+        f"readings produced: {produced:,} ({f['produced_polls']:,} polls answered by Modbus "
+        f"devices, {f['produced_pushed']:,} passage messages acknowledged by the broker; "
+        f"{f['produced_lost_excused']:,} not accepted and excused)"
+    )
+    say(
+        f"readings accepted: {f['accepted_device_readings']:,} device readings; "
+        f"{f['accepted']:,} entries with the gateway's own"
+    )
+    for sink in run.sinks:
+        say(
+            f"stored in {sink.name}: {f['stored:' + sink.name]:,} points "
+            f"({f['missing:' + sink.name]:,} accepted readings missing, "
+            f"{f['pending:' + sink.name]:,} still waiting in the outbox at the end)"
+        )
+    say(f"dropped by the bound ({world.max_bytes:,} bytes): {f['dropped_by_bound']:,}")
+    say(
+        f"audit entries: {f['audit_entries']:,} ({f['alerts_raised']:,} alerts raised, "
+        f"{f['mode_changes']:,} mode changes, {f['alarm_arms']:,} alarm arms)"
+    )
+    say(f"faults injected: {sum(outcome.faults.values())}")
+    for name, n in sorted(outcome.faults.items()):
+        say(f"  {n:>4}  {name}")
+    say(
+        f"operator: {outcome.operator_checks} alerts shown in `gateway status` while their "
+        f"fault lasted, {len(outcome.operator)} missed or not cleared"
+    )
+    if run.samples:
+        first, last = run.samples[0], run.samples[-1]
+        rss = max(s.rss for s in run.samples)
+        fds = max(s.fds for s in run.samples)
+        say(
+            f"gateway RSS MB start/max/end: {first.rss / 1e6:.0f}/{rss / 1e6:.0f}/"
+            f"{last.rss / 1e6:.0f}; open fds start/max/end: {first.fds}/{fds}/{last.fds}"
+        )
+    say(f"invariant violations: {len(violations)}")
+    for v in violations[:50]:
+        say(f"  {v}")
+
+
+def _unshared() -> None:
+    """Run again in a private mount namespace (once)."""
+    if os.environ.get(NS) == "1":
+        return
+    os.environ[NS] = "1"
+    unshare = shutil.which("unshare") or "unshare"
+    os.execvp(unshare, [unshare, "-m", "--propagation", "private", sys.executable, *sys.argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=30.0, help="simulated days (default 30)")
+    parser.add_argument("--speed", type=float, default=720.0, help="world seconds per second")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 23))
+    parser.add_argument("--max-bytes", type=int, default=MAX_BYTES, help="the outbox's bound")
+    parser.add_argument("--no-faults", action="store_true", help="a quiet run, for comparison")
+    parser.add_argument("--workdir", type=Path, help="keep the run's files here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--report-every", type=float, default=300.0, help="real seconds")
+    args = parser.parse_args(argv)
+    _unshared()
+    return asyncio.run(soak(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""A gateway process on the soak's accelerated clock, and the soak's handle on it.
+
+The child (``python -m bench.soaklib.gatewayproc CONFIG ...``) is ``openbranch gateway run``
+with one difference: its clock is a ``ScaledClock`` that runs with the soak's world (the same
+start instant and speed, on the machine's monotonic clock that every process shares), plus the
+offset the soak has stepped it by. ``SIGUSR1`` makes it read ``<config>.clock`` (the offset
+in seconds the soak wants now) and step its wall clock by the difference, the way NTP steps a
+real one. It ignores SIGXFSZ, so a file-size limit is a failed write (as a full disk is), not
+a dead process. Every alert and audit entry the gateway journals is written to a pipe first
+(the gateway's own record, for the checker; a pipe, so no file-size limit cuts it).
+
+The parent's ``GatewayProcess`` starts it, waits until its status file carries its pid, and
+stops it with SIGTERM or SIGKILL; it sets its resource limits with ``prlimit`` and reads its
+RSS and open descriptors from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from openbranch.edge.core.clock import ScaledClock
+from openbranch.edge.core.registry import default_registry, load_checked
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.statusfile import read_status
+from openbranch.edge.telemetry.outbox import OutboxLocked
+
+__all__ = ["GatewayProcess", "world_instant"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def world_instant(start: datetime, mono0: float, speed: float, mono: float) -> datetime:
+    """The world's instant at the machine's monotonic ``mono``."""
+    return start + timedelta(seconds=(mono - mono0) * speed)
+
+
+# -- the child -------------------------------------------------------------------------------
+
+
+def _child(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--start", required=True, help="the world's start instant (ISO)")
+    parser.add_argument("--mono0", type=float, required=True)
+    parser.add_argument("--speed", type=float, required=True)
+    parser.add_argument("--offset", type=float, default=0.0, help="seconds the clock is off")
+    parser.add_argument("--journal-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    config = load_checked(args.config)
+    start = datetime.fromisoformat(args.start)
+    now = world_instant(start, args.mono0, args.speed, time.monotonic())
+    clock = ScaledClock(start=now + timedelta(seconds=args.offset), speed=args.speed)
+    offset = [args.offset]
+    try:
+        outbox = open_outbox(config)
+    except OutboxLocked as exc:
+        print(f"not started: {exc}", file=sys.stderr)
+        return 1
+    gateway = Gateway(config=config, registry=default_registry(), clock=clock, outbox=outbox)
+    # a pipe, not a file: a file-size limit (the disk-full fault) must not cut the record
+    journal: IO[str] = os.fdopen(args.journal_fd, "w", encoding="utf-8")
+
+    def journaled(kind: str, message: str) -> None:
+        stamp = int(clock.now().timestamp() * 1e9)
+        journal.write(json.dumps([stamp, kind, message, os.getpid()]) + "\n")
+        journal.flush()
+
+    gateway.journal.listeners.append(journaled)
+
+    def step() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            wanted = float(Path(str(args.config) + ".clock").read_text(encoding="utf-8"))
+            clock.step(timedelta(seconds=wanted - offset[0]))
+            logging.getLogger(__name__).warning("wall clock stepped by %+.0f s", wanted - offset[0])
+            offset[0] = wanted
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, step)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        outbox.close()
+        journal.close()
+    print(f"stopped: {gateway.committer.accepted} readings accepted", flush=True)
+    return 0
+
+
+# -- the parent's handle ---------------------------------------------------------------------
+
+
+class GatewayProcess:
+    """One gateway process at a time on ``config``; ``start`` again after a stop or a kill.
+
+    Its output goes to ``log`` and its journal into ``journaled`` (stamp in gateway time,
+    kind, message, pid), each through a pipe read by a thread of ours."""
+
+    def __init__(
+        self,
+        *,
+        config: Path,
+        store: Path,
+        start: datetime,
+        mono0: float,
+        speed: float,
+        log: Path,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.start_instant = start
+        self.mono0 = mono0
+        self.speed = speed
+        self.log = log
+        self.offset = 0.0  # seconds the gateway's wall clock is off the world's
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.journaled: list[tuple[int, str, str, int]] = []
+        self._readers: list[threading.Thread] = []
+
+    @property
+    def _clock_file(self) -> Path:
+        return Path(str(self.config) + ".clock")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None or self.proc.poll() is not None else self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def start(self, *, within: float = 60.0) -> None:
+        assert not self.running, "one gateway per store"
+        self._clock_file.write_text(f"{self.offset}", encoding="utf-8")
+        read_end, write_end = os.pipe()
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bench.soaklib.gatewayproc", str(self.config)),
+                *("--start", self.start_instant.isoformat(), "--mono0", repr(self.mono0)),
+                *("--speed", repr(self.speed), "--offset", repr(self.offset)),
+                *("--journal-fd", str(write_end)),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        assert self.proc.stdout is not None
+        self._readers = [
+            threading.Thread(target=self._copy_log, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=self._read_journal, args=(read_end,), daemon=True),
+        ]
+        for thread in self._readers:
+            thread.start()
+        self.starts += 1
+        deadline = time.monotonic() + within
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited at start: see {self.log}")
+            with contextlib.suppress(ValueError, OSError):
+                status = read_status(self.store)
+                if status is not None and status.get("pid") == self.proc.pid:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start within {within:g} s: {self.log}")
+            time.sleep(0.02)
+
+    def _copy_log(self, stream: IO[bytes]) -> None:
+        with self.log.open("ab") as out:
+            for line in stream:
+                out.write(line)
+                out.flush()
+
+    def _read_journal(self, fd: int) -> None:
+        with os.fdopen(fd, "r", encoding="utf-8") as stream:
+            for line in stream:
+                with contextlib.suppress(ValueError):
+                    stamp, kind, message, pid = json.loads(line)
+                    self.journaled.append((int(stamp), str(kind), str(message), int(pid)))
+
+    def _reaped(self) -> None:
+        for thread in self._readers:
+            thread.join(10)
+
+    def stop(self, *, within: float = 60.0) -> int:
+        """SIGTERM, and wait for a clean stop; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"the gateway did not stop within {within:g} s") from None
+        self._reaped()
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self._reaped()
+
+    def step(self, offset: float) -> None:
+        """Set the gateway's wall clock ``offset`` seconds off the world's (SIGUSR1)."""
+        self.offset = offset
+        self._clock_file.write_text(f"{offset}", encoding="utf-8")
+        if self.proc is not None and self.running:
+            self.proc.send_signal(signal.SIGUSR1)
+
+    def limit(self, which: int, soft: int) -> tuple[int, int]:
+        """Set a resource limit of the running gateway; returns the one it had."""
+        assert self.pid is not None
+        old = resource.prlimit(self.pid, which)
+        resource.prlimit(self.pid, which, (soft, old[1]))
+        return old
+
+    def restore(self, which: int, old: tuple[int, int]) -> None:
+        if self.pid is not None:
+            resource.prlimit(self.pid, which, old)
+
+    def usage(self) -> tuple[int, int] | None:
+        """(RSS bytes, open descriptors) of the running gateway, or None."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return None
+        kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)
+        return int(kib) * 1024, fds
+
+    def status(self) -> dict[str, Any] | None:
+        with contextlib.suppress(ValueError, OSError):
+            return read_status(self.store)
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))
