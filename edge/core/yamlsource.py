@@ -18,7 +18,7 @@ Exceptions:
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +93,18 @@ def format_loc(loc: Location) -> str:
 
 
 class Document:
-    """Parsed YAML data plus the line of every mapping key and sequence item."""
+    """Parsed YAML data plus the line of every mapping key and sequence item.
+
+    ``problems``: what the parser found wrong in values it could still build (a control
+    character); ``validate`` reports them with the model's own problems, so one run names
+    every place at fault.
+    """
 
     def __init__(self, *, name: str, data: Any, lines: dict[Location, int]) -> None:
         self.name = name
         self.data = data
         self._lines = lines
+        self.problems: list[Problem] = []
 
     def line_of(self, loc: Location) -> int | None:
         """The line of the deepest part of ``loc`` that exists in the document."""
@@ -131,22 +137,23 @@ def load_yaml(path: Path | str) -> Document:
     return parse_yaml(text, name=str(path))
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc: C0, DEL and C1
+_STRAY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc but tab, LF and CR
+
+
 def control_character(text: str) -> str | None:
     """The first control character of ``text`` (tab and newline included) as ``U+000A``, or
     None. Tag values, topics and names that reach other formats must have none."""
-    for char in text:
-        if unicodedata.category(char) == "Cc":
-            return f"U+{ord(char):04X}"
-    return None
+    found = _CONTROL.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def _stray_control(text: str) -> tuple[int, str] | None:
     """The line and code of the first control character other than tab, LF and CR."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        for char in line:
-            if char not in "\t\r" and unicodedata.category(char) == "Cc":
-                return number, f"U+{ord(char):04X}"
-    return None
+    found = _STRAY.search(text)
+    if found is None:
+        return None
+    return text.count("\n", 0, found.start()) + 1, f"U+{ord(found.group()):04X}"
 
 
 class _Loader(yaml.SafeLoader):
@@ -210,9 +217,7 @@ def parse_yaml(text: str, *, name: str) -> Document:
     finally:
         loader.dispose()
     document = Document(name=name, data=data, lines=lines)
-    controls = list(_controls(data, (), document))
-    if controls:
-        raise ConfigError(controls)
+    document.problems = list(_controls(data, (), document))
     return document
 
 
@@ -321,11 +326,19 @@ def _index(
 
 
 def validate(model: type[M], document: Document, *, context: dict[str, Any] | None = None) -> M:
-    """Validate ``document`` as ``model``; every pydantic error becomes a located Problem."""
+    """Validate ``document`` as ``model``; every pydantic error becomes a located Problem,
+    reported with the document's own problems (one per place: the parser's first)."""
     try:
-        return model.model_validate(document.data, context=context)
+        result = model.model_validate(document.data, context=context)
     except ValidationError as exc:
-        raise ConfigError(list(_problems(exc, document))) from None
+        found = list(_problems(exc, document))
+    else:
+        if not document.problems:
+            return result
+        found = []
+    seen = {p.loc for p in document.problems}
+    merged = document.problems + [p for p in found if p.loc not in seen]
+    raise ConfigError(sorted(merged, key=lambda p: p.line or 0))
 
 
 def _problems(exc: ValidationError, document: Document) -> Iterable[Problem]:
