@@ -31,8 +31,8 @@ from openbranch.edge.core.device import (
     Series,
 )
 from openbranch.edge.core.reading import Reading, Value
-from openbranch.integrations.modbus import healing
 from openbranch.integrations.modbus.decode import NoValue, decode, encode
+from openbranch.integrations.modbus.healing import Finding, Learned, search
 from openbranch.integrations.modbus.planner import Footprint, Request, plan
 from openbranch.integrations.modbus.profile import ModbusPoint, ModbusProfile
 from openbranch.integrations.modbus.register import DataType, Table
@@ -95,7 +95,7 @@ class _Group:
     footprints: tuple[Footprint, ...]
     configured: tuple[Request, ...]  # the plan from the profile and the config
     requests: tuple[Request, ...]  # the plan in force: around what the device refused
-    learned: healing.Learned = field(default_factory=healing.Learned)
+    learned: Learned = field(default_factory=Learned)
     reprobe_at: float | None = None  # monotonic time to try the configured plan again
     reprobe_wall: datetime | None = None  # the same, on the wall clock, for the reasons
 
@@ -181,9 +181,9 @@ class ModbusDevice:
             )
 
     def _plan(
-        self, footprints: Sequence[Footprint], learned: healing.Learned | None = None
+        self, footprints: Sequence[Footprint], learned: Learned | None = None
     ) -> tuple[Request, ...]:
-        learned = learned or healing.Learned()
+        learned = learned or Learned()
         return plan(
             [f for f in footprints if f.key not in learned.refused],
             max_gap=self._max_gap,
@@ -266,7 +266,7 @@ class ModbusDevice:
             name,
             ", ".join(sorted(group.learned.refused)) or "none",
         )
-        group.learned = healing.Learned()
+        group.learned = Learned()
         group.requests = group.configured
         group.reprobe_at = group.reprobe_wall = None
 
@@ -282,21 +282,21 @@ class ModbusDevice:
         the group again around what was found."""
         group = self._groups[name]
         footprints = {f.key: f for f in group.footprints}
-        search = healing.search(request, footprints)
+        split = search(request, footprints)
         try:
-            read = next(search)
+            read = next(split)
             while True:
                 try:
                     words = await self._read_request(read)
                 except ModbusExceptionResponse as exc:
                     if _refusal(exc) is None:
                         raise
-                    read = search.send(False)
+                    read = split.send(False)
                 else:
                     out.take(read.keys, self._decode(read, words))
-                    read = search.send(True)
+                    read = split.send(True)
         except StopIteration as stop:
-            finding: healing.Finding = stop.value
+            finding: Finding = stop.value
         except (ModbusExceptionResponse, GarbledAnswer) as exc:  # another failure: learn nothing
             out.failures.append(f"{refused}; while splitting it: {exc}")
             out.missing.update(

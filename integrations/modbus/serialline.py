@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from openbranch.integrations.modbus import rtu
+from openbranch.integrations.modbus.rtu import character_bits, character_time, frame_length, silence
 
 __all__ = ["Frame", "Sender", "SerialLine", "SocatMissing"]
 
@@ -175,9 +175,9 @@ class SerialLine:
         self.baudrate = baudrate
         self.parity = parity
         self.stopbits = stopbits
-        bits = rtu.character_bits(parity, stopbits)
-        self.char = rtu.character_time(baudrate, bits)
-        self.silence = rtu.silence(baudrate, bits)
+        bits = character_bits(parity, stopbits)
+        self.char = character_time(baudrate, bits)
+        self.silence = silence(baudrate, bits)
         self.frames: list[Frame] = []
         self._gateway = _Socat(self.port)
         self._units = _Socat(self.device_port)
@@ -302,7 +302,7 @@ class SerialLine:
             pending += data
             while pending:
                 try:
-                    size = rtu.frame_length(pending, from_device=sender is Sender.DEVICE)
+                    size = frame_length(pending, from_device=sender is Sender.DEVICE)
                 except ValueError:
                     size = len(pending)  # not a frame this line knows: send it as it came
                 if size is None or size > len(pending):

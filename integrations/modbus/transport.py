@@ -43,8 +43,8 @@ from pymodbus.framer import FramerType
 
 from openbranch.edge.core.config import ModbusRtu, ModbusRtuOverTcp, ModbusTcp
 from openbranch.edge.core.device import DeviceError, DeviceUnreachable
-from openbranch.integrations.modbus import rtu
 from openbranch.integrations.modbus.register import Table
+from openbranch.integrations.modbus.rtu import character_bits, character_time, silence
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -169,9 +169,9 @@ class Bus:
         self.silence = 0.0
         self.stall: float | None = None
         if isinstance(config, ModbusRtu):
-            bits = rtu.character_bits(config.parity, config.stopbits)
-            self.silence = rtu.silence(config.baudrate, bits)
-            self.stall = max(8 * rtu.character_time(config.baudrate, bits), _STALL_FLOOR)
+            bits = character_bits(config.parity, config.stopbits)
+            self.silence = silence(config.baudrate, bits)
+            self.stall = max(8 * character_time(config.baudrate, bits), _STALL_FLOOR)
         self._line_at = 0.0  # monotonic time of the last byte seen on the line
         self._received = 0  # bytes received during the current exchange
         self._lost_at: float | None = None
