@@ -16,6 +16,7 @@ from openbranch.edge.core.config import DeviceConfig
 from openbranch.integrations.modbus import rtu
 from openbranch.integrations.modbus.profile import CATALOGUE
 from openbranch.integrations.modbus.serialline import Sender, SerialLine
+from openbranch.integrations.modbus.transport import BusPool
 from tests.integrations.modbus.rs485 import Line, fields_of, on_a_line, rtu_device
 
 
@@ -143,3 +144,14 @@ def test_request_times_at_9600_baud_stay_near_the_line_bound(socat: str, tmp_pat
             assert statistics.median(times) <= 1.3 * bound, (times, bound)
 
     asyncio.run(main())
+
+
+def test_devices_on_one_port_must_agree_on_the_line(tmp_path: Path) -> None:
+    port = tmp_path / "ttyRS485"
+    pool = BusPool()
+    first = rtu_device("main-meter", "eastron-sdm630", port, 1).transport
+    same = rtu_device("reading-room", "vaisala-gmw90", port, 12).transport
+    other = rtu_device("heat", "kamstrup-multical-603", port, 5, baudrate=19200).transport
+    assert pool.get(first) is pool.get(same)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"devices on one line must agree on its settings"):
+        pool.get(other)  # type: ignore[arg-type]
