@@ -177,6 +177,32 @@ def _run(args: argparse.Namespace) -> int:
 STALE_AFTER = 180.0  # seconds without a commit that `gateway status` calls out
 
 
+def _print_live(store: Path | str) -> None:
+    """What the running gateway last wrote of itself: its status file beside the store."""
+    live = read_status(store)
+    if live is None:
+        print("gateway: no status written yet")
+    else:
+        print(f"gateway (pid {live['pid']}), status as of {live['updated']}:")
+        health = live["store"]
+        if health["failing"]:
+            print(
+                f"  STORE REFUSES COMMITS: {health['last_error']}; {health['waiting']} entries "
+                "wait in memory" + (", sources held back" if health["holding_back"] else "")
+            )
+        for name, task in live["tasks"].items():
+            failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
+            print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")
+        refused = live.get("control_refused") or {}
+        if refused:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(refused.items()))
+            print(f"  control messages refused: {sum(refused.values())} ({kinds})")
+        alerts = live["alerts"]
+        print(f"  alerts raised: {len(alerts)}" if alerts else "  alerts raised: none")
+        for kind, message in alerts.items():
+            print(f"    {kind}: {message}")
+
+
 def _status(args: argparse.Namespace) -> int:
     config = load_checked(args.config)
     path = args.store or config.store.path
@@ -214,24 +240,7 @@ def _status(args: argparse.Namespace) -> int:
             state = json.loads(raw)
             word = "available" if state["available"] else "UNAVAILABLE"
             print(f"  device {device.id}: {word} since {state['since']}")
-    live = read_status(path)
-    if live is None:
-        print("gateway: no status written yet")
-    else:
-        print(f"gateway (pid {live['pid']}), status as of {live['updated']}:")
-        store = live["store"]
-        if store["failing"]:
-            print(
-                f"  STORE REFUSES COMMITS: {store['last_error']}; {store['waiting']} entries "
-                "wait in memory" + (", sources held back" if store["holding_back"] else "")
-            )
-        for name, task in live["tasks"].items():
-            failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
-            print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")
-        alerts = live["alerts"]
-        print(f"  alerts raised: {len(alerts)}" if alerts else "  alerts raised: none")
-        for kind, message in alerts.items():
-            print(f"    {kind}: {message}")
+    _print_live(path)
     outbox.close()
     return 0
 

@@ -155,6 +155,7 @@ class Gateway:
             record=self.committer.record,
             put_state=self.committer.put_state,
             tasks=self.tasks.states,
+            tick=self._write_status,
         )
         self.coordinators += [
             Coordinator(
@@ -271,6 +272,7 @@ class Gateway:
                 "pid": os.getpid(),
                 "tasks": {name: t.as_dict() for name, t in self.tasks.states().items()},
                 "alerts": dict(self.journal.active),
+                "control_refused": dict(self.desk.refused_by),
                 "store": {
                     "failing": self.committer.stats.failing,
                     "last_error": self.committer.stats.last_error,
@@ -315,6 +317,7 @@ class Gateway:
             self.watchdog.stopping()
             await tasks.stop([name for name in tasks.states() if name not in sinks])
             await _step("publish the last states", self._close_mqtt)
+            await _step("audit the refusals counted so far", _async(self.desk.flush))
             await _step("commit the last readings", self._commit)
             await _step("deliver the last commit", functools.partial(self._drain, drain_grace))
             drain_stop.set()

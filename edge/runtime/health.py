@@ -38,7 +38,9 @@ class Health:
         record: Callable[[Sequence[Reading]], None],
         put_state: Callable[[str, str], None],
         tasks: Callable[[], Mapping[str, TaskState]] = dict,
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
+        """``tick`` runs with every health reading (the gateway refreshes its status file)."""
         self._branch = branch
         self._clock = clock
         self._outbox = outbox
@@ -49,6 +51,7 @@ class Health:
         self._record = record
         self._put_state = put_state
         self._tasks = tasks
+        self._tick = tick
 
     def reading(self, stats: OutboxStats) -> Reading:
         coordinators = self._coordinators
@@ -82,6 +85,7 @@ class Health:
             health = self.reading(stats)
             self._record([health])
             self._publisher.publish_own([health])
+            self._tick()
 
     def on_availability(self, device_id: str, available: bool) -> None:
         """A device went down or came back: retained topic, status, alert."""
