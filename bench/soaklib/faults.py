@@ -55,6 +55,7 @@ class Fault:
     alert: ClassVar[str | None] = None
     restarts: ClassVar[bool] = False  # the gateway process is replaced
     hold: float = 1200.0  # seconds of world time the fault lasts at least
+    within: float = 30.0  # real seconds it may take to be over (``done``)
 
     def describe(self) -> str:
         return self.kind
@@ -169,6 +170,7 @@ class Bound(Fault):
     kind: ClassVar[str] = "bound"
     alert: ClassVar[str | None] = "outbox_dropped"
     hold: float = 1800.0
+    within: float = 180.0
     _dropped: int = field(default=0, init=False)
 
     def describe(self) -> str:

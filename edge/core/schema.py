@@ -29,6 +29,7 @@ __all__ = [
     "INDOOR",
     "LIGHT",
     "MEASUREMENTS",
+    "MQTT_DOWN",
     "OCCUPANCY",
     "Carrier",
     "DoorMode",
@@ -247,6 +248,8 @@ ALERT = _measurement(
 GATEWAY_DEVICE = "gateway"
 #: Alert kind raised per device that stopped answering: ``device_down:<device id>``.
 DEVICE_DOWN = "device_down"
+#: Alert kind raised while the gateway's MQTT broker does not answer (no MQTT device is heard).
+MQTT_DOWN = "mqtt_down"
 
 AUDIT = _measurement(
     "audit",

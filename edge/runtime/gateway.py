@@ -156,6 +156,8 @@ class Gateway:
             put_state=self.committer.put_state,
             tasks=self.tasks.states,
             tick=self._write_status,
+            broker=None if self.mqtt is None else self._broker_connected,
+            broker_name="" if self.mqtt is None else self.mqtt.address,
         )
         self.coordinators += [
             Coordinator(
@@ -238,6 +240,9 @@ class Gateway:
             alert()
         else:
             self._loop.call_soon_threadsafe(alert)
+
+    def _broker_connected(self) -> bool:
+        return self.mqtt is not None and self.mqtt.connected
 
     def _delivered(self) -> int:
         return 0 if self.mqtt is None else self.mqtt.delivered

@@ -1,6 +1,8 @@
 """The gateway's health: a ``gateway`` reading every ``HEALTH_EVERY`` seconds (outbox depth,
-drops, poll errors, devices down, write latency), and each device's availability (retained
-topic, the outbox's state for ``gateway status``, and a ``device_down`` alert).
+drops, poll errors, devices down, write latency), each device's availability (retained
+topic, the outbox's state for ``gateway status``, and a ``device_down`` alert), and the MQTT
+broker's: a session found disconnected at a health tick raises ``mqtt_down`` until a later
+tick finds it connected (while the broker is away no MQTT device is heard).
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ class Health:
         put_state: Callable[[str, str], None],
         tasks: Callable[[], Mapping[str, TaskState]] = dict,
         tick: Callable[[], None] = lambda: None,
+        broker: Callable[[], bool] | None = None,
+        broker_name: str = "",
     ) -> None:
-        """``tick`` runs with every health reading (the gateway refreshes its status file)."""
+        """``tick`` runs with every health reading (the gateway refreshes its status file).
+        ``broker()``: whether the MQTT session is connected (None: the gateway has none)."""
         self._branch = branch
         self._clock = clock
         self._outbox = outbox
@@ -52,6 +57,9 @@ class Health:
         self._put_state = put_state
         self._tasks = tasks
         self._tick = tick
+        self._broker = broker
+        self._broker_name = broker_name
+        self._broker_up: bool | None = None
 
     def reading(self, stats: OutboxStats) -> Reading:
         coordinators = self._coordinators
@@ -85,7 +93,22 @@ class Health:
             health = self.reading(stats)
             self._record([health])
             self._publisher.publish_own([health])
+            if self._broker is not None:
+                self.on_broker(self._broker())
             self._tick()
+
+    def on_broker(self, connected: bool) -> None:
+        """The broker's state at a health tick: raise or clear ``mqtt_down`` on a change."""
+        if connected is self._broker_up or (connected and self._broker_up is None):
+            self._broker_up = connected
+            return
+        self._broker_up = connected
+        where = f"the MQTT broker {self._broker_name}".rstrip()
+        if connected:
+            message = f"{where} answers again"
+        else:
+            message = f"{where} does not answer: MQTT devices are not heard"
+        self._journal.alert(schema.MQTT_DOWN, message, severity="warning", active=not connected)
 
     def on_availability(self, device_id: str, available: bool) -> None:
         """A device went down or came back: retained topic, status, alert."""
