@@ -292,7 +292,9 @@ async def _run(
         say(line)
 
     gateway.journal.listeners.append(event)
-    logging.getLogger("openbranch.edge.runtime").setLevel(logging.ERROR)  # the timeline says it
+    runtime_log = logging.getLogger("openbranch.edge.runtime")
+    level = runtime_log.level
+    runtime_log.setLevel(logging.ERROR)  # the timeline says it; as it was after the demo
     say(f"Demo branch {config.branch.id} ({config.branch.name}), {speed:g}x real time")
     for line in gateway.plan():
         say("  plan " + line)
@@ -310,6 +312,7 @@ async def _run(
             say=say,
         )
     finally:
+        runtime_log.setLevel(level)
         for sim in simulations:
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)

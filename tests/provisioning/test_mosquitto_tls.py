@@ -179,6 +179,12 @@ def test_the_whole_rendered_config_loads_and_admits_the_right_identities(tmp_pat
         assert connect(bridge_port, certs, client_cert="gw-viby") == 0  # the bridge's cert
         refused = connect(bridge_port, certs)  # no certificate, no bridge: a TLS alert
         assert isinstance(refused, str)
-        assert "ALERT_CERTIFICATE_REQUIRED" in refused or "ALERT_HANDSHAKE_FAILURE" in refused
+        # The server's alert; on a loaded machine the client may instead see the connection
+        # closed under its CONNECT before it reads the alert: refused at the TLS layer
+        # either way (the same CONNECT with the bridge's certificate got a CONNACK above).
+        assert any(
+            why in refused
+            for why in ("ALERT_CERTIFICATE_REQUIRED", "ALERT_HANDSHAKE_FAILURE", "EOF occurred")
+        ), refused
     finally:
         broker.close()
