@@ -41,7 +41,7 @@ from openbranch.edge.hours.policy import planned_actions
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.mqtt import publish_once
 from openbranch.edge.runtime.statusfile import read_status
-from openbranch.edge.telemetry.outbox import OutboxError, store_problem
+from openbranch.edge.telemetry.outbox import OutboxError, OutboxNotReady, store_problem
 
 __all__ = [
     "command_commands",
@@ -209,7 +209,11 @@ def _status(args: argparse.Namespace) -> int:
     if not Path(path).exists():
         print(f"{path}: no outbox yet (the gateway has not run)", file=sys.stderr)
         return 1
-    outbox = open_outbox(config, path, read_only=True)
+    try:
+        outbox = open_outbox(config, path, read_only=True)
+    except OutboxNotReady as exc:
+        print(exc, file=sys.stderr)
+        return 1
     stats = outbox.stats()
     now_ns = time.time_ns()
     print(

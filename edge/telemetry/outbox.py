@@ -78,6 +78,7 @@ __all__ = [
     "Outbox",
     "OutboxError",
     "OutboxLocked",
+    "OutboxNotReady",
     "OutboxStats",
     "Row",
     "lock_path",
@@ -90,6 +91,10 @@ log = logging.getLogger(__name__)
 
 class OutboxError(Exception):
     """The outbox refuses to open or to act as a whole. Base of the hierarchy."""
+
+
+class OutboxNotReady(OutboxError):
+    """A read-only open of a store whose tables do not exist yet (its gateway is starting)."""
 
 
 class OutboxLocked(OutboxError):
@@ -335,6 +340,12 @@ class Outbox:
                 isolation_level=None,
                 timeout=30.0,
             )
+            made = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
+            ).fetchone()
+            if made is None:  # a gateway starting this very moment has not made its tables
+                self._db.close()
+                raise OutboxNotReady(f"{self.path}: not a local store yet (a gateway is making it)")
             return
         problem = store_problem(self.path)
         if problem is not None:

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from openbranch.edge.core.registry import default_registry
 from openbranch.edge.core.schedule import Mode
 from openbranch.edge.hours.control import sign
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Outbox, OutboxNotReady
 from tests.services import Mosquitto
 from tests.support.waiting import until
 
@@ -159,13 +158,12 @@ def _gateway_process(path: Path) -> subprocess.Popen[str]:
 
 
 def _audited(path: Path, config: GatewayConfig) -> Iterator[str]:
-    if not Path(config.store.path).exists():
+    try:
+        store = open_outbox(config, read_only=True)
+    except (FileNotFoundError, OutboxNotReady):  # the gateway has not made its store yet
         return
-    store = open_outbox(config, read_only=True)
     try:
         yield from modes(store)
-    except sqlite3.OperationalError:  # the gateway has not made its tables yet
-        return
     finally:
         store.close()
 

@@ -19,6 +19,7 @@ from openbranch.edge.telemetry.outbox import (
     Outbox,
     OutboxError,
     OutboxLocked,
+    OutboxNotReady,
     lock_path,
     parse_line,
 )
@@ -351,3 +352,11 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
     with Outbox(path) as after:  # and does not block: the kernel dropped the lock
         assert after.count() == 0
         assert lock_path(path).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_store_whose_gateway_is_still_making_it_is_not_ready(tmp_path: Path) -> None:
+    """`gateway status` at the moment a gateway starts: the file exists, its tables not yet."""
+    path = tmp_path / "outbox.db"
+    sqlite3.connect(path).close()  # what SQLite leaves before the schema is written
+    with pytest.raises(OutboxNotReady, match="not a local store yet"):
+        Outbox(path, read_only=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Outbox, OutboxNotReady
 from tests.mqttwatch import Watcher
 from tests.services import Mosquitto
 
@@ -30,9 +30,11 @@ ENTERED = re.compile(r"\bentered=(\d+)i\b")
 
 def counts(store: Path) -> Counter[int]:
     """How often each ``entered`` value is in the outbox (read beside the running gateway)."""
-    if not store.exists():
+    try:
+        outbox = Outbox(store, read_only=True)
+    except (FileNotFoundError, OutboxNotReady):  # the gateway has not made it yet
         return Counter()
-    with Outbox(store, read_only=True) as outbox:
+    with outbox:
         return Counter(
             int(m.group(1))
             for e in outbox.lines(device="counter")
