@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from openbranch.edge.core.clock import SystemClock
 from openbranch.edge.core.config import (
     GatewayConfig,
+    MqttConfig,
     SecretRef,
     gateway_json_schema,
     load_gateway_config,
@@ -39,7 +40,7 @@ from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import sign
 from openbranch.edge.hours.policy import planned_actions
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
-from openbranch.edge.runtime.mqtt import publish_once
+from openbranch.edge.runtime.mqtt import MqttError, publish_once
 from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.telemetry.outbox import OutboxError, OutboxNotReady, store_problem
 
@@ -438,9 +439,36 @@ def _command(args: argparse.Namespace) -> int:
             print("no mqtt section in the config: nothing to publish to", file=sys.stderr)
             return 2
         topic = f"{config.mqtt.topic_prefix}/{config.branch.id}/control"
-        publish_once(config.mqtt, topic, text)
-        print(f"published to {topic}", file=sys.stderr)
+        try:
+            user, password = _operator(args, config.mqtt)
+            publish_once(config.mqtt, topic, text, username=user, password=password)
+        except (LookupError, MqttError) as exc:
+            print(f"not published: {exc}", file=sys.stderr)
+            return 1
+        print(f"published to {topic}, acknowledged by the broker", file=sys.stderr)
     return 0
+
+
+OPERATOR_PASSWORD_ENV = "OPENBRANCH_MQTT_PASSWORD"  # noqa: S105 - the variable's name
+
+
+def _operator(args: argparse.Namespace, mqtt: MqttConfig) -> tuple[str | None, str | None]:
+    """The account a person's command goes with: ``--mqtt-user`` (the rendered ACL's operator
+    account is ``operations``) with its password from a file or the environment, never an
+    argument. The gateway's own account reads its control topic and may not write it."""
+    if args.mqtt_user is None:
+        if mqtt.username is not None:
+            raise LookupError(
+                "a command goes with an operator's account: --mqtt-user USER and "
+                f"${OPERATOR_PASSWORD_ENV} or --mqtt-password-file (not the gateway's "
+                f"{mqtt.username!r}, which may only read its control topic)"
+            )
+        return None, None  # a broker without accounts
+    if args.mqtt_password_file:
+        password = SecretRef(file=Path(args.mqtt_password_file)).resolve()
+    else:
+        password = SecretRef(env=OPERATOR_PASSWORD_ENV).resolve()
+    return str(args.mqtt_user), password
 
 
 def _until(text: str, tz: ZoneInfo, now: datetime) -> datetime:
@@ -504,6 +532,11 @@ def command_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument("--valid", type=_minutes, default=5, help="minutes the message is valid")
         p.add_argument("--key-file", help="the gateway's key (default: control.key)")
         p.add_argument("--publish", action="store_true", help="publish to the config's broker")
+        p.add_argument("--mqtt-user", help="with --publish: the operator's MQTT account")
+        p.add_argument(
+            "--mqtt-password-file",
+            help=f"its password (or ${OPERATOR_PASSWORD_ENV}; never an argument)",
+        )
         p.set_defaults(func=_command)
 
 

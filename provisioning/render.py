@@ -90,6 +90,7 @@ def _literal_topic(topic: str, *, where: str) -> str:
 
 
 GATEWAY_SECRETS = "/etc/openbranch"  # where a gateway finds its secret files
+CENTRAL_CA = f"{GATEWAY_SECRETS}/central-ca.crt"  # the CA that signed the central broker
 TOPIC_PREFIX = "openbranch"  # the gateways' default (MqttConfig.topic_prefix)
 OPERATIONS, DASHBOARDS, HOME_ASSISTANT = "operations", "dashboards", "homeassistant"
 DISCOVERY = HomeAssistantConfig().discovery_prefix  # the gateways' default discovery prefix
@@ -144,6 +145,8 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
             password={"file": f"{GATEWAY_SECRETS}/mqtt-password"},
             topic_prefix=prefix_of(inventory),
         )
+        if d.mqtt.tls and d.mqtt.tls_ca is None:  # the central broker's certificate is the
+            mqtt["tls_ca"] = CENTRAL_CA  # fleet's own CA's (see the Mosquitto TLS listener)
         config["mqtt"] = mqtt
         config["control"] = {"key": {"file": f"{GATEWAY_SECRETS}/control.key"}}
     sinks = []

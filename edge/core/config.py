@@ -259,6 +259,11 @@ class MqttConfig(_Model):
     username: str | None = None
     password: SecretRef | None = None
     tls: bool = False
+    tls_ca: Path | None = Field(
+        default=None,
+        description="with tls: the CA certificate (PEM file) that signed the broker's "
+        "certificate, e.g. the fleet's private CA; default: the system's CA store",
+    )
     keepalive: Annotated[Duration, AfterValidator(_keepalive)] = 30.0
     topic_prefix: Annotated[str, AfterValidator(_prefix)] = "openbranch"
     protocol: Literal["auto", "5", "3.1.1"] = Field(

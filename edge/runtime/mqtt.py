@@ -197,7 +197,7 @@ class MqttSession:
             password = self.config.password.resolve() if self.config.password else None
             client.username_pw_set(self.config.username, password)
         if self.config.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=_ca(self.config), cert_reqs=ssl.CERT_REQUIRED)
         client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         client.max_queued_messages_set(MAX_QUEUED)
         client.on_connect = self._on_connect
@@ -798,25 +798,62 @@ def _release(client: mqtt.Client) -> None:
         sock.close()
 
 
-def publish_once(config: MqttConfig, topic: str, payload: str, *, timeout: float = 10.0) -> None:
-    """Connect, publish one QoS 1 message (not retained), disconnect. For the CLI (its own
-    client id, so it never takes over the gateway's session)."""
+def _ca(config: MqttConfig) -> str | None:
+    return None if config.tls_ca is None else str(config.tls_ca)
+
+
+def publish_once(
+    config: MqttConfig,
+    topic: str,
+    payload: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Connect with MQTT v5 as ``username`` (anonymous when None), publish one QoS 1 message
+    (not retained), disconnect. For the CLI: its own client id, so it never takes over the
+    gateway's session. Returns only once the broker acknowledged the message with success;
+    a refused login or message (MQTT v5 reason codes, e.g. 0x87 Not authorized) raises
+    MqttError naming the reason."""
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"openbranch-cli-{uuid.uuid4().hex[:6]}"
+        CallbackAPIVersion.VERSION2,
+        client_id=f"openbranch-cli-{uuid.uuid4().hex[:6]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
     )
-    if config.username:
-        client.username_pw_set(
-            config.username, config.password.resolve() if config.password else None
-        )
+    where = f"MQTT broker {config.host}:{config.port}"
+    if username is not None:
+        client.username_pw_set(username, password)
     if config.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=_ca(config), cert_reqs=ssl.CERT_REQUIRED)
+    connected, published = threading.Event(), threading.Event()
+    answers: dict[str, ReasonCode] = {}
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        answers["connack"] = code
+        connected.set()
+
+    def on_publish(_c: mqtt.Client, _u: Any, _mid: int, code: ReasonCode, _p: Any) -> None:
+        answers["puback"] = code
+        published.set()
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
     try:
         client.connect(config.host, config.port)
     except OSError as exc:
-        raise MqttError(f"MQTT broker {config.host}:{config.port}: {exc}") from exc
+        raise MqttError(f"{where}: {exc}") from exc
     client.loop_start()
     try:
-        client.publish(topic, payload, qos=1).wait_for_publish(timeout)
+        if not connected.wait(timeout):
+            raise MqttError(f"{where}: no answer to CONNECT in {timeout:g} s")
+        if answers["connack"].is_failure:
+            raise MqttError(f"{where} refused the login as {username}: {answers['connack']}")
+        client.publish(topic, payload, qos=1)
+        if not published.wait(timeout):
+            raise MqttError(f"{where}: no acknowledgement in {timeout:g} s")
+        if answers["puback"].is_failure:
+            raise MqttError(f"{where} refused the message on {topic}: {answers['puback']}")
     finally:
         client.disconnect()
         client.loop_stop()

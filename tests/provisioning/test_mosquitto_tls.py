@@ -4,6 +4,7 @@ openssl, and each listener admits the right identity."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from openbranch.edge.core.config import MqttConfig
 from openbranch.edge.core.registry import default_registry
+from openbranch.edge.runtime.mqtt import MqttError, MqttSession
 from openbranch.provisioning.inventory import load_inventory
 from openbranch.provisioning.render import render
 from openbranch.provisioning.secrets import Secrets
@@ -29,6 +32,7 @@ def openssl(*args: str, cwd: Path) -> None:
 
 def make_certs(d: Path) -> None:
     """A CA, a server certificate for 127.0.0.1, and a bridge client certificate CN=gw-viby."""
+    (d / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n", encoding="utf-8")
     openssl(
         "req",
         "-x509",
@@ -73,6 +77,7 @@ def make_certs(d: Path) -> None:
             f"{name}.crt",
             "-days",
             "2",
+            *(("-extfile", "san.ext") if name == "server" else ()),
             cwd=d,
         )
 
@@ -186,5 +191,41 @@ def test_the_whole_rendered_config_loads_and_admits_the_right_identities(tmp_pat
             why in refused
             for why in ("ALERT_CERTIFICATE_REQUIRED", "ALERT_HANDSHAKE_FAILURE", "EOF occurred")
         ), refused
+    finally:
+        broker.close()
+
+
+def test_the_gateway_trusts_the_fleets_private_ca_from_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mqtt.tls_ca``: the gateway's session verifies the broker against the fleet's CA;
+    without it (the system's CA store) the same broker is refused."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certs(certs)
+    port = free_port()
+    conf = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+    )
+    broker = RenderedBroker(conf)
+    broker.port = port
+    broker = start_or_fail(lambda: broker)
+
+    async def connects(tls_ca: Path | None) -> str:
+        """ "connected", or why not."""
+        config = MqttConfig(host="127.0.0.1", port=port, tls=True, tls_ca=tls_ca, protocol="5")
+        session = MqttSession(config, branch="tls")
+        try:
+            await session.connect(wait=5.0, required=True)
+        except MqttError as exc:
+            return str(exc)
+        finally:
+            await session.close()
+        return "connected"
+
+    try:
+        assert asyncio.run(connects(certs / "ca.crt")) == "connected"
+        assert "certificate verify failed" in asyncio.run(connects(None))
     finally:
         broker.close()

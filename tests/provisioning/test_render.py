@@ -337,3 +337,11 @@ def test_the_acl_grants_a_devices_sub_topics_and_its_command_topic(tmp_path: Pat
     assert "topic read aarhus/hasle/zigbee2mqtt/lock" in hasle
     assert "topic write aarhus/hasle/zigbee2mqtt/lock/set" in hasle
     assert [line for line in hasle if "#" in line] == []
+
+
+def test_a_tls_gateway_trusts_the_fleets_ca(tmp_path: Path) -> None:
+    """The central broker's certificate is signed by the fleet's CA, not a public one."""
+    files, _ = rendered(tmp_path)
+    hasle = load_checked(tmp_path / "out" / "gateways/hasle.yaml")
+    assert hasle.mqtt is not None and hasle.mqtt.tls
+    assert str(hasle.mqtt.tls_ca) == "/etc/openbranch/central-ca.crt"
