@@ -341,7 +341,7 @@ def test_the_acl_grants_a_devices_sub_topics_and_its_command_topic(tmp_path: Pat
 
 def test_a_tls_gateway_trusts_the_fleets_ca(tmp_path: Path) -> None:
     """The central broker's certificate is signed by the fleet's CA, not a public one."""
-    files, _ = rendered(tmp_path)
+    rendered(tmp_path)
     hasle = load_checked(tmp_path / "out" / "gateways/hasle.yaml")
     assert hasle.mqtt is not None and hasle.mqtt.tls
     assert str(hasle.mqtt.tls_ca) == "/etc/openbranch/central-ca.crt"
