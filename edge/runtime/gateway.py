@@ -135,7 +135,7 @@ class Gateway:
                     writer=make_writer(sink),
                     batch_size=sink.batch_size,
                     flush_interval=sink.flush_interval,
-                    on_alert=self._sink_alert,
+                    on_alert=functools.partial(self._sink_alert, sink_name(sink)),
                 )
                 for sink in config.sinks
             ]
@@ -223,9 +223,11 @@ class Gateway:
             )
         self.extensions = list(extensions)
 
-    def _sink_alert(self, kind: str, message: str, active: bool) -> None:
+    def _sink_alert(self, sink: str, kind: str, message: str, active: bool) -> None:
+        """One alert per sink (``sink_down:<sink>``): a sink that writes again must not
+        clear the alert of another that is still down."""
         severity = "critical" if "unauthorized" in kind else "warning"
-        self.journal.alert(kind, message, severity=severity, active=active)
+        self.journal.alert(f"{kind}:{sink}", message, severity=severity, active=active)
 
     def _on_drop(self, count: int, reason: str) -> None:
         """The bound dropped telemetry (on the committer's writer thread)."""
