@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Fault:
     kind: ClassVar[str] = "fault"
     alert: ClassVar[str | None] = None
     restarts: ClassVar[bool] = False  # the gateway process is replaced
+    seen_on_mqtt: ClassVar[bool] = False  # the alert is looked for on the MQTT state topic
     hold: float = 1200.0  # seconds of world time the fault lasts at least
     within: float = 30.0  # real seconds it may take to be over (``done``)
 
@@ -98,7 +100,8 @@ class MosquittoDown(Fault):
 
     async def revert(self, world: World) -> None:
         await asyncio.to_thread(world.mosquitto.start)
-        world.broker_windows.append((world.broker_down_since, world.gateway_ns()))
+        if self.kill:
+            world.broker_kills.append((world.broker_down_since, world.gateway_ns()))
 
 
 @dataclass
@@ -337,23 +340,55 @@ class ClockStep(Fault):
 
 @dataclass
 class ReadOnlyStore(Fault):
-    """The store's file system remounted read-only (a file system that hit an error)."""
+    """The store's file system turns read-only, as ext4 does on an I/O error with
+    ``errors=remount-ro`` (ext4's own ``trigger_fs_error``). Such a file system comes back
+    only after an unmount and a check: the revert is what a person does (stop the gateway,
+    ``e2fsck``, mount, start it). The status file is on the same file system, so the alert
+    is looked for where a person still sees it: the gateway's MQTT state topic."""
 
     kind: ClassVar[str] = "read_only"
     alert: ClassVar[str | None] = "store_failed"
+    restarts: ClassVar[bool] = True
+    seen_on_mqtt: ClassVar[bool] = True
     hold: float = 1200.0
 
+    def describe(self) -> str:
+        return "store's file system read-only (ext4 error), repaired with a restart"
+
     async def apply(self, world: World) -> None:
-        await asyncio.to_thread(_mount, "remount,bind,ro", world)
+        world.excuse_polls = "polled while the store was read-only (never accepted)"
+        world.excuse_journal_from = world.gateway_ns()
+        await asyncio.to_thread(_ext4_error, world)
 
     async def revert(self, world: World) -> None:
-        await asyncio.to_thread(_mount, "remount,bind,rw", world)
+        world.down_since = world.gateway_ns()
+        await asyncio.to_thread(_repair, world)
+        world.downtimes.append((world.down_since, world.gateway_ns()))
+        world.excuse_polls = ""
+        world.journal_excused.append((world.excuse_journal_from, world.gateway_ns()))
 
 
-def _mount(options: str, world: World) -> None:
-    subprocess.run(
-        ["mount", "-o", options, str(world.store.parent)], check=True, capture_output=True
-    )
+def _ext4_error(world: World) -> None:
+    name = world.store_device()
+    Path(f"/sys/fs/ext4/{name}/trigger_fs_error").write_text("soak\n", encoding="ascii")
+
+
+def _repair(world: World) -> None:
+    world.gateway.stop()  # it cannot commit what it holds: never accepted, QoS 1 comes again
+    world.tailer.pause()
+    _run("umount", str(world.mounted))
+    fsck = subprocess.run(["e2fsck", "-fy", str(world.image)], capture_output=True, check=False)
+    if fsck.returncode not in (0, 1):  # 1: errors corrected
+        raise RuntimeError(f"e2fsck {world.image}: {fsck.returncode}")
+    world.mount_store()
+    world.tailer.resume()
+    world.gateway.start()
+
+
+def _run(*command: str) -> None:
+    done = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()}")
 
 
 @dataclass

@@ -177,6 +177,39 @@ class PassageCounters:
             return len(self._waiting)
 
 
+class StateWatcher:
+    """What the gateway's retained state topic says (``{prefix}/{branch}/gateway/state``):
+    the alerts a dashboard or Home Assistant shows, for faults ``gateway status`` cannot see
+    (a read-only store: the status file beside it cannot be written either)."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.state: dict[str, Any] = {}
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"soak-watch-{uuid.uuid4().hex[:6]}"
+        )
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, 1)
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(0.05, 0.5)
+        self._client.connect_async(host, port, keepalive=5)
+        self._client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        with contextlib.suppress(ValueError):
+            self.state = json.loads(message.payload)
+
+    def alerts(self) -> set[str]:
+        """The alert kinds the state topic shows as active."""
+        return {
+            key.removeprefix("alert/")
+            for key, value in dict(self.state).items()
+            if key.startswith("alert/") and isinstance(value, dict) and value.get("active")
+        }
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
 class Tailer:
     """Copies every committed entry of the outbox (by seq) into an ``AcceptedLog``, a few
     times a second, on a thread of its own; reads the drop counter and the cursors too."""
@@ -188,6 +221,8 @@ class Tailer:
         self.cursors: dict[str, int] = {}
         self._db: sqlite3.Connection | None = None
         self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._paused = False
         self._thread = threading.Thread(target=self._run, name="tailer", daemon=True)
         self.error = ""
 
@@ -203,10 +238,26 @@ class Tailer:
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            try:
-                self.once()
-            except sqlite3.Error as exc:  # the store is being created or is locked: next time
-                self.error = str(exc)
+            with self._lock:
+                if self._paused:
+                    continue
+                try:
+                    self.once()
+                except sqlite3.Error as exc:  # the store is being created or is locked
+                    self.error = str(exc)
+
+    def pause(self) -> None:
+        """Copy what is there, then let go of the store (it is about to be unmounted)."""
+        with self._lock:
+            self.once()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
 
     def once(self) -> int:
         """Copy what is new; returns the highest seq copied."""
@@ -238,12 +289,13 @@ class Tailer:
 
     def newest_seq(self) -> int:
         """The outbox's highest seq right now (a fresh read, not the copy)."""
-        if self._db is None:
-            return 0
-        with contextlib.suppress(sqlite3.Error):
-            (top,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
-            return int(top)
-        return self.log.last_seq()
+        with self._lock:
+            if self._db is None:
+                return self.log.last_seq()
+            with contextlib.suppress(sqlite3.Error):
+                (top,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()
+                return int(top)
+            return self.log.last_seq()
 
 
 class World:
@@ -271,11 +323,13 @@ class World:
         self.garbled: dict[tuple[str, str], list[int]] = {}  # (device, point) -> raw words
         self.excuse_polls = ""  # set while a fault makes answered polls yield no reading
         self.excuse_until = 0.0  # real (monotonic) time until which answers are excused
+        self.excuse_journal_from = 0
+        self.journal_excused: list[tuple[int, int]] = []  # gateway time: journal not committed
         # what the faults did, for the checker and the report
         self.kills: list[int] = []  # gateway time of every SIGKILL
         self.downtimes: list[tuple[int, int]] = []  # gateway time: down, back
         self.steps: list[tuple[int, int]] = []  # gateway time of a clock step, its size
-        self.broker_windows: list[tuple[int, int]] = []  # gateway time: broker down, back
+        self.broker_kills: list[tuple[int, int]] = []  # gateway time: broker killed, back
         self.broker_down_since = 0
         self.down_since = 0
         self.problems: list[str] = []  # what went wrong outside any invariant
@@ -286,7 +340,10 @@ class World:
 
     async def setup(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.mosquitto = Mosquitto()
+        # a broker as a branch should run it: sessions and queued messages kept on disk
+        # (saved every second, and at a clean stop), so a restart loses no queued message
+        self.mosquitto = Mosquitto("persistence true\nautosave_interval 1\n")
+        self.mosquitto.extra_config += f"persistence_location {self.mosquitto.dir}/\n"
         self.mosquitto.start()
         self.influxd = Influxd()
         self.influxd.start()
@@ -328,6 +385,12 @@ class World:
             gateway_ns=self.gateway_ns,
         )
         self.passages.start()
+        self.watcher = StateWatcher(
+            self.mosquitto.host,
+            self.mosquitto.port,
+            f"{self.config.mqtt.topic_prefix if self.config.mqtt else 'openbranch'}/"
+            f"{self.config.branch.id}/gateway/state",
+        )
         self.accepted = AcceptedLog(self.workdir / "accepted.db")
         self.tailer = Tailer(self.store, self.accepted)
         self.scenario.step(self.clock.now(), 0)
@@ -363,12 +426,32 @@ class World:
         ]
         store = self.workdir / "store"
         store.mkdir(exist_ok=True)
-        # its own mount, so that the read-only fault can remount it (open files included)
-        subprocess.run(["mount", "--bind", str(store), str(store)], check=True)
+        self.image = self.workdir / "store.ext4"
+        subprocess.run(["truncate", "-s", "512M", str(self.image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(self.image)], check=True)
         self.mounted = store
+        self.mount_store()
         data["store"] = {"path": str(store / "outbox.db"), "max_bytes": self.max_bytes}
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return path
+
+    def mount_store(self) -> None:
+        """The store's own ext4 file system (a loop device), which turns read-only on an
+        error as a branch's SD card does (``errors=remount-ro``)."""
+        subprocess.run(
+            ["mount", "-o", "loop,errors=remount-ro", str(self.image), str(self.mounted)],
+            check=True,
+        )
+
+    def store_device(self) -> str:
+        """The store's block device name (``loop3``), for /sys/fs/ext4/<name>/."""
+        found = subprocess.run(
+            ["findmnt", "-no", "SOURCE", str(self.mounted)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return Path(found.stdout.strip()).name
 
     def _record_polls(self, registry: Any) -> None:
         """Record every planned read request a Modbus device answers (its own record)."""
@@ -454,6 +537,7 @@ class World:
                 self.problems.append(f"the last stop: the gateway exited with {code}")
         await asyncio.to_thread(self.tailer.stop)
         self.passages.stop()
+        self.watcher.stop()
         for sim in self.simulations:
             await sim.stop()
         await self.proxy.stop()
@@ -468,4 +552,4 @@ class World:
             if part is not None:
                 part.close()
         if getattr(self, "mounted", None) is not None:
-            subprocess.run(["umount", "-l", str(self.mounted)], check=False)
+            subprocess.run(["umount", str(self.mounted)], check=False)

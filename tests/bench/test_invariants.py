@@ -1,0 +1,327 @@
+"""The soak's checker (bench/soaklib/invariants.py) against a recorded run: an outbox of real
+readings and a real influxd holding them. Clean, it finds nothing; with one violation
+injected at a time — a lost reading, a doubled one, an alarm armed while the count said
+someone was inside, an alert never cleared, a calendar change that did not happen, a reading
+missing from a sink — it names that violation and no other invariant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bench.soaklib.invariants import (
+    AlertWindow,
+    Answered,
+    Boundary,
+    InfluxContent,
+    Journaled,
+    ListAccepted,
+    Pushed,
+    Run,
+    Sample,
+    Violation,
+    check,
+    parse_point,
+)
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading, Value
+from openbranch.edge.telemetry.outbox import Outbox
+from tests.services import Influxd
+
+T0 = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
+S = 1_000_000_000
+
+
+def ns(when: datetime) -> int:
+    return int(when.timestamp()) * S + when.microsecond * 1000
+
+
+def reading(
+    device: str,
+    measurement: schema.Measurement,
+    fields: dict[str, Value],
+    minutes: float,
+    **tags: str,
+) -> Reading:
+    return Reading(
+        branch="b",
+        device=device,
+        measurement=measurement,
+        fields=fields,
+        tags=tags,
+        time=T0 + timedelta(minutes=minutes),
+    )
+
+
+class Recorder:
+    """A miniature run: what devices produced, what the gateway accepted and journaled."""
+
+    def __init__(self, path: Path) -> None:
+        self.outbox = Outbox(path, sinks=["a"])
+        self.pushed: list[Pushed] = []
+        self.answered: list[Answered] = []
+        self.journaled: list[Journaled] = []
+
+    def accept(self, r: Reading, *, audit: bool = False) -> None:
+        self.outbox.append([r], audit=audit)
+
+    def push(self, value: int, minutes: float) -> None:
+        r = reading("passage", schema.OCCUPANCY, {"entered": value, "exited": value}, minutes)
+        self.pushed.append(Pushed("passage", "occupancy", "entered", value, r.time_ns))
+        self.accept(r)
+
+    def poll(self, minutes: float, people: tuple[int, int]) -> None:
+        r = reading(
+            "counter", schema.OCCUPANCY, {"entered": people[0], "exited": people[1]}, minutes
+        )
+        for k in range(3):  # three requests answered, a few seconds after the stamp
+            self.answered.append(Answered("counter", r.time_ns + (k + 1) * 2 * S))
+        self.accept(r)
+
+    def journal(self, kind: str, message: str, minutes: float, **fields: Value) -> None:
+        when = T0 + timedelta(minutes=minutes)
+        if kind.startswith("alert "):
+            active = message.startswith("RAISED")
+            r = reading(
+                "gateway",
+                schema.ALERT,
+                {"message": message.split(": ", 1)[1], "severity": "warning", "active": active},
+                minutes,
+                kind=kind.removeprefix("alert "),
+            )
+        else:
+            r = reading("gateway", schema.AUDIT, {"message": message, **fields}, minutes, kind=kind)
+        self.journaled.append(Journaled(kind, message, ns(when)))
+        self.accept(r, audit=True)
+
+
+Event = tuple[float, Callable[["Recorder"], None]]
+
+
+def evening(rec: Recorder, extra: list[Event]) -> None:
+    """21:00-22:30: people leave, the branch closes at 22:00 and arms once the count is 0;
+    ``extra`` events are committed in time order with the rest."""
+    events: list[Event] = [(0, lambda r: r.journal("mode", "start -> self_service", 0))]
+    for minute in range(90):
+        events.append((minute + 0.5, lambda r, m=minute: r.push(m + 1, m + 0.5)))
+    inside = [(40, 30)] * 60 + [(40, 33)] * 10 + [(40, 38)] * 10 + [(40, 40)] * 10
+    for minute, people in enumerate(inside):
+        events.append((minute, lambda r, m=minute, p=people: r.poll(m, p)))
+    events += [
+        (10, lambda r: r.journal("alert sink_down", "RAISED: influx: 503", 10)),
+        (20, lambda r: r.journal("alert sink_down", "cleared: influx: writing again", 20)),
+        (60.5, lambda r: r.journal("mode", "self_service -> closed", 60.5)),
+        (85, lambda r: r.journal("command", "door.alarm_arm_relay := True (closed/secured)", 85)),
+    ]
+    for _, event in sorted(events + extra, key=lambda e: e[0]):
+        event(rec)
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, influxd: Influxd, influx_db: str) -> Callable[..., Run]:
+    """A clean run's record; ``make(inject, at=minute)`` commits ``inject(rec)`` among the
+    evening's events at ``minute`` (default: after them), before the run is stored in a
+    fresh influxd database and checked."""
+    runs = iter(range(100))
+
+    def make(
+        inject: Callable[[Recorder], None] = lambda _rec: None,
+        *,
+        at: float = 1000.0,
+        after_store: Callable[[], None] = lambda: None,
+    ) -> Run:
+        rec = Recorder(tmp_path / f"outbox-{next(runs)}.db")
+        influxd.query("DROP SERIES FROM /.*/", influx_db)
+        evening(rec, [(at, inject)])
+        entries = list(rec.outbox.lines())
+        influxd.write("\n".join(e.line for e in entries) + "\n", influx_db)
+        after_store()
+        rec.outbox.close()
+        return Run(
+            accepted=ListAccepted(entries),
+            sinks=[InfluxContent("a", influxd.url, influx_db)],
+            pushed=rec.pushed,
+            answered=rec.answered,
+            journaled=rec.journaled,
+            boundaries=[
+                Boundary(ns(T0), "self_service"),
+                Boundary(ns(T0 + timedelta(minutes=60)), "closed"),
+            ],
+            faults=[AlertWindow("influxd refuses", 0, "sink_down")],
+            samples=[Sample(float(t), 7, 80_000_000, 20) for t in range(30)],
+        )
+
+    return make
+
+
+def invariants(found: list[Violation]) -> set[str]:
+    return {v.invariant for v in found}
+
+
+def test_a_clean_run_has_no_violation(recorded: Callable[..., Run]) -> None:
+    run = recorded()
+    assert check(run) == []
+    assert run.figures["produced_pushed"] == 90
+    assert run.figures["produced_polls"] == 90
+    assert run.figures["accepted"] == 90 + 90 + 5
+    assert run.figures["stored:a"] == 185
+    assert run.figures["alarm_arms"] == 1
+
+
+def test_a_lost_reading_is_caught(recorded: Callable[..., Run]) -> None:
+    def lose(rec: Recorder) -> None:  # the device's message 91 was acknowledged, never accepted
+        rec.pushed.append(Pushed("passage", "occupancy", "entered", 91, ns(T0) + 91 * 60 * S))
+
+    found = check(recorded(lose))
+    assert invariants(found) == {"produced"}
+    assert "occupancy.entered=91 was produced (acknowledged) and never accepted" in str(found)
+
+
+def test_a_lost_poll_is_caught(recorded: Callable[..., Run]) -> None:
+    def lose(rec: Recorder) -> None:  # the counter answered a poll at 21:30:30; no reading
+        rec.answered.append(Answered("counter", ns(T0 + timedelta(minutes=30, seconds=50))))
+
+    found = check(recorded(lose))
+    assert invariants(found) == {"produced"}
+    assert "counter: a poll answered at 2026-11-25 21:30:50" in str(found)
+
+
+def test_a_doubled_reading_is_caught(recorded: Callable[..., Run]) -> None:
+    def double(rec: Recorder) -> None:  # message 5 accepted a second time, a minute later
+        rec.accept(reading("passage", schema.OCCUPANCY, {"entered": 5, "exited": 5}, 95))
+
+    found = check(recorded(double))
+    assert invariants(found) == {"produced"}
+    assert "occupancy.entered=5 was sent 1x and accepted 2x (doubled)" in str(found)
+
+
+def test_an_entry_committed_twice_is_caught(recorded: Callable[..., Run]) -> None:
+    def twice(rec: Recorder) -> None:  # the same line at the same time: series and time again
+        rec.accept(reading("counter", schema.OCCUPANCY, {"entered": 40, "exited": 40}, 89))
+
+    found = check(recorded(twice))
+    assert "unique" in invariants(found)
+    assert "share series and time (doubled)" in str(found)
+
+
+def test_an_alarm_armed_while_the_count_said_someone_was_inside_is_caught(
+    recorded: Callable[..., Run],
+) -> None:
+    def early(rec: Recorder) -> None:  # armed at 21:65 = 22:05 while 40 in, 33 out
+        rec.journal("command", "door.alarm_arm_relay := True (closed/secured)", 65.5)
+
+    found = check(recorded(early, at=65.5))
+    assert invariants(found) == {"alarm"}
+    assert "while the count said 7 inside" in str(found)
+
+
+def test_a_reading_missing_from_a_sink_is_caught(
+    recorded: Callable[..., Run], influxd: Influxd, influx_db: str
+) -> None:
+    gone = ns(T0 + timedelta(minutes=42))
+    run = recorded(
+        after_store=lambda: influxd.query(
+            f"DELETE FROM occupancy WHERE device = 'counter' AND time = {gone}", influx_db
+        )
+    )
+    found = check(run)
+    assert invariants(found) == {"stored"}
+    assert "is missing and the bound dropped nothing" in str(found)
+
+
+def test_a_reading_missing_from_a_sink_is_not_excused_by_fewer_drops(
+    recorded: Callable[..., Run], influxd: Influxd, influx_db: str
+) -> None:
+    run = recorded(
+        after_store=lambda: influxd.query(
+            f"DELETE FROM occupancy WHERE device = 'counter' AND time < {ns(T0) + 3 * 60 * S}",
+            influx_db,
+        )
+    )
+    run.dropped = 2  # the bound dropped two; three are missing
+    found = check(run)
+    assert invariants(found) == {"stored"}
+    assert "3 accepted readings are missing, the bound dropped 2" in str(found)
+
+
+def test_an_audit_entry_lost_or_doubled_is_caught(recorded: Callable[..., Run]) -> None:
+    def lose(rec: Recorder) -> None:
+        rec.journaled.append(Journaled("engine", "verified empty", ns(T0) + 80 * 60 * S))
+
+    found = check(recorded(lose))
+    assert invariants(found) == {"journal"}
+    assert "never accepted: audit engine 'verified empty'" in str(found)
+
+    def double(rec: Recorder) -> None:
+        rec.accept(
+            reading(
+                "gateway", schema.AUDIT, {"message": "self_service -> closed"}, 60.6, kind="mode"
+            ),
+            audit=True,
+        )
+
+    found = check(recorded(double))
+    assert "journal" in invariants(found)
+    assert "but not journaled (doubled?)" in str(found)
+
+
+def test_an_alert_never_cleared_is_caught(recorded: Callable[..., Run]) -> None:
+    def stuck(rec: Recorder) -> None:
+        rec.journal("alert store_failed", "RAISED: disk full", 70)
+
+    found = check(recorded(stuck))
+    assert invariants(found) == {"alerts"}
+    assert "store_failed was raised" in str(found)
+
+
+def test_a_mode_change_that_did_not_happen_or_happened_twice_is_caught(
+    recorded: Callable[..., Run],
+) -> None:
+    run = recorded()
+    late = dataclasses.replace(
+        run, boundaries=[*run.boundaries, Boundary(ns(T0) + 75 * 60 * S, "staffed")]
+    )
+    found = check(late)
+    assert invariants(found) == {"modes"}
+    assert "the calendar asked for staffed" in str(found)
+
+    def reopened(rec: Recorder) -> None:  # a clock stepped back re-opened the branch
+        rec.journal("mode", "closed -> self_service", 70)
+
+    found = check(recorded(reopened, at=70))
+    assert invariants(found) == {"modes"}
+    assert "closed -> self_service at 2026-11-25 22:10:00 UTC: the calendar asked" in str(found)
+
+
+def test_memory_that_grows_is_caught(recorded: Callable[..., Run]) -> None:
+    run = recorded()
+    run.samples = [Sample(float(t), 7, 80_000_000 + t * 2_000_000, 20) for t in range(40)]
+    found = check(run)
+    assert invariants(found) == {"resources"}
+    assert "RSS grew from 84 MB to 158 MB" in str(found)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'alert,branch=b,kind=x message="a, b=c \\"q\\"",active=true 5',
+        "energy,branch=b,carrier=electricity,device=m register=1.5,total=2i 7",
+        "my\\ measurement,tag\\,x=a\\ b f=1 9",
+    ],
+)
+def test_line_protocol_round_trips_through_the_parser(line: str) -> None:
+    point = parse_point(line)
+    assert point.time_ns in (5, 7, 9)
+    if point.measurement == "alert":
+        assert point.fields == {"message": 'a, b=c "q"', "active": True}
+    elif point.measurement == "energy":
+        assert point.tags == (("branch", "b"), ("carrier", "electricity"), ("device", "m"))
+        assert point.fields == {"register": 1.5, "total": 2}
+    else:
+        assert point.measurement == "my measurement"
+        assert point.tags == (("tag,x", "a b"),)
