@@ -276,7 +276,11 @@ def _acl(inventory: Inventory) -> str:
     return "\n".join(lines)
 
 
-MAX_QUEUED_MESSAGES = 100_000  # per client; see edge/mqtt.py INBOX_MAX (decision 38)
+MAX_QUEUED_MESSAGES = 100_000  # per client, kept while a gateway is away or behind (decision 38)
+# QoS 1 messages in flight to one client. A gateway acknowledges a message only once it is
+# committed (every 50 ms), so Mosquitto's default of 20 would cap a gateway at a few hundred
+# QoS 1 messages a second (decision 41).
+MAX_INFLIGHT_MESSAGES = 1000
 
 
 def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
@@ -291,6 +295,7 @@ def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
             "# messages, Home Assistant restarting) has its QoS 1 messages kept, not dropped at",
             "# Mosquitto's default of 1,000 per client.",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
             "",
             "# Gateways, operators and dashboards: TLS and a password.",
             f"listener {port}",

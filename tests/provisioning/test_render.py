@@ -110,16 +110,17 @@ def test_rendered_acl_holds_on_a_real_mosquitto(tmp_path: Path) -> None:
     limits = [
         line
         for line in files["mosquitto/openbranch.conf"].splitlines()
-        if line.startswith("max_queued_messages ")
+        if line.startswith(("max_queued_messages ", "max_inflight_messages "))
     ]
-    assert limits == ["max_queued_messages 100000"]
+    assert limits == ["max_queued_messages 100000", "max_inflight_messages 1000"]
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
     passwd.write_text(
         files["mosquitto/passwd"] + mosquitto_password_line(*PROBE) + "\n", encoding="utf-8"
     )
     acl.write_text(files["mosquitto/acl"] + "\nuser probe\ntopic readwrite #\n", encoding="utf-8")
     assert (out / "acl").read_text(encoding="utf-8") == files["mosquitto/acl"]
-    broker = Mosquitto(f"password_file {passwd}\nacl_file {acl}\n{limits[0]}\n", anonymous=False)
+    settings = "\n".join(limits)
+    broker = Mosquitto(f"password_file {passwd}\nacl_file {acl}\n{settings}\n", anonymous=False)
     broker.start()
 
     def account(user: str) -> tuple[str, str]:
