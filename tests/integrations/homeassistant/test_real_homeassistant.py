@@ -163,7 +163,7 @@ def states_of(ha: HomeAssistant, ids: dict[str, str]) -> dict[str, dict[str, Any
 
 def retained_json(broker: Mosquitto, topic: str) -> Any:
     """The retained JSON on ``topic`` (None when there is none)."""
-    raw = retained(broker, topic, timeout=1.5)
+    raw = retained(broker, topic)
     return json.loads(raw) if raw else None
 
 
