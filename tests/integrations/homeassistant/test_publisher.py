@@ -17,8 +17,9 @@ from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.integrations.homeassistant import HomeAssistantDiscovery, alert_entity, discovery
-from tests.mqttwatch import Watcher, retained_all
+from tests.mqttwatch import Watcher, retained, retained_all
 from tests.services import Mosquitto
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.services
 
@@ -26,10 +27,12 @@ BRANCH = "pub"
 NODE = f"homeassistant/+/openbranch_{BRANCH}/+/config"
 
 
-def config_for(broker: Mosquitto, tmp_path: Path, **extra: Any) -> GatewayConfig:
+def config_for(
+    broker: Mosquitto, tmp_path: Path, *, branch: str = BRANCH, **extra: Any
+) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
-            "branch": {"id": BRANCH, "name": "Publisher test"},
+            "branch": {"id": branch, "name": "Publisher test"},
             "mqtt": {"host": broker.host, "port": broker.port, "keepalive": 5},
             "store": {"path": str(tmp_path / "outbox.db")},
             "devices": [
@@ -89,9 +92,10 @@ def test_stale_configs_are_emptied_and_alert_entities_kept(
     async def body(gateway: Gateway) -> None:
         ext = await ready(gateway)
         assert ext.removed == sorted([stale, gone_down.topic])
-        await asyncio.sleep(0.3)
 
     asyncio.run(run_gateway(config, body))
+    # A clean stop: "offline" went after the configs on the same connection, and was acknowledged.
+    assert retained(mosquitto, f"openbranch/{BRANCH}/status") == b"offline"
     now = retained_all(mosquitto, "homeassistant/#")
     assert stale not in now  # emptied
     assert now[kept.topic] == kept.encode()  # an alert entity of an earlier run stays
@@ -107,30 +111,31 @@ def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
 ) -> None:
     config = config_for(mosquitto, tmp_path)
     messages = discovery(config)
-    topic = next(iter(messages))
     watcher = Watcher(mosquitto.host, mosquitto.port, NODE)
 
     async def body(gateway: Gateway) -> None:
         await ready(gateway)
-        await asyncio.sleep(0.3)
-        before = len(watcher.payloads(topic))
-        assert before == 1
+
+        def each_seen(times: int) -> bool:
+            return all(len(watcher.payloads(t)) >= times for t in messages)
+
+        await until(lambda: each_seen(1), 5, "the discovery configs")
+        await asyncio.to_thread(watcher.sync)  # and anything the gateway sent before them
+        assert {t: watcher.payloads(t) for t in messages} == {t: [p] for t, p in messages.items()}
         await asyncio.to_thread(watcher.publish, "homeassistant/status", b"online")
-        for _ in range(50):
-            if len(watcher.payloads(topic)) > before:
-                break
-            await asyncio.sleep(0.05)
-        assert watcher.payloads(topic)[-1] == messages[topic]
-        assert len(watcher.payloads(topic)) == before + 1
+        await until(lambda: each_seen(2), 5, "the discovery configs again")
+        await asyncio.to_thread(watcher.sync)
+        assert {t: watcher.payloads(t) for t in messages} == {
+            t: [p, p] for t, p in messages.items()
+        }
         gateway.journal.alert(
             "outbox_dropped", "dropped 3 oldest readings", severity="critical", active=True
         )
         alert = alert_entity(config, "outbox_dropped")
-        for _ in range(50):
-            if watcher.payloads(alert.topic):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: bool(watcher.payloads(alert.topic)), 5, "the alert's entity")
+        await asyncio.to_thread(watcher.sync)
         assert watcher.payloads(alert.topic) == [alert.encode()]
+        assert {t: len(watcher.payloads(t)) for t in messages} == dict.fromkeys(messages, 2)
 
     try:
         asyncio.run(run_gateway(config, body))
@@ -139,19 +144,35 @@ def test_home_assistant_online_brings_discovery_again_and_alerts_get_entities(
 
 
 def test_switched_off_publishes_no_discovery(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = config_for(mosquitto, tmp_path, homeassistant={"enabled": False})
+    """Beside it, from before it connected until after it stopped, runs a control gateway with
+    discovery on: once that one has published its configs, a switched-off extension would have
+    too (it waits the same window after connecting); only the control's node has any."""
+    config = config_for(mosquitto, tmp_path / "off", homeassistant={"enabled": False})
+    control = config_for(mosquitto, tmp_path / "on", branch="control")
+    assert discovery(control)  # the control has configs to publish
+    watcher = Watcher(mosquitto.host, mosquitto.port, "homeassistant/#")
 
     async def body(gateway: Gateway) -> None:
         assert gateway.extensions == []
-        for _ in range(100):
-            if gateway.mqtt is not None and gateway.mqtt.connected:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        session = gateway.mqtt
+        assert session is not None
+        await until(lambda: session.connected, 10, "the switched-off gateway connected")
+        await run_gateway(control, ready_to_stop)
 
-    asyncio.run(run_gateway(config, body))
-    assert retained_all(mosquitto, "homeassistant/#") == {}
-    assert retained_all(mosquitto, f"openbranch/{BRANCH}/status") != {}  # the gateway did run
+    async def ready_to_stop(gateway: Gateway) -> None:
+        await ready(gateway)
+
+    (tmp_path / "off").mkdir()
+    (tmp_path / "on").mkdir()
+    try:
+        asyncio.run(run_gateway(config, body))
+        seen = watcher.sync()
+    finally:
+        watcher.close()
+    for branch in (BRANCH, "control"):  # both stopped cleanly: all they sent is at the broker
+        assert retained(mosquitto, f"openbranch/{branch}/status") == b"offline"
+    assert {m.topic: m.payload for m in seen} == discovery(control)  # nothing from ours
+    assert retained_all(mosquitto, "homeassistant/#") == discovery(control)
 
 
 def test_a_spoofed_gateway_state_creates_no_entities(mosquitto: Mosquitto, tmp_path: Path) -> None:
