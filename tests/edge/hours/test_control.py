@@ -24,6 +24,7 @@ from openbranch.edge.core.schedule import Mode
 from openbranch.edge.hours.control import KINDS, ControlError, Verifier, sign
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from tests.services import Mosquitto
+from tests.support.waiting import until
 
 KEY = b"k3y-for-tests-only"
 NOW = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
@@ -142,11 +143,23 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
     clock = ScaledClock(start=start, speed=60)  # a minute per second
     outbox = open_outbox(config)
     gateway = Gateway(config=config, registry=default_registry(), clock=clock, outbox=outbox)
+    heard: list[tuple[str, str]] = []  # every audit entry, as the journal writes it
+    gateway.journal.listeners.append(lambda kind, text: heard.append((kind, text)))
+
+    def refused(reason: str) -> int:
+        return sum(kind == "command_rejected" and reason in text for kind, text in heard)
+
+    def accepted() -> int:
+        return sum(kind == "command_accepted" for kind, _ in heard)
+
+    def mode() -> Mode | None:
+        decision = gateway.engine.last_decision
+        return decision.mode if decision else None
+
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2)
     publisher.connect(mosquitto.host, mosquitto.port)
     publisher.loop_start()
     topic = "openbranch/ctl/control"
-    modes: list[Mode] = []
     wall = datetime.now(UTC)  # a retained message waiting for the gateway when it subscribes
     stored = payload(
         message(
@@ -160,10 +173,7 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
-        for _ in range(100):
-            if gateway.mqtt is not None:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: gateway.mqtt is not None, 5, "the gateway's MQTT session")
         assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed()
         now = clock.now()
         fresh = {
@@ -184,37 +194,41 @@ def test_gateway_applies_valid_overrides_and_audits_every_refusal(
         for raw in bad:
             publisher.publish(topic, raw, qos=1).wait_for_publish(5)
         publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
-        await asyncio.sleep(0.5)
+        # Each is a refusal of its own kind, so each is audited at once (edge/runtime/desk.py);
+        # the empty message that cleared the retained one comes last.
+        kinds = ("retained", "wrong signature", "expired", "mode:", "not JSON")
+        await until(lambda: all(refused(k) for k in kinds), 10, f"refusals audited: {kinds}")
+        assert [refused(k) for k in kinds] == [1] * len(kinds)
         assert gateway.overrides.active(now) == []
-        good = payload(message(id="g1", until=(now + timedelta(minutes=3)).isoformat(), **fresh))
+        assert accepted() == 0
+        assert mode() is not Mode.SELF_SERVICE
+        ends = now + timedelta(minutes=3)
+        good = payload(message(id="g1", until=ends.isoformat(), **fresh))
         publisher.publish(topic, good, qos=1).wait_for_publish(5)
         publisher.publish(topic, good, qos=1).wait_for_publish(5)  # a replay
-        for _ in range(40):
-            await asyncio.sleep(0.1)
-            if (
-                gateway.engine.last_decision
-                and gateway.engine.last_decision.mode is Mode.SELF_SERVICE
-            ):
-                break
-        modes.append(
-            gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED
-        )
-        await asyncio.sleep(4)  # 4 minutes of branch time: the override (3 min) has ended
-        modes.append(
-            gateway.engine.last_decision.mode if gateway.engine.last_decision else Mode.CLOSED
-        )
+        await until(lambda: refused("replayed") == 1, 10, "the replay refused")
+        assert accepted() == 1
+        (override,) = gateway.overrides.active(now)  # only the good one, once
+        assert (override.mode, override.end) == (Mode.SELF_SERVICE, ends)
+        await until(lambda: mode() is Mode.SELF_SERVICE, 10, "the override in force")
+        decision = gateway.engine.last_decision
+        assert decision is not None and decision.at < ends
+        await until(lambda: mode() is Mode.CLOSED, 15, "the override ended (3 branch minutes)")
+        decision = gateway.engine.last_decision
+        assert decision is not None and decision.at >= ends  # not before its end
+        assert gateway.overrides.active(decision.at) == []
         stop.set()
         await task
 
     asyncio.run(main())
     publisher.loop_stop()
     publisher.disconnect()
-    assert modes == [Mode.SELF_SERVICE, Mode.CLOSED]
     audit = [e.line for e in outbox.lines(measurement="audit")]
     rejected = [line for line in audit if "kind=command_rejected" in line]
     reasons = " ".join(rejected)
-    for reason in ("wrong signature", "expired", "mode:", "retained", "replayed"):
+    for reason in ("wrong signature", "expired", "mode:", "retained", "replayed", "not JSON"):
         assert reason in reasons, (reason, rejected)
+    assert len(rejected) == 6  # one each, none counted twice
     assert sum("kind=command_accepted" in line for line in audit) == 1
 
 
