@@ -89,6 +89,11 @@ class Coordinator:
         return result
 
     def _record(self, result: PollResult) -> None:
+        if result.reached and result.failures and not result.readings:
+            # It answers, but every request with an exception: nothing of it can be read,
+            # and its last values would go stale unseen. Down, as if it did not answer.
+            self.stats.failed_requests += len(result.failures)
+            result = PollResult(reached=False, failures=result.failures, missing=result.missing)
         now = self._clock.now()
         self.stats.failed_requests += len(result.failures) if result.reached else 0
         self.stats.missing_values += len(result.missing)
