@@ -31,6 +31,7 @@ __all__ = [
     "MEASUREMENTS",
     "MQTT_DOWN",
     "OCCUPANCY",
+    "OUTBOX_DROPPED",
     "Carrier",
     "DoorMode",
     "Field",
@@ -250,6 +251,9 @@ GATEWAY_DEVICE = "gateway"
 DEVICE_DOWN = "device_down"
 #: Alert kind raised while the gateway's MQTT broker does not answer (no MQTT device is heard).
 MQTT_DOWN = "mqtt_down"
+#: Alert kind raised when the outbox's bound dropped undelivered telemetry; cleared once every
+#: sink has caught up.
+OUTBOX_DROPPED = "outbox_dropped"
 
 AUDIT = _measurement(
     "audit",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import (
@@ -50,6 +52,7 @@ __all__ = ["Gateway", "open_outbox"]
 
 log = logging.getLogger(__name__)
 
+ALERTS_STATE = "alerts"  # outbox state: the alerts raised (kind -> message), as JSON
 DRAIN_STOP_WAIT = 10.0  # real seconds the drainers get to finish a write in flight at stop
 
 
@@ -126,7 +129,7 @@ class Gateway:
             clock=clock,
             record=lambda entries: self.committer.record(entries, audit=True),
             publish_own=self.publisher.publish_own,
-            on_active=lambda _active: self._write_status(),
+            on_active=self._alerts_changed,
         )
         if drainers is None:
             drainers = [
@@ -233,7 +236,7 @@ class Gateway:
         """The bound dropped telemetry (on the committer's writer thread)."""
         alert = functools.partial(
             self.journal.alert,
-            "outbox_dropped",
+            schema.OUTBOX_DROPPED,
             f"dropped {count} oldest readings: {reason}",
             severity="critical",
             active=True,
@@ -270,6 +273,30 @@ class Gateway:
     def _task_states(self, _states: Mapping[str, TaskState]) -> None:
         self._write_status()
 
+    def _alerts_changed(self, active: Mapping[str, str]) -> None:
+        """Keep the alerts raised in the store too, so that the next run can clear what this
+        one leaves raised (``_clear_left_alerts``), and show them in the status file."""
+        self.committer.put_state(ALERTS_STATE, json.dumps(dict(active)))
+        self._write_status()
+
+    def _clear_left_alerts(self) -> None:
+        """Clear the alerts a previous run left raised (it was stopped or killed with them
+        raised): the part that sees a fault raises its alert again while it is still true;
+        otherwise the alert table would show it raised for ever."""
+        raw = self.outbox.get_state(ALERTS_STATE)
+        left: dict[str, str] = json.loads(raw) if raw else {}
+        for kind, message in left.items():
+            if kind not in self.journal.active:
+                self.journal.alert(
+                    kind,
+                    f"cleared at the start: the previous run left it raised ({message}); "
+                    "raised again if it is still true",
+                    severity="info",
+                    active=False,
+                )
+        if left:
+            self.committer.put_state(ALERTS_STATE, json.dumps(dict(self.journal.active)))
+
     def _write_status(self) -> None:
         """What ``gateway status`` (another process) shows of this one, in the status file
         beside the store (it stays writable on a full disk)."""
@@ -300,6 +327,7 @@ class Gateway:
         whatever the one before it did."""
         self._loop = asyncio.get_running_loop()
         self.status_file.open()
+        self._clear_left_alerts()
         for line in self.plan():
             log.info("plan %s", line)
         tasks = self.tasks
@@ -323,9 +351,13 @@ class Gateway:
         finally:
             self.watchdog.stopping()
             await tasks.stop([name for name in tasks.states() if name not in sinks])
-            await _step("publish the last states", self._close_mqtt)
+            # Read no more, commit what was handled (its QoS 1 messages are acknowledged as
+            # the commit lands), and only then disconnect: a message committed after the
+            # DISCONNECT is never acknowledged and comes again to the next run, doubled.
+            self._hold_back(True)
             await _step("audit the refusals counted so far", _async(self.desk.flush))
             await _step("commit the last readings", self._commit)
+            await _step("publish the last states", self._close_mqtt)
             await _step("deliver the last commit", functools.partial(self._drain, drain_grace))
             drain_stop.set()
             await tasks.finish(sinks, within=DRAIN_STOP_WAIT)
@@ -338,7 +370,7 @@ class Gateway:
             self.watchdog.close()
 
     async def _close_mqtt(self) -> None:
-        if self.mqtt is not None:  # no more pushed messages after the last commit
+        if self.mqtt is not None:  # the last commit's states, then offline and DISCONNECT
             self.publisher.flush()
             await self.mqtt.close()
 

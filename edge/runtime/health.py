@@ -2,7 +2,8 @@
 drops, poll errors, devices down, write latency), each device's availability (retained
 topic, the outbox's state for ``gateway status``, and a ``device_down`` alert), and the MQTT
 broker's: a session found disconnected at a health tick raises ``mqtt_down`` until a later
-tick finds it connected (while the broker is away no MQTT device is heard).
+tick finds it connected (while the broker is away no MQTT device is heard). It also clears
+``outbox_dropped`` once every sink has caught up (nothing pending older than ``CAUGHT_UP``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from openbranch.edge.telemetry.sink import Drainer
 __all__ = ["HEALTH_EVERY", "Health"]
 
 HEALTH_EVERY = 60.0  # seconds of gateway time between health readings
+CAUGHT_UP = 300.0  # seconds: a sink whose oldest pending reading is younger has caught up
 
 
 class Health:
@@ -95,7 +97,21 @@ class Health:
             self._publisher.publish_own([health])
             if self._broker is not None:
                 self.on_broker(self._broker())
+            if schema.OUTBOX_DROPPED in self._journal.active and self._caught_up(stats):
+                self._journal.alert(
+                    schema.OUTBOX_DROPPED,
+                    f"every sink has caught up; {stats.dropped} readings were dropped in all",
+                    severity="critical",
+                    active=False,
+                )
             self._tick()
+
+    def _caught_up(self, stats: OutboxStats) -> bool:
+        now = self._clock.now().timestamp() * 1e9
+        return not any(d.failing for d in self._drainers) and all(
+            oldest is None or now - oldest <= CAUGHT_UP * 1e9
+            for oldest in stats.oldest_pending_ns.values()
+        )
 
     def on_broker(self, connected: bool) -> None:
         """The broker's state at a health tick: raise or clear ``mqtt_down`` on a change."""

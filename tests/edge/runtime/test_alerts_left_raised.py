@@ -1,0 +1,100 @@
+"""No alert stays raised for ever (found by the soak, issue 14): an alert a run raised and
+never cleared — it was stopped or killed first — showed as raised in the alert table for ever,
+since the next run did not know it; and ``outbox_dropped`` was raised at every drop and
+never cleared at all. Now the next run clears what the last one left raised (the part that
+sees the fault raises it again if it is still true), and ``outbox_dropped`` is cleared once
+every sink has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from openbranch.edge.core import schema
+from openbranch.edge.core.clock import ScaledClock
+from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.registry import default_registry
+from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.telemetry.outbox import Outbox
+from tests.services import Influxd
+from tests.support.waiting import until
+
+
+def alerts(outbox: Outbox, kind: str) -> list[str]:
+    return [
+        e.line for e in outbox.lines(measurement=schema.ALERT.name) if f"kind={kind} " in e.line
+    ]
+
+
+def test_an_alert_left_raised_by_a_stopped_run_is_cleared_by_the_next(tmp_path: Path) -> None:
+    config = GatewayConfig.model_validate(
+        {"branch": {"id": "left", "name": "Left raised"}, "store": {"path": str(tmp_path / "o.db")}}
+    )
+    outbox = open_outbox(config)
+    clock = ScaledClock(start=datetime(2026, 11, 25, 12, tzinfo=UTC), speed=60)
+
+    async def run(during: object) -> Gateway:
+        gateway = Gateway(
+            config=config, registry=default_registry(), clock=clock, outbox=outbox, extensions=[]
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.sleep(0.1)
+        if callable(during):
+            during(gateway)
+        await asyncio.sleep(0.2)
+        stop.set()
+        await task
+        return gateway
+
+    def fail(gateway: Gateway) -> None:
+        gateway.journal.alert(
+            "device_down:meter", "meter stopped answering", severity="warning", active=True
+        )
+
+    asyncio.run(run(fail))  # stopped with device_down:meter raised
+    second = asyncio.run(run(None))
+    assert "device_down:meter" not in second.journal.active
+    lines = alerts(outbox, "device_down:meter")
+    assert len(lines) == 2 and "active=true" in lines[0] and "active=false" in lines[1]
+    assert "cleared at the start: the previous run left it raised" in lines[1]
+    asyncio.run(run(None))  # nothing left to clear: no third entry
+    assert len(alerts(outbox, "device_down:meter")) == 2
+    outbox.close()
+
+
+def test_outbox_dropped_is_cleared_once_every_sink_has_caught_up(
+    tmp_path: Path, influxd: Influxd, influx_db: str
+) -> None:
+    config = GatewayConfig.model_validate(
+        {
+            "branch": {"id": "dropped", "name": "Dropped"},
+            "store": {"path": str(tmp_path / "o.db")},
+            "sinks": [{"type": "influxdb_v1", "url": influxd.url, "database": influx_db}],
+        }
+    )
+    outbox = open_outbox(config)
+    clock = ScaledClock(start=datetime(2026, 11, 25, 12, tzinfo=UTC), speed=600)
+    gateway = Gateway(
+        config=config, registry=default_registry(), clock=clock, outbox=outbox, extensions=[]
+    )
+    kind = schema.OUTBOX_DROPPED
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            gateway.journal.alert(
+                kind, "dropped 12 oldest readings", severity="critical", active=True
+            )
+            await until(lambda: kind not in gateway.journal.active, 20, "outbox_dropped cleared")
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(main())
+    lines = alerts(outbox, kind)
+    outbox.close()
+    assert len(lines) == 2 and "every sink has caught up" in lines[1]
