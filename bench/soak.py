@@ -229,8 +229,19 @@ def excused_pushes(world: World) -> list[Pushed]:
     """A killed broker loses what it acknowledged since its last save (every second) and
     sends again what it delivered since then: those messages may be missing or doubled."""
     slack = int(BROKER_SAVE * world.speed * 1e9)
+    grace = int(KILL_GRACE * world.speed * 1e9)
     out = []
     for p in world.passages.pushed:
+        if any(k - grace <= p.time_ns <= k for k in world.kills):
+            # committed in the last moments before a SIGKILL: its acknowledgement may not have
+            # left, and the broker sends it again (QoS 1 is at least once)
+            out.append(dataclasses.replace(p, copies=2))
+            continue
+        if any(down - grace <= p.time_ns <= down for down, _ in world.broker_downs):
+            # delivered and committed as the broker went away: the acknowledgement may not
+            # have reached it, and it sends the message again after its restart
+            out.append(dataclasses.replace(p, copies=2))
+            continue
         if not any(down - slack <= p.time_ns <= up for down, up in world.broker_kills):
             out.append(p)
             continue

@@ -100,6 +100,7 @@ class MosquittoDown(Fault):
 
     async def revert(self, world: World) -> None:
         await asyncio.to_thread(world.mosquitto.start)
+        world.broker_downs.append((world.broker_down_since, world.gateway_ns()))
         if self.kill:
             world.broker_kills.append((world.broker_down_since, world.gateway_ns()))
 
@@ -409,8 +410,9 @@ class DiskFull(Fault):
 
 @dataclass
 class NoFiles(Fault):
-    """The gateway's descriptor limit lowered to what it has open; the link to the database
-    is cut, so its drainer must open a new socket and cannot."""
+    """The gateway out of file descriptors: its limit lowered below every descriptor it holds
+    (open ones stay usable, no new one can be had), and the link to the database cut, so its
+    drainer must open a new socket and cannot."""
 
     kind: ClassVar[str] = "no_files"
     alert: ClassVar[str | None] = "sink_down"
@@ -418,9 +420,7 @@ class NoFiles(Fault):
     _old: tuple[int, int] = field(default=(0, 0), init=False)
 
     async def apply(self, world: World) -> None:
-        usage = world.gateway.usage()
-        assert usage is not None
-        self._old = world.gateway.limit(resource.RLIMIT_NOFILE, usage[1])
+        self._old = world.gateway.limit(resource.RLIMIT_NOFILE, 0)
         world.proxy.cut_all()
 
     async def revert(self, world: World) -> None:

@@ -76,6 +76,12 @@ def _child(argv: list[str]) -> int:
         print(f"not started: {exc}", file=sys.stderr)
         return 1
     gateway = Gateway(config=config, registry=default_registry(), clock=clock, outbox=outbox)
+    for drainer in gateway.drainers:
+        # A drainer backs off in real seconds (1 s doubling to 60 s); on the accelerated clock
+        # that would be hours of the branch's time (60 s is 12 h at 720x) and the bound would
+        # drop what a real branch never would. The soak keeps the same times in branch time.
+        drainer.backoff_min = max(0.02, drainer.backoff_min / args.speed)
+        drainer.backoff_max = max(0.1, drainer.backoff_max / args.speed)
     # a pipe, not a file: a file-size limit (the disk-full fault) must not cut the record
     journal: IO[str] = os.fdopen(args.journal_fd, "w", encoding="utf-8")
 

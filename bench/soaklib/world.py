@@ -330,6 +330,7 @@ class World:
         self.downtimes: list[tuple[int, int]] = []  # gateway time: down, back
         self.steps: list[tuple[int, int]] = []  # gateway time of a clock step, its size
         self.broker_kills: list[tuple[int, int]] = []  # gateway time: broker killed, back
+        self.broker_downs: list[tuple[int, int]] = []  # gateway time: broker away, back
         self.broker_down_since = 0
         self.down_since = 0
         self.problems: list[str] = []  # what went wrong outside any invariant
@@ -341,8 +342,11 @@ class World:
     async def setup(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # a broker as a branch should run it: sessions and queued messages kept on disk
-        # (saved every second, and at a clean stop), so a restart loses no queued message
-        self.mosquitto = Mosquitto("persistence true\nautosave_interval 1\n")
+        # (saved every second, and at a clean stop), so a restart loses no queued message;
+        # no limit on the messages queued for the gateway: its reconnect backoff is in real
+        # seconds (up to 30 s, hours of the branch's time here), which Mosquitto's default
+        # of 1000 would not hold
+        self.mosquitto = Mosquitto("persistence true\nautosave_interval 1\nmax_queued_messages 0\n")
         self.mosquitto.extra_config += f"persistence_location {self.mosquitto.dir}/\n"
         self.mosquitto.start()
         self.influxd = Influxd()

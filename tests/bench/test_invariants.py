@@ -183,12 +183,14 @@ def test_a_lost_reading_is_caught(recorded: Callable[..., Run]) -> None:
 
 
 def test_a_lost_poll_is_caught(recorded: Callable[..., Run]) -> None:
-    def lose(rec: Recorder) -> None:  # the counter answered a poll at 21:30:30; no reading
-        rec.answered.append(Answered("counter", ns(T0 + timedelta(minutes=30, seconds=50))))
+    def lose(rec: Recorder) -> None:  # the counter answered a poll at 22:35; no reading
+        for k in range(3):
+            rec.answered.append(Answered("counter", ns(T0 + timedelta(minutes=95, seconds=k))))
 
     found = check(recorded(lose))
     assert invariants(found) == {"produced"}
-    assert "counter: a poll answered at 2026-11-25 21:30:50" in str(found)
+    assert len(found) == 1  # one poll, three requests
+    assert "counter: a poll answered at 2026-11-25 22:35:00" in str(found)
 
 
 def test_a_doubled_reading_is_caught(recorded: Callable[..., Run]) -> None:
@@ -298,12 +300,13 @@ def test_a_mode_change_that_did_not_happen_or_happened_twice_is_caught(
     assert "closed -> self_service at 2026-11-25 22:10:00 UTC: the calendar asked" in str(found)
 
 
-def test_memory_that_grows_is_caught(recorded: Callable[..., Run]) -> None:
+def test_memory_or_descriptors_over_their_bounds_are_caught(recorded: Callable[..., Run]) -> None:
     run = recorded()
-    run.samples = [Sample(float(t), 7, 80_000_000 + t * 2_000_000, 20) for t in range(40)]
+    run.samples = [Sample(float(t), 7, 80_000_000 + t * 5_000_000, 20 + 5 * t) for t in range(40)]
     found = check(run)
     assert invariants(found) == {"resources"}
-    assert "RSS grew from 84 MB to 158 MB" in str(found)
+    assert "RSS 275 MB at 39 s (bound 250 MB)" in str(found)
+    assert "215 open descriptors at 39 s (bound 200)" in str(found)
 
 
 @pytest.mark.parametrize(
