@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +15,14 @@ import pytest
 from openbranch.edge.core.clock import SystemClock
 from openbranch.edge.core.command import Command
 from openbranch.edge.core.config import DeviceConfig
-from openbranch.edge.core.device import DeviceUnreachable, PollResult
+from openbranch.edge.core.device import DeviceUnreachable
 from openbranch.edge.core.reading import Value
 from openbranch.edge.core.registry import BuildContext, default_registry
 from openbranch.edge.core.schedule import Actuator
 from openbranch.edge.hours.policy import DESIRED, Mode
 from openbranch.edge.hours.reconciler import Reconciler
 from tests.services import free_port
+from tests.support.sources import StubSource
 
 CLOSED = DESIRED[Mode.CLOSED]  # alarm armed, lights 0 %
 SELF_SERVICE = DESIRED[Mode.SELF_SERVICE]  # alarm disarmed, lights 80 %
@@ -38,30 +38,16 @@ ALARM = Actuator.model_validate(
 LIGHTS = Actuator.model_validate({"class": "lights", "device": "lights", "point": "target_g0"})
 
 
-class Relay:
+class Relay(StubSource):
     """A device with one writable point that writes land on, read back on request."""
 
+    kind = "a test relay"
+
     def __init__(self, device_id: str = "door") -> None:
-        self._id = device_id
+        super().__init__(device_id)
         self.value: Value = False
         self.reads = 0
         self.down = False
-
-    @property
-    def device_id(self) -> str:
-        return self._id
-
-    def intervals(self) -> Mapping[str, float]:
-        return {}
-
-    def describe_plan(self) -> str:
-        return f"{self._id}: a test relay"
-
-    async def poll(self, groups: Collection[str]) -> PollResult:
-        return PollResult()
-
-    async def listen(self, accept: object, reject: object) -> None:
-        return None
 
     async def write(self, command: Command) -> Value:
         self.value = command.value
@@ -72,9 +58,6 @@ class Relay:
         if self.down:
             raise DeviceUnreachable(f"{self._id}: no answer")
         return self.value
-
-    async def close(self) -> None:
-        return None
 
 
 class BlindRelay(Relay):

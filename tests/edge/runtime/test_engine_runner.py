@@ -8,18 +8,17 @@ import asyncio
 import itertools
 import json
 import os
-from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from openbranch.edge.core.clock import Clock, ScaledClock
+from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.command import Command
-from openbranch.edge.core.config import DeviceConfig, GatewayConfig, MqttConfig
-from openbranch.edge.core.device import PollResult
+from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.reading import Value
-from openbranch.edge.core.registry import BuildContext, Registry
+from openbranch.edge.core.registry import BuildContext
 from openbranch.edge.hours.control import sign
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from tests.support.sources import StubDriver, StubSource, registry_of
 from tests.support.waiting import until
 
 KEY = "k3y-for-step-tests"
@@ -29,29 +28,15 @@ OPEN_ALL_WEEK = {
 }
 
 
-class SlowDoor:
+class SlowDoor(StubSource):
     """A door controller whose every write takes a while (a slow bus); it records when each
     write began and ended."""
 
-    def __init__(self, device_id: str, clock: Clock) -> None:
-        self._id = device_id
+    kind = "a slow test door"
+
+    def __init__(self, device_id: str, context: BuildContext) -> None:
+        super().__init__(device_id, context)
         self.writes: list[tuple[str, Value, float, float]] = []  # point, value, start, end
-
-    @property
-    def device_id(self) -> str:
-        return self._id
-
-    def intervals(self) -> Mapping[str, float]:
-        return {}
-
-    def describe_plan(self) -> str:
-        return f"{self._id}: a slow test door"
-
-    async def poll(self, groups: Collection[str]) -> PollResult:
-        return PollResult()
-
-    async def listen(self, accept: object, reject: object) -> None:
-        return None
 
     async def write(self, command: Command) -> Value:
         loop = asyncio.get_running_loop()
@@ -59,28 +44,6 @@ class SlowDoor:
         await asyncio.sleep(0.02)
         self.writes.append((command.point, command.value, start, loop.time()))
         return command.value
-
-    async def close(self) -> None:
-        return None
-
-
-class SlowDriver:
-    name = "slow"
-    transports = frozenset({"modbus_tcp"})
-
-    def __init__(self) -> None:
-        self.built: list[SlowDoor] = []
-
-    def check(self, device: DeviceConfig) -> None:
-        return None
-
-    def build(self, device: DeviceConfig, context: BuildContext) -> SlowDoor:
-        door = SlowDoor(device.id, context.clock)
-        self.built.append(door)
-        return door
-
-    def simulate(self, devices: object, *, mqtt: MqttConfig | None = None) -> object:
-        raise NotImplementedError
 
 
 def test_a_burst_of_commands_during_a_step_gives_ordered_writes(tmp_path: Path) -> None:
@@ -105,13 +68,11 @@ def test_a_burst_of_commands_during_a_step_gives_ordered_writes(tmp_path: Path) 
             ],
         }
     )
-    driver = SlowDriver()
-    registry = Registry()
-    registry.add(driver)
+    driver = StubDriver(SlowDoor)
     now = datetime.now(UTC)
     gateway = Gateway(
         config=config,
-        registry=registry,
+        registry=registry_of(driver),
         clock=ScaledClock(start=now, speed=1.0),
         outbox=open_outbox(config),
         extensions=[],
@@ -122,6 +83,7 @@ def test_a_burst_of_commands_during_a_step_gives_ordered_writes(tmp_path: Path) 
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         door = driver.built[0]
+        assert isinstance(door, SlowDoor)
         await until(lambda: len(door.writes) == 3, what="the first step's writes")
         # A burst while a step is writing: each command would have started a step of its own.
         gateway.desk.on_message("t", control("override", now, mode="closed", n=0), False)
@@ -137,7 +99,7 @@ def test_a_burst_of_commands_during_a_step_gives_ordered_writes(tmp_path: Path) 
         await task
 
     asyncio.run(main())
-    writes = driver.built[0].writes
+    writes = door_writes(driver)
     for (_, _, _, end), (_, _, start, _) in itertools.pairwise(writes):
         assert start >= end, "two writes to the actuators overlapped"
     # Each step writes a, b, c in order, with one value for all three.
@@ -161,3 +123,9 @@ def control(action: str, now: datetime, *, n: int, **extra: str) -> bytes:
         **extra,
     }
     return json.dumps(sign(message, KEY.encode())).encode()
+
+
+def door_writes(driver: StubDriver) -> list[tuple[str, Value, float, float]]:
+    door = driver.built[0]
+    assert isinstance(door, SlowDoor)
+    return door.writes

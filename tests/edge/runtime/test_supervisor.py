@@ -15,15 +15,16 @@ from pathlib import Path
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.command import Command
-from openbranch.edge.core.config import DeviceConfig, GatewayConfig, InfluxV1Sink, MqttConfig
+from openbranch.edge.core.config import GatewayConfig, InfluxV1Sink
 from openbranch.edge.core.device import PollResult
 from openbranch.edge.core.reading import Reading, Value
-from openbranch.edge.core.registry import BuildContext, Registry
+from openbranch.edge.core.registry import BuildContext
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.runtime.supervisor import Supervisor
 from openbranch.edge.telemetry.sink import Drainer, InfluxV1Writer, sink_name
 from tests.services import free_port
+from tests.support.sources import StubDriver, StubSource, registry_of
 from tests.support.waiting import until
 
 START = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)  # a Wednesday evening, self-service
@@ -120,24 +121,19 @@ def test_a_task_that_returns_is_done_and_not_restarted() -> None:
 # --- through a running gateway -----------------------------------------------------------
 
 
-class FaultyMeter:
+class FaultyMeter(StubSource):
     """A people counter whose first poll raises a programming error (not a DeviceError), and
     a door whose every write raises one: the coordinator and the engine step crash."""
 
+    kind = "a faulty test device"
+
     def __init__(self, device_id: str, context: BuildContext) -> None:
-        self._id = device_id
+        super().__init__(device_id, context)
         self._clock = context.clock
         self.polls = 0
 
-    @property
-    def device_id(self) -> str:
-        return self._id
-
     def intervals(self) -> Mapping[str, float]:
         return {"default": 10.0}
-
-    def describe_plan(self) -> str:
-        return f"{self._id}: a faulty test device"
 
     async def poll(self, groups: Collection[str]) -> PollResult:
         self.polls += 1
@@ -155,28 +151,8 @@ class FaultyMeter:
         )
         return PollResult(readings=[reading])
 
-    async def listen(self, accept: object, reject: object) -> None:
-        return None
-
     async def write(self, command: Command) -> Value:
         raise RuntimeError(f"write bug on {command.point}")
-
-    async def close(self) -> None:
-        return None
-
-
-class FaultyDriver:
-    name = "faulty"
-    transports = frozenset({"modbus_tcp"})
-
-    def check(self, device: DeviceConfig) -> None:
-        return None
-
-    def build(self, device: DeviceConfig, context: BuildContext) -> FaultyMeter:
-        return FaultyMeter(device.id, context)
-
-    def simulate(self, devices: object, *, mqtt: MqttConfig | None = None) -> object:
-        raise NotImplementedError
 
 
 def config(tmp_path: Path, *, sink: dict[str, str]) -> GatewayConfig:
@@ -218,8 +194,7 @@ def test_a_gateway_survives_a_crashing_device_engine_and_drainer(tmp_path: Path)
     cfg = config(tmp_path, sink={"type": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}"})
     sink = cfg.sinks[0]
     assert isinstance(sink, InfluxV1Sink)
-    registry = Registry()
-    registry.add(FaultyDriver())
+    registry = registry_of(StubDriver(FaultyMeter))
     outbox = open_outbox(cfg)
     alert_calls = [0]
 
