@@ -6,7 +6,9 @@ checked with a stand-in (``grafana_standin``), not with Grafana."""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from statistics import fmean
 from typing import Any
 
 import pytest
@@ -149,6 +151,30 @@ def _panel(board: Dashboard, title: str) -> Panel:
     return next(p for p in board.panels if p.title == title)
 
 
+def kwh_per_hour_by_mode(influxd: Influxd, demo: DemoData) -> dict[str, list[float]]:
+    """kWh (electricity and heat) of each UTC hour, listed under the branch's mode at the end
+    of that hour: from the raw points (no GROUP BY, no fill), bucketed and matched here."""
+
+    def raw(query: str) -> list[dict[str, Any]]:
+        where = f" WHERE \"branch\" = '{demo.branch}'"
+        return rows_of(influxd.query(query + where, demo.database)["results"][0])
+
+    hourly = raw('SELECT "consumption", "carrier" FROM "energy_hourly"')
+    changes = raw('SELECT "mode" FROM "branch_mode"')
+    kwh: dict[datetime, float] = defaultdict(float)
+    for row in hourly:
+        if row["carrier"] in ("electricity", "district_heating"):
+            at = datetime.fromisoformat(row["time"])
+            kwh[at.replace(minute=0, second=0, microsecond=0)] += row["consumption"]
+    moments = sorted((datetime.fromisoformat(r["time"]), r["mode"]) for r in changes)
+    out: dict[str, list[float]] = defaultdict(list)
+    for hour, value in sorted(kwh.items()):
+        before_end = [m for at, m in moments if at < hour + timedelta(hours=1)]
+        if before_end:
+            out[before_end[-1]].append(value)
+    return dict(out)
+
+
 def test_per_mode_panels_join_by_hour_and_group_by_mode(
     influxd: Influxd, demo_data: DemoData
 ) -> None:
@@ -162,7 +188,15 @@ def test_per_mode_panels_join_by_hour_and_group_by_mode(
     total = sum(r["kwh"] for r in value)
     assert sum(g["kwh (sum)"] for g in by_mode.values()) == pytest.approx(total)
     staffed = by_mode[Mode.STAFFED]
-    assert staffed["kwh (mean)"] == pytest.approx(staffed["kwh (sum)"] / staffed["kwh (count)"])
+    # Independently: the raw hourly points and the raw mode changes, bucketed here. By hand:
+    # the demo's Monday is staffed 10:00-17:00, each change written within a minute after the
+    # hour, so the hours 10 to 16 end staffed: seven.
+    expected = kwh_per_hour_by_mode(influxd, demo_data)
+    assert len(expected[Mode.STAFFED]) == 7
+    assert staffed["kwh (count)"] == 7
+    assert staffed["kwh (mean)"] == pytest.approx(fmean(expected[Mode.STAFFED]))
+    for mode_, hours in expected.items():
+        assert by_mode[mode_]["kwh (mean)"] == pytest.approx(fmean(hours)), mode_
     # the demo loads the building while staffed: more kWh per hour than when closed
     assert staffed["kwh (mean)"] > by_mode[Mode.CLOSED]["kwh (mean)"]
     visits = _panel(board, "Visits by mode")
