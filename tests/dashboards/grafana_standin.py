@@ -1,10 +1,11 @@
 """A stand-in for the few Grafana transformations the dashboards use (Grafana cannot run
-here): InfluxDB answers as rows, ``joinByField``, ``groupBy`` and a binary ``calculateField``.
-It mirrors what the panels ask Grafana to do so the tests can check the joined result; it
-does not claim to be Grafana."""
+here): InfluxDB answers as rows, ``joinByField``, ``groupBy`` and a binary ``calculateField``;
+and for the alert rules' reduce expression (``reduce``). It mirrors what the panels and rules
+ask Grafana to do so the tests can check the result; it does not claim to be Grafana."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import fmean
@@ -76,3 +77,25 @@ def calculate_binary(rows: Iterable[Row], options: Mapping[str, Any]) -> list[Ro
         value = left / right if left is not None and right else None
         out.append(dict(row, **{options["alias"]: value}))
     return out
+
+
+_REDUCERS: dict[str, Any] = {
+    "last": lambda xs: xs[-1],
+    "max": max,
+    "min": min,
+    "mean": fmean,
+    "sum": sum,
+    "count": len,
+}
+
+
+def reduce(values: Sequence[float | None], model: Mapping[str, Any]) -> float | None:
+    """A reduce expression's ``model`` (``reducer``, ``settings.mode``) on one series' values,
+    oldest first. Only mode ``dropNN`` (nulls and NaN dropped); no value left: None (the
+    series has no data)."""
+    mode = model.get("settings", {}).get("mode")
+    assert mode == "dropNN", f"reduce mode {mode!r}: the stand-in knows dropNN only"
+    numbers = [v for v in values if v is not None and not math.isnan(v)]
+    if not numbers:
+        return None
+    return float(_REDUCERS[model["reducer"]](numbers))

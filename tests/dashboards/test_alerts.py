@@ -14,6 +14,7 @@ from openbranch.dashboards.influxql import NOT_EMPTY_ALERT
 from openbranch.dashboards.model import BranchInfo, Fleet
 from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading
+from tests.dashboards.grafana_standin import reduce
 from tests.services import Influxd
 from tests.support.interpolate import TimeRange, interpolate
 
@@ -39,7 +40,8 @@ def line(
 
 
 def evaluate(influxd: Influxd, db: str, rule: AlertRule) -> dict[str, bool]:
-    """Branch -> firing, for one evaluation at NOW."""
+    """Branch -> firing, for one evaluation at NOW: the query (A), then the rule's own reduce
+    expression (B, as provisioned) and its threshold (C)."""
     query = interpolate(
         rule.query.query,
         {},
@@ -48,12 +50,15 @@ def evaluate(influxd: Influxd, db: str, rule: AlertRule) -> dict[str, bool]:
         frozen_now=True,
     )
     assert "$timeFilter" not in query, query
+    data = {d["refId"]: d["model"] for d in rule.to_json(FLEET)["data"]}
+    assert data["B"]["type"] == "reduce" and data["B"]["expression"] == "A"
     answer = influxd.query(query, db)["results"][0]
     out = {}
     for series in answer.get("series", []):
         column = series["columns"].index(rule.query.expects[0])
-        values = [row[column] for row in series["values"] if row[column] is not None]
-        out[series["tags"]["branch"]] = rule.fires(values[-1])  # reduce: last (dropNN)
+        value = reduce([row[column] for row in series["values"]], data["B"])
+        assert value is not None, (rule.key, series)
+        out[series["tags"]["branch"]] = rule.fires(value)
     return out
 
 
@@ -102,3 +107,11 @@ def test_rules_fire_for_the_branch_in_trouble(influxd: Influxd, influx_db: str) 
     assert evaluate(influxd, influx_db, occupied) == {"late": True}  # cleared: no data = OK
     assert occupied.no_data == "OK"
     assert stopped.pending == "10m"  # the current bucket may be young: it must hold a while
+
+
+def test_the_reduce_stand_in_applies_each_reducer() -> None:
+    values = [None, 4.0, float("nan"), 1.0, 7.0, None, 2.0]  # by hand: 4, 1, 7, 2 remain
+    expected = {"last": 2.0, "max": 7.0, "min": 1.0, "mean": 3.5, "sum": 14.0, "count": 4.0}
+    for reducer, value in expected.items():
+        assert reduce(values, {"reducer": reducer, "settings": {"mode": "dropNN"}}) == value
+    assert reduce([None], {"reducer": "last", "settings": {"mode": "dropNN"}}) is None
