@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from openbranch.edge.core.reading import Reading
 from openbranch.edge.telemetry.energy import EnergyLedger
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Outbox, rows_of
 
 __all__ = [
     "COMMIT_EVERY",
@@ -194,19 +194,17 @@ class Committer:
             self._check_pressure()
 
     def _write(self, batch: _Batch) -> list[Reading]:
-        """On the writer thread: energy accounting, then one transaction per kind of entry
-        (readings with the accounts' state; own telemetry; audit)."""
+        """On the writer thread: energy accounting, then one transaction for the whole batch
+        (readings with the accounts' state, own telemetry, audit): a failure commits none of
+        it, so the retry cannot commit a part twice."""
         out, state = (
             self._energy.process(batch.readings, clock_offsets=batch.offsets)
             if batch.readings
             else ([], {})
         )
-        if out or state or batch.state:
-            self._outbox.append(out, state={**state, **batch.state})
-        if batch.own:
-            self._outbox.append(batch.own)
-        if batch.audit:
-            self._outbox.append(batch.audit, audit=True)
+        rows = rows_of(out) + rows_of(batch.own) + rows_of(batch.audit, audit=True)
+        if rows or state or batch.state:
+            self._outbox.append_rows(rows, state={**state, **batch.state})
         return out
 
     def _failed(self, exc: Exception, delay: float) -> None:

@@ -40,8 +40,7 @@ class Journal:
 
     def alert(self, kind: str, message: str, *, severity: str, active: bool) -> None:
         """Raise or clear an alert: logged, committed as an audit entry, published."""
-        for listener in self.listeners:
-            listener(f"alert {kind}", f"{'RAISED' if active else 'cleared'}: {message}")
+        self._tell(f"alert {kind}", f"{'RAISED' if active else 'cleared'}: {message}")
         (log.warning if active else log.info)(
             "alert %s %s: %s", kind, "raised" if active else "cleared", message
         )
@@ -69,9 +68,18 @@ class Journal:
     def audit(self, kind: str, message: str) -> None:
         """Record a decision (mode change, command, announcement); never dropped."""
         log.info("audit %s: %s", kind, message)
-        for listener in self.listeners:
-            listener(kind, message)
+        self._tell(kind, message)
         self._record([self._reading(schema.AUDIT, kind, {schema.AUDIT_MESSAGE.key: message})])
+
+    def _tell(self, kind: str, message: str) -> None:
+        """Hand an entry to the listeners (the demo's timeline, Home Assistant). One that
+        raises is logged and costs only itself: the entry is recorded all the same, and the
+        part that journaled it (a drainer, the engine) goes on."""
+        for listener in self.listeners:
+            try:
+                listener(kind, message)
+            except Exception:
+                log.exception("journal: a listener failed on %s %r", kind, message[:120])
 
     def _reading(
         self, measurement: schema.Measurement, kind: str, fields: dict[str, Value]

@@ -83,6 +83,7 @@ __all__ = [
     "Row",
     "lock_path",
     "parse_line",
+    "rows_of",
     "store_problem",
 ]
 
@@ -262,6 +263,12 @@ def _read_only_fs(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
+def rows_of(readings: Iterable[Reading], *, audit: bool = False) -> list[Row]:
+    """The outbox rows of readings (``append_rows`` commits rows of several kinds at once)."""
+    flag = int(audit)
+    return [(r.time_ns, r.measurement.name, r.device, flag, r.to_line()) for r in readings]
+
+
 def lock_path(path: Path | str) -> Path:
     """The sibling file whose ``flock`` a writing ``Outbox`` on ``path`` holds (beside the
     store's real path, so that two names of one file share one lock)."""
@@ -409,9 +416,7 @@ class Outbox:
         When this returns, the readings are accepted: they survive a crash and a power cut.
         ``audit`` marks them as audit records, which the bound never drops.
         """
-        flag = int(audit)
-        rows = [(r.time_ns, r.measurement.name, r.device, flag, r.to_line()) for r in readings]
-        self.append_rows(rows, state=state)
+        self.append_rows(rows_of(readings, audit=audit), state=state)
 
     def append_lines(
         self,
@@ -437,8 +442,18 @@ class Outbox:
                     self._put_state(state)
             self._since_check += sum(len(r[4]) for r in rows) + _ROW_OVERHEAD * len(rows)
             if self._since_check >= self._check_every:
-                self._since_check = 0
-                dropped = self._enforce_bound()
+                # the rows are committed: a failure from here on must not look like a failed
+                # commit (the caller would commit them again)
+                try:
+                    dropped = self._enforce_bound()
+                except (sqlite3.Error, OSError) as exc:
+                    log.error(
+                        "outbox: the bound could not be applied (%s); the commit stands, the"
+                        " bound is tried again at the next append",
+                        exc,
+                    )
+                else:
+                    self._since_check = 0
         self._report_drop(dropped)
 
     def _transaction(self) -> _Transaction:
