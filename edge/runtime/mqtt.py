@@ -352,6 +352,11 @@ class MqttSession:
         (its subscriptions and what arrives for it) for ``session_expiry``."""
         self._closing = True
         if self._online:
+            if self.manual_ack and not self._reading and self._fd is not None:
+                # Held back (the gateway's stop): read again, so the broker's PUBACKs free
+                # paho's window for what is still queued to go out (retained configs, the
+                # last states); what arrives now is left with the broker (_on_message).
+                self.hold_back(False)
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
             said = asyncio.Event()
             self._bye = (info.mid, said)
@@ -700,6 +705,10 @@ class MqttSession:
             self._bye[1].set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if self._closing and self.manual_ack:
+            # Closing: the gateway has made its last commit. A message is neither handed
+            # over nor acknowledged now; the broker keeps it for the next session.
+            return
         self.delivered += 1
         if self.manual_ack and message.qos == 1:
             self._to_ack.append((self.delivered, message.mid))

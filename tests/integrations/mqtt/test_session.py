@@ -32,7 +32,7 @@ import openbranch.edge.runtime.mqtt
 from openbranch.edge.core.config import MqttConfig
 from openbranch.edge.runtime.mqtt import MqttError, MqttSession
 from openbranch.integrations.mqtt.simulator import connect_packet, publish_packet
-from tests.mqttwatch import Watcher, retained
+from tests.mqttwatch import Watcher, retained, retained_all
 from tests.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -765,3 +765,39 @@ def test_raw_packets_of_the_lean_publisher_reach_a_subscriber(mosquitto: Mosquit
         got = watcher.wait_for(lambda seen: len(seen) == 2)
     assert [(m.topic, m.payload) for m in got] == [("raw/a", b"x" * 200), ("raw/b", b"kept")]
     assert retained(mosquitto, "raw/b") == b"kept"
+
+
+def test_a_close_while_held_back_still_sends_everything_queued(mosquitto: Mosquitto) -> None:
+    """The gateway's stop holds the session back (reads nothing), commits, then closes: what
+    it queued to publish before (retained QoS 1 configs, more than paho's window of 20 in
+    flight) still reaches the broker, and a device's message that arrives meanwhile is left
+    with the broker for the next session (manual acknowledgement), not lost."""
+    topics = [f"retained/config/{i}" for i in range(60)]
+    got: list[bytes] = []
+
+    async def first() -> None:
+        session = session_for(mosquitto, manual_ack=True)
+        session.subscribe("devices/counter", lambda _t, p, _r: got.append(p))
+        assert await session.connect(required=True)
+        assert await session.wait_subscribed()
+        session.hold_back(True)  # as the gateway's stop does
+        for topic in topics:
+            session.publish(topic, topic.encode(), retain=True, qos=1)
+        with Watcher(mosquitto.host, mosquitto.port, "unused") as device:
+            device.publish("devices/counter", b"while closing")
+        await session.close()
+
+    async def second() -> None:
+        session = session_for(mosquitto, manual_ack=True)
+        session.subscribe("devices/counter", lambda _t, p, _r: got.append(p))
+        assert await session.connect(required=True)
+        await until(lambda: b"while closing" in got, within=10)
+        session.ack_through(session.delivered)
+        await session.close()
+
+    asyncio.run(first())
+    assert got == []  # neither handed over nor acknowledged while closing
+    kept = retained_all(mosquitto, "retained/config/#")
+    assert sorted(kept) == sorted(topics)
+    asyncio.run(second())
+    assert got == [b"while closing"]
