@@ -48,7 +48,10 @@ class Journal:
         if active:
             self.active[kind] = message
             for hear in self.raised:
-                hear(kind)
+                try:
+                    hear(kind)
+                except Exception:  # as a listener: it costs only itself (see ``_tell``)
+                    log.exception("journal: a hook failed on alert %s", kind)
         else:
             self.active.pop(kind, None)
         if self.active.get(kind) != was:
