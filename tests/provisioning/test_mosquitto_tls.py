@@ -5,11 +5,13 @@ openssl, and each listener admits the right identity."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -227,5 +229,10 @@ def test_the_gateway_trusts_the_fleets_private_ca_from_its_config(
     try:
         assert asyncio.run(connects(certs / "ca.crt")) == "connected"
         assert "certificate verify failed" in asyncio.run(connects(None))
+        # paho 2.2 leaves the socket of a failed TLS handshake to the garbage collector
+        # (Client._ssl_wrap_socket): collect it here, not as a warning in a later test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
     finally:
         broker.close()
