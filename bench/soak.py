@@ -113,9 +113,7 @@ def day_faults(day: int, start: datetime, rng: random.Random) -> list[Scheduled]
     faults = [
         Scheduled(at(0.5), DeviceSilent(device=SILENT[day % len(SILENT)])),
         Scheduled(at(1.25), DeviceExceptions(device=EXCEPTIONS[day % len(EXCEPTIONS)])),
-        Scheduled(
-            at(2.0), DeviceGarbage(device="main-meter", points=("total_power_w", "voltage_l1"))
-        ),
+        Scheduled(at(2.0), DeviceGarbage(device="main-meter", points=("power_l1", "voltage_l1"))),
         Scheduled(at(2.75), MosquittoDown(kill=False)),
         Scheduled(at(3.5), InfluxdDown(kill=True)),
         Scheduled(at(4.25), ProxyRefuses(status=503)),
@@ -219,7 +217,7 @@ def excused_polls(world: World) -> list[Answered]:
     out = []
     for a in world.answered:
         if not a.excused and any(k - grace <= a.time_ns <= k for k in world.kills):
-            out.append(Answered(a.device, a.time_ns, "in the last moments before a SIGKILL"))
+            out.append(dataclasses.replace(a, excused="in the last moments before a SIGKILL"))
         else:
             out.append(a)
     return out
@@ -237,7 +235,7 @@ def excused_pushes(world: World) -> list[Pushed]:
             # left, and the broker sends it again (QoS 1 is at least once)
             out.append(dataclasses.replace(p, copies=2))
             continue
-        if any(down - grace <= p.time_ns <= down for down, _ in world.broker_downs):
+        if any(down - grace <= p.time_ns <= up for down, up in world.broker_downs):
             # delivered and committed as the broker went away: the acknowledgement may not
             # have reached it, and it sends the message again after its restart
             out.append(dataclasses.replace(p, copies=2))

@@ -90,8 +90,7 @@ INVARIANTS = ("produced", "unique", "stored", "journal", "alarm", "modes", "aler
 
 S = 1_000_000_000  # nanoseconds a second
 MODE_WITHIN = 120 * S  # a mode change happens within 2 minutes of its calendar time (4 steps)
-POLL_SPAN = 58 * S  # a poll's answers come at most this long after its stamp (polls of the
-# demo's devices are at least 60 s apart, so the next poll's first answer comes later)
+POLL_SPAN = 30 * S  # a poll's first answer comes at most this long after its stamp
 POLL_EARLY = 5 * S  # the two processes' clocks agree to this much (the soak's record of an
 # answer and the gateway's stamp of its poll are taken by different processes)
 JOURNAL_SLACK = 60 * S  # a journaled entry and its accepted copy are stamped this close
@@ -215,11 +214,14 @@ class Pushed:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """A read request a polled device answered (gateway time), in the device's record."""
+    """A read request a polled device answered (gateway time), in the device's record;
+    ``request`` is its place in the device's plan (a poll reads its requests in plan order,
+    so a place that does not grow starts the next poll)."""
 
     device: str
     time_ns: int
     excused: str = ""
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,9 +501,11 @@ def _pushed(run: Run, counts: Mapping[tuple[str, str, str], Counter[int]]) -> li
 
 
 def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
-    """Each answered poll an accepted reading: a device is polled one poll at a time, and a
-    poll is stamped before its first request, so every answer has the stamp of its poll at
-    most ``POLL_SPAN`` before it (the next poll's is at least one interval later)."""
+    """Each answered poll one accepted reading. A device is polled one poll at a time, its
+    requests in plan order, and a poll is stamped right before its first request: the
+    answers are cut into polls where the place in the plan stops growing, and each poll
+    takes, one to one and in order, the latest stamp at most ``POLL_SPAN`` before its first
+    answer."""
     out = []
     polled: dict[str, list[Answered]] = defaultdict(list)
     for a in run.answered:
@@ -509,25 +513,28 @@ def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
     polls = 0
     for device, answers in sorted(polled.items()):
         times = sorted(stamps.get(device, ()))
-        polls += len(times)
-        lost: list[list[Answered]] = []  # runs of answers without their poll's reading
+        groups: list[list[Answered]] = []
         for a in sorted(answers, key=lambda a: a.time_ns):
-            i = bisect.bisect_right(times, a.time_ns + POLL_EARLY) - 1
-            if i >= 0 and a.time_ns - POLL_SPAN <= times[i]:
-                continue
-            if lost and a.time_ns - lost[-1][-1].time_ns <= POLL_SPAN:
-                lost[-1].append(a)
+            if groups and a.request > groups[-1][-1].request:
+                groups[-1].append(a)
             else:
-                lost.append([a])
-        for answers_ in lost:
-            if all(a.excused for a in answers_):
+                groups.append([a])
+        polls += len(groups)
+        used = -1  # stamps up to this index are taken
+        for group in groups:
+            first = group[0].time_ns
+            i = bisect.bisect_right(times, first + POLL_EARLY) - 1
+            if i > used and first - times[i] <= POLL_SPAN:
+                used = i
+                continue
+            if all(a.excused for a in group):
                 run.figures["produced_lost_excused"] += 1
                 continue
             out.append(
                 Violation(
                     "produced",
-                    f"{device}: a poll answered at {_ns(answers_[0].time_ns)} (gateway time) "
-                    "became no accepted reading",
+                    f"{device}: a poll answered at {_ns(first)} (gateway time) became no "
+                    "accepted reading",
                 )
             )
     run.figures["produced_polls"] = polls

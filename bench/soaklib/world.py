@@ -468,7 +468,7 @@ class World:
             if unit is None or not hasattr(unit, "answer"):
                 continue
             source = registry.build(device, context)
-            planned = {(r.table, r.address, r.count) for r in source.requests()}
+            planned = {(r.table, r.address, r.count): i for i, r in enumerate(source.requests())}
             original = unit.answer
 
             def answer(
@@ -477,7 +477,7 @@ class World:
                 count: int,
                 *,
                 _original: Any = original,
-                _planned: set[tuple[Table, int, int]] = planned,
+                _planned: dict[tuple[Table, int, int], int] = planned,
                 _device: str = device.id,
             ) -> Any:
                 result = _original(function, address, count)
@@ -486,7 +486,8 @@ class World:
                     excused = self.excuse_polls
                     if not excused and time.monotonic() < self.excuse_until:
                         excused = "answered while the clock was stepped"
-                    self.answered.append(Answered(_device, self.gateway_ns(), excused=excused))
+                    place = _planned[(table, address, count)]  # type: ignore[index]
+                    self.answered.append(Answered(_device, self.gateway_ns(), excused, place))
                 return result
 
             unit.answer = answer
@@ -509,10 +510,14 @@ class World:
         while True:
             await asyncio.sleep(STEP_EVERY)
             now = self.clock.now()
-            self.scenario.step(now, (now - then).total_seconds())
+            try:
+                self.scenario.step(now, (now - then).total_seconds())
+                for (device, point), words in self.garbled.items():
+                    self.devices[device].set_raw(point, words)  # type: ignore[attr-defined]
+            except Exception as exc:  # the world must not freeze unseen
+                self.problems.append(f"the scenario failed at {now:%m-%d %H:%M}: {exc!r}")
+                raise
             then = now
-            for (device, point), words in self.garbled.items():
-                self.devices[device].set_raw(point, words)  # type: ignore[attr-defined]
 
     async def _publish(self) -> None:
         every = PASSAGE_EVERY / self.speed

@@ -80,7 +80,7 @@ class Recorder:
             "counter", schema.OCCUPANCY, {"entered": people[0], "exited": people[1]}, minutes
         )
         for k in range(3):  # three requests answered, a few seconds after the stamp
-            self.answered.append(Answered("counter", r.time_ns + (k + 1) * 2 * S))
+            self.answered.append(Answered("counter", r.time_ns + (k + 1) * 2 * S, request=k))
         self.accept(r)
 
     def journal(self, kind: str, message: str, minutes: float, **fields: Value) -> None:
@@ -185,7 +185,9 @@ def test_a_lost_reading_is_caught(recorded: Callable[..., Run]) -> None:
 def test_a_lost_poll_is_caught(recorded: Callable[..., Run]) -> None:
     def lose(rec: Recorder) -> None:  # the counter answered a poll at 22:35; no reading
         for k in range(3):
-            rec.answered.append(Answered("counter", ns(T0 + timedelta(minutes=95, seconds=k))))
+            rec.answered.append(
+                Answered("counter", ns(T0 + timedelta(minutes=95, seconds=k)), request=k)
+            )
 
     found = check(recorded(lose))
     assert invariants(found) == {"produced"}
