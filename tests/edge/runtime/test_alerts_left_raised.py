@@ -41,11 +41,11 @@ def test_an_alert_left_raised_by_a_stopped_run_is_cleared_by_the_next(tmp_path: 
         )
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
-        await asyncio.sleep(0.1)
+        # its tasks started: the alerts a previous run left are cleared by then
+        await until(lambda: "health" in gateway.tasks.states(), what="the gateway running")
         if callable(during):
             during(gateway)
-        await asyncio.sleep(0.2)
-        stop.set()
+        stop.set()  # the stop commits what was raised
         await task
         return gateway
 
