@@ -360,7 +360,7 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
                 )
         violations = check(run)
         violations += [Violation("operator", p) for p in outcome.operator]
-        violations += [Violation("soak", p) for p in world.problems]
+        violations += [Violation("soak", p) for p in world.problems + world.gateway.problems]
         report(
             world=world,
             run=run,

@@ -271,7 +271,7 @@ class GatewayTerm(Fault):
     async def apply(self, world: World) -> None:
         world.down_since = world.gateway_ns()
         code = await asyncio.to_thread(world.gateway.stop)
-        if code != 0:
+        if code not in (0, -9):  # -9: it hung and was killed (the handle says so)
             world.problems.append(f"SIGTERM: the gateway exited with {code}")
 
     async def revert(self, world: World) -> None:
