@@ -19,6 +19,8 @@ __all__ = [
     "ALERT",
     "AUDIT",
     "BRANCH_MODE",
+    "CLOSED_HOURS",
+    "CLOSED_HOURS_WASTE",
     "DEVICE_DOWN",
     "DOOR",
     "ELECTRICAL",
@@ -183,6 +185,23 @@ ENERGY_HOURLY = _measurement(
     ),
     Field("coverage", _F, "share of the hour covered by readings, 0..1"),
 )
+CLOSED_HOURS = _measurement(
+    "closed_hours",
+    "Each whole hour the branch was closed, per meter, judged against the closed-hour base"
+    " load at the edge (edge/hours/waste.py): what it used and what of it was waste.",
+    (Tag.BRANCH, Tag.DEVICE, Tag.CARRIER),
+    Field("consumption", _F, "consumption in the closed hour", _ENERGY_UNITS),
+    Field("base_load", _F, "the closed-hour base load it was judged against", _ENERGY_UNITS),
+    Field(
+        "excess", _F, "consumption above the base load, in an hour over the margin", _ENERGY_UNITS
+    ),
+    Field(
+        "verdict",
+        _S,
+        "the detector's verdict on the hour",
+        choices=("learning", "normal", "excess", "not_measured"),
+    ),
+)
 ELECTRICAL = _measurement(
     "electrical",
     "Electrical quality per phase (tag phase: l1, l2, l3; no phase tag: the system value).",
@@ -254,6 +273,9 @@ MQTT_DOWN = "mqtt_down"
 #: Alert kind raised when the outbox's bound dropped undelivered telemetry; cleared once every
 #: sink has caught up.
 OUTBOX_DROPPED = "outbox_dropped"
+#: Alert kind raised per meter while its closed hours run above their base load (lights left
+#: on, heating on a closed holiday, water running at night): ``closed_hours_waste:<device>``.
+CLOSED_HOURS_WASTE = "closed_hours_waste"
 
 AUDIT = _measurement(
     "audit",
@@ -280,6 +302,7 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
         for m in (
             ENERGY,
             ENERGY_HOURLY,
+            CLOSED_HOURS,
             ELECTRICAL,
             OCCUPANCY,
             DOOR,
@@ -323,6 +346,10 @@ ELECTRICAL_FREQUENCY = ELECTRICAL.field("frequency_hz")
 HOURLY_CONSUMPTION = ENERGY_HOURLY.field("consumption")
 HOURLY_QUALITY = ENERGY_HOURLY.field("quality")
 HOURLY_COVERAGE = ENERGY_HOURLY.field("coverage")
+CLOSED_CONSUMPTION = CLOSED_HOURS.field("consumption")
+CLOSED_BASE_LOAD = CLOSED_HOURS.field("base_load")
+CLOSED_EXCESS = CLOSED_HOURS.field("excess")
+CLOSED_VERDICT = CLOSED_HOURS.field("verdict")
 OCCUPANCY_ENTERED = OCCUPANCY.field("entered")
 OCCUPANCY_EXITED = OCCUPANCY.field("exited")
 OCCUPANCY_PRESENT = OCCUPANCY.field("present")
