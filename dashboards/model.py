@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 DATASOURCE: Mapping[str, str] = {"type": "influxdb", "uid": "openbranch-influxdb"}
-SCHEMA_VERSION = 39  # Grafana 10.4/11's dashboard schema version
+SCHEMA_VERSION = 39  # Grafana 10.4/11's dashboard schema version (checked with 11.6's types)
 GRID_WIDTH = 24
 
 PanelKind = Literal["table", "timeseries", "stat", "state-timeline", "barchart", "bargauge"]
@@ -150,7 +150,6 @@ class Variable:
         if self.kind == "query":
             out["datasource"] = dict(DATASOURCE)
             out["refresh"] = 2  # on time range change
-            out["definition"] = self.query
         if self.kind == "custom":
             out["options"] = [
                 {"text": text, "value": value, "selected": value == self.default}
