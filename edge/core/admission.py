@@ -190,7 +190,7 @@ class EntryRules(_Model):
     nobody, whatever is written here."""
 
     modes: dict[Mode, CardCheck] = Field(
-        default_factory=lambda: _SELF_SERVICE_WITH_PIN.copy(),
+        default_factory=_SELF_SERVICE_WITH_PIN.copy,
         description="the modes in which a card admits, and whether a PIN is needed",
     )
     min_age: int | None = Field(default=None, ge=1, le=120, description="years")
