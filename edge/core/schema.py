@@ -41,6 +41,9 @@ __all__ = [
     "Measurement",
     "SchemaError",
     "Tag",
+    "UTILITY_DRIFT",
+    "UTILITY_HOURLY",
+    "UTILITY_TOKEN",
     "measurement",
 ]
 
@@ -277,11 +280,30 @@ OUTBOX_DROPPED = "outbox_dropped"
 #: on, heating on a closed holiday, water running at night): ``closed_hours_waste:<device>``.
 CLOSED_HOURS_WASTE = "closed_hours_waste"
 
+#: Alert kind raised per metering point whose month, gateway against utility, differs by more
+#: than the stated margin: ``utility_drift:<metering point>`` (the reconciliation raises it).
+UTILITY_DRIFT = "utility_drift"
+#: Alert kind raised when the utility's data hub refuses the refresh token (expired, revoked).
+UTILITY_TOKEN = "utility_token"
+
 AUDIT = _measurement(
     "audit",
     "What the engine decided and why: mode changes, commands, announcements, overrides.",
     (Tag.BRANCH, Tag.KIND),
     Field("message", _S, "the decision, in words"),
+)
+UTILITY_HOURLY = _measurement(
+    "utility_hourly",
+    "The utility's own hourly meter values (Eloverblik/DataHub), per metering point (device).",
+    (Tag.BRANCH, Tag.DEVICE, Tag.CARRIER),
+    Field("consumption", _F, "consumption in the UTC hour, as the grid company read it", ("kWh",)),
+    Field(
+        "quality",
+        _S,
+        "the data hub's quality of the hour (A04 measured, A03 estimated, A01 adjusted, A05"
+        " incomplete)",
+        choices=("measured", "estimated", "adjusted", "incomplete"),
+    ),
 )
 GATEWAY = _measurement(
     "gateway",
@@ -346,6 +368,8 @@ ELECTRICAL_FREQUENCY = ELECTRICAL.field("frequency_hz")
 HOURLY_CONSUMPTION = ENERGY_HOURLY.field("consumption")
 HOURLY_QUALITY = ENERGY_HOURLY.field("quality")
 HOURLY_COVERAGE = ENERGY_HOURLY.field("coverage")
+UTILITY_CONSUMPTION = UTILITY_HOURLY.field("consumption")
+UTILITY_QUALITY = UTILITY_HOURLY.field("quality")
 CLOSED_CONSUMPTION = CLOSED_HOURS.field("consumption")
 CLOSED_BASE_LOAD = CLOSED_HOURS.field("base_load")
 CLOSED_EXCESS = CLOSED_HOURS.field("excess")
