@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "edge.demo": {"edge.core", "edge.telemetry", "edge.hours", "edge.runtime"},
     "edge.cli": {"edge.core", "edge.telemetry", "edge.hours", "edge.runtime", "edge.demo"},
     "integrations": {"edge.core"},
-    "dashboards": {"edge.core", "edge.telemetry", "integrations"},
+    "dashboards": {"edge.core", "edge.telemetry", "edge.hours", "integrations"},
     "provisioning": {"edge.core", "integrations", "dashboards"},
 }
 
