@@ -51,6 +51,7 @@ __all__ = [
     "MqttTransport",
     "SecretRef",
     "SinkConfig",
+    "Sip2Config",
     "StoreConfig",
     "Transport",
     "device_problems",
@@ -435,6 +436,55 @@ class HomeAssistantConfig(_Model):
     )
 
 
+class Sip2Config(_Model):
+    """The library system over SIP2 2.00 (integrations/sip2): one connection per gateway.
+
+    The terminal's login is a pair of secret references; the card's PIN is never configured
+    or stored anywhere."""
+
+    type: Literal["sip2"] = "sip2"
+    host: str = Field(min_length=1, description="the library system's SIP2 server (ACS)")
+    port: Port = 6001
+    tls: bool = Field(default=False, description="TLS to the server (or to its TLS front)")
+    tls_ca: Path | None = Field(
+        default=None,
+        description="with tls: the CA certificate (PEM) that signed the server's certificate; "
+        "default: the system's CA store",
+    )
+    tls_server_name: str | None = Field(
+        default=None, description="with tls: the name the certificate must carry (default host)"
+    )
+    institution_id: str = Field(min_length=1, max_length=255, description="SIP2 AO")
+    login_user: SecretRef | None = Field(default=None, description="SIP2 CN (93 login)")
+    login_password: SecretRef | None = Field(default=None, description="SIP2 CO (93 login)")
+    terminal_password: SecretRef | None = Field(
+        default=None, description="SIP2 AC, where the library system asks for one"
+    )
+    location_code: str | None = Field(default=None, max_length=255, description="SIP2 CP")
+    request: Literal["patron_information", "patron_status"] = Field(
+        default="patron_information",
+        description="ask with 63 (patron information: status, fees, birth date where given) "
+        "or 23 (patron status)",
+    )
+    checksums: bool = Field(default=True, description="send sequence numbers and checksums (AY/AZ)")
+    encoding: Literal["utf-8", "cp850", "latin-1"] = "utf-8"
+    timeout: Duration = Field(default=3.0, description="connect, login and each request")
+    queue_size: Annotated[int, _range_check(1, 1000), _range_schema(1, 1000)] = Field(
+        default=16, description="lookups waiting for the one connection; more are refused"
+    )
+    reconnect_max: Duration = Field(
+        default=30.0, description="longest wait between reconnect attempts (doubling from 0.5 s)"
+    )
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> Sip2Config:
+        if (self.login_user is None) != (self.login_password is None):
+            raise ValueError("give both login_user and login_password, or neither")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be above 0")
+        return self
+
+
 class GatewayConfig(_Model):
     branch: BranchConfig
     hours: OpeningHours | None = Field(
@@ -451,6 +501,9 @@ class GatewayConfig(_Model):
     store: StoreConfig = StoreConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    library_system: Sip2Config | None = Field(
+        default=None, description="the library system asked about cards (self-service entry)"
+    )
 
 
 def device_problems(
@@ -505,6 +558,12 @@ def secret_problems(config: GatewayConfig, doc: Document) -> list[Problem]:
         (("control", "key"), config.control.key if config.control else None),
         (("mqtt", "password"), config.mqtt.password if config.mqtt else None),
     ]
+    if (library := config.library_system) is not None:
+        refs += [
+            (("library_system", "login_user"), library.login_user),
+            (("library_system", "login_password"), library.login_password),
+            (("library_system", "terminal_password"), library.terminal_password),
+        ]
     for i, sink in enumerate(config.sinks):
         secret = sink.password if isinstance(sink, InfluxV1Sink) else sink.token
         refs.append(
