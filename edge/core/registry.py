@@ -14,11 +14,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from openbranch.edge.core.admission import LibrarySystem
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.config import (
     DeviceConfig,
     GatewayConfig,
     MqttConfig,
+    Sip2Config,
     load_gateway_config,
 )
 from openbranch.edge.core.device import DeviceSource, Simulation
@@ -30,6 +32,7 @@ __all__ = [
     "Driver",
     "Extension",
     "ExtensionContext",
+    "LibrarySystemFactory",
     "Registry",
     "default_registry",
     "load_checked",
@@ -72,9 +75,30 @@ class Driver(Protocol):
         ...
 
 
+#: builds the client of a library system (``library_system:`` in the config) by its type
+LibrarySystemFactory = Callable[[Sip2Config], LibrarySystem]
+
+
 class Registry:
     def __init__(self) -> None:
         self._drivers: dict[str, Driver] = {}
+        self._library_systems: dict[str, LibrarySystemFactory] = {}
+
+    def add_library_system(self, kind: str, factory: LibrarySystemFactory) -> None:
+        if kind in self._library_systems:
+            raise ValueError(f"library system {kind!r} is registered twice")
+        self._library_systems[kind] = factory
+
+    def library_system(self, config: Sip2Config) -> LibrarySystem:
+        """The client for the configured library system (not connected until first asked)."""
+        try:
+            factory = self._library_systems[config.type]
+        except KeyError:
+            raise ValueError(
+                f"no integration handles library system {config.type!r}"
+                f" (installed: {', '.join(sorted(self._library_systems)) or 'none'})"
+            ) from None
+        return factory(config)
 
     def add(self, driver: Driver) -> None:
         for transport in driver.transports:
