@@ -137,6 +137,19 @@ class Occupancy:
     def reset(self) -> None:
         self._baseline = self._entered - self._exited
 
+    @property
+    def state(self) -> tuple[int, int, int]:
+        """What a restart needs: the last totals and the baseline (entered, exited, baseline)."""
+        return (self._entered, self._exited, self._baseline)
+
+    @classmethod
+    def restored(cls, entered: int, exited: int, baseline: int) -> Occupancy:
+        """A counter as the last run left it: its totals are known before it answers again."""
+        occupancy = cls()
+        occupancy._entered, occupancy._exited, occupancy._baseline = entered, exited, baseline
+        occupancy.known = True
+        return occupancy
+
 
 @dataclass(slots=True)
 class _State:

@@ -24,9 +24,10 @@ from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.publisher import StatePublisher
 
-__all__ = ["EMERGENCY_STATE", "ENGINE_EVERY", "EngineRunner"]
+__all__ = ["EMERGENCY_STATE", "ENGINE_EVERY", "OCCUPANCY_STATE", "EngineRunner"]
 
 EMERGENCY_STATE = "emergency"  # outbox state key: {"active": bool, "since": ISO time}
+OCCUPANCY_STATE = "occupancy"  # outbox state key: {device: [entered, exited, baseline]}
 ENGINE_EVERY = 30.0  # seconds of gateway time between engine steps
 FIRST_ANSWERS = 120.0  # seconds of gateway time the first step waits for every device
 
@@ -49,7 +50,10 @@ class EngineRunner:
         save: Callable[[str, str], None] = lambda _key, _value: None,
     ) -> None:
         """``load``/``save``: the outbox's state, where an emergency that no person has
-        cleared yet is kept, so a restart (clean or killed) goes on in emergency mode."""
+        cleared yet is kept, so a restart (clean or killed) goes on in emergency mode, and
+        each people counter's last totals and baseline, so a restart counts from what the
+        counters last said: a counter that has not spoken since (an MQTT counter publishes
+        only when someone passes) still counts the people it saw come in."""
         self._branch = branch
         self._clock = clock
         self.engine = engine
@@ -60,7 +64,14 @@ class EngineRunner:
         self._journal = journal
         self._publisher = publisher
         self._record = record
-        self.occupancy = {c.device_id: Occupancy() for c in coordinators}
+        saved = json.loads(load(OCCUPANCY_STATE) or "{}")
+        self.occupancy = {
+            c.device_id: Occupancy.restored(*saved[c.device_id])
+            if c.device_id in saved
+            else Occupancy()
+            for c in coordinators
+        }
+        self._saved_occupancy = {d: tuple(v) for d, v in saved.items()}
         self.last_decision: Decision | None = None
         self.steps = 0
         self._wake = asyncio.Event()
@@ -89,10 +100,11 @@ class EngineRunner:
         for c in self._coordinators:
             got_in = c.last.get((schema.OCCUPANCY.name, entered))
             got_out = c.last.get((schema.OCCUPANCY.name, exited))
-            if got_in is None or got_out is None:
-                continue
+            if got_in is not None and got_out is not None:
+                self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
+            if not self.occupancy[c.device_id].known:
+                continue  # not a counter, or one that never answered (nor in an earlier run)
             counters += 1
-            self.occupancy[c.device_id].update(int(got_in[0]), int(got_out[0]))
             if c.available is False:
                 present = None
             elif present is not None:
@@ -135,6 +147,7 @@ class EngineRunner:
         ):
             for occupancy in self.occupancy.values():
                 occupancy.reset()  # closed and verified empty: the daily correction
+        self._save_occupancy()
         self.last_decision = decision
         self.steps += 1
         if self.engine.emergency is not self._emergency:
@@ -144,6 +157,13 @@ class EngineRunner:
             )
         await self.reconciler.reconcile(now, decision.desired, f"{decision.mode}/{decision.phase}")
         return decision
+
+    def _save_occupancy(self) -> None:
+        """Keep the counters' totals and baselines for the next run, when they changed."""
+        now = {d: o.state for d, o in self.occupancy.items() if o.known}
+        if now != self._saved_occupancy:
+            self._save(OCCUPANCY_STATE, json.dumps({d: list(v) for d, v in now.items()}))
+            self._saved_occupancy = now
 
     async def run(self) -> None:
         # First let every polled device answer once (or fail), so the engine starts from facts.

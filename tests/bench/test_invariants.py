@@ -224,6 +224,25 @@ def test_an_alarm_armed_while_the_count_said_someone_was_inside_is_caught(
     assert "while the count said 7 inside" in str(found)
 
 
+def test_an_arm_counted_from_the_last_verified_empty_is_caught(
+    recorded: Callable[..., Run],
+) -> None:
+    """The next evening counts from the last arm: that evening the counter had someone out
+    twice (-1) and the branch was verified empty, so a raw sum of 0 later is one person inside
+    (the engine makes the same daily correction; the raw totals would miss this arm)."""
+
+    def next_evening(rec: Recorder) -> None:
+        rec.poll(100, (40, 41))  # someone counted out twice: -1, and empty
+        rec.journal("command", "door.alarm_arm_relay := True (closed/secured)", 101)
+        rec.poll(102, (41, 41))  # one person in: raw 0, one since the last arm
+        rec.journal("command", "door.alarm_arm_relay := True (closed/secured)", 103)
+
+    found = check(recorded(next_evening))
+    assert invariants(found) == {"alarm"}
+    assert len(found) == 1
+    assert "while the count said 1 inside" in str(found)
+
+
 def test_a_reading_missing_from_a_sink_is_caught(
     recorded: Callable[..., Run], influxd: Influxd, influx_db: str
 ) -> None:
