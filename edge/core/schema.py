@@ -16,6 +16,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 __all__ = [
+    "ADMISSION",
     "ALERT",
     "AUDIT",
     "BRANCH_MODE",
@@ -26,14 +27,18 @@ __all__ = [
     "ELECTRICAL",
     "ENERGY",
     "ENERGY_HOURLY",
+    "ENTRY_FLOOD",
     "GATEWAY",
     "GATEWAY_DEVICE",
+    "HOURS_STALE",
     "INDOOR",
+    "LIBRARY_SYSTEM_DOWN",
     "LIGHT",
     "MEASUREMENTS",
     "MQTT_DOWN",
     "OCCUPANCY",
     "OUTBOX_DROPPED",
+    "TAILGATING",
     "Carrier",
     "DoorMode",
     "Field",
@@ -68,6 +73,7 @@ class Tag(StrEnum):
     ZONE = "zone"
     KIND = "kind"
     PHASE = "phase"
+    MODE = "mode"  # the branch mode a count belongs to (admission)
 
 
 class Carrier(StrEnum):
@@ -276,6 +282,9 @@ MQTT_DOWN = "mqtt_down"
 #: Alert kind raised when the outbox's bound dropped undelivered telemetry; cleared once every
 #: sink has caught up.
 OUTBOX_DROPPED = "outbox_dropped"
+#: Alert kind raised while the hours imported from the library's website were fetched longer
+#: ago than ``website_hours.stale_after_hours`` (or never): the gateway runs on what it has.
+HOURS_STALE = "hours_stale"
 #: Alert kind raised per meter while its closed hours run above their base load (lights left
 #: on, heating on a closed holiday, water running at night): ``closed_hours_waste:<device>``.
 CLOSED_HOURS_WASTE = "closed_hours_waste"
@@ -286,6 +295,24 @@ UTILITY_DRIFT = "utility_drift"
 #: Alert kind raised when the utility's data hub refuses the refresh token (expired, revoked).
 UTILITY_TOKEN = "utility_token"
 
+#: Alert kind raised per door where more people came in than were admitted within the
+#: tailgating window: ``tailgating:<door device id>``.
+TAILGATING = "tailgating"
+#: Alert kind raised while card readers present more than the entry flow can answer (the
+#: surplus is dropped and counted).
+ENTRY_FLOOD = "entry_flood"
+#: Alert kind raised while the library system does not answer (the offline policy decides).
+LIBRARY_SYSTEM_DOWN = "library_system_down"
+
+ADMISSION = _measurement(
+    "admission",
+    "Self-service entry decisions per UTC hour (the point's time) and branch mode; each "
+    "point is the hour's running count, written again with each decision, so the last one "
+    "of an hour is its total.",
+    (Tag.BRANCH, Tag.MODE),
+    Field("admitted", _I, "cards admitted in the hour"),
+    Field("refused", _I, "cards refused in the hour"),
+)
 AUDIT = _measurement(
     "audit",
     "What the engine decided and why: mode changes, commands, announcements, overrides.",
@@ -334,6 +361,7 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
             ALERT,
             AUDIT,
             GATEWAY,
+            ADMISSION,
         )
     }
 )
@@ -397,3 +425,5 @@ GATEWAY_DEVICES_DOWN = GATEWAY.field("devices_down")
 GATEWAY_WRITE_LATENCY = GATEWAY.field("write_latency_ms")
 GATEWAY_TASK_RESTARTS = GATEWAY.field("task_restarts")
 GATEWAY_TASKS_FAILING = GATEWAY.field("tasks_failing")
+ADMISSION_ADMITTED = ADMISSION.field("admitted")
+ADMISSION_REFUSED = ADMISSION.field("refused")

@@ -113,6 +113,7 @@ def test_schema_names_are_unique_and_typed() -> None:
         "alert",
         "audit",
         "gateway",
+        "admission",
     }
     for m in schema.MEASUREMENTS.values():
         assert m.tags[0] is schema.Tag.BRANCH
