@@ -14,13 +14,13 @@ import json
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.device import PollResult
 from openbranch.edge.core.reading import Reading
-from openbranch.edge.core.registry import BuildContext
 from openbranch.edge.hours.engine import Phase
 from openbranch.edge.runtime.engine_runner import OCCUPANCY_STATE
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
@@ -35,8 +35,8 @@ class Counter(StubSource):
     counter that nobody has passed since the restart)."""
 
     kind = "a test people counter"
-    totals: dict[str, tuple[int, int]] = {}
-    silent: set[str] = set()
+    totals: ClassVar[dict[str, tuple[int, int]]] = {}
+    silent: ClassVar[set[str]] = set()
 
     def intervals(self) -> Mapping[str, float]:
         return {} if self.device_id in self.silent else {"counts": 60.0}
