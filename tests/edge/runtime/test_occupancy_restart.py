@@ -27,7 +27,9 @@ from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from tests.support.sources import StubDriver, StubSource, registry_of
 from tests.support.waiting import until
 
-CLOSED_ALL_WEEK = {day: [] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+CLOSED_ALL_WEEK: dict[str, list[object]] = {
+    day: [] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+}
 
 
 class Counter(StubSource):
