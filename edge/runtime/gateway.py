@@ -138,6 +138,7 @@ class Gateway:
                     writer=make_writer(sink),
                     batch_size=sink.batch_size,
                     flush_interval=sink.flush_interval,
+                    max_rate=sink.max_rate,
                     on_alert=functools.partial(self._sink_alert, sink_name(sink)),
                 )
                 for sink in config.sinks

@@ -305,12 +305,17 @@ class Drainer:
     - ``TooLarge``: the batch is split in halves (a single line too large is dead-lettered);
     - ``Unauthorized``: everything stays pending; alert ``sink_unauthorized``; retry every
       ``backoff_max`` seconds;
-    - ``Retryable``: everything stays pending; alert ``sink_down``; retry after an exponential,
-      jittered delay from ``backoff_min`` to ``backoff_max``, or after the server's
-      Retry-After (capped at ``backoff_max``). The alert clears when a write succeeds again.
+    - ``Retryable``: everything stays pending; alert ``sink_down``; retry after an exponential
+      delay from ``backoff_min`` to ``backoff_max`` with equal jitter (half of it random), or
+      after the server's Retry-After, stretched by up to a quarter at random (capped at
+      ``backoff_max``), so a fleet told "in 5 s" does not come back in one step. The alert
+      clears when a write succeeds again.
 
     With fewer than ``batch_size`` entries pending, it waits ``flush_interval`` between
-    batches, so a quiet branch sends a few requests a minute, not one per reading.
+    batches, so a quiet branch sends a few requests a minute, not one per reading. With
+    ``max_rate`` (lines a second), a backlog is sent at most that fast, in batches of at most
+    a second's worth: a fleet catching up after a central outage adds up to a known load
+    (bench/fleet.py). None: as fast as the database answers.
     """
 
     def __init__(
@@ -322,8 +327,11 @@ class Drainer:
         flush_interval: float = 1.0,
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
+        max_rate: float | None = None,
         on_alert: Alert | None = None,
     ) -> None:
+        if max_rate is not None and max_rate <= 0:
+            raise ValueError(f"max_rate must be positive, not {max_rate}")
         self.outbox = outbox
         self.writer = writer
         self.name = writer.name
@@ -331,6 +339,7 @@ class Drainer:
         self.flush_interval = flush_interval
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        self.max_rate = max_rate
         self.stats = DrainerStats()
         self._on_alert = on_alert
         self._failures = 0
@@ -352,7 +361,7 @@ class Drainer:
         entries and bisected. Raises ``Unauthorized`` or ``Retryable`` with the unhandled
         entries still pending.
         """
-        last, lines = self.outbox.pending_lines(self.name, self.batch_size)
+        last, lines = self.outbox.pending_lines(self.name, self.batch)
         if not lines:
             return 0
         started = time.perf_counter()
@@ -397,6 +406,20 @@ class Drainer:
     # -- the loop ---------------------------------------------------------------------------
 
     @property
+    def batch(self) -> int:
+        """Entries per request: ``batch_size``, or a second's worth at ``max_rate``."""
+        if self.max_rate is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.max_rate)))
+
+    def pace(self, handled: int, elapsed: float) -> float:
+        """Seconds to wait after a batch of ``handled`` entries that took ``elapsed`` seconds,
+        so the drain stays at or under ``max_rate`` (0 without a limit)."""
+        if self.max_rate is None or handled == 0:
+            return 0.0
+        return max(0.0, handled / self.max_rate - elapsed)
+
+    @property
     def failing(self) -> bool:
         """The last attempt failed (the drainer is backing off)."""
         return self._failures > 0
@@ -405,6 +428,7 @@ class Drainer:
         """Drain until ``stop`` is set. A write in flight finishes (and is acked, or its lines
         stay pending); nothing is abandoned half-acked."""
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 handled = await asyncio.to_thread(self.drain_once)
             except SinkError as exc:
@@ -415,15 +439,18 @@ class Drainer:
                 await _wait(stop, self._failed(Retryable(None, f"{type(exc).__name__}: {exc}")))
                 continue
             self._recovered()
-            if handled < self.batch_size:
-                await _wait(stop, self.flush_interval)
+            pause = self.pace(handled, time.monotonic() - started)
+            if handled < self.batch:
+                pause = max(pause, self.flush_interval)
+            if pause > 0:
+                await _wait(stop, pause)
 
     def _failed(self, exc: SinkError) -> float:
         """Count, log (once per outage), alert; return the delay before the next attempt."""
         self._failures += 1
         self.stats.retries += 1
         self.stats.last_error = str(exc)
-        delay = self._delay(exc)
+        delay = self.retry_delay(exc)
         unauthorized = isinstance(exc, Unauthorized)
         if self._failures == 1 or unauthorized:
             log.warning("%s: %s; retrying in %.1f s", self.name, exc, delay)
@@ -437,11 +464,12 @@ class Drainer:
             self._failures = 0
             self._alert(None, "")
 
-    def _delay(self, exc: SinkError) -> float:
+    def retry_delay(self, exc: SinkError) -> float:
+        """Seconds before the next attempt after ``exc`` (this many failures in a row)."""
         if isinstance(exc, Unauthorized):
             return self.backoff_max
         if isinstance(exc, Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, self.backoff_max)
+            return min(exc.retry_after * random.uniform(1.0, 1.25), self.backoff_max)
         exponential = min(self.backoff_min * 2.0 ** (self._failures - 1), self.backoff_max)
         return exponential * random.uniform(0.5, 1.0)  # jitter: branches do not retry in step
 
