@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from openbranch.edge.core.imported import WebsiteHours
 from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
 from openbranch.edge.core.yamlsource import (
     ConfigError,
@@ -152,6 +153,11 @@ Duration = Annotated[
 Port = Annotated[int, _range_check(1, 65535), _range_schema(1, 65535)]
 UnitId = Annotated[int, _range_check(1, 247), _range_schema(1, 247)]
 BatchSize = Annotated[int, _range_check(1, 100_000), _range_schema(1, 100_000)]
+DrainRate = Annotated[int, _range_check(1, 10_000_000), _range_schema(1, 10_000_000)]
+MAX_RATE_HELP = (
+    "at most this many lines a second to this database, so a fleet catching up after a "
+    "central outage does not overload it (docs/SCALE.md); default: unlimited"
+)
 DiskBound = Annotated[int, _range_check(1_000_000, 2**40), _range_schema(1_000_000, 2**40)]
 RegisterGap = Annotated[int, _range_check(0, 125), _range_schema(0, 125)]
 Identifier = Annotated[
@@ -293,6 +299,7 @@ class InfluxV1Sink(_Model):
     password: SecretRef | None = None
     batch_size: BatchSize = 5000
     flush_interval: Duration = 1.0
+    max_rate: DrainRate | None = Field(default=None, description=MAX_RATE_HELP)
 
 
 class InfluxV2Sink(_Model):
@@ -305,6 +312,7 @@ class InfluxV2Sink(_Model):
     token: SecretRef | None = None
     batch_size: BatchSize = 5000
     flush_interval: Duration = 1.0
+    max_rate: DrainRate | None = Field(default=None, description=MAX_RATE_HELP)
 
 
 SinkConfig = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
@@ -490,6 +498,9 @@ class GatewayConfig(_Model):
     hours: OpeningHours | None = Field(
         default=None, description="the branch's opening hours (closed all the time if absent)"
     )
+    website_hours: WebsiteHours | None = Field(
+        default=None, description="hours published on the library's website (openbranch hours)"
+    )
     closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
     actuators: list[Actuator] = Field(
         default_factory=list, description="device points that follow the desired state"
@@ -605,6 +616,11 @@ def load_gateway_config(
                 problems.append(doc.problem(("devices", i, "profile"), str(exc)))
         if problems:
             raise ConfigError(problems)
+    website = config.website_hours
+    if website is not None and website.folder is None:  # its files are beside the config
+        folder = str(Path(path).resolve().parent)
+        website = website.model_copy(update={"folder": folder})
+        config = config.model_copy(update={"website_hours": website})
     return config
 
 
