@@ -7,7 +7,6 @@ every branch) or from one gateway's local store (``--config GATEWAY.yaml`` or ``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from openbranch.dashboards.report.arguments import open_source, source_arguments
 from openbranch.dashboards.report.energy import EnergyReport, ReportOptions, build_report
 from openbranch.dashboards.report.factors import (
     DEFAULT_FACTORS,
@@ -22,10 +22,11 @@ from openbranch.dashboards.report.factors import (
     load_hourly_factors,
 )
 from openbranch.dashboards.report.htmlpage import write_html
-from openbranch.dashboards.report.inputs import BranchInfo, load_branches, load_degree_days
-from openbranch.dashboards.report.source import InfluxSource, Source, SourceError, StoreSource
+from openbranch.dashboards.report.inputs import load_branches, load_degree_days
+from openbranch.dashboards.report.source import SourceError
+from openbranch.dashboards.report.statistics_cli import statistics_command
+from openbranch.dashboards.report.utility_cli import utility_command
 from openbranch.dashboards.report.writers import write_csv, write_xlsx
-from openbranch.edge.core.config import load_gateway_config
 
 __all__ = ["WRITERS", "report_commands", "run_energy"]
 
@@ -46,41 +47,12 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
-def _open_source(args: argparse.Namespace) -> tuple[Source, str | None, BranchInfo | None]:
-    """The source, the branch it is limited to (a gateway's), and that branch's info."""
-    if args.influx:
-        if not args.db:
-            raise SourceError("--influx needs --db NAME")
-        password = os.environ.get(args.password_env) if args.password_env else None
-        return (
-            InfluxSource(
-                url=args.influx, database=args.db, username=args.username, password=password
-            ),
-            None,
-            None,
-        )
-    if args.config:
-        config = load_gateway_config(args.config)
-        store = args.store or Path(config.store.path)
-        if not store.is_absolute() and not store.exists():
-            store = args.config.parent / store
-        info = BranchInfo(
-            id=config.branch.id, name=config.branch.name, timezone=config.branch.timezone
-        )
-        return StoreSource(store), config.branch.id, info
-    if args.store:
-        return StoreSource(args.store), None, None
-    raise SourceError(
-        "give a source: --influx URL --db NAME, --config GATEWAY.yaml or --store PATH"
-    )
-
-
 def run_energy(args: argparse.Namespace) -> int:
     if args.to < args.from_:
         print(f"--to {args.to} is before --from {args.from_}", file=sys.stderr)
         return 2
     branches = load_branches(args.branches or [])
-    source, gateway_branch, gateway_info = _open_source(args)
+    source, gateway_branch, gateway_info = open_source(args)
     try:
         only = list(args.branch or [])
         if gateway_branch is not None:
@@ -145,13 +117,7 @@ def report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--format", choices=sorted(WRITERS), default="html")
     p.add_argument("--out", type=Path, help="file to write (default energy-report-FROM-TO.EXT)")
     p.add_argument("--branch", action="append", help="only this branch (repeatable)")
-    src = p.add_argument_group("source (one of)")
-    src.add_argument("--influx", metavar="URL", help="InfluxDB URL (InfluxQL, every branch)")
-    src.add_argument("--db", help="InfluxDB database")
-    src.add_argument("--username", help="InfluxDB user")
-    src.add_argument("--password-env", metavar="VAR", help="environment variable with the password")
-    src.add_argument("--config", type=Path, help="a gateway config: its local store and branch")
-    src.add_argument("--store", type=Path, help="a gateway's local store (outbox SQLite file)")
+    source_arguments(p)
     inp = p.add_argument_group("inputs")
     inp.add_argument(
         "--branches",
@@ -191,3 +157,5 @@ def report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--baseline", type=int, metavar="YEAR", help="compare with the same months of this year"
     )
     p.set_defaults(func=_energy)
+    statistics_command(kinds)
+    utility_command(kinds)

@@ -8,6 +8,9 @@ piece of code whichever it reads:
   register reading (to count meter resets without moving every raw reading);
 - ``entered``: each people counter's last ``entered`` of every hour (visitors).
 
+Besides them, ``points`` gives every point of any measurement (the branch mode for the annual
+statistics, the utility's hours for the reconciliation), fields typed as the schema says.
+
 Numbers stay exact: a float field becomes the Decimal of its shortest repr, which is the text
 the gateway wrote into the line protocol (``repr(float)``) and what InfluxDB gives back, so both
 sources agree to the last digit.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,10 +37,12 @@ __all__ = [
     "Counter",
     "HourRow",
     "InfluxSource",
+    "Point",
     "RegisterDay",
     "Source",
     "SourceError",
     "StoreSource",
+    "influx_client",
     "parse_fields",
 ]
 
@@ -91,6 +96,15 @@ class RegisterDay:
     last: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One point of any measurement: its tags, its fields (numbers as Decimal) and its time."""
+
+    tags: Mapping[str, str]
+    fields: Mapping[str, str | Decimal | bool]
+    time_ns: int
+
+
 DAY_NS = 24 * HOUR_NS
 
 
@@ -114,6 +128,16 @@ class Source(Protocol):
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
     ) -> Iterator[Counter]:
         """Each people counter's last ``entered`` of every UTC hour (stamped at its start)."""
+        ...
+
+    def points(
+        self,
+        measurement: schema.Measurement,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[Point]:
+        """Every point of ``measurement`` in [start_ns, end_ns)."""
         ...
 
     def close(self) -> None: ...
@@ -148,6 +172,31 @@ def _quote_str(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def influx_client(
+    *,
+    url: str,
+    database: str,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 60.0,
+) -> influxdb.InfluxDBClient:
+    """The v1 API client for ``url`` (``http(s)://host:port[/path]``); SourceError otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceError(f"InfluxDB URL {url!r}: expected http(s)://host:port")
+    return influxdb.InfluxDBClient(
+        host=parts.hostname,
+        port=parts.port or (443 if parts.scheme == "https" else 8086),
+        ssl=parts.scheme == "https",
+        verify_ssl=parts.scheme == "https",
+        database=database,
+        username=username,
+        password=password,
+        timeout=timeout,
+        path=parts.path.strip("/"),
+    )
+
+
 class InfluxSource:
     """InfluxQL over the v1 query API (InfluxDB 1.x, 2.x's v1 API, 3.x), every branch.
 
@@ -164,19 +213,9 @@ class InfluxSource:
         timeout: float = 60.0,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceError(f"InfluxDB URL {url!r}: expected http(s)://host:port")
         self.description = f"InfluxDB {parts.scheme}://{parts.netloc}, database {database}"
-        self._client = influxdb.InfluxDBClient(
-            host=parts.hostname,
-            port=parts.port or (443 if parts.scheme == "https" else 8086),
-            ssl=parts.scheme == "https",
-            verify_ssl=parts.scheme == "https",
-            database=database,
-            username=username,
-            password=password,
-            timeout=timeout,
-            path=parts.path.strip("/"),
+        self._client = influx_client(
+            url=url, database=database, username=username, password=password, timeout=timeout
         )
 
     def close(self) -> None:
@@ -327,6 +366,37 @@ class InfluxSource:
             for p in points:
                 if p.get("last") is not None:
                     yield Counter(branch, device, "", int(p["time"]), _decimal(p["last"]))
+
+    def points(
+        self,
+        measurement: schema.Measurement,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[Point]:
+        """Every point of ``measurement`` in [start_ns, end_ns), per series, in time order."""
+        for tags, points in self._series(
+            measurement=measurement,
+            fields=tuple(measurement),
+            group=measurement.tags,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            branches=branches,
+        ):
+            for p in points:
+                fields = {
+                    f.key: _typed(f, p[f.key]) for f in measurement if p.get(f.key) is not None
+                }
+                if fields:
+                    yield Point(tags, fields, int(p["time"]))
+
+
+def _typed(field: schema.Field, value: object) -> str | Decimal | bool:
+    if field.type is schema.FieldType.STRING:
+        return str(value)
+    if field.type is schema.FieldType.BOOL:
+        return bool(value)
+    return _decimal(value)
 
 
 # -- the local store -------------------------------------------------------------------------
@@ -502,6 +572,17 @@ class StoreSource:
                 quality=str(fields.get(q, "")),
                 coverage=coverage if isinstance(coverage, Decimal) else Decimal(0),
             )
+
+    def points(
+        self,
+        measurement: schema.Measurement,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+    ) -> Iterator[Point]:
+        """Every point of ``measurement`` in [start_ns, end_ns), in time order."""
+        for tags, fields, time_ns in self._lines(measurement, start_ns, end_ns, branches):
+            yield Point(tags, fields, time_ns)
 
     def _counters(
         self,

@@ -11,6 +11,7 @@ Method; numbers as numbers, headers bold and frozen, shares formatted as percent
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from openpyxl.utils import get_column_letter
 from openbranch.dashboards.report.energy import EnergyReport
 from openbranch.dashboards.report.tables import Table, Value, report_tables
 
-__all__ = ["write_csv", "write_xlsx"]
+__all__ = ["write_csv", "write_tables_csv", "write_tables_xlsx", "write_xlsx"]
 
 
 def _cell(value: Value) -> str:
@@ -34,12 +35,17 @@ def _cell(value: Value) -> str:
 
 def write_csv(report: EnergyReport, path: Path) -> list[Path]:
     """The Monthly table to ``path``, the others beside it; returns every file written."""
+    return write_tables_csv(report_tables(report), path, main="Monthly")
+
+
+def write_tables_csv(tables: Sequence[Table], path: Path, *, main: str) -> list[Path]:
+    """Table ``main`` to ``path``, each other one beside it as ``<stem>-<name>.csv``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for table in report_tables(report):
+    for table in tables:
         target = (
             path
-            if table.name == "Monthly"
+            if table.name == main
             else path.with_name(f"{path.stem}-{table.name.lower()}{path.suffix or '.csv'}")
         )
         with target.open("w", encoding="utf-8", newline="") as out:
@@ -73,7 +79,7 @@ def _sheet(wb: Workbook, table: Table) -> None:
         width = max([len(col.title)] + [len(_cell(r[i - 1])) for r in table.rows]) + 2
         ws.column_dimensions[letter].width = min(80, width)
         if fmt is None:
-            if table.name in ("Method", "Summary"):
+            if table.name in ("Method", "Summary", "Notes"):
                 for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
                     cell.alignment = Alignment(wrap_text=True, vertical="top")
             continue
@@ -84,12 +90,17 @@ def _sheet(wb: Workbook, table: Table) -> None:
 
 def write_xlsx(report: EnergyReport, path: Path) -> list[Path]:
     """The workbook with sheets Summary, Monthly, Branches, Factors, DataQuality, Method."""
+    return write_tables_xlsx(report_tables(report), path)
+
+
+def write_tables_xlsx(tables: Sequence[Table], path: Path) -> list[Path]:
+    """A workbook with one sheet per table, in order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     wb = Workbook()
     default = wb.active
     if default is not None:
         wb.remove(default)
-    for table in report_tables(report):
+    for table in tables:
         _sheet(wb, table)
     wb.save(path)
     wb.close()
