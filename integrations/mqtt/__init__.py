@@ -8,9 +8,10 @@ from openbranch.edge.core.config import DeviceConfig, MqttConfig
 from openbranch.edge.core.registry import BuildContext, Registry
 from openbranch.integrations.mqtt.device import MqttDevice
 from openbranch.integrations.mqtt.profile import CATALOGUE, MqttProfile
+from openbranch.integrations.mqtt.reader import MqttReader
 from openbranch.integrations.mqtt.simulator import MqttSimulation
 
-__all__ = ["CATALOGUE", "MqttDevice", "MqttDriver", "MqttProfile", "register"]
+__all__ = ["CATALOGUE", "MqttDevice", "MqttDriver", "MqttProfile", "MqttReader", "register"]
 
 
 class MqttDriver:
@@ -21,9 +22,11 @@ class MqttDriver:
         CATALOGUE.get(device.profile)
 
     def build(self, device: DeviceConfig, context: BuildContext) -> MqttDevice:
-        return MqttDevice(
+        profile = CATALOGUE.get(device.profile)
+        kind = MqttDevice if profile.reader is None else MqttReader
+        return kind(
             config=device,
-            profile=CATALOGUE.get(device.profile),
+            profile=profile,
             session=context.mqtt,
             branch=context.branch,
             clock=context.clock,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from openbranch.edge.core import schema
 from openbranch.integrations.profile import Catalogue, Point, Profile
 
-__all__ = ["CATALOGUE", "JsonType", "MqttExample", "MqttPoint", "MqttProfile"]
+__all__ = ["CATALOGUE", "JsonType", "MqttExample", "MqttPoint", "MqttProfile", "MqttReaderSpec"]
 
 JsonType = Literal["number", "integer", "boolean", "string"]
 MapValue = bool | int | float | str
@@ -111,6 +111,32 @@ class MqttExample(BaseModel):
     values: dict[str, MapValue] = Field(description="point id -> value; absent points: none")
 
 
+class MqttReaderSpec(BaseModel):
+    """A card reader (+ PIN pad): where a presentation arrives and where the answer goes.
+
+    A presentation is a JSON object on ``<topic>/<topic>`` (or the device's topic) with the
+    card number at ``card`` and the PIN typed at ``pin``; it never becomes a reading. The
+    gateway's answer (admit, reason, Danish and English text) goes to ``<topic>/<state_topic>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str | None = Field(
+        default=None,
+        pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+        description="sub-topic of the presentations (default: the device's topic)",
+    )
+    card: str = Field(pattern=rf"^{_SEGMENT}(\.{_SEGMENT})*$", description="path of the card")
+    pin: str | None = Field(
+        default=None, pattern=rf"^{_SEGMENT}(\.{_SEGMENT})*$", description="path of the PIN"
+    )
+    state_topic: str = Field(
+        default="display",
+        pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+        description="sub-topic the gateway publishes each answer on, for the reader to show",
+    )
+
+
 class MqttProfile(Profile[MqttPoint]):
     payload: Literal["json"] = Field(default="json", description="the payload format")
     set_topic: str | None = Field(
@@ -126,6 +152,9 @@ class MqttProfile(Profile[MqttPoint]):
     max_bytes: int = Field(default=65536, ge=64, description="larger messages are refused")
     max_depth: int = Field(default=32, ge=1, description="deeper JSON is refused")
     examples: list[MqttExample] = Field(default_factory=list)
+    reader: MqttReaderSpec | None = Field(
+        default=None, description="the device is a card reader (self-service entry)"
+    )
 
     @model_validator(mode="after")
     def _examples_fit(self) -> MqttProfile:
