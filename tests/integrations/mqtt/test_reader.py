@@ -8,8 +8,9 @@ from openbranch.integrations.mqtt.payload import PayloadError
 from openbranch.integrations.mqtt.profile import CATALOGUE
 from openbranch.integrations.mqtt.reader import presentation_of
 
-SPEC = CATALOGUE.get("esphome-wiegand-reader").reader
-assert SPEC is not None
+_SPEC = CATALOGUE.get("esphome-wiegand-reader").reader
+assert _SPEC is not None
+SPEC = _SPEC
 
 
 @pytest.mark.parametrize(
