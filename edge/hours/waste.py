@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,8 @@ __all__ = [
     "closed_by",
     "nearest_rank",
 ]
+
+log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 _HOUR_NS = 3_600 * 10**9
@@ -255,9 +258,13 @@ class WasteDetector:
             found = MeterState()
             if text:
                 try:
-                    found = MeterState.from_json(text)
-                except ValueError:
-                    self.unreadable_states += 1  # starts learning afresh
+                    # an alert a previous run left raised was cleared at the start (the
+                    # gateway does so): the run raises it again if it goes on
+                    found = replace(MeterState.from_json(text), raised=False)
+                except ValueError as exc:
+                    self.unreadable_states += 1
+                    log.error("closed hours: %s: saved state unreadable, learning afresh: %s",
+                              device, exc)  # fmt: skip
             self._meters[key] = found
         return found
 

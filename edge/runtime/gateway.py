@@ -21,6 +21,8 @@ from pathlib import Path
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.imported import ImportedHours, effective_hours
+from openbranch.edge.core.reading import Reading
 from openbranch.edge.core.registry import (
     BuildContext,
     Extension,
@@ -33,16 +35,19 @@ from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import Verifier
 from openbranch.edge.hours.engine import BranchEngine
 from openbranch.edge.hours.reconciler import Reconciler
+from openbranch.edge.hours.waste import WasteDetector, closed_by
 from openbranch.edge.runtime.committer import STORE_FAILED, Committer
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.desk import ControlDesk, Overrides
 from openbranch.edge.runtime.engine_runner import EngineRunner
 from openbranch.edge.runtime.health import Health
+from openbranch.edge.runtime.hours_watch import HoursWatch
 from openbranch.edge.runtime.journal import Journal
 from openbranch.edge.runtime.mqtt import MqttSession
 from openbranch.edge.runtime.publisher import StatePublisher
 from openbranch.edge.runtime.statusfile import StatusFile
 from openbranch.edge.runtime.supervisor import Supervisor, TaskState
+from openbranch.edge.runtime.waste_watch import WasteWatch
 from openbranch.edge.runtime.watchdog import Watchdog
 from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger, energy_rollovers
 from openbranch.edge.telemetry.outbox import Outbox
@@ -117,7 +122,7 @@ class Gateway:
                 max_gaps=energy_max_gaps(config),
                 rollovers=energy_rollovers(sources),
             ),
-            on_committed=self.publisher.publish,
+            on_committed=self._committed,
             on_failure=self._store_alert,
             on_pressure=self._hold_back,
             checkpoint=self._delivered,
@@ -174,6 +179,23 @@ class Gateway:
             for source in sources
         ]
         self.overrides = Overrides(load=outbox.get_state, save=self.committer.put_state)
+        self.waste = (  # closed hours judged as they are committed (decision 86)
+            None
+            if config.hours is None
+            else WasteWatch(
+                detector=WasteDetector(
+                    branch=branch,
+                    closed=closed_by(
+                        Calendar(config.hours, config.branch.timezone), self.overrides.active
+                    ),
+                    load=outbox.get_state,
+                    tz=config.branch.timezone,
+                ),
+                journal=self.journal,
+                record=self.committer.record,
+                put_state=self.committer.put_state,
+            )
+        )
         self.engine = EngineRunner(
             branch=branch,
             clock=clock,
@@ -198,6 +220,20 @@ class Gateway:
             load=outbox.get_state,
             save=self.committer.put_state,
         )
+        self.hours_watch = (  # hours imported from the website (decision 75)
+            None
+            if config.website_hours is None
+            else HoursWatch(
+                website=config.website_hours,
+                clock=clock,
+                journal=self.journal,
+                on_hours=self._imported_hours,
+                load=outbox.get_state,
+                save=self.committer.put_state,
+            )
+        )
+        if self.hours_watch is not None:  # the engine's first step already decides by them
+            self._imported_hours(self.hours_watch.read())
         self.desk = ControlDesk(
             verifier=None
             if config.control is None
@@ -226,6 +262,18 @@ class Gateway:
                 )
             )
         self.extensions = list(extensions)
+
+    def _committed(self, readings: Sequence[Reading]) -> None:
+        self.publisher.publish(readings)
+        if self.waste is not None:
+            self.waste.on_committed(readings)
+
+    def _imported_hours(self, imported: ImportedHours | None) -> None:
+        """Hours imported from the website (``openbranch hours apply``) in force: the engine
+        decides by the config's hours with them laid in, from its next step, asked for now."""
+        hours = effective_hours(self.config.hours, imported)
+        self.engine.engine.calendar = Calendar(hours, self.config.branch.timezone)
+        self.engine.request_step()
 
     def _sink_alert(self, sink: str, kind: str, message: str, active: bool) -> None:
         """One alert per sink (``sink_down:<sink>``): a sink that writes again must not
@@ -339,8 +387,10 @@ class Gateway:
         for c in self.coordinators:
             tasks.start(f"device:{c.device_id}", c.run)
         tasks.start("health", self.health.run)
-        if self.config.hours is not None or self.config.actuators:
+        if self.config.hours is not None or self.config.actuators or self.hours_watch:
             tasks.start("engine", self.engine.run)
+        if self.hours_watch is not None:
+            tasks.start("hours", self.hours_watch.run)
         if self.mqtt is not None:  # polling and committing never wait for the broker
             tasks.start("mqtt", self.mqtt.connect)
         for extension in self.extensions:
