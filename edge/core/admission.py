@@ -255,11 +255,18 @@ class TailgatingRules(_Model):
 
 
 class ReaderLink(_Model):
-    """One card reader: the door its admissions unlock, and the people counter there."""
+    """One card reader: the door its admissions unlock, and the people counter there.
+
+    An admission pulses ``door.unlock_point``: ``unlock_value`` for ``EntryConfig.unlock_s``,
+    then ``relock_value`` (a Moxa ioLogik E1214's ``lock_relay``: true, then false; a
+    Danalock's ``locked``: false, then true). The point must not be an actuator of the
+    opening hours (those hold a state; this is a pulse)."""
 
     reader: str = Field(description="the reader device's id")
-    door: str = Field(description="the door device's id; its point ``unlock`` gets the pulse")
-    unlock_point: str = "unlock"
+    door: str = Field(description="the door device's id")
+    unlock_point: str = Field(description="the door's point that releases the lock")
+    unlock_value: bool | int | float | str = True
+    relock_value: bool | int | float | str = False
     counter: str | None = Field(default=None, description="people counter at this door")
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from openbranch.edge.core.admission import EntryConfig
 from openbranch.edge.core.imported import WebsiteHours
 from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
 from openbranch.edge.core.yamlsource import (
@@ -515,6 +516,9 @@ class GatewayConfig(_Model):
     library_system: Sip2Config | None = Field(
         default=None, description="the library system asked about cards (self-service entry)"
     )
+    entry: EntryConfig | None = Field(
+        default=None, description="self-service entry: card readers, the rules, the offline policy"
+    )
 
 
 def device_problems(
@@ -555,8 +559,32 @@ def _cross_check(config: GatewayConfig, doc: Document) -> None:
     fire = config.safety.fire_alarm_device
     if fire is not None and fire not in ids:
         problems.append(doc.problem(("safety", "fire_alarm_device"), f"no device {fire!r}"))
+    problems += _entry_problems(config, doc, ids)
     if problems:
         raise ConfigError(problems)
+
+
+def _entry_problems(config: GatewayConfig, doc: Document, ids: set[str]) -> list[Problem]:
+    """Readers, doors and counters of ``entry`` that are not devices, and a pulsed point that
+    the opening hours also hold."""
+    if config.entry is None:
+        return []
+    problems = []
+    held = {(a.device, a.point) for a in config.actuators}
+    for i, link in enumerate(config.entry.readers):
+        for key in ("reader", "door", "counter"):
+            device = getattr(link, key)
+            if device is not None and device not in ids:
+                problems.append(doc.problem(("entry", "readers", i, key), f"no device {device!r}"))
+        if (link.door, link.unlock_point) in held:
+            problems.append(
+                doc.problem(
+                    ("entry", "readers", i, "unlock_point"),
+                    f"{link.door}.{link.unlock_point} follows the opening hours (actuators); "
+                    "the unlock pulse needs a point of its own",
+                )
+            )
+    return problems
 
 
 DeviceCheck = Callable[[DeviceConfig], None]
