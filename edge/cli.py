@@ -33,13 +33,26 @@ from openbranch.edge.core.config import (
     load_gateway_config,
 )
 from openbranch.edge.core.device import DeviceSource
+from openbranch.edge.core.imported import (
+    HoursSourceError,
+    ImportedHours,
+    WebsiteAnswer,
+    WebsiteHours,
+    effective_hours,
+    fetcher,
+    read_imported,
+    read_website,
+    write_yaml,
+)
 from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
 from openbranch.edge.core.yamlsource import ConfigError, Problem, load_yaml
 from openbranch.edge.hours.calendar import Calendar
 from openbranch.edge.hours.control import sign
+from openbranch.edge.hours.importing import DayChange, apply_changes, compare, published
 from openbranch.edge.hours.policy import planned_actions
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.hours_watch import age_text
 from openbranch.edge.runtime.mqtt import MqttError, publish_once
 from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.telemetry.outbox import OutboxError, OutboxNotReady, store_problem
@@ -47,6 +60,7 @@ from openbranch.edge.telemetry.outbox import OutboxError, OutboxNotReady, store_
 __all__ = [
     "command_commands",
     "gateway_commands",
+    "hours_commands",
     "main",
     "schedule_commands",
 ]
@@ -245,9 +259,32 @@ def _status(args: argparse.Namespace) -> int:
             state = json.loads(raw)
             word = "available" if state["available"] else "UNAVAILABLE"
             print(f"  device {device.id}: {word} since {state['since']}")
+    _print_imported(config.website_hours)
     _print_live(path)
     outbox.close()
     return 0
+
+
+def _print_imported(website: WebsiteHours | None) -> None:
+    """`gateway status`: how old the hours imported from the website are."""
+    if website is None:
+        return
+    try:
+        imported = read_imported(website.imported_file)
+    except ConfigError as exc:
+        print(f"hours from the website: {website.imported_file} CANNOT BE READ: {exc}")
+        return
+    if imported is None:
+        print(f"hours from the website ({website.url}): NEVER IMPORTED (openbranch hours import)")
+        return
+    now = datetime.now(UTC)
+    stale = now - imported.fetched_at > timedelta(hours=website.stale_after_hours)
+    print(
+        f"hours from the website: fetched {imported.fetched_at:%Y-%m-%d %H:%M} UTC, "
+        f"{age_text(imported.fetched_at, now)} ago"
+        + (f", STALE (more than {website.stale_after_hours} h)" if stale else "")
+        + f"; {len(imported.exceptions)} dated exceptions, {imported.start}..{imported.end}"
+    )
 
 
 def gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -294,10 +331,12 @@ def _plan(args: argparse.Namespace) -> int:
     start_day = args.start or datetime.now(tz).date()
     start = datetime.combine(start_day, datetime.min.time(), tz)
     end = start + timedelta(days=args.days)
-    calendar = Calendar(config.hours or OpeningHours(), tz)
+    calendar = Calendar(_hours(config), tz)
+    if args.format == "dpl-json":
+        return _dpl_json(args, config, calendar, start_day)
     transitions = calendar.transitions(start, end)
     actions = planned_actions(transitions, config.closing)
-    if args.json:
+    if args.json or args.format == "json":
         print(
             json.dumps(
                 {
@@ -348,6 +387,33 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hours(config: GatewayConfig) -> OpeningHours:
+    """The hours the gateway runs on: the config's, with those imported from the website."""
+    website = config.website_hours
+    imported = None if website is None else read_imported(website.imported_file)
+    return effective_hours(config.hours, imported)
+
+
+def _dpl_json(
+    args: argparse.Namespace, config: GatewayConfig, calendar: Calendar, start_day: date
+) -> int:
+    """`schedule plan --format dpl-json`: the days as DPL CMS opening hours instances."""
+    website = config.website_hours
+    branch_id = args.branch_id or (website.branch_id if website else None)
+    if branch_id is None:
+        print("--format dpl-json: give --branch-id (no website_hours.branch_id)", file=sys.stderr)
+        return 2
+    instances = published(
+        calendar,
+        start=start_day,
+        days=args.days,
+        branch_id=branch_id,
+        categories=dict(website.categories) if website else None,
+    )
+    print(json.dumps(instances, indent=2, ensure_ascii=False))
+    return 0
+
+
 MAX_PLAN_DAYS = 3660  # ten years of mode changes
 
 
@@ -388,7 +454,14 @@ def schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     plan.add_argument("config", type=Path)
     plan.add_argument("--days", type=_days, default=7, help=f"1 to {MAX_PLAN_DAYS}")
     plan.add_argument("--from", dest="start", type=_first_day, help="first day (local)")
-    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--json", action="store_true", help="the same as --format json")
+    plan.add_argument(
+        "--format",
+        choices=["text", "json", "dpl-json"],
+        default="text",
+        help="dpl-json: the days' hours as DPL CMS's opening hours API answers them",
+    )
+    plan.add_argument("--branch-id", type=int, help="dpl-json: the website's branch id")
     plan.set_defaults(func=_plan)
     simulate = ssub.add_parser(
         "simulate", help="run one day of the branch against simulated devices, fast"
@@ -538,6 +611,143 @@ def command_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
             help=f"its password (or ${OPERATOR_PASSWORD_ENV}; never an argument)",
         )
         p.set_defaults(func=_command)
+
+
+def _website(path: Path) -> tuple[GatewayConfig, WebsiteHours]:
+    config = load_checked(path)
+    if config.website_hours is None:
+        raise load_yaml(path).error(
+            (), "no website_hours section: where the branch's hours are published (README)"
+        )
+    return config, config.website_hours
+
+
+def _keeps(website: WebsiteHours) -> str:
+    """What the gateway goes on with when the website cannot be read: how old it is."""
+    try:
+        imported = read_imported(website.imported_file)
+    except ConfigError:
+        imported = None
+    if imported is None:
+        return "the gateway keeps its config's hours (nothing imported yet)"
+    age = age_text(imported.fetched_at, datetime.now(UTC))
+    fetched = f"{imported.fetched_at:%Y-%m-%d %H:%M} UTC"
+    return f"the gateway keeps the hours fetched {age} ago ({fetched})"
+
+
+def _changes(
+    config: GatewayConfig, website: WebsiteHours, answer: WebsiteAnswer, *, auto: bool
+) -> tuple[ImportedHours | None, list[DayChange]]:
+    previous = read_imported(website.imported_file)
+    own = config.hours or OpeningHours()
+    changes = compare(
+        own=own,
+        current=effective_hours(own, previous),
+        answer=answer,
+        website=website,
+        tz=config.branch.timezone,
+        auto=auto,
+    )
+    return previous, changes
+
+
+def _show(answer: WebsiteAnswer, changes: list[DayChange]) -> None:
+    age = age_text(answer.fetched_at, datetime.now(UTC))
+    print(
+        f"website {answer.source}\n  fetched {answer.fetched_at:%Y-%m-%d %H:%M} UTC ({age} ago), "
+        f"{answer.start}..{answer.end}: {len(changes)} days differ from the gateway's hours"
+    )
+    for change in changes:
+        print("  " + change.line())
+    for change in changes:
+        for warning in change.warnings:
+            print(warning)
+
+
+def _hours_import(args: argparse.Namespace) -> int:
+    config, website = _website(args.config)
+    start = args.start or datetime.now(ZoneInfo(config.branch.timezone)).date()
+    end = start + timedelta(days=7 * website.weeks - 1)
+    try:
+        answer = fetcher(website.source)(website, start, end)
+    except HoursSourceError as exc:
+        print(f"openbranch hours import: nothing imported: {exc}", file=sys.stderr)
+        print(_keeps(website), file=sys.stderr)
+        return 1
+    header = "# The website's hours as `openbranch hours import` read them (not applied).\n"
+    write_yaml(website.website_file, answer, header)
+    print(f"{website.website_file}: written (hours apply to apply the differences)")
+    _show(answer, _changes(config, website, answer, auto=False)[1])
+    return 0
+
+
+def _answer(website: WebsiteHours) -> WebsiteAnswer | None:
+    answer = read_website(website.website_file)
+    if answer is None:
+        print(f"{website.website_file}: nothing imported yet (openbranch hours import)")
+    return answer
+
+
+def _hours_diff(args: argparse.Namespace) -> int:
+    config, website = _website(args.config)
+    answer = _answer(website)
+    if answer is None:
+        return 1
+    _show(answer, _changes(config, website, answer, auto=args.auto)[1])
+    return 0
+
+
+def _hours_apply(args: argparse.Namespace) -> int:
+    config, website = _website(args.config)
+    answer = _answer(website)
+    if answer is None:
+        return 1
+    previous, changes = _changes(config, website, answer, auto=args.auto)
+    imported, log = apply_changes(
+        own=config.hours or OpeningHours(),
+        previous=previous,
+        answer=answer,
+        changes=changes,
+        tz=config.branch.timezone,
+        now=datetime.now(UTC),
+        by="hours apply --auto" if args.auto else "hours apply",
+    )
+    header = (
+        "# Written by `openbranch hours apply`: the hours imported from the library's website.\n"
+        "# Do not edit: change the website, or the gateway config's own hours (which win).\n"
+    )
+    write_yaml(website.imported_file, imported, header)
+    _show(answer, changes)
+    held = len(changes) - len(log)
+    print(
+        f"{website.imported_file}: {len(log)} days applied, {held} held; "
+        f"{len(imported.exceptions)} dated exceptions in force "
+        "(the gateway takes them within a minute and audits each change)"
+    )
+    return 0
+
+
+def hours_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hours = sub.add_parser("hours", help="opening hours from the library's website (DPL CMS)")
+    hsub = hours.add_subparsers(dest="action", required=True)
+    imp = hsub.add_parser(
+        "import", help="read the website's hours for the coming weeks; show what differs"
+    )
+    imp.add_argument("config", type=Path)
+    imp.add_argument("--from", dest="start", type=_first_day, help="first day (default: today)")
+    imp.set_defaults(func=_hours_import)
+    for name, helptext, func in (
+        ("diff", "what the imported hours would change, day by day", _hours_diff),
+        ("apply", "apply the imported hours within the limits", _hours_apply),
+    ):
+        p = hsub.add_parser(name, help=helptext)
+        p.add_argument("config", type=Path)
+        p.add_argument(
+            "--auto",
+            action="store_true",
+            help="only what may be applied unattended: closures and shortening",
+        )
+        p.set_defaults(func=func)
 
 
 def build_parser() -> argparse.ArgumentParser:
