@@ -414,10 +414,12 @@ class Drainer:
 
     def pace(self, handled: int, elapsed: float) -> float:
         """Seconds to wait after a batch of ``handled`` entries that took ``elapsed`` seconds,
-        so the drain stays at or under ``max_rate`` (0 without a limit)."""
+        so the drain stays at or under ``max_rate`` (0 without a limit). The batch's second is
+        stretched by up to a fifth at random: gateways released together (a central server
+        back after an outage) drift apart instead of all writing at the top of each second."""
         if self.max_rate is None or handled == 0:
             return 0.0
-        return max(0.0, handled / self.max_rate - elapsed)
+        return max(0.0, handled / self.max_rate * random.uniform(1.0, 1.2) - elapsed)
 
     @property
     def failing(self) -> bool:

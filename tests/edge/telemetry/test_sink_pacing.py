@@ -102,11 +102,14 @@ def test_pace_and_batch_follow_max_rate(outbox: Outbox) -> None:
     assert (unlimited.batch, unlimited.pace(5000, 0.1)) == (5000, 0.0)
     paced = Drainer(outbox=outbox, writer=Nowhere(), batch_size=5000, max_rate=2000)
     assert paced.batch == 2000
-    assert paced.pace(2000, 0.25) == pytest.approx(0.75)  # a second per 2,000 lines
+    waits = [paced.pace(2000, 0.25) for _ in range(200)]  # a second per 2,000 lines, or more
+    assert all(0.75 <= w <= 0.95 for w in waits)
+    assert len({round(w, 4) for w in waits}) > 100  # gateways released together drift apart
     assert paced.pace(2000, 1.5) == 0.0  # a slow database already keeps it under the rate
     assert paced.pace(0, 0.0) == 0.0
     slow = Drainer(outbox=outbox, writer=Nowhere(), batch_size=100, max_rate=0.5)
-    assert (slow.batch, slow.pace(1, 0.0)) == (1, 2.0)
+    assert slow.batch == 1
+    assert 2.0 <= slow.pace(1, 0.0) <= 2.4
     with pytest.raises(ValueError, match="max_rate must be positive"):
         Drainer(outbox=outbox, writer=Nowhere(), max_rate=0)
 
