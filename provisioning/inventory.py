@@ -35,6 +35,7 @@ from openbranch.edge.core.config import (
     SinkConfig,
     device_problems,
 )
+from openbranch.edge.core.imported import WebsiteHours
 from openbranch.edge.core.schedule import Actuator, ClosingPolicy, OpeningHours
 from openbranch.edge.core.yamlsource import (
     ConfigError,
@@ -94,6 +95,13 @@ class Defaults(_Model):
     hours: OpeningHours | None = None
     closing: ClosingPolicy = Field(default_factory=ClosingPolicy)
     mqtt: MqttConfig | None = None
+    mqtt_standby: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the shard's second central broker (a host name, same ports as mqtt.host): "
+        "bridges from branches' local brokers fail over to it and return to mqtt.host "
+        "(docs/SCALE.md)",
+    )
     sinks: list[SinkConfig] = Field(default_factory=list)
 
 
@@ -108,6 +116,11 @@ class Branch(_Model):
     zones: list[str] = Field(default_factory=list)
     occupancy_cap: int | None = Field(default=None, ge=1)
     hours: OpeningHours | None = None
+    website_hours: WebsiteHours | None = Field(
+        default=None,
+        description="where the branch's hours are published (DPL CMS) and the table of its "
+        "categories -> modes; rendered into the gateway config (openbranch hours)",
+    )
     devices: list[DeviceConfig] = Field(default_factory=list)
     actuators: list[Actuator] = Field(default_factory=list)
     fire_alarm_device: str | None = None

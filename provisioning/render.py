@@ -162,6 +162,9 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
     hours = _hours_of(branch, d)
     if hours is not None:
         config["hours"] = hours.model_dump(mode="json", exclude_defaults=True)
+    if branch.website_hours is not None:  # its files are beside the rendered config
+        website = branch.website_hours.model_copy(update={"folder": None})
+        config["website_hours"] = website.model_dump(mode="json", exclude_defaults=True)
     closing = d.closing.model_dump(mode="json", exclude_defaults=True)
     if branch.occupancy_cap is not None:
         closing["occupancy_cap"] = branch.occupancy_cap
@@ -315,14 +318,27 @@ def _mosquitto_conf(port: int = 8883, bridge_port: int = 8884) -> str:
     )
 
 
+# A shard's broker pair (defaults.mqtt_standby): the bridge prefers the first address, moves
+# to the second when the first is lost, and keeps trying the first to come back to it;
+# reconnects back off from 2 to 20 s, with jitter (Mosquitto 2).
+_FAILOVER = ("round_robin false", "restart_timeout 2 20")
+
+
 def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> str:
     """For a branch's own Mosquitto: forward the gateway's topics, bring its commands in."""
     central = inventory.defaults.mqtt
     host = central.host if central is not None else "mqtt.example"
+    standby = inventory.defaults.mqtt_standby
     where = f"bridge of {branch.id}"
-    problem = host_problem(host) or (":" in host and "an IPv6 address: give a host name")
-    if problem:
-        raise RenderError(f"{where}: defaults.mqtt.host: {problem}")
+    for field, name in (("mqtt.host", host), ("mqtt_standby", standby)):
+        if name is None:
+            continue
+        problem = host_problem(name) or (":" in name and "an IPv6 address: give a host name")
+        if problem:
+            raise RenderError(f"{where}: defaults.{field}: {problem}")
+    if standby == host:
+        raise RenderError(f"{where}: defaults.mqtt_standby: the same host as mqtt.host")
+    addresses = [_one_field(h, where=where) for h in (host, standby) if h is not None]
     own = f"{prefix_of(inventory)}/{branch.id}"
     user = _one_field(user_of(branch), where=where)
     topics = [
@@ -341,7 +357,8 @@ def _bridge(inventory: Inventory, branch: Branch, bridge_port: int = 8884) -> st
             "# Authenticates with a client certificate (CN = the gateway's user); no password",
             "# is written here.",
             "connection openbranch-central",
-            f"address {_one_field(host, where=where)}:{bridge_port}",
+            "address " + " ".join(f"{h}:{bridge_port}" for h in addresses),
+            *(_FAILOVER if standby is not None else ()),
             f"remote_clientid {_one_field(f'bridge-{branch.id}', where=where)}",
             "bridge_protocol_version mqttv311",
             "bridge_cafile /etc/mosquitto/certs/central-ca.crt",
