@@ -1,5 +1,5 @@
 """Energy and climate: kWh per branch and carrier, kWh/m², kWh per visitor, CO2e with factor
-variables, and the base load that nights and weekends leave.
+variables, the base load that nights and weekends leave, and the energy of closed hours.
 
 Floor areas come from the fleet inventory (``floor_area_m2`` per branch): the kWh/m² panel has
 one query per branch that divides by its area (InfluxQL cannot join a table of areas). Built
@@ -15,7 +15,7 @@ from openbranch.dashboards.influxql import BRANCH, f, kwh_filter, select, t
 from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target, Variable
 from openbranch.edge.core import schema
 
-__all__ = ["energy_dashboard", "ref_id"]
+__all__ = ["closed_hours_panel", "energy_dashboard", "ref_id"]
 
 # Default factors (g CO2e/kWh): placeholders of the right order, the same preliminary values
 # as the report's factor table (dashboards/report/factors.yaml); set them per municipality.
@@ -94,6 +94,44 @@ def _co2e(carrier: schema.Carrier, variable: str) -> Target:
         ),
         expects=("kg_co2e",),
         result_format="table",
+    )
+
+
+def closed_hours_panel() -> Panel:
+    """kWh in closed hours against all kWh, per branch, the largest share first: what the
+    gateways judged (``closed_hours``: every whole hour the calendar had the branch closed,
+    decision 86) over what they measured (``energy_hourly``), joined by branch."""
+    closed = select(
+        f'sum({f(schema.CLOSED_CONSUMPTION)}) AS "closed_kwh", '
+        f'sum({f(schema.CLOSED_EXCESS)}) AS "waste_kwh"',
+        schema.CLOSED_HOURS,
+        where=kwh_filter(),
+        group=BRANCH,
+    )
+    return Panel(
+        title="Closed-hours energy",
+        description="kWh used while the branch was closed, of all kWh (electricity and heat);"
+        " waste_kwh: what went above the closed-hour base load in hours over its margin",
+        kind="table",
+        transformations=(
+            {
+                "id": "joinByField",
+                "options": {"byField": schema.Tag.BRANCH.value, "mode": "inner"},
+            },
+            {
+                "id": "calculateField",
+                "options": {
+                    "mode": "binary",
+                    "binary": {"left": "closed_kwh", "operator": "/", "right": "kwh"},
+                    "alias": "closed_share",
+                },
+            },
+        ),
+        options={"sortBy": [{"displayName": "closed_share", "desc": True}]},
+        targets=(
+            Target(query=closed, expects=("closed_kwh", "waste_kwh"), result_format="table"),
+            Target(ref="B", query=_kwh(group=BRANCH), expects=("kwh",), result_format="table"),
+        ),
     )
 
 
@@ -177,6 +215,7 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
                 ),
             ),
         ),
+        closed_hours_panel(),
         Panel(
             title="Hourly kWh",
             kind="timeseries",
@@ -225,7 +264,8 @@ def energy_dashboard(fleet: Fleet) -> Dashboard:
     return Dashboard(
         uid=uid("energy", fleet),
         title=f"Energy and climate — {fleet.name}",
-        description="kWh, kWh/m², kWh per visitor, CO2e and base load, from energy_hourly.",
+        description="kWh, kWh/m², kWh per visitor, CO2e, base load and closed-hours energy,"
+        " from energy_hourly and closed_hours.",
         tags=("openbranch", fleet.id),
         time_from="now-30d",
         timezone=fleet.timezone,
