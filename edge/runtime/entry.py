@@ -59,9 +59,11 @@ from openbranch.edge.core.device import DeviceError, DeviceSource
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.core.schedule import Mode
 from openbranch.edge.hours.admission import decide, gate
+from openbranch.edge.hours.calendar import Override
+from openbranch.edge.runtime.engine_runner import EngineRunner
 from openbranch.edge.runtime.journal import Journal
 
-__all__ = ["COUNTS_STATE", "BranchView", "EntryDesk", "Lockout"]
+__all__ = ["COUNTS_STATE", "BranchView", "EntryDesk", "Lockout", "branch_view", "card_readers"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,38 @@ class BranchView:
     present: int | None  # people inside; None when the counters cannot say
     closes_at: datetime | None  # when the current mode ends (within a day)
     today: date  # the branch's local date
+
+
+def branch_view(
+    *, engine: EngineRunner, overrides: Callable[[datetime], Sequence[Override]], clock: Clock
+) -> Callable[[], BranchView]:
+    """The branch as the engine last decided it (closed until its first step), with the
+    calendar's next change of mode and the people counters' count."""
+
+    def view() -> BranchView:
+        now = clock.now()
+        last = engine.last_decision
+        mode = Mode.CLOSED if last is None else last.mode
+        calendar = engine.engine.calendar
+        changes = calendar.transitions(now, now + timedelta(days=1), overrides(now))
+        closes_at = next((t.at for t in changes if t.mode_to is not mode), None)
+        today = now.astimezone(calendar.tz).date()
+        return BranchView(mode, engine.inputs().present, closes_at, today)
+
+    return view
+
+
+def card_readers(config: EntryConfig, sources: Mapping[str, object]) -> dict[str, CardReader]:
+    """The sources of ``config``'s readers; ValueError for one that is not a card reader."""
+    readers = {}
+    for link in config.readers:
+        source = sources.get(link.reader)
+        if not isinstance(source, CardReader):
+            raise ValueError(
+                f"entry: device {link.reader!r} is not a card reader (its profile has no reader)"
+            )
+        readers[link.reader] = source
+    return readers
 
 
 class Lockout:
@@ -141,8 +175,13 @@ class EntryDesk:
         record: Callable[[Sequence[Reading]], None],
         load: Callable[[str], str | None] = lambda _key: None,
         save: Callable[[str, str], None] = lambda _key, _value: None,
+        occupancy_cap: int | None = None,
     ) -> None:
+        """``occupancy_cap``: the cap where the rules give none (the closing policy's)."""
         self._branch = branch
+        if config.rules.occupancy_cap is None and occupancy_cap is not None:
+            rules = config.rules.model_copy(update={"occupancy_cap": occupancy_cap})
+            config = config.model_copy(update={"rules": rules})
         self.config = config
         self._readers = readers
         self._doors = doors

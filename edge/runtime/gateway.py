@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.admission import LibrarySystem, OfflineAllowList
 from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.imported import ImportedHours, effective_hours
@@ -40,6 +43,7 @@ from openbranch.edge.runtime.committer import STORE_FAILED, Committer
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.desk import ControlDesk, Overrides
 from openbranch.edge.runtime.engine_runner import EngineRunner
+from openbranch.edge.runtime.entry import EntryDesk, branch_view, card_readers
 from openbranch.edge.runtime.health import Health
 from openbranch.edge.runtime.hours_watch import HoursWatch
 from openbranch.edge.runtime.journal import Journal
@@ -100,7 +104,13 @@ class Gateway:
         outbox: Outbox,
         drainers: Sequence[Drainer] | None = None,
         extensions: Sequence[Extension] | None = None,
+        library_system: LibrarySystem | None = None,
+        allow_list: OfflineAllowList | None = None,
+        pseudonym: Callable[[str], str] | None = None,
     ) -> None:
+        """``library_system``: the client the entry desk asks (default: built by the registry
+        from ``config.library_system``); ``allow_list``, ``pseudonym``: the offline allow-list
+        and the card pseudonym of the entry desk's audit."""
         branch = config.branch.id
         self.config = config
         self.outbox = outbox
@@ -250,6 +260,29 @@ class Gateway:
         )
         if config.control is not None and self.mqtt is not None:
             self.mqtt.subscribe(self.mqtt.topics.control, self.desk.on_message)
+        if library_system is None and config.library_system is not None:
+            library_system = registry.library_system(config.library_system)
+        self.library_system = library_system
+        self.entry = (  # self-service entry (issue 15)
+            None
+            if config.entry is None
+            else EntryDesk(
+                branch=branch,
+                config=config.entry,
+                readers=card_readers(config.entry, {s.device_id: s for s in sources}),
+                doors={c.device_id: c.source for c in self.coordinators},
+                library=library_system,
+                allow_list=allow_list,
+                pseudonym=pseudonym or _process_pseudonym(),
+                view=branch_view(engine=self.engine, overrides=self.overrides.active, clock=clock),
+                clock=clock,
+                journal=self.journal,
+                record=self.committer.record,
+                load=outbox.get_state,
+                save=self.committer.put_state,
+                occupancy_cap=config.closing.occupancy_cap,
+            )
+        )
         if outbox.on_drop is None:
             outbox.on_drop = self._on_drop
         if extensions is None:
@@ -267,6 +300,8 @@ class Gateway:
         self.publisher.publish(readings)
         if self.waste is not None:
             self.waste.on_committed(readings)
+        if self.entry is not None:
+            self.entry.observe(readings)  # the people counters, for tailgating
 
     def _imported_hours(self, imported: ImportedHours | None) -> None:
         """Hours imported from the website (``openbranch hours apply``) in force: the engine
@@ -391,6 +426,8 @@ class Gateway:
             tasks.start("engine", self.engine.run)
         if self.hours_watch is not None:
             tasks.start("hours", self.hours_watch.run)
+        if self.entry is not None:
+            tasks.start("entry", self.entry.run)
         if self.mqtt is not None:  # polling and committing never wait for the broker
             tasks.start("mqtt", self.mqtt.connect)
         for extension in self.extensions:
@@ -407,6 +444,7 @@ class Gateway:
             # DISCONNECT is never acknowledged and comes again to the next run, doubled.
             self._hold_back(True)
             await _step("audit the refusals counted so far", _async(self.desk.flush))
+            await _step("relock the doors, close the library system", self._close_entry)
             await _step("commit the last readings", self._commit)
             await _step("publish the last states", self._close_mqtt)
             await _step("deliver the last commit", functools.partial(self._drain, drain_grace))
@@ -419,6 +457,12 @@ class Gateway:
             self._write_status()
             self.status_file.close()
             self.watchdog.close()
+
+    async def _close_entry(self) -> None:
+        if self.entry is not None:
+            await self.entry.close()
+        if self.library_system is not None:
+            await self.library_system.close()
 
     async def _close_mqtt(self) -> None:
         if self.mqtt is not None:  # the last commit's states, then offline and DISCONNECT
@@ -434,6 +478,13 @@ class Gateway:
             self.outbox.depth(d.name) and not d.failing for d in self.drainers
         ):
             await asyncio.sleep(0.05)
+
+
+def _process_pseudonym() -> Callable[[str], str]:
+    """A card's pseudonym keyed for this process only, where none is given: private, but not
+    comparable across restarts."""
+    key = secrets.token_bytes(32)
+    return lambda card: hmac.new(key, card.encode(), "sha256").hexdigest()[:16]
 
 
 async def _step(what: str, run: Callable[[], Awaitable[object]]) -> None:
