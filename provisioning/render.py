@@ -162,8 +162,8 @@ def render_gateway(inventory: Inventory, branch: Branch) -> dict[str, Any]:
     hours = _hours_of(branch, d)
     if hours is not None:
         config["hours"] = hours.model_dump(mode="json", exclude_defaults=True)
-    if branch.website_hours is not None:  # its files are beside the rendered config
-        website = branch.website_hours.model_copy(update={"folder": None})
+    if branch.website_hours is not None:  # its files in the state directory (decision 76)
+        website = branch.website_hours.model_copy(update={"folder": GATEWAY_STATE})
         config["website_hours"] = website.model_dump(mode="json", exclude_defaults=True)
     closing = d.closing.model_dump(mode="json", exclude_defaults=True)
     if branch.occupancy_cap is not None:
@@ -406,6 +406,9 @@ def render(
             statements = setup_for(sink.database).statements()
             files["influxdb/setup.influxql"] = "\n".join([*statements, ""])
     files["systemd/openbranch-gateway.service"] = SYSTEMD_UNIT
+    if any(branch.website_hours is not None for branch in inventory.branches):
+        files["systemd/openbranch-hours.service"] = HOURS_UNIT
+        files["systemd/openbranch-hours.timer"] = HOURS_TIMER
     files.update(_grafana(inventory))
     return files
 
@@ -477,6 +480,48 @@ def _grafana(inventory: Inventory) -> dict[str, str]:
             files[f"grafana/dashboards/{m.id}/{name}"] = text
     return files
 
+
+GATEWAY_STATE = "/var/lib/openbranch"  # the gateway's StateDirectory (SYSTEMD_UNIT)
+
+# The periodic import of a branch's hours from its website (decision 76): only what
+# `hours apply --auto` may apply (closures and shortening) is applied unattended.
+HOURS_UNIT = """\
+# Rendered by `openbranch provision render` for gateways with website_hours. Install as
+# /etc/systemd/system/openbranch-hours.service with openbranch-hours.timer beside it.
+[Unit]
+Description=OpenBranch: opening hours from the library's website
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+User=openbranch
+Group=openbranch
+# import reads the website (and changes nothing); apply --auto applies closures and shortening;
+# the running gateway takes hours_imported.yaml within a minute and audits each change.
+ExecStart=/opt/openbranch/.venv/bin/openbranch hours import /etc/openbranch/gateway.yaml
+ExecStart=/opt/openbranch/.venv/bin/openbranch hours apply --auto /etc/openbranch/gateway.yaml
+StateDirectory=openbranch
+NoNewPrivileges=true
+ProtectSystem=strict
+ReadWritePaths=/var/lib/openbranch
+ProtectHome=true
+PrivateTmp=true
+"""
+
+HOURS_TIMER = """\
+# Rendered by `openbranch provision render`: every 6 hours, a fleet spread over half an hour.
+[Unit]
+Description=OpenBranch: opening hours from the library's website, every 6 hours
+
+[Timer]
+OnCalendar=*-*-* 00/6:15:00
+RandomizedDelaySec=30min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
 
 SYSTEMD_UNIT = """\
 # Rendered by `openbranch provision render`. Install as
