@@ -5,6 +5,9 @@ goes on with what it has when the file cannot be read."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.edge.runtime.hours_watch import AUDITED_STATE, HoursWatch
 from openbranch.edge.runtime.journal import Journal
 from openbranch.provisioning.inventory import load_inventory
-from openbranch.provisioning.render import render
+from openbranch.provisioning.render import HOURS_TIMER, HOURS_UNIT, render
 from openbranch.provisioning.secrets import Secrets
 from tests.integrations.dplcms.server import DplStandIn, fixture
 from tests.integrations.dplcms.test_hours import WEEK, gateway_yaml
@@ -145,7 +148,35 @@ def test_the_inventorys_table_reaches_the_rendered_gateway_config(tmp_path: Path
         "22:00",
     )
     assert website.categories["Borgerservice"] == "ignore"
-    assert website.imported_file == tmp_path / "hours_imported.yaml"  # beside the config
+    assert website.imported_file == Path("/var/lib/openbranch/hours_imported.yaml")
+    assert {n for n in files if n.startswith("systemd/")} == {
+        "systemd/openbranch-gateway.service",
+        "systemd/openbranch-hours.service",
+        "systemd/openbranch-hours.timer",
+    }
+
+
+def test_the_periodic_import_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own checker on the rendered service and timer (the executable: this venv's)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is needed (Debian package systemd)")
+    here = str(Path(sys.executable).parent / "openbranch")
+    service = tmp_path / "openbranch-hours.service"
+    service.write_text(HOURS_UNIT.replace("/opt/openbranch/.venv/bin/openbranch", here))
+    timer = tmp_path / "openbranch-hours.timer"
+    timer.write_text(HOURS_TIMER, encoding="utf-8")
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(service), str(timer)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert "ExecStart=" + here + " hours apply --auto /etc/openbranch/gateway.yaml" in (
+        service.read_text()
+    )
 
 
 def test_a_category_mapped_to_no_mode_is_a_located_error(tmp_path: Path) -> None:
