@@ -69,6 +69,7 @@ from openbranch.edge.telemetry.outbox import Entry
 
 __all__ = [
     "INVARIANTS",
+    "POLL_SPAN",
     "Accepted",
     "AcceptedLog",
     "AlertWindow",
@@ -91,7 +92,8 @@ INVARIANTS = ("produced", "unique", "stored", "journal", "alarm", "modes", "aler
 
 S = 1_000_000_000  # nanoseconds a second
 MODE_WITHIN = 120 * S  # a mode change happens within 2 minutes of its calendar time (4 steps)
-POLL_SPAN = 30 * S  # a poll's first answer comes at most this long after its stamp
+POLL_SPAN = 30 * S  # a poll's first answer comes at most this long after its stamp (the
+# soak allows more: a real second at its speed, a loaded machine's latency, gateway time)
 POLL_EARLY = 5 * S  # the two processes' clocks agree to this much (the soak's record of an
 # answer and the gateway's stamp of its poll are taken by different processes)
 JOURNAL_SLACK = 60 * S  # a journaled entry and its accepted copy are stamped this close
@@ -397,6 +399,7 @@ class Run:
     faults: Sequence[AlertWindow] = ()
     still_true: Collection[str] = ()  # alert kinds whose fault is still there at the end
     samples: Sequence[Sample] = ()
+    poll_span: int = POLL_SPAN  # ns: how long after its stamp a poll's first answer may come
     figures: dict[str, int] = field(default_factory=dict)  # filled by ``check``
 
 
@@ -504,9 +507,12 @@ def _pushed(run: Run, counts: Mapping[tuple[str, str, str], Counter[int]]) -> li
 def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
     """Each answered poll one accepted reading. A device is polled one poll at a time, its
     requests in plan order, and a poll is stamped right before its first request: the
-    answers are cut into polls where the place in the plan stops growing, and each poll
-    takes, one to one and in order, the latest stamp at most ``POLL_SPAN`` before its first
-    answer."""
+    answers, in the order they came (the gateway's time may have been stepped back, its
+    order is not theirs), are cut into polls where the place in the plan stops growing; the
+    polls, by their first answer, take the accepted stamps one to one, each the earliest left
+    that is at most ``run.poll_span`` before its first answer and at most ``POLL_EARLY`` after
+    it. The windows are all as long, so taking the earliest left finds a stamp for every poll
+    whenever the stamps allow it: a poll left without one is a reading lost."""
     out = []
     polled: dict[str, list[Answered]] = defaultdict(list)
     for a in run.answered:
@@ -515,18 +521,19 @@ def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
     for device, answers in sorted(polled.items()):
         times = sorted(stamps.get(device, ()))
         groups: list[list[Answered]] = []
-        for a in sorted(answers, key=lambda a: a.time_ns):
+        for a in answers:
             if groups and a.request > groups[-1][-1].request:
                 groups[-1].append(a)
             else:
                 groups.append([a])
         polls += len(groups)
-        used = -1  # stamps up to this index are taken
-        for group in groups:
+        j = 0  # stamps before this index are taken, or too old for every poll still to come
+        for group in sorted(groups, key=lambda g: g[0].time_ns):
             first = group[0].time_ns
-            i = bisect.bisect_right(times, first + POLL_EARLY) - 1
-            if i > used and first - times[i] <= POLL_SPAN:
-                used = i
+            while j < len(times) and times[j] < first - run.poll_span:
+                j += 1
+            if j < len(times) and times[j] <= first + POLL_EARLY:
+                j += 1
                 continue
             if all(a.excused for a in group):
                 run.figures["produced_lost_excused"] += 1

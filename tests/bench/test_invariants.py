@@ -195,6 +195,47 @@ def test_a_lost_poll_is_caught(recorded: Callable[..., Run]) -> None:
     assert "counter: a poll answered at 2026-11-25 22:35:00" in str(found)
 
 
+def polled(rec: Recorder, stamp: float, answer: float, *, accepted: bool = True) -> None:
+    """A poll of the counter stamped at minute ``stamp`` and answered at minute ``answer``
+    (gateway time; three requests a second apart), its reading accepted or lost."""
+    r = reading("counter", schema.OCCUPANCY, {"entered": 40, "exited": 40}, stamp)
+    for k in range(3):
+        rec.answered.append(Answered("counter", ns(T0) + int((answer * 60 + k) * S), request=k))
+    if accepted:
+        rec.accept(r)
+
+
+def late_close_and_stepped_back(rec: Recorder, *, lose_after_step: bool = False) -> None:
+    polled(rec, 100, 100 + 45 / 60)  # answered 45 s after its stamp (a loaded machine)
+    polled(rec, 101, 101 + 1 / 60)  # two polls two seconds apart: each takes its own stamp
+    polled(rec, 101 + 2 / 60, 101 + 2.5 / 60)
+    polled(rec, 110, 110 + 1 / 60)
+    polled(rec, 111, 111 + 1 / 60)
+    # the gateway's clock stepped back 3 minutes: gateway time repeats 108-111, interleaved
+    polled(rec, 108.5, 108.5 + 1 / 60)
+    polled(rec, 109.5, 109.5 + 1 / 60, accepted=not lose_after_step)
+
+
+def test_late_close_and_stepped_back_polls_are_each_one_reading(
+    recorded: Callable[..., Run],
+) -> None:
+    run = recorded(late_close_and_stepped_back)
+    run.poll_span = 60 * S  # the soak allows a real second at its speed
+    assert check(run) == []
+    assert run.figures["produced_polls"] == 90 + 7
+
+
+def test_a_poll_lost_after_the_clock_stepped_back_is_caught(
+    recorded: Callable[..., Run],
+) -> None:
+    run = recorded(lambda rec: late_close_and_stepped_back(rec, lose_after_step=True))
+    run.poll_span = 60 * S
+    found = check(run)
+    assert invariants(found) == {"produced"}
+    assert len(found) == 1
+    assert "counter: a poll answered at 2026-11-25 22:49:31" in str(found)
+
+
 def test_a_doubled_reading_is_caught(recorded: Callable[..., Run]) -> None:
     def double(rec: Recorder) -> None:  # message 5 accepted a second time, a minute later
         rec.accept(reading("passage", schema.OCCUPANCY, {"entered": 5, "exited": 5}, 95))
