@@ -239,18 +239,23 @@ def recorded_modes(
     return {m: _hours(ns) for m, ns in durations.items()}, _hours(unrecorded)
 
 
-def visits(counters: Iterable[Counter], start_ns: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Entries per branch from ``entered`` readings (earlier ones included), and the number of
-    counters per branch. A counter's first reading before ``start_ns`` (its last one there) is
-    its baseline; without one, its first reading in the year is."""
+def visits(
+    counters: Iterable[Counter], years: Mapping[str, tuple[int, int]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Entries per branch over its year ``years[branch]`` = (start_ns, end_ns) from
+    ``entered`` readings (earlier ones included), and the number of counters per branch. A
+    counter's last reading before the year is its baseline; without one, its first reading in
+    the year is."""
     last: dict[tuple[str, str], Decimal] = {}
     out: dict[str, int] = defaultdict(int)
     devices: dict[str, set[str]] = defaultdict(set)
     for c in sorted(counters, key=lambda c: (c.branch, c.device, c.time_ns)):
+        if c.branch not in years or c.time_ns >= years[c.branch][1]:
+            continue
         key = (c.branch, c.device)
         before = last.get(key)
         last[key] = c.value
-        if c.time_ns < start_ns:
+        if c.time_ns < years[c.branch][0]:
             continue
         devices[c.branch].add(c.device)
         if before is None:
@@ -269,15 +274,19 @@ def build_statistics(
     now: datetime | None = None,
 ) -> list[BranchStatistics]:
     """Each branch of ``calendars`` (or of ``only``) for ``year``; the recorded modes are
-    counted up to ``now`` when the year is not over yet."""
+    counted up to ``now`` when the year is not over yet. Two reads for every branch at once
+    (modes, counters), whatever the number of branches."""
     now = now or datetime.now(UTC)
     wanted = sorted(only) if only else sorted(calendars)
-    out = []
+    if not wanted:
+        return []
+    out, years, untils = [], {}, {}
     for branch in wanted:
         cal = calendars.get(branch) or BranchCalendar(branch, branch)
         tz = ZoneInfo(cal.timezone)
         start, end = year_bounds(year, tz)
-        start_ns, end_ns = _ns(start), _ns(end)
+        years[branch] = (_ns(start), _ns(end))
+        untils[branch] = min(_ns(end), max(_ns(start), _ns(now)))
         stats = BranchStatistics(branch=branch, name=cal.name)
         if cal.hours is not None:
             week = normal_week(cal.hours)
@@ -286,19 +295,19 @@ def build_statistics(
             plan = planned(cal.hours, tz, start, end)
             stats.year_staffed = plan[Mode.STAFFED]
             stats.year_self_service = plan[Mode.SELF_SERVICE]
-        until_ns = min(end_ns, max(start_ns, _ns(now)))
-        lookback_ns = _ns(start - _LOOKBACK)
-        stats.recorded, stats.not_recorded = recorded_modes(
-            source.points(schema.BRANCH_MODE, lookback_ns, until_ns, [branch]),
-            start_ns,
-            until_ns,
-        )
-        counted, counters = visits(
-            source.entered(start_ns - 24 * HOUR_NS, end_ns, [branch]), start_ns
-        )
-        stats.visits = counted.get(branch)
-        stats.counters = counters.get(branch, 0)
         out.append(stats)
+    lo = min(a for a, _ in years.values())
+    hi = max(b for _, b in years.values())
+    lookback_ns = lo - _LOOKBACK // timedelta(microseconds=1) * 1000
+    modes: dict[str, list[Point]] = defaultdict(list)
+    for p in source.points(schema.BRANCH_MODE, lookback_ns, max(untils.values()), wanted):
+        modes[p.tags.get(schema.Tag.BRANCH.value, "")].append(p)
+    counted, counters = visits(source.entered(lo - 24 * HOUR_NS, hi, wanted), years)
+    for stats in out:
+        b = stats.branch
+        stats.recorded, stats.not_recorded = recorded_modes(modes[b], years[b][0], untils[b])
+        stats.visits = counted.get(b)
+        stats.counters = counters.get(b, 0)
     return out
 
 

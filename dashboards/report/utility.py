@@ -66,6 +66,7 @@ ZERO = Decimal(0)
 ALERT_DEVICE = "eloverblik"
 _ELECTRICITY = schema.Carrier.ELECTRICITY.value
 _MEASURED = schema.HOURLY_QUALITY.choices[0]
+_CPH = "Europe/Copenhagen"  # DataHub's days are Danish days
 
 
 def _ns(when: datetime) -> int:
@@ -200,6 +201,16 @@ def _months(first: date, last: date) -> list[date]:
     return out
 
 
+def _month_bounds(first: date, last: date, tz: ZoneInfo) -> list[tuple[date, int, int]]:
+    """Each local month from ``first``'s to ``last``'s: (month, start ns, end ns), the last
+    one ending after ``last``."""
+    out = []
+    for m in _months(first, last):
+        nxt = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
+        out.append((m, _local_day_ns(m, tz), _local_day_ns(min(nxt, last + timedelta(1)), tz)))
+    return out
+
+
 def reconcile(
     source: Source,
     config: EloverblikFile,
@@ -207,37 +218,35 @@ def reconcile(
     last: date,
     timezones: Mapping[str, str] | None = None,
 ) -> list[MonthReconciliation]:
-    """Each metering point's local months from ``first``'s month to ``last`` (included)."""
+    """Each metering point's local months from ``first``'s month to ``last`` (included); two
+    reads for every metering point at once (the gateway's hours, the utility's)."""
     settings = config.eloverblik
+    points = config.metering_points
+    bounds = {
+        mp.id: _month_bounds(first, last, ZoneInfo((timezones or {}).get(mp.branch, _CPH)))
+        for mp in points
+    }
+    lo = min(b[0][1] for b in bounds.values())
+    hi = max(b[-1][2] for b in bounds.values())
+    branches = sorted({mp.branch for mp in points})
+    meters = {(mp.branch, mp.device) for mp in points}
+    gateway: dict[tuple[str, str], dict[int, HourRow]] = defaultdict(dict)
+    for row in source.hours(lo, hi, branches):
+        if (row.branch, row.device) in meters and row.carrier == _ELECTRICITY:
+            gateway[(row.branch, row.device)][row.hour_ns] = row  # a later point wins
+    utility: dict[str, dict[int, Decimal]] = defaultdict(dict)
+    kwh = schema.UTILITY_CONSUMPTION.key
+    for p in source.points(schema.UTILITY_HOURLY, lo, hi, branches):
+        value = p.fields.get(kwh)
+        if isinstance(value, Decimal):
+            utility[p.tags.get(schema.Tag.DEVICE.value, "")][p.time_ns] = value
     out = []
-    for mp in config.metering_points:
-        tz = ZoneInfo((timezones or {}).get(mp.branch, "Europe/Copenhagen"))
-        months = _months(first, last)
-        bounds = [
-            (
-                _local_day_ns(m, tz),
-                _local_day_ns(
-                    min(date(m.year + (m.month == 12), m.month % 12 + 1, 1), last + timedelta(1)),
-                    tz,
-                ),
-            )
-            for m in months
-        ]
-        lo, hi = bounds[0][0], bounds[-1][1]
-        gateway: dict[int, HourRow] = {}
-        for row in source.hours(lo, hi, [mp.branch]):
-            if row.device == mp.device and row.carrier == _ELECTRICITY:
-                gateway[row.hour_ns] = row  # a later point of the same hour wins
-        utility: dict[int, Decimal] = {}
-        kwh = schema.UTILITY_CONSUMPTION.key
-        for p in source.points(schema.UTILITY_HOURLY, lo, hi, [mp.branch]):
-            value = p.fields.get(kwh)
-            if p.tags.get(schema.Tag.DEVICE.value) == mp.id and isinstance(value, Decimal):
-                utility[p.time_ns] = value
-        for m, (m_lo, m_hi) in zip(months, bounds, strict=True):
+    for mp in points:
+        ours, theirs = gateway[(mp.branch, mp.device)], utility[mp.id]
+        for m, m_lo, m_hi in bounds[mp.id]:
             r = MonthReconciliation(mp.branch, mp.id, mp.device, m, margin_pct=settings.margin_pct)
             for h in range(m_lo - m_lo % HOUR_NS, m_hi, HOUR_NS):
-                _hour(r, gateway.get(h), utility.get(h))
+                _hour(r, ours.get(h), theirs.get(h))
             r.judged = r.compared_hours >= settings.min_hours and r.compared_utility_kwh > 0
             pct = r.difference_pct
             r.drift = r.judged and pct is not None and abs(pct) > settings.margin_pct
