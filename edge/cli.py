@@ -658,7 +658,7 @@ def _show(answer: WebsiteAnswer, changes: list[DayChange]) -> None:
         f"{answer.start}..{answer.end}: {len(changes)} days differ from the gateway's hours"
     )
     for change in changes:
-        print("  " + change.line())
+        print("\n".join("  " + line for line in change.lines()))
     for change in changes:
         for warning in change.warnings:
             print(warning)

@@ -70,10 +70,14 @@ class DayChange:
     held: tuple[str, ...] = ()  # why not applied
     warnings: tuple[str, ...] = field(default=())
 
-    def line(self) -> str:
-        head = f"{self.date:%a %Y-%m-%d}  {day_text(self.before)}  ->  {day_text(self.after)}"
-        verdict = "apply" if self.apply else "HELD: " + "; ".join(self.held)
-        return f"{head}  [{self.kind}; {verdict}]"
+    def lines(self) -> list[str]:
+        """The day as `hours diff` shows it: the verdict, then the hours now and the website's."""
+        verdict = "apply" if self.apply else "HELD, " + "; ".join(self.held)
+        return [
+            f"{self.date:%a %Y-%m-%d}  {self.kind}: {verdict}",
+            f"  now      {day_text(self.before)}",
+            f"  website  {day_text(self.after)}",
+        ]
 
 
 def day_text(intervals: Sequence[Interval]) -> str:
