@@ -5,9 +5,11 @@ Per branch and year:
 
 - *visits*: the people counters' entries (``occupancy.entered``) over the year: each counter's
   rise from its last value before the year (or its first in it) to its last in the year; a
-  counter that went down was reset and its new value counts in full. Admissions in self-service
-  hours (entry control, issue 15) have their own column, empty while no ``admission``
-  measurement is recorded: the notes say so, no figure is made up.
+  counter that went down was reset and its new value counts in full.
+- *admissions in self-service hours*: where entry control exists (the gateway records
+  ``admission`` points: per UTC hour and branch mode, the hour's running count), the sum of
+  each hour's last ``admitted`` in self-service mode. A branch with no admission point in the
+  year has no entry control: the column is empty, not 0.
 - *planned hours*: from the branch's calendar (weekly pattern, Danish holidays, municipality
   closures, dated exceptions). A normal week is the weekly pattern as published (wall-clock
   hours); the year is the sum of the real hours of the calendar's timeline from local 1 January
@@ -55,9 +57,9 @@ HOUR_NS = 3_600 * 10**9
 _LOOKBACK = timedelta(days=366)  # how far before the year the last recorded mode is looked for
 _OPEN = (Mode.STAFFED, Mode.SELF_SERVICE)
 ADMISSIONS_NOTE = (
-    "Admissions in self-service hours: not recorded yet. Entry control (issue 15) will record"
-    " an admission measurement; until it does this column stays empty and visits come from the"
-    " people counters only."
+    "entry control's admissions (the admission measurement): the cards admitted while the"
+    " branch was in self-service mode, each UTC hour's last count; empty where the branch"
+    " recorded no admission in the year (no entry control)"
 )
 
 
@@ -149,7 +151,7 @@ class BranchStatistics:
     name: str
     visits: int | None = None
     counters: int = 0
-    admissions_self_service: int | None = None  # issue 15: not recorded yet
+    admissions_self_service: int | None = None  # None: no entry control recorded
     week_staffed: Decimal | None = None
     week_self_service: Decimal | None = None
     year_staffed: Decimal | None = None
@@ -265,6 +267,25 @@ def visits(
     return dict(out), {b: len(d) for b, d in devices.items()}
 
 
+def admissions(points: Iterable[Point], years: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Cards admitted in self-service mode per branch over its year, from ``admission``
+    points (each hour's last point per mode is its total); a branch without any point in
+    its year is left out (no entry control)."""
+    hours: dict[tuple[str, str, int], int] = {}
+    mode_key, admitted = schema.Tag.MODE.value, schema.ADMISSION_ADMITTED.key
+    for p in points:
+        branch = p.tags.get(schema.Tag.BRANCH.value, "")
+        year = years.get(branch)
+        value = p.fields.get(admitted)
+        if year is None or not year[0] <= p.time_ns < year[1] or not isinstance(value, Decimal):
+            continue
+        hours[(branch, p.tags.get(mode_key, ""), p.time_ns)] = int(value)  # the later wins
+    out: dict[str, int] = {}
+    for (branch, mode, _), count in hours.items():
+        out[branch] = out.get(branch, 0) + (count if mode == Mode.SELF_SERVICE.value else 0)
+    return out
+
+
 def build_statistics(
     source: Source,
     calendars: Mapping[str, BranchCalendar],
@@ -274,8 +295,8 @@ def build_statistics(
     now: datetime | None = None,
 ) -> list[BranchStatistics]:
     """Each branch of ``calendars`` (or of ``only``) for ``year``; the recorded modes are
-    counted up to ``now`` when the year is not over yet. Two reads for every branch at once
-    (modes, counters), whatever the number of branches."""
+    counted up to ``now`` when the year is not over yet. Three reads for every branch at
+    once (modes, counters, admissions), whatever the number of branches."""
     now = now or datetime.now(UTC)
     wanted = sorted(only) if only else sorted(calendars)
     if not wanted:
@@ -303,11 +324,13 @@ def build_statistics(
     for p in source.points(schema.BRANCH_MODE, lookback_ns, max(untils.values()), wanted):
         modes[p.tags.get(schema.Tag.BRANCH.value, "")].append(p)
     counted, counters = visits(source.entered(lo - 24 * HOUR_NS, hi, wanted), years)
+    admitted = admissions(source.points(schema.ADMISSION, lo, hi, wanted), years)
     for stats in out:
         b = stats.branch
         stats.recorded, stats.not_recorded = recorded_modes(modes[b], years[b][0], untils[b])
         stats.visits = counted.get(b)
         stats.counters = counters.get(b, 0)
+        stats.admissions_self_service = admitted.get(b)
     return out
 
 
@@ -325,7 +348,7 @@ _COLUMNS = (
     ("name", "text"),
     ("visits (people counters)", "int"),
     ("people counters", "int"),
-    ("admissions in self-service hours", "int"),
+    ("admissions in self-service hours (entry control)", "int"),
     ("staffed hours, normal week", "hours"),
     ("self-service hours, normal week", "hours"),
     ("open hours, normal week", "hours"),

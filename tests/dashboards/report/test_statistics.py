@@ -25,6 +25,11 @@ Visits: aby's door 1000 (before the year: the baseline), 1040, 1100, 30 (reset: 
 full), 50 on 31 Dec 22:30Z (23:30 local, still 2026), 70 at 23:30Z (2027): 40 + 60 + 30 + 20 =
 150; aby's side door from its first reading in the year 5 -> 12: 7. 157 visits, 2 counters.
 kbh has no counter: no figure (empty, not 0).
+
+Admissions (entry control, running counts per UTC hour and mode): aby self-service 4 Jan
+10:00Z written as 1, 2, 3 (the last is the hour's total) and 11:00Z 4; staffed 5 Jan 9 (not
+self-service); self-service 28 Dec 2025 100 and 31 Dec 23:00Z (2027 local) 50, outside the
+year: 3 + 4 = 7. kbh records none: no entry control, empty.
 """
 
 from __future__ import annotations
@@ -97,6 +102,17 @@ def _mode(branch: str, when: datetime, mode: str) -> str:
     ).to_line()
 
 
+def _admission(when: datetime, mode: str, admitted: int) -> str:
+    return Reading(
+        branch="aby",
+        device=schema.GATEWAY_DEVICE,
+        measurement=schema.ADMISSION,
+        fields={schema.ADMISSION_ADMITTED.key: admitted, schema.ADMISSION_REFUSED.key: 0},
+        tags={schema.Tag.MODE.value: mode},
+        time=when,
+    ).to_line()
+
+
 def _utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
@@ -126,7 +142,17 @@ def lines() -> list[str]:
         timed.append((when, entered("aby", "door", when, value)))
     for when, value in ((_utc(2026, 2, 1, 10), 5), (_utc(2026, 2, 2, 10), 12)):
         timed.append((when, entered("aby", "side", when, value)))
-    return [line for _, line in sorted(timed)]
+    for when, mode, count in (
+        (_utc(2025, 12, 28, 10), "self_service", 100),
+        (_utc(2026, 1, 4, 10), "self_service", 1),
+        (_utc(2026, 1, 4, 10), "self_service", 2),
+        (_utc(2026, 1, 4, 10), "self_service", 3),
+        (_utc(2026, 1, 4, 11), "self_service", 4),
+        (_utc(2026, 1, 5, 9), "staffed", 9),
+        (_utc(2026, 12, 31, 23), "self_service", 50),
+    ):
+        timed.append((when, _admission(when, mode, count)))
+    return [line for _, line in sorted(timed, key=lambda t: t[0])]
 
 
 @pytest.fixture
@@ -181,11 +207,11 @@ def test_the_year_from_influxd_by_hand(branches: Path, influxd: Influxd, influx_
     assert aby.actual(Mode.EMERGENCY) == D("1.5")
     assert aby.actual_open == 33
     assert aby.not_recorded == 0
-    assert (aby.visits, aby.counters, aby.admissions_self_service) == (157, 2, None)
+    assert (aby.visits, aby.counters, aby.admissions_self_service) == (157, 2, 7)
     assert (kbh.week_staffed, kbh.week_self_service) == (4, 0)
     assert (kbh.year_staffed, kbh.year_self_service) == (204, 0)
     assert (kbh.actual_open, kbh.not_recorded) == (1, 25)
-    assert (kbh.visits, kbh.counters) == (None, 0)
+    assert (kbh.visits, kbh.counters, kbh.admissions_self_service) == (None, 0, None)
 
 
 def test_local_store_agrees_and_a_year_not_over_counts_to_now(
@@ -213,7 +239,7 @@ def test_cli_csv_and_xlsx(branches: Path, store: Path, tmp_path: Path) -> None:
     assert text[0].startswith("branch,name,visits (people counters),people counters,admissions")
     assert text[2].startswith("kbh,KBH Bibliotek,,0,,4.00,0.00,4.00,204.00,0.00,204.00,")
     notes = (tmp_path / "s-notes.csv").read_text(encoding="utf-8")
-    assert "not recorded yet" in notes and "local store" in notes
+    assert "no entry control" in notes and "local store" in notes
     xlsx = tmp_path / "s.xlsx"
     assert main([*base, "--format", "xlsx", "--out", str(xlsx)]) == 0
     wb = load_workbook(xlsx, read_only=True)
@@ -222,7 +248,7 @@ def test_cli_csv_and_xlsx(branches: Path, store: Path, tmp_path: Path) -> None:
         table = list(wb["Statistics"].iter_rows(values_only=True))
         header, aby = table[0], table[1]
         assert aby[header.index("visits (people counters)")] == 157
-        assert aby[header.index("admissions in self-service hours")] is None
+        assert aby[header.index("admissions in self-service hours (entry control)")] == 7
         assert aby[header.index("self-service hours, year (calendar)")] == 1200
         assert aby[header.index("open hours, year (recorded)")] is not None
     finally:
