@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from openbranch.edge.core import schema
@@ -195,9 +195,7 @@ class Gateway:
             else WasteWatch(
                 detector=WasteDetector(
                     branch=branch,
-                    closed=closed_by(
-                        Calendar(config.hours, config.branch.timezone), self.overrides.active
-                    ),
+                    closed=self._closed_all_of,  # the engine's calendar: imported hours too
                     load=outbox.get_state,
                     tz=config.branch.timezone,
                 ),
@@ -302,6 +300,10 @@ class Gateway:
             self.waste.on_committed(readings)
         if self.entry is not None:
             self.entry.observe(readings)  # the people counters, for tailgating
+
+    def _closed_all_of(self, start: datetime, end: datetime) -> bool:
+        """Closed for all of [start, end), by the calendar the engine decides by now."""
+        return closed_by(self.engine.engine.calendar, self.overrides.active)(start, end)
 
     def _imported_hours(self, imported: ImportedHours | None) -> None:
         """Hours imported from the website (``openbranch hours apply``) in force: the engine

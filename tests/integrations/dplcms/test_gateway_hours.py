@@ -71,6 +71,8 @@ def test_the_gateway_decides_by_the_imported_hours_and_audits_each_change_once(
         "exception",
         "closed on the website",
     )
+    # the waste detector asks the same calendar: Wednesday's hour is a closed hour now
+    assert gateway._closed_all_of(WEDNESDAY_NOON, WEDNESDAY_NOON + timedelta(hours=1))
     # the fetch was in 2026 (now), the gateway's clock is in October 2027: stale, says so
     assert (
         "more than 72 h ago: the gateway runs on them" in gateway.journal.active[schema.HOURS_STALE]
