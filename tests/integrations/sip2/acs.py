@@ -13,15 +13,13 @@ import asyncio
 import contextlib
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import BlockingPortal
-from anyio.from_thread import start_blocking_portal
 from pysip2 import (
     LOGIN,
     PATRON_INFORMATION,
@@ -39,6 +37,7 @@ from pysip2 import (
 INSTITUTION = "DK-761500"
 LOGIN_USER = "gw-hovedbib"
 LOGIN_PASSWORD = "terminal-secret"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ PATRONS = {
 
 @dataclass
 class Acs:
-    """pysip2's SIP2Server with handlers over ``PATRONS``, run in its own thread (anyio portal).
+    """pysip2's SIP2Server with handlers over ``PATRONS`` (run by ``AcsProcess``).
 
     ``delay`` slows every patron answer; ``login`` None accepts any terminal without login."""
 
@@ -77,7 +76,6 @@ class Acs:
     delay: float = 0.0
     asked: list[str] = field(default_factory=list)  # command ids answered, in order
     port: int = 0
-    _stack: contextlib.ExitStack | None = None
 
     def _server(self) -> SIP2Server:
         server = SIP2Server(
@@ -151,25 +149,9 @@ class Acs:
 
         return server
 
-    def start(self) -> int:
-        """Serve on ``port`` (0: a free one, kept for a restart); returns the port."""
-        stack = contextlib.ExitStack()
-        portal: BlockingPortal = stack.enter_context(start_blocking_portal())
-        started: AbstractContextManager[int] = portal.wrap_async_context_manager(
-            self._server().start(port=self.port)
-        )
-        self.port = stack.enter_context(started)
-        self._stack = stack
-        return self.port
-
-    def stop(self) -> None:
-        if self._stack is not None:
-            self._stack.close()
-            self._stack = None
-
 
 @contextlib.contextmanager
-def running(acs: Acs) -> Iterator[Acs]:
+def running(acs: AcsProcess) -> Iterator[AcsProcess]:
     acs.start()
     try:
         yield acs
@@ -191,6 +173,7 @@ class Proxy:
     fault: Fault | None = None
     tls: ssl.SSLContext | None = None
     answers: list[bytes] = field(default_factory=list)  # server frames as received
+    requests: int = 0  # client frames passed on
     port: int = 0
     _server: asyncio.Server | None = None
     _clients: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -213,6 +196,7 @@ class Proxy:
 
         async def upstream() -> None:
             while data := await reader.read(4096):
+                self.requests += data.count(b"\r")
                 up_writer.write(data)
                 await up_writer.drain()
             up_writer.close()
@@ -264,3 +248,43 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+class AcsProcess:
+    """The same ACS in a process of its own, so that a restart is a real one: pysip2's
+    ``SIP2Server.start`` leaves its listening socket open when it stops (the port stays taken
+    and the kernel keeps accepting connections nobody answers), a process's end closes it."""
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.port = 0
+        self.delay = delay
+        self._process: subprocess.Popen[str] | None = None
+
+    def start(self) -> int:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.integrations.sip2.acs", str(self.port), str(self.delay)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+        return self.port
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            assert self._process.stdout is not None
+            self._process.stdout.close()
+            self._process = None
+
+
+async def _serve(port: int, delay: float) -> None:
+    async with Acs(port=port, delay=delay)._server().start(port=port) as bound:
+        print(bound, flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":
+    anyio.run(_serve, int(sys.argv[1]), float(sys.argv[2]))
