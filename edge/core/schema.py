@@ -39,6 +39,9 @@ __all__ = [
     "OCCUPANCY",
     "OUTBOX_DROPPED",
     "TAILGATING",
+    "UTILITY_DRIFT",
+    "UTILITY_HOURLY",
+    "UTILITY_TOKEN",
     "Carrier",
     "DoorMode",
     "Field",
@@ -46,9 +49,6 @@ __all__ = [
     "Measurement",
     "SchemaError",
     "Tag",
-    "UTILITY_DRIFT",
-    "UTILITY_HOURLY",
-    "UTILITY_TOKEN",
     "measurement",
 ]
 
@@ -293,7 +293,7 @@ CLOSED_HOURS_WASTE = "closed_hours_waste"
 #: than the stated margin: ``utility_drift:<metering point>`` (the reconciliation raises it).
 UTILITY_DRIFT = "utility_drift"
 #: Alert kind raised when the utility's data hub refuses the refresh token (expired, revoked).
-UTILITY_TOKEN = "utility_token"
+UTILITY_TOKEN = "utility_token"  # noqa: S105 - an alert kind, not a secret
 
 #: Alert kind raised per door where more people came in than were admitted within the
 #: tailgating window: ``tailgating:<door device id>``.
