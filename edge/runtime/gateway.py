@@ -440,13 +440,14 @@ class Gateway:
             await stop.wait()
         finally:
             self.watchdog.stopping()
+            await _step("relock the doors", self._relock)  # while the devices still answer
             await tasks.stop([name for name in tasks.states() if name not in sinks])
             # Read no more, commit what was handled (its QoS 1 messages are acknowledged as
             # the commit lands), and only then disconnect: a message committed after the
             # DISCONNECT is never acknowledged and comes again to the next run, doubled.
             self._hold_back(True)
             await _step("audit the refusals counted so far", _async(self.desk.flush))
-            await _step("relock the doors, close the library system", self._close_entry)
+            await _step("close the library system", self._close_library)
             await _step("commit the last readings", self._commit)
             await _step("publish the last states", self._close_mqtt)
             await _step("deliver the last commit", functools.partial(self._drain, drain_grace))
@@ -460,9 +461,11 @@ class Gateway:
             self.status_file.close()
             self.watchdog.close()
 
-    async def _close_entry(self) -> None:
+    async def _relock(self) -> None:
         if self.entry is not None:
             await self.entry.close()
+
+    async def _close_library(self) -> None:
         if self.library_system is not None:
             await self.library_system.close()
 
