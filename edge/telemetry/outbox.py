@@ -459,6 +459,20 @@ class Outbox:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
+    def purge(self, measurement: str, *, tag: tuple[str, str], before_ns: int) -> int:
+        """Delete the entries of ``measurement`` carrying ``tag`` (key, value) older than
+        ``before_ns``, delivered or not: a retention period (the entry records' privacy) wins
+        over delivery. Returns how many were deleted."""
+        key, value = tag
+        needles = (f",{key}={value},", f",{key}={value} ")
+        with self._lock, self._transaction():
+            cur = self._db.execute(
+                "DELETE FROM entries WHERE measurement = ? AND time_ns < ?"
+                " AND (instr(line, ?) > 0 OR instr(line, ?) > 0)",
+                (measurement, before_ns, *needles),
+            )
+        return int(cur.rowcount)
+
     # -- draining ------------------------------------------------------------------------
 
     def pending(self, sink: str, limit: int) -> list[Entry]:
