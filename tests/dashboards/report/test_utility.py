@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
+from openbranch.dashboards import BranchInfo, Fleet, all_dashboards
 from openbranch.dashboards.report.source import InfluxSource
 from openbranch.dashboards.report.utility import MonthReconciliation, reconcile
 from openbranch.edge.cli import main
@@ -34,6 +35,7 @@ from openbranch.integrations.eloverblik import load_eloverblik
 from tests.dashboards.report.handmade import EL, INTERPOLATED, hour
 from tests.integrations.eloverblik.standin import StandIn
 from tests.services import Influxd
+from tests.support.interpolate import TimeRange, VariableValue, interpolate
 
 D = Decimal
 MP = "571313174100000017"
@@ -99,6 +101,24 @@ def _alerts(influxd: Influxd, db: str) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in series[0]["values"]]
 
 
+def _fleet_alert_table(influxd: Influxd, db: str) -> dict[str, list[Any]]:
+    """The fleet dashboard's alert table for branch aby, as Grafana would query it: kind ->
+    [active, severity, message]."""
+    fleet = Fleet(id="t", name="T", price_area="DK1", branches=(BranchInfo(id="aby", name="Aby"),))
+    board = all_dashboards(fleet)["fleet"]
+    panel = next(p for p in board.panels if p.title.startswith("Alerts (last state"))
+    aby = VariableValue.single("aby")
+    query = interpolate(
+        panel.targets[0].query,
+        {"municipality": aby, "branch": aby},
+        time_range=TimeRange(board.time_from, board.time_to),
+        panel_time_from=panel.time_from,
+        timezone=board.timezone,
+    )
+    series = influxd.query(query, db)["results"][0].get("series", [])
+    return {s["tags"]["kind"]: s["values"][0][1:] for s in series}
+
+
 def _month(influxd: Influxd, db: str, config: Path) -> MonthReconciliation:
     with InfluxSource(url=influxd.url, database=db) as source:
         (row,) = reconcile(source, load_eloverblik(config), DAYS[0], DAYS[2])
@@ -124,6 +144,8 @@ def test_a_late_day_reconciled_by_hand_and_the_alert_raised_then_cleared(
     (raised,) = _alerts(influxd, influx_db)
     assert raised["kind"] == f"{schema.UTILITY_DRIFT}:{MP}" and raised["active"] is True
     assert "2026-03 +5.0 %" in raised["message"] and raised["severity"] == "warning"
+    shown = _fleet_alert_table(influxd, influx_db)[f"{schema.UTILITY_DRIFT}:{MP}"]
+    assert shown[:2] == [True, "warning"]
 
     standin.publish(MP, DAYS[2], [("2", "A04")] * 24)  # the late day arrives
     assert main(_args(config, influxd, influx_db, out)) == 0
@@ -141,6 +163,7 @@ def test_a_late_day_reconciled_by_hand_and_the_alert_raised_then_cleared(
     )
     cleared = _alerts(influxd, influx_db)[-1]
     assert cleared["kind"] == f"{schema.UTILITY_DRIFT}:{MP}" and cleared["active"] is False
+    assert _fleet_alert_table(influxd, influx_db)[cleared["kind"]][0] is False
     notes = (tmp_path / "u-notes.csv").read_text(encoding="utf-8")
     assert "Eloverblik (DataHub), utility_hourly" in notes and "energy_hourly" in notes
 
