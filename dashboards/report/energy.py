@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from openbranch.dashboards.report.closed import ClosedMonth, closed_months
 from openbranch.dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
 from openbranch.dashboards.report.inputs import BranchInfo
 from openbranch.dashboards.report.source import (
@@ -270,6 +271,7 @@ class EnergyReport:
     annual_factor_hours: int  # electricity hours priced with an annual factor
     notes: list[str]  # what a reader must know (missing factors, preliminary values, ...)
     generated: datetime
+    closed: list[ClosedMonth] = field(default_factory=list)  # the closed-hours section
 
     def totals(self) -> dict[str, Decimal]:
         out: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -636,10 +638,21 @@ def build_report(source: Source, options: ReportOptions) -> EnergyReport:
                 + (", not verified against its source" if not f.verified else "")
                 + ": CO2e figures resting on it are provisional."
             )
+    months = sorted(b.rows.values(), key=lambda m: (m.branch, m.month, m.carrier))
+    closed = closed_months(
+        source.points(schema.CLOSED_HOURS, lo, hi, only),
+        first=options.first,
+        last=options.last,
+        zone_of=lambda branch: ZoneInfo(b.info(branch).timezone),
+        totals={
+            (m.branch, m.month, m.carrier): (m.consumption, m.co2e_location_kg) for m in months
+        },
+    )
     return EnergyReport(
         options=options,
         source=source.description,
-        months=sorted(b.rows.values(), key=lambda m: (m.branch, m.month, m.carrier)),
+        months=months,
+        closed=closed,
         branches=branches,
         quality=sorted(b.meters.values(), key=lambda q: (q.branch, q.device, q.carrier)),
         factors_used=[

@@ -4,7 +4,8 @@ No script, no web font, no network: the page opens the same offline, in a mail c
 paper. The print stylesheet puts each section on A4 with its table headers repeated.
 
 Charts: monthly consumption per carrier (grouped bars, kWh carriers; water is in m³ and stays
-in the tables) and the branch ranking by kWh/m² per year (horizontal bars). Their colours are
+in the tables), the branch ranking by kWh/m² per year (horizontal bars) and the closed-hours
+energy per branch (stacked bars, ``closed.closed_chart``). Their colours are
 ``CARRIER_COLOURS`` and ``RANKING_COLOUR`` (a test finds them in a screenshot).
 """
 
@@ -15,6 +16,8 @@ from decimal import Decimal
 from html import escape
 from pathlib import Path
 
+from openbranch.dashboards.report.axis import nice_max as _nice_max
+from openbranch.dashboards.report.closed import closed_chart
 from openbranch.dashboards.report.energy import ZERO, EnergyReport
 from openbranch.dashboards.report.tables import Table, Value, q, report_tables
 from openbranch.edge.core import schema
@@ -88,18 +91,6 @@ def _table(table: Table) -> str:
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
-
-
-def _nice_max(value: Decimal) -> Decimal:
-    """A round axis maximum at or above ``value`` (1, 2, 2.5, 5 x 10^n)."""
-    if value <= 0:
-        return Decimal(1)
-    exp = value.adjusted()
-    for step in (1, 2, Decimal("2.5"), 5, 10):
-        top = Decimal(step) * Decimal(10) ** exp
-        if top >= value:
-            return top
-    return Decimal(10) ** (exp + 1)
 
 
 def _axis(value: Decimal) -> str:
@@ -188,6 +179,7 @@ def ranking_chart(report: EnergyReport) -> str:
 
 def render_html(report: EnergyReport) -> str:
     tables = {t.name: t for t in report_tables(report)}
+    names = {b.info.id: b.info.name for b in report.branches}
     o = report.options
     notes = "".join(f"<li>{escape(n)}</li>" for n in report.notes)
     summary = tables["Summary"]
@@ -215,6 +207,12 @@ generated {report.generated:%Y-%m-%d %H:%M} UTC · OpenBranch</div>
 <div class="chart">{monthly_chart(report)}</div>
 <h2>Branches ranked by kWh/m² per year</h2>
 <div class="chart">{ranking_chart(report)}</div></section>
+<section id="closed" class="wide"><h2>Closed-hours energy</h2>
+<p>What each branch used while it was closed (every whole hour its opening hours had it
+closed, judged by its gateway), and the estimated waste: consumption above the closed-hour base
+load in hours over the margin (lights left on, heating on a closed holiday).</p>
+<div class="chart">{closed_chart(report.closed, names)}</div>
+{_table(tables["ClosedHours"])}</section>
 <section id="branches" class="wide"><h2>Branches</h2>{_table(tables["Branches"])}</section>
 <section id="monthly" class="wide"><h2>Monthly</h2>{_table(tables["Monthly"])}</section>
 <section id="factors"><h2>Emission factors</h2>{_table(tables["Factors"])}</section>

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from openbranch.dashboards.report.closed import ClosedMonth
 from openbranch.dashboards.report.energy import (
     BranchRow,
     EnergyReport,
@@ -164,6 +165,23 @@ def _factors(r: EnergyReport) -> Table:
     return _t("Factors", "Emission factors used", spec, rows)
 
 
+def _closed(r: EnergyReport) -> Table:
+    def row(m: ClosedMonth) -> list[Any]:
+        return [
+            m.branch, f"{m.month:%Y-%m}", m.carrier, m.unit, m.hours, m.excess_hours,
+            m.consumption, m.total, m.share, m.waste, m.waste_co2e_kg,
+        ]  # fmt: skip
+
+    spec = [
+        ("branch", "text"), ("month", "text"), ("carrier", "text"), ("unit", "text"),
+        ("closed meter-hours", "int"), ("hours over the base load", "int"),
+        ("closed-hours consumption", "amount"), ("consumption, all hours", "amount"),
+        ("closed share", "share"), ("waste above base load", "amount"),
+        ("waste CO2e location-based kg", "kg"),
+    ]  # fmt: skip
+    return _t("ClosedHours", "Closed-hours energy", spec, [row(m) for m in r.closed])
+
+
 def _summary(r: EnergyReport) -> Table:
     o = r.options
     rows: list[list[Any]] = [
@@ -208,10 +226,11 @@ TABLES: tuple[Callable[[EnergyReport], Table], ...] = (
     _branches,
     _factors,
     _quality,
+    _closed,
     _method,
 )
 
 
 def report_tables(report: EnergyReport) -> list[Table]:
-    """Summary, Monthly, Branches, Factors, DataQuality, Method: in that order."""
+    """Summary, Monthly, Branches, Factors, DataQuality, ClosedHours, Method: in that order."""
     return [make(report) for make in TABLES]

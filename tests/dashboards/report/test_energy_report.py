@@ -236,7 +236,7 @@ def test_cli_xlsx_has_the_sheets(
     wb = load_workbook(out, read_only=True)
     try:
         assert wb.sheetnames == [
-            "Summary", "Monthly", "Branches", "Factors", "DataQuality", "Method",
+            "Summary", "Monthly", "Branches", "Factors", "DataQuality", "ClosedHours", "Method",
         ]  # fmt: skip
         monthly = list(wb["Monthly"].iter_rows(values_only=True))
         header = monthly[0]

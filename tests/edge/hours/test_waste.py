@@ -10,7 +10,7 @@ an hour is excess above base + max(50 % of base, 0.2 kWh electricity / 1 kWh hea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,6 +29,7 @@ from openbranch.edge.hours.waste import (
     closed_by,
     nearest_rank,
 )
+from tests.support import hourly as support
 
 TZ = ZoneInfo("Europe/Copenhagen")
 DAY = [{"start": "08:00", "end": "20:00", "mode": "staffed"}]
@@ -41,23 +42,10 @@ EL, DH, WATER = (c.value for c in schema.Carrier)
 def hourly(
     first: date, last: date, device: str, carrier: str, use: Callable[[datetime], float]
 ) -> Iterator[Reading]:
-    """``energy_hourly`` readings for every UTC hour of local days first..last, measured."""
-    start = datetime.combine(first, time(0), TZ).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time(0), TZ).astimezone(UTC)
-    while start < end:
-        yield Reading(
-            branch="b1",
-            device=device,
-            measurement=schema.ENERGY_HOURLY,
-            fields={
-                schema.HOURLY_CONSUMPTION.key: use(start.astimezone(TZ)),
-                schema.HOURLY_QUALITY.key: "measured",
-                schema.HOURLY_COVERAGE.key: 1.0,
-            },
-            tags={schema.Tag.CARRIER.value: carrier},
-            time=start,
-        )
-        start += timedelta(hours=1)
+    """``energy_hourly`` readings of branch b1 for every UTC hour of local days first..last."""
+    return support.hourly(
+        branch="b1", device=device, carrier=carrier, first=first, last=last, tz=TZ, use=use
+    )
 
 
 def detector(saved: dict[str, str] | None = None) -> WasteDetector:
