@@ -5,7 +5,8 @@ token, the access token buys hourly time series.
   ``{"result": "<data access token>"}`` (the access token lasts about a day);
 - ``POST {url}/api/meterdata/gettimeseries/{from}/{to}/Hour`` with
   ``{"meteringPoints": {"meteringPoint": ["<id>", ...]}}`` and the access token answers the
-  document that ``timeseries`` reads; ``from`` and ``to`` are dates, ``to`` excluded.
+  document that ``timeseries`` reads; ``from`` and ``to`` are dates, ``to`` excluded; ten
+  metering points a request at most.
 
 An access token that expired (401 on a data call) is renewed once and the call repeated; a
 refresh token that is refused (401 or 403 on ``/api/token``) is ``RefreshTokenRejected``: a
@@ -41,6 +42,7 @@ __all__ = [
 
 DEFAULT_URL = "https://api.eloverblik.dk/customerapi"
 _MAX_DAYS = 730  # the data hub answers at most two years per request
+_BATCH = 10  # metering points per request, a small request the hub answers in time
 
 
 class EloverblikError(RuntimeError):
@@ -126,12 +128,16 @@ class EloverblikClient:
             raise EloverblikError(f"{first}..{last}: at most {_MAX_DAYS} days per request")
         end = date.fromordinal(last.toordinal() + 1)
         path = f"/api/meterdata/gettimeseries/{first.isoformat()}/{end.isoformat()}/Hour"
-        body = {"meteringPoints": {"meteringPoint": list(metering_points)}}
-        token = self._access or self._renew()
-        status, answer = self._request("POST", path, token, body)
-        if status == 401:  # the access token expired: one new one, one more try
-            status, answer = self._request("POST", path, self._renew(), body)
-        self._check(status, path, answer)
-        if not isinstance(answer, dict):
-            raise TimeSeriesError(f"{self.url}{path}: the answer is not an object")
-        return hour_values(answer)
+        out: list[HourValue] = []
+        points = list(metering_points)
+        for i in range(0, len(points), _BATCH):
+            body = {"meteringPoints": {"meteringPoint": points[i : i + _BATCH]}}
+            token = self._access or self._renew()
+            status, answer = self._request("POST", path, token, body)
+            if status == 401:  # the access token expired: one new one, one more try
+                status, answer = self._request("POST", path, self._renew(), body)
+            self._check(status, path, answer)
+            if not isinstance(answer, dict):
+                raise TimeSeriesError(f"{self.url}{path}: the answer is not an object")
+            out.extend(hour_values(answer))
+        return out

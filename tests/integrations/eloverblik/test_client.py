@@ -80,6 +80,16 @@ def test_an_expired_access_token_is_renewed_once_and_the_call_repeated(
     assert statuses == [("GET", 200), ("POST", 200), ("POST", 401), ("GET", 200), ("POST", 200)]
 
 
+def test_many_metering_points_go_ten_a_request(standin: StandIn) -> None:
+    points = [f"5713131741000000{n:02d}" for n in range(12)]
+    for mp in points:
+        standin.publish(mp, SPRING, [("1", "A04")] * 23)
+    client = EloverblikClient(refresh_token="refresh-ok", url=standin.url)
+    got = client.time_series(points, SPRING, SPRING)
+    assert {v.metering_point for v in got} == set(points) and len(got) == 12 * 23
+    assert [m for m, _, _ in standin.state.log] == ["GET", "POST", "POST"]
+
+
 def test_a_refused_refresh_token_is_a_clear_error(standin: StandIn) -> None:
     client = EloverblikClient(refresh_token="refresh-expired", url=standin.url)
     with pytest.raises(RefreshTokenRejected) as caught:
