@@ -75,9 +75,11 @@ from bench.soaklib.invariants import (  # noqa: E402
     Run,
     Violation,
     check,
+    parse_point,
 )
 from bench.soaklib.world import World  # noqa: E402
 from openbranch.edge.cli import main as openbranch  # noqa: E402
+from openbranch.edge.core import schema  # noqa: E402
 from openbranch.edge.demo.day import DEFAULT_CONFIG  # noqa: E402
 
 NS = "OPENBRANCH_SOAK_NAMESPACE"
@@ -237,31 +239,52 @@ def excused_polls(world: World) -> list[Answered]:
     return out
 
 
+def delivered(world: World) -> dict[tuple[str, int], int]:
+    """When the gateway first accepted each passage message (its stamp, gateway time): later
+    than its publishing when the broker kept it while the gateway or the broker was away."""
+    first: dict[tuple[str, int], int] = {}
+    for entry in world.accepted.entries(schema.OCCUPANCY.name):
+        if entry.device.startswith("passage-"):
+            value = parse_point(entry.line).fields.get(schema.OCCUPANCY_ENTERED.key)
+            if isinstance(value, int):
+                first.setdefault((entry.device, value), entry.time_ns)
+    return first
+
+
 def excused_pushes(world: World) -> list[Pushed]:
     """A killed broker loses what it acknowledged since its last save (every second) and
-    sends again what it delivered since then: those messages may be missing or doubled."""
+    sends again what it delivered since then: those messages may be missing or doubled. What
+    counts is when a message was published and when it was delivered: a message the broker
+    kept while the gateway was down is delivered at the gateway's return, and a broker killed
+    right after sends it again."""
     slack = int(BROKER_SAVE * world.speed * 1e9)
     grace = int(KILL_GRACE * world.speed * 1e9)
+    reconnect = int(RECONNECT * world.speed * 1e9)
+    first = delivered(world)
     out = []
     for p in world.passages.pushed:
-        if any(k - grace <= p.time_ns <= k for k in world.kills):
+        moments = (p.time_ns, first.get((p.device, p.value), p.time_ns))
+
+        def within(a: int, b: int, moments: tuple[int, int] = moments) -> bool:
+            return any(a <= t <= b for t in moments)
+
+        if any(within(k - grace, k) for k in world.kills):
             # committed in the last moments before a SIGKILL: its acknowledgement may not have
             # left, and the broker sends it again (QoS 1 is at least once)
             out.append(dataclasses.replace(p, copies=2))
             continue
-        if any(a - grace <= p.time_ns <= b for a, b in world.journal_excused):
+        if any(within(a - grace, b) for a, b in world.journal_excused):
             # delivered as the store's file system failed: a commit whose fsync failed is
             # not acknowledged, yet its rows may have been read (and sent on) before the
             # failure; the broker sends the message again after the repair
             out.append(dataclasses.replace(p, copies=2))
             continue
-        if any(down - grace <= p.time_ns <= up for down, up in world.broker_downs):
+        if any(within(down - grace, up) for down, up in world.broker_downs):
             # delivered and committed as the broker went away: the acknowledgement may not
             # have reached it, and it sends the message again after its restart
             out.append(dataclasses.replace(p, copies=2))
             continue
-        reconnect = int(RECONNECT * world.speed * 1e9)
-        if not any(down - slack <= p.time_ns <= up + reconnect for down, up in world.broker_kills):
+        if not any(within(down - slack, up + reconnect) for down, up in world.broker_kills):
             out.append(p)
             continue
         out.append(
