@@ -675,10 +675,21 @@ def _hours_import(args: argparse.Namespace) -> int:
         print(_keeps(website), file=sys.stderr)
         return 1
     header = "# The website's hours as `openbranch hours import` read them (not applied).\n"
-    write_yaml(website.website_file, answer, header)
+    if not _written(website.website_file, answer, header):
+        return 1
     print(f"{website.website_file}: written (hours apply to apply the differences)")
     _show(answer, _changes(config, website, answer, auto=False)[1])
     return 0
+
+
+def _written(path: Path, model: ImportedHours | WebsiteAnswer, header: str) -> bool:
+    """Write ``path`` (atomically); a folder the user may not write is said, not a traceback."""
+    try:
+        write_yaml(path, model, header)
+    except OSError as exc:
+        print(f"{path}: not written: {exc.strerror} (nothing changed)", file=sys.stderr)
+        return False
+    return True
 
 
 def _answer(website: WebsiteHours) -> WebsiteAnswer | None:
@@ -716,7 +727,8 @@ def _hours_apply(args: argparse.Namespace) -> int:
         "# Written by `openbranch hours apply`: the hours imported from the library's website.\n"
         "# Do not edit: change the website, or the gateway config's own hours (which win).\n"
     )
-    write_yaml(website.imported_file, imported, header)
+    if not _written(website.imported_file, imported, header):
+        return 1
     _show(answer, changes)
     held = len(changes) - len(log)
     print(

@@ -282,3 +282,17 @@ def test_plan_as_dpl_json_is_the_api_shape_and_imports_back_unchanged(
         code, out, _ = run(capsys, "hours", "import", str(config), *WEEK)
     assert code == 0
     assert "0 days differ" in out
+
+
+def test_a_folder_that_cannot_be_written_is_said_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], site: DplStandIn
+) -> None:
+    missing = tmp_path / "gone"
+    config = gateway_yaml(tmp_path, site.url, folder=str(missing))
+    code, _, err = run(capsys, "hours", "import", str(config), *WEEK)
+    assert code == 1
+    assert err == (
+        f"{missing / 'hours_website.yaml'}: not written: No such file or directory "
+        "(nothing changed)\n"
+    )
+    assert not list(tmp_path.rglob("hours_*.yaml"))
