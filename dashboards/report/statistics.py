@@ -219,7 +219,9 @@ def recorded_modes(
     ``points`` are one branch's ``branch_mode`` points, earlier ones included (the mode at the
     start is the last one recorded before it)."""
     key = schema.BRANCH_MODE_MODE.key
-    changes = sorted((p.time_ns, str(p.fields[key])) for p in points if key in p.fields)
+    changes = sorted(
+        ((p.time_ns, str(p.fields[key])) for p in points if key in p.fields), key=lambda c: c[0]
+    )  # stable: of two records at one instant, the later written wins
     durations: dict[str, int] = defaultdict(int)
     mode: str | None = None
     cursor = start_ns

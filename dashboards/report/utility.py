@@ -193,21 +193,14 @@ class MonthReconciliation:
         return "drift" if self.drift else "within margin"
 
 
-def _months(first: date, last: date) -> list[date]:
-    out, m = [], date(first.year, first.month, 1)
-    while m <= last:
-        out.append(m)
-        m = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
-    return out
-
-
 def _month_bounds(first: date, last: date, tz: ZoneInfo) -> list[tuple[date, int, int]]:
     """Each local month from ``first``'s to ``last``'s: (month, start ns, end ns), the last
     one ending after ``last``."""
-    out = []
-    for m in _months(first, last):
+    out, m = [], date(first.year, first.month, 1)
+    while m <= last:
         nxt = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
         out.append((m, _local_day_ns(m, tz), _local_day_ns(min(nxt, last + timedelta(1)), tz)))
+        m = nxt
     return out
 
 
