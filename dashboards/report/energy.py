@@ -734,5 +734,14 @@ def method_notes(report: EnergyReport) -> list[tuple[str, str]]:
             " from each meter's daily first, lowest, highest and last reading (two in a day"
             " count once).",
         ),
+        (
+            "Closed hours",
+            f"Measurement {schema.CLOSED_HOURS.name}: every whole UTC hour the branch's calendar"
+            " had it closed (holidays, exceptions and overrides included), judged per meter at"
+            " the gateway. Base load: the 20th percentile of the meter's measured closed hours"
+            " of the 28 days before. Waste: consumption above the base load in hours above it by"
+            " more than 50 % and the carrier's minimum (0.2 kWh electricity, 1 kWh heat, 10 l"
+            " water); its CO2e uses the month's location-based factor as applied above.",
+        ),
         ("Rounding", "Sums are exact (decimal); figures are rounded only when written."),
     ]
