@@ -6,10 +6,12 @@ first of the pair is stopped and the branch's messages reach the second."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,8 +57,14 @@ def certs(tmp_path: Path) -> Path:
     return where
 
 
+def _same(broker: RenderedBroker) -> RenderedBroker:
+    return broker
+
+
 @pytest.fixture
-def central_pair(tmp_path: Path, certs: Path) -> Iterator[tuple[list[RenderedBroker], dict]]:
+def central_pair(
+    tmp_path: Path, certs: Path
+) -> Iterator[tuple[list[RenderedBroker], dict[str, Any]]]:
     """The shard's two brokers on the rendered central config; the probe listens on a plain
     listener added for the test (same accounts and ACL: per_listener_settings is false)."""
     inventory = paired(tmp_path)
@@ -81,7 +89,7 @@ def central_pair(tmp_path: Path, certs: Path) -> Iterator[tuple[list[RenderedBro
             ) + f"\nlistener {plain} 127.0.0.1\n"
             broker = RenderedBroker(conf)
             broker.port = plain
-            brokers.append(start_or_fail(lambda b=broker: b))
+            brokers.append(start_or_fail(functools.partial(_same, broker)))
             bridge_ports.append(bridge)
         yield (
             brokers,
@@ -97,7 +105,7 @@ def central_pair(tmp_path: Path, certs: Path) -> Iterator[tuple[list[RenderedBro
 
 
 def test_a_branch_fails_over_to_the_second_broker_when_the_first_stops(
-    certs: Path, central_pair: tuple[list[RenderedBroker], dict]
+    certs: Path, central_pair: tuple[list[RenderedBroker], dict[str, Any]]
 ) -> None:
     (first, second), rendered = central_pair
     a, b = rendered["ports"]

@@ -50,7 +50,7 @@ class Counter(StubSource):
             fields=fields,
             time=self._clock.now(),
         )
-        return PollResult(readings=[reading])
+        return PollResult(readings=(reading,))
 
 
 @pytest.fixture(scope="module")
