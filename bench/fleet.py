@@ -197,18 +197,22 @@ class Load:
     active_peak: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def read(self) -> dict[str, float]:
+    def read(self) -> tuple[float, dict[str, float]]:
+        """influxd's write counters and its own time when it took them (a loaded server may
+        answer late; stamping the answer's arrival would make some windows look faster)."""
         with urllib.request.urlopen(f"{self.influxd.url}/debug/vars", timeout=10) as response:
             data = json.loads(response.read())
         self.heap_peak = max(self.heap_peak, float(data["memstats"]["Sys"]))
         httpd = next(v for k, v in data.items() if k.startswith("httpd"))["values"]
         self.active_peak = max(self.active_peak, float(httpd["writeReqActive"]))
-        return {k: float(v) for k, v in httpd.items()}
+        stamp, _, fraction = data["system"]["currentTime"].rstrip("Z").partition(".")
+        taken = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+        return taken + float(f"0.{fraction or 0}"), {k: float(v) for k, v in httpd.items()}
 
     def run(self) -> None:
         while not self._stop.wait(1.0):
             try:
-                self.samples.append((time.time(), self.read()))
+                self.samples.append(self.read())
             except OSError:  # a sample the loaded server did not answer in time
                 continue
 
@@ -255,20 +259,20 @@ def one_run(pipes: list[Connection], max_rate: int, expected: int) -> dict[str, 
     with Influxd() as influxd:
         influxd.query(f'CREATE DATABASE "{DATABASE}"')
         load = Load(influxd)
-        base = load.read()
+        _, base = load.read()
         cpu0 = cpu_seconds(influxd.pid)
         release = time.time() + 1.0
         for pipe in pipes:
             pipe.send((influxd.url, DATABASE, max_rate, release))
         time.sleep(max(0.0, release - time.time()))
-        load.samples.append((time.time(), base))
+        load.samples.append(load.read())
         sampler = threading.Thread(target=load.run, daemon=True)
         sampler.start()
         results = [pipe.recv() for pipe in pipes]
         end = max(t for r in results for t in r["finished"])
         load.stop()
         sampler.join()
-        load.samples.append((time.time(), load.read()))
+        load.samples.append(load.read())
         cpu = cpu_seconds(influxd.pid) - cpu0
         rss = peak_rss_mb(influxd.pid)
         count = stored(influxd)
