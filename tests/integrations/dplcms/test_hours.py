@@ -32,10 +32,10 @@ WEEKDAY = [
 ]
 
 
-def gateway_yaml(folder: Path, url: str, **website: object) -> Path:
+def gateway_yaml(where: Path, url: str, **website: object) -> Path:
     config = {
         "branch": {"id": "vanloese", "name": "Vanløse", "timezone": "Europe/Copenhagen"},
-        "store": {"path": str(folder / "outbox.db")},
+        "store": {"path": str(where / "outbox.db")},
         "hours": {
             "weekly": {
                 **dict.fromkeys(("mon", "tue", "wed", "thu", "fri"), WEEKDAY),
@@ -57,7 +57,7 @@ def gateway_yaml(folder: Path, url: str, **website: object) -> Path:
             **website,
         },
     }
-    path = folder / "gateway.yaml"
+    path = where / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
 
