@@ -21,7 +21,8 @@ Card numbers and PINs are never logged, audited, published or stored.
 Abuse: ``lockout.attempts`` wrong PINs on one card, or ``lockout.reader_attempts`` on one
 reader, within ``lockout.within_s`` lock that card (or reader) for ``lockout.lock_s``. A
 reader that floods: the queue holds ``queue`` presentations and each reader at most its share;
-more are dropped, counted, and ``entry_flood`` is raised until the queue is empty again.
+more are dropped, counted, and ``entry_flood`` is raised until a tick of the desk finds the
+queue empty with nothing dropped since the tick before.
 
 Tailgating: each admission is a credit at its door for ``tailgating.window_s``; each person
 the door's people counter counts in while cards are needed takes one. A person with no
@@ -198,6 +199,7 @@ class EntryDesk:
         self._share = max(1, config.queue // max(1, len(config.readers)))
         self._waiting: dict[str, int] = {}  # reader -> presentations in the queue
         self.dropped = 0  # presentations dropped by the bound (counted, alerted)
+        self._dropped_seen = 0  # ``dropped`` at the last tick
         self._flooding = False
         self._offline = False
         lock = config.lockout
@@ -254,14 +256,6 @@ class EntryDesk:
                 await self.handle(presentation)
             except Exception:  # one presentation's failure costs only itself
                 log.exception("entry: a presentation at %s failed", presentation.reader)
-            if self._flooding and self._queue.empty():
-                self._flooding = False
-                self._journal.alert(
-                    schema.ENTRY_FLOOD,
-                    f"the queue is empty again; {self.dropped} presentations dropped in all",
-                    severity="info",
-                    active=False,
-                )
 
     async def _tick(self) -> None:
         every = min(self.config.tailgating.window_s, 60.0)
@@ -271,6 +265,20 @@ class EntryDesk:
             self._cards.forget(now)
             self._by_reader.forget(now)
             self._clear_tailgating(now)
+            self._clear_flood()
+
+    def _clear_flood(self) -> None:
+        """Cleared once a tick passed with the queue empty and nothing dropped (a flood in
+        bursts stays one alert, not one per burst)."""
+        if self._flooding and self._queue.empty() and self.dropped == self._dropped_seen:
+            self._flooding = False
+            self._journal.alert(
+                schema.ENTRY_FLOOD,
+                f"the queue is empty again; {self.dropped} presentations dropped in all",
+                severity="info",
+                active=False,
+            )
+        self._dropped_seen = self.dropped
 
     # --- one presentation ----------------------------------------------------------------
 
