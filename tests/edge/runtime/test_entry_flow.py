@@ -28,6 +28,7 @@ from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.integrations.homeassistant import alert_entity
 from openbranch.integrations.mqtt.simulator import SimulatedMqttDevice
 from tests.integrations.sip2.acs import LOGIN_PASSWORD, LOGIN_USER, AcsProcess
 from tests.mqttwatch import Watcher, retained_all
@@ -129,7 +130,7 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
     registry = default_registry()
     clock = ScaledClock(start=START, speed=1)
     outbox = open_outbox(cfg)
-    gateway = Gateway(config=cfg, registry=registry, clock=clock, outbox=outbox, extensions=[])
+    gateway = Gateway(config=cfg, registry=registry, clock=clock, outbox=outbox)
     heard: list[str] = []  # what Home Assistant's alert entities hear
     gateway.journal.raised.append(heard.append)
     (sim,) = registry.simulate(cfg.devices, mqtt=cfg.mqtt)
@@ -221,6 +222,8 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
         "SELECT admitted, refused FROM admission WHERE mode = 'self_service'", influx_db
     )
     assert not [kind for kind in heard if kind.startswith("unlock:")]  # every pulse obeyed
+    tailgating = alert_entity(cfg, "tailgating:door")  # Home Assistant's binary sensor
+    assert json.loads(retained[tailgating.topic])["device_class"] == "problem"
     (row,) = rows  # one hour, written again with each decision
     assert row[1] == 3  # admitted: the first, again, and when the library system is back
     assert row[2] >= 6  # lost, 3 wrong PINs, locked out, offline (and retries while it came back)
