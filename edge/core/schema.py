@@ -351,6 +351,7 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
         for m in (
             ENERGY,
             ENERGY_HOURLY,
+            UTILITY_HOURLY,
             CLOSED_HOURS,
             ELECTRICAL,
             OCCUPANCY,

@@ -103,6 +103,7 @@ def test_schema_names_are_unique_and_typed() -> None:
     assert set(schema.MEASUREMENTS) == {
         "energy",
         "energy_hourly",
+        "utility_hourly",
         "closed_hours",
         "electrical",
         "occupancy",
