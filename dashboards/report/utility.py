@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import influxdb
@@ -40,6 +40,7 @@ import influxdb
 from openbranch.dashboards.report.source import HourRow, Source, SourceError
 from openbranch.dashboards.report.tables import Column, Table, Value, q
 from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
 from openbranch.integrations.eloverblik import (
     EloverblikClient,
     EloverblikFile,
@@ -88,34 +89,38 @@ class ImportSummary:
     incomplete_days: tuple[date, ...]  # local days with fewer hours than the day has
 
 
-def _point(mp: MeteringPoint, value: HourValue) -> dict[str, Any]:
-    return {
-        "measurement": schema.UTILITY_HOURLY.name,
-        "tags": {
-            schema.Tag.BRANCH.value: mp.branch,
-            schema.Tag.DEVICE.value: mp.id,
-            schema.Tag.CARRIER.value: _ELECTRICITY,
-        },
-        "fields": {
+def _reading(mp: MeteringPoint, value: HourValue) -> Reading:
+    return Reading(
+        branch=mp.branch,
+        device=mp.id,
+        measurement=schema.UTILITY_HOURLY,
+        fields={
             schema.UTILITY_CONSUMPTION.key: float(value.kwh),
             schema.UTILITY_QUALITY.key: value.quality,
         },
-        "time": _ns(value.start),
-    }
+        tags={schema.Tag.CARRIER.value: _ELECTRICITY},
+        time=value.start,
+    )
+
+
+def _write(client: influxdb.InfluxDBClient, lines: list[str], what: str) -> None:
+    try:
+        client.write_points(lines, protocol="line", batch_size=5000)
+    except Exception as exc:  # the client raises requests' and its own errors
+        raise SourceError(f"InfluxDB: writing {what}: {exc}") from exc
 
 
 def write_hours(
     client: influxdb.InfluxDBClient, points: Sequence[MeteringPoint], values: Iterable[HourValue]
 ) -> int:
-    """Write ``values`` as ``utility_hourly`` points; returns how many."""
+    """Write ``values`` as ``utility_hourly`` points (checked by the schema); how many."""
     by_id = {p.id: p for p in points}
-    body = [_point(by_id[v.metering_point], v) for v in values if v.metering_point in by_id]
-    if body:
-        try:
-            client.write_points(body, time_precision="n", batch_size=5000)
-        except Exception as exc:  # the client raises requests' and its own errors
-            raise SourceError(f"InfluxDB: writing {len(body)} utility hours: {exc}") from exc
-    return len(body)
+    lines = [
+        _reading(by_id[v.metering_point], v).to_line() for v in values if v.metering_point in by_id
+    ]
+    if lines:
+        _write(client, lines, f"{len(lines)} utility hours")
+    return len(lines)
 
 
 def import_hours(
@@ -311,25 +316,19 @@ class InfluxAlerts:
         return bool(rows and rows[0].get("last") is True)
 
     def write(self, branch: str, kind: str, message: str, *, severity: str, active: bool) -> None:
-        now = self._now or datetime.now(UTC)
-        point = {
-            "measurement": schema.ALERT.name,
-            "tags": {
-                schema.Tag.BRANCH.value: branch,
-                schema.Tag.DEVICE.value: ALERT_DEVICE,
-                schema.Tag.KIND.value: kind,
-            },
-            "fields": {
+        alert = Reading(
+            branch=branch,
+            device=ALERT_DEVICE,
+            measurement=schema.ALERT,
+            fields={
                 schema.ALERT_MESSAGE.key: message,
                 schema.ALERT_SEVERITY.key: severity,
                 schema.ALERT_ACTIVE.key: active,
             },
-            "time": _ns(now),
-        }
-        try:
-            self._client.write_points([point], time_precision="n")
-        except Exception as exc:  # the client raises requests' and its own errors
-            raise SourceError(f"InfluxDB: writing alert {kind}: {exc}") from exc
+            tags={schema.Tag.KIND.value: kind},
+            time=self._now or datetime.now(UTC),
+        )
+        _write(self._client, [alert.to_line()], f"alert {kind}")
 
 
 def _quoted(text: str) -> str:
