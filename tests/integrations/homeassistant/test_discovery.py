@@ -108,7 +108,9 @@ def test_energy_registers_show_the_corrected_total_for_the_energy_dashboard() ->
             registers += 1
             entity = found[f"openbranch:catalogue:{device.id}:{point.id}_total"]
             p = entity.payload
-            assert p["device_class"] == "energy" and p["unit_of_measurement"] == "kWh"
+            # a water meter (m³, moxa-iologik-e1210-water) is a volume, the others energy
+            expected = ("water", "m³") if point.unit == "m³" else ("energy", "kWh")
+            assert (p["device_class"], p["unit_of_measurement"]) == expected
             assert p["state_class"] == "total_increasing"
             series = state_key(schema.ENERGY.name, profile.tags_for(point, device.zone))
             assert json.dumps(series) in p["value_template"]
