@@ -234,6 +234,10 @@ def excused_polls(world: World) -> list[Answered]:
             out.append(
                 dataclasses.replace(a, excused="in the last moments before the store failed")
             )
+        elif any(down <= a.time_ns <= up for down, up in world.downtimes):
+            # the gateway was stopping: the pollers stop first, and a poll in flight is
+            # cancelled (its answer, if it came, was never decoded)
+            out.append(dataclasses.replace(a, excused="in flight as the gateway stopped"))
         else:
             out.append(a)
     return out
@@ -268,38 +272,35 @@ def excused_pushes(world: World) -> list[Pushed]:
         def within(a: int, b: int, moments: tuple[int, int] = moments) -> bool:
             return any(a <= t <= b for t in moments)
 
-        if any(within(k - grace, k) for k in world.kills):
-            # committed in the last moments before a SIGKILL: its acknowledgement may not have
-            # left, and the broker sends it again (QoS 1 is at least once)
-            out.append(dataclasses.replace(p, copies=2))
-            continue
-        if any(within(a - grace, b) for a, b in world.journal_excused):
-            # delivered as the store's file system failed: a commit whose fsync failed is
-            # not acknowledged, yet its rows may have been read (and sent on) before the
-            # failure; the broker sends the message again after the repair
-            out.append(dataclasses.replace(p, copies=2))
-            continue
-        if any(within(down - grace, up) for down, up in world.broker_downs):
-            # delivered and committed as the broker went away: the acknowledgement may not
-            # have reached it, and it sends the message again after its restart
-            out.append(dataclasses.replace(p, copies=2))
-            continue
-        if not any(within(down - slack, up + reconnect) for down, up in world.broker_kills):
-            out.append(p)
-            continue
-        out.append(
-            Pushed(
-                p.device,
-                p.measurement,
-                p.field,
-                p.value,
-                p.time_ns,
-                2,
-                "acknowledged by a broker killed before its next save, or by the restarted one"
-                " before the gateway was back (Mosquitto 2.0.11 kept it from the restored"
-                " session)",
-            )
+        # may come twice: committed in the last moments before a SIGKILL (its acknowledgement
+        # may not have left); delivered as the store's file system failed (a commit whose
+        # fsync failed is not acknowledged, yet its rows may have been sent on); delivered as
+        # the broker went away (the acknowledgement may not have reached it). QoS 1 is at
+        # least once: the broker sends it again.
+        doubled = (
+            any(within(k - grace, k) for k in world.kills)
+            or any(within(a - grace, b) for a, b in world.journal_excused)
+            or any(within(down - grace, up) for down, up in world.broker_downs)
         )
+        # may be lost, or come twice: acknowledged by a broker killed before its next save
+        if any(within(down - slack, up + reconnect) for down, up in world.broker_kills):
+            out.append(
+                Pushed(
+                    p.device,
+                    p.measurement,
+                    p.field,
+                    p.value,
+                    p.time_ns,
+                    2,
+                    "acknowledged by a broker killed before its next save, or by the restarted"
+                    " one before the gateway was back (Mosquitto 2.0.11 kept it from the"
+                    " restored session)",
+                )
+            )
+        elif doubled:
+            out.append(dataclasses.replace(p, copies=2))
+        else:
+            out.append(p)
     return out
 
 

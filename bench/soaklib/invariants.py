@@ -742,9 +742,16 @@ def _modes(run: Run) -> list[Violation]:
     def allowed(at: int) -> int:
         """How late a change asked for at ``at`` may come."""
         late = MODE_WITHIN
-        for down, up in run.downtimes:
-            if down - MODE_WITHIN <= at <= up:  # a new run waits up to two minutes for its
-                late = max(late, up - at + 2 * MODE_WITHIN + 60 * S)  # devices' first answers
+        restart = 2 * MODE_WITHIN + 60 * S  # a new run waits up to two minutes for its
+        # devices' first answers
+        downtimes = sorted(run.downtimes)
+        for i, (down, up) in enumerate(downtimes):
+            if down - MODE_WITHIN <= at <= up:
+                back = up
+                for later_down, later_up in downtimes[i + 1 :]:  # down again before it could
+                    if later_down <= back + restart:
+                        back = max(back, later_up)
+                late = max(late, back - at + restart)
         for when, size in run.steps:  # the clock jumped from when - size to when
             if min(when, when - size) - MODE_WITHIN <= at <= max(when, when - size) + late:
                 late = max(late, abs(size) + 2 * MODE_WITHIN)

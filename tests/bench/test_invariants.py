@@ -362,6 +362,29 @@ def test_a_mode_change_that_did_not_happen_or_happened_twice_is_caught(
     assert "closed -> self_service at 2026-11-25 22:10:00 UTC: the calendar asked" in str(found)
 
 
+def test_a_change_due_while_the_gateway_was_down_twice_may_come_after_the_second_return(
+    recorded: Callable[..., Run],
+) -> None:
+    """Staffed at 22:15, the gateway down 22:14-22:16, back for 30 s and killed before its
+    first step, down until 22:20: the change at 22:22:30 is in time (counted from 22:16 it
+    was not); with no change at all, the violation."""
+    downtimes = [(ns(T0) + 74 * 60 * S, ns(T0) + 76 * 60 * S)]
+    downtimes.append((ns(T0) + int(76.5 * 60 * S), ns(T0) + 80 * 60 * S))
+
+    def due(run: Run) -> Run:
+        return dataclasses.replace(
+            run,
+            boundaries=[*run.boundaries, Boundary(ns(T0) + 75 * 60 * S, "staffed")],
+            downtimes=downtimes,
+        )
+
+    came = due(recorded(lambda rec: rec.journal("mode", "closed -> staffed", 82.5), at=82.5))
+    assert check(came) == []
+    never = check(due(recorded()))
+    assert invariants(never) == {"modes"}
+    assert "the calendar asked for staffed at 2026-11-25 22:15:00 UTC" in str(never)
+
+
 def test_memory_or_descriptors_over_their_bounds_are_caught(recorded: Callable[..., Run]) -> None:
     run = recorded()
     run.samples = [Sample(float(t), 7, 80_000_000 + t * 5_000_000, 20 + 5 * t) for t in range(40)]
