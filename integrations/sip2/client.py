@@ -37,8 +37,7 @@ from openbranch.integrations.sip2.codec import (
     Sip2CodecError,
     encode,
     login,
-    patron_information,
-    patron_status,
+    patron,
     sc_status,
 )
 from openbranch.integrations.sip2.patron import patron_from
@@ -202,8 +201,8 @@ class Sip2LibrarySystem:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, job: _Job) -> Request:
-        make = patron_information if self.config.request == "patron_information" else patron_status
-        request = make(
+        request = patron(
+            "63" if self.config.request == "patron_information" else "23",
             institution=self.config.institution_id,
             card=job.card,
             pin=job.pin,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 __all__ = [
     "FIXED_LENGTH",
@@ -26,8 +27,7 @@ __all__ = [
     "checksum",
     "encode",
     "login",
-    "patron_information",
-    "patron_status",
+    "patron",
     "sc_status",
     "transaction_date",
 ]
@@ -112,41 +112,22 @@ def sc_status(*, max_print_width: int = 80) -> Request:
     return Request("99", f"0{max_print_width:03d}2.00")
 
 
-def _patron_fields(
-    *, institution: str, card: str, terminal_password: str, pin: str | None, pin_required: bool
-) -> tuple[tuple[str, str], ...]:
+def patron(
+    command: Literal["23", "63"],
+    *,
+    institution: str,
+    card: str,
+    pin: str | None,
+    terminal_password: str,
+    at: datetime,
+) -> Request:
+    """23 (patron status: AD is required, empty when no PIN was entered) or 63 (patron
+    information without an item summary: AD only when a PIN was entered)."""
     fields = [("AO", institution), ("AA", card), ("AC", terminal_password)]
-    if pin is not None or pin_required:
+    if pin is not None or command == "23":
         fields.append(("AD", pin or ""))
-    return tuple(fields)
-
-
-def patron_status(
-    *, institution: str, card: str, pin: str | None, terminal_password: str, at: datetime
-) -> Request:
-    """23: patron status (AD is required by the message: empty when no PIN was entered)."""
-    fields = _patron_fields(
-        institution=institution,
-        card=card,
-        terminal_password=terminal_password,
-        pin=pin,
-        pin_required=True,
-    )
-    return Request("23", "000" + transaction_date(at), fields)
-
-
-def patron_information(
-    *, institution: str, card: str, pin: str | None, terminal_password: str, at: datetime
-) -> Request:
-    """63: patron information, no item summary (AD only when a PIN was entered)."""
-    fields = _patron_fields(
-        institution=institution,
-        card=card,
-        terminal_password=terminal_password,
-        pin=pin,
-        pin_required=False,
-    )
-    return Request("63", "000" + transaction_date(at) + " " * 10, fields)
+    fixed = "000" + transaction_date(at) + (" " * 10 if command == "63" else "")
+    return Request(command, fixed, tuple(fields))
 
 
 @dataclass(frozen=True, slots=True)

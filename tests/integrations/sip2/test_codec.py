@@ -28,11 +28,21 @@ def test_requests_read_by_pysip2(sequence: int | None) -> None:
     requests = [
         codec.login(user="gw", password="pw", location="Hovedbiblioteket"),
         codec.sc_status(),
-        codec.patron_information(
-            institution="DK-761500", card="2200000000017", pin="1234", terminal_password="", at=AT
+        codec.patron(
+            "63",
+            institution="DK-761500",
+            card="2200000000017",
+            pin="1234",
+            terminal_password="",
+            at=AT,
         ),
-        codec.patron_status(
-            institution="DK-761500", card="2200000000017", pin=None, terminal_password="t", at=AT
+        codec.patron(
+            "23",
+            institution="DK-761500",
+            card="2200000000017",
+            pin=None,
+            terminal_password="t",
+            at=AT,
         ),
     ]
     decoded = [
@@ -69,7 +79,7 @@ def test_requests_read_by_pysip2(sequence: int | None) -> None:
     ],
 )
 def test_a_value_that_would_become_another_field_is_refused(card: str, problem: str) -> None:
-    request = codec.patron_status(institution="X", card=card, pin=None, terminal_password="", at=AT)
+    request = codec.patron("23", institution="X", card=card, pin=None, terminal_password="", at=AT)
     with pytest.raises(Sip2CodecError, match=problem):
         codec.encode(request)
 
