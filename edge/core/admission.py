@@ -103,6 +103,10 @@ class OfflineAllowList(Protocol):
         """Whether ``card`` was admitted online within the list's window."""
         ...
 
+    def forget(self, card: str) -> None:
+        """The library system refused ``card`` online (lost, blocked, not a patron)."""
+        ...
+
 
 # --- decisions ------------------------------------------------------------------------------
 
@@ -281,6 +285,9 @@ class EntryConfig(_Model):
     unlock_s: float = Field(default=5.0, gt=0, le=60, description="the unlock pulse")
     lookup_timeout_s: float = Field(default=3.0, gt=0, le=30)
     queue: int = Field(default=32, ge=1, le=1000, description="presentations waiting at most")
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, description="entry decisions kept in the local store"
+    )
 
 
 # --- readers ---------------------------------------------------------------------------------

@@ -69,6 +69,21 @@ __all__ = ["COUNTS_STATE", "BranchView", "EntryDesk", "Lockout", "branch_view", 
 log = logging.getLogger(__name__)
 
 COUNTS_STATE = "admission_counts"  # outbox state: this hour's counts per mode, as JSON
+RETENTION_ALERT = "entry_retention"  # raised while old entry records cannot be deleted
+HOUSEKEEPING_EVERY = 3600.0  # seconds of clock time between purges of old entry records
+#: Refusals that say the card itself may not enter: the allow-list forgets it.
+_PATRON_REFUSED = frozenset(
+    {
+        Reason.NOT_A_PATRON,
+        Reason.CARD_LOST,
+        Reason.CHARGE_DENIED,
+        Reason.TOO_MANY_OVERDUE,
+        Reason.FEES,
+        Reason.UNDER_AGE,
+        Reason.AGE_UNKNOWN,
+        Reason.CATEGORY,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +192,10 @@ class EntryDesk:
         load: Callable[[str], str | None] = lambda _key: None,
         save: Callable[[str, str], None] = lambda _key, _value: None,
         occupancy_cap: int | None = None,
+        housekeeping: Callable[[], object] = lambda: None,
     ) -> None:
-        """``occupancy_cap``: the cap where the rules give none (the closing policy's)."""
+        """``occupancy_cap``: the cap where the rules give none (the closing policy's);
+        ``housekeeping``: deletes what is past retention (run in a thread, hourly)."""
         self._branch = branch
         if config.rules.occupancy_cap is None and occupancy_cap is not None:
             rules = config.rules.model_copy(update={"occupancy_cap": occupancy_cap})
@@ -200,6 +217,7 @@ class EntryDesk:
         self._waiting: dict[str, int] = {}  # reader -> presentations in the queue
         self.dropped = 0  # presentations dropped by the bound (counted, alerted)
         self._dropped_seen = 0  # ``dropped`` at the last tick
+        self._housekeeping = housekeeping
         self._flooding = False
         self._offline = False
         lock = config.lockout
@@ -259,13 +277,36 @@ class EntryDesk:
 
     async def _tick(self) -> None:
         every = min(self.config.tailgating.window_s, 60.0)
+        kept = self._clock.monotonic() - HOUSEKEEPING_EVERY  # the first tick keeps house
         while True:
             await self._clock.sleep(every)
             now = self._clock.monotonic()
+            if now - kept >= HOUSEKEEPING_EVERY:
+                kept = now
+                await self._keep_house()
             self._cards.forget(now)
             self._by_reader.forget(now)
             self._clear_tailgating(now)
             self._clear_flood()
+
+    async def _keep_house(self) -> None:
+        """Delete what is past retention; a failure is an alert (personal data kept too long
+        is a fault a person must see)."""
+        try:
+            await asyncio.to_thread(self._housekeeping)
+        except Exception as exc:
+            log.exception("entry: deleting old entry records failed")
+            self._journal.alert(
+                RETENTION_ALERT,
+                f"entry records past {self.config.retention_days} days not deleted: {exc}",
+                severity="warning",
+                active=True,
+            )
+            return
+        if RETENTION_ALERT in self._journal.active:
+            self._journal.alert(
+                RETENTION_ALERT, "old entry records deleted again", severity="info", active=False
+            )
 
     def _clear_flood(self) -> None:
         """Cleared once a tick passed with the queue empty and nothing dropped (a flood in
@@ -327,8 +368,11 @@ class EntryDesk:
             closes_at=view.closes_at,
             pin_given=presentation.pin is not None,
         )
-        if decision.admit and self._allow is not None:
-            self._allow.remember(presentation.card)
+        if self._allow is not None:
+            if decision.admit:
+                self._allow.remember(presentation.card)
+            elif decision.reason in _PATRON_REFUSED:
+                self._allow.forget(presentation.card)
         return decision
 
     def _offline_decision(self, card: str) -> Decision:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +23,7 @@ from openbranch.edge.core.admission import LibrarySystem, OfflineAllowList
 from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.imported import ImportedHours, effective_hours
+from openbranch.edge.core.privacy import pseudonym as card_pseudonym
 from openbranch.edge.core.reading import Reading
 from openbranch.edge.core.registry import (
     BuildContext,
@@ -39,6 +38,7 @@ from openbranch.edge.hours.control import Verifier
 from openbranch.edge.hours.engine import BranchEngine
 from openbranch.edge.hours.reconciler import Reconciler
 from openbranch.edge.hours.waste import WasteDetector, closed_by
+from openbranch.edge.runtime.allowlist import AllowList, entry_key, purge_entry_records
 from openbranch.edge.runtime.committer import STORE_FAILED, Committer
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.desk import ControlDesk, Overrides
@@ -261,6 +261,18 @@ class Gateway:
         if library_system is None and config.library_system is not None:
             library_system = registry.library_system(config.library_system)
         self.library_system = library_system
+        self.allow_list: AllowList | None = None  # the gateway's own, closed at the stop
+        if config.entry is not None and pseudonym is None:  # the gateway's own key (decision 80)
+            key = entry_key(config.store.path)
+            pseudonym = functools.partial(card_pseudonym, key)
+        if (
+            config.entry is not None
+            and allow_list is None
+            and config.entry.offline.policy == "recently_admitted"
+        ):
+            allow_list = self.allow_list = AllowList.beside(
+                config.store.path, days=config.entry.offline.days, clock=clock
+            )
         self.entry = (  # self-service entry (issue 15)
             None
             if config.entry is None
@@ -271,7 +283,8 @@ class Gateway:
                 doors={c.device_id: c.source for c in self.coordinators},
                 library=library_system,
                 allow_list=allow_list,
-                pseudonym=pseudonym or _process_pseudonym(),
+                pseudonym=pseudonym or _no_card,
+                housekeeping=functools.partial(self._keep_house, config.entry.retention_days),
                 view=branch_view(engine=self.engine, overrides=self.overrides.active, clock=clock),
                 clock=clock,
                 journal=self.journal,
@@ -468,6 +481,14 @@ class Gateway:
     async def _close_library(self) -> None:
         if self.library_system is not None:
             await self.library_system.close()
+        if self.allow_list is not None:
+            self.allow_list.close()
+
+    def _keep_house(self, days: int) -> None:
+        """Entry records past retention, and the allow-list's expired cards, deleted."""
+        purge_entry_records(self.outbox, clock=self._clock, days=days)
+        if self.allow_list is not None:
+            self.allow_list.expire()
 
     async def _close_mqtt(self) -> None:
         if self.mqtt is not None:  # the last commit's states, then offline and DISCONNECT
@@ -485,11 +506,8 @@ class Gateway:
             await asyncio.sleep(0.05)
 
 
-def _process_pseudonym() -> Callable[[str], str]:
-    """A card's pseudonym keyed for this process only, where none is given: private, but not
-    comparable across restarts."""
-    key = secrets.token_bytes(32)
-    return lambda card: hmac.new(key, card.encode(), "sha256").hexdigest()[:16]
+def _no_card(_card: str) -> str:
+    raise AssertionError("the entry desk is built with the gateway's pseudonym")
 
 
 async def _step(what: str, run: Callable[[], Awaitable[object]]) -> None:

@@ -4,7 +4,8 @@ per reader, a reader flood, the branch's answer before any lookup.
 Stand-ins, and why: the library system here is a table in the test that can be switched off
 (the SIP2 wire, pysip2's ACS and the gateway's client meet in test_entry_flow.py), the
 readers and the door record what they are told (a real reader and lock on Mosquitto are in
-test_entry_flow.py too). The journal, the policy and the desk are the real ones.
+test_entry_flow.py too). The journal, the policy, the desk and the allow-list (sqlite, keyed
+pseudonyms) are the real ones.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from openbranch.edge.core.clock import Clock, ScaledClock
 from openbranch.edge.core.command import Command
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.core.schedule import Mode
+from openbranch.edge.runtime.allowlist import AllowList
 from openbranch.edge.runtime.entry import BranchView, EntryDesk, Lockout
 from openbranch.edge.runtime.journal import Journal
 from tests.edge.runtime.test_desk import StepClock
@@ -53,19 +56,6 @@ class Library:
 
     async def close(self) -> None:
         return None
-
-
-class AllowList:
-    """Cards admitted online (the real one keeps keyed hashes, edge/runtime/allowlist.py)."""
-
-    def __init__(self) -> None:
-        self.cards: set[str] = set()
-
-    def remember(self, card: str) -> None:
-        self.cards.add(card)
-
-    def admit_offline(self, card: str) -> bool:
-        return card in self.cards
 
 
 class Reader:
@@ -142,8 +132,12 @@ def run(entry: EntryDesk, *shown: tuple[str, str, str | None]) -> list[Reason]:
     return asyncio.run(main())
 
 
-def test_offline_refuse_all_is_the_default() -> None:
-    library, allow = Library(), AllowList()
+def allow_list(tmp_path: Path) -> AllowList:
+    return AllowList(tmp_path / "allowlist.db", key=b"k" * 32, days=14, clock=StepClock(NOW))
+
+
+def test_offline_refuse_all_is_the_default(tmp_path: Path) -> None:
+    library, allow = Library(), allow_list(tmp_path)
     entry, journal, _, door = desk(library=library, allow=allow)
     assert run(entry, ("r1", "1001", "1234")) == [Reason.ADMITTED]
     library.up = False
@@ -153,8 +147,8 @@ def test_offline_refuse_all_is_the_default() -> None:
     assert [c.value for c in door.commands] == [True, False]  # one pulse, the first card's
 
 
-def test_offline_recently_admitted_admits_only_cards_admitted_online() -> None:
-    library, allow = Library(), AllowList()
+def test_offline_recently_admitted_admits_only_cards_admitted_online(tmp_path: Path) -> None:
+    library, allow = Library(), allow_list(tmp_path)
     entry, journal, _, door = desk(
         library=library, allow=allow, entry={"offline": {"policy": "recently_admitted"}}
     )
@@ -169,6 +163,17 @@ def test_offline_recently_admitted_admits_only_cards_admitted_online() -> None:
     assert run(entry, ("r1", "1002", "4321")) == [Reason.ADMITTED]
     assert schema.LIBRARY_SYSTEM_DOWN not in journal.active
     assert [c.value for c in door.commands] == [True, False] * 3
+    CARDS.pop("1002")  # the card is withdrawn: refused online, forgotten for offline
+    try:
+        assert run(entry, ("r1", "1002", "4321")) == [Reason.NOT_A_PATRON]
+    finally:
+        CARDS["1002"] = "4321"
+    library.up = False
+    assert run(entry, ("r1", "1002", None), ("r1", "1001", None)) == [
+        Reason.OFFLINE,
+        Reason.OFFLINE_ADMITTED,
+    ]
+    assert b"1001" not in b"".join(p.read_bytes() for p in tmp_path.glob("allowlist.db*"))
 
 
 def test_a_reader_is_locked_after_wrong_pins_on_many_cards() -> None:
