@@ -7,7 +7,7 @@ and a 2 kW light left on from 22:00 on the 11th to 06:00 on the 12th. Its energy
 close the hours, the waste watch judges the closed ones, and the drainer writes everything to
 influxd, where the test reads it: 104 closed hours, 16 kWh of excess (8 hours x 2 kWh), and
 the alert raised (while it is, ``gateway status`` and Home Assistant's hook see it) and
-cleared.
+cleared; and a gateway started again on the same store has the base load's window back.
 """
 
 from __future__ import annotations
@@ -113,6 +113,16 @@ def test_a_light_left_on_overnight_reaches_influxdb_status_and_home_assistant(
 
     asyncio.run(main())
     outbox.close()
+    # the base load's window is in the store's state: a new gateway on it goes on from there
+    again = open_outbox(config)
+    restarted = Gateway(
+        config=config, registry=default_registry(), clock=clock, outbox=again, extensions=[]
+    )
+    assert restarted.waste is not None
+    state = restarted.waste.detector.state("main", schema.Carrier.ELECTRICITY.value)
+    assert len(state.hours) == 104 and state.run == 0
+    assert state.last_hour == int(morning.timestamp()) // 3600 - 1  # 07:00-08:00 local
+    again.close()
 
     closed = influxd.rows(
         "SELECT count(consumption), sum(excess) FROM closed_hours"
