@@ -74,6 +74,7 @@ class Acs:
     encoding: str = "utf-8"
     login: tuple[str, str] | None = (LOGIN_USER, LOGIN_PASSWORD)
     delay: float = 0.0
+    idle_timeout: float | None = None  # the server closes a connection idle this long
     asked: list[str] = field(default_factory=list)  # command ids answered, in order
     port: int = 0
 
@@ -82,6 +83,7 @@ class Acs:
             encoding=self.encoding,
             institution_id=INSTITUTION,
             login_required=self.login is not None,
+            idle_timeout=self.idle_timeout,
         )
 
         @server.route(LOGIN)
@@ -171,6 +173,7 @@ class Proxy:
 
     target: int
     fault: Fault | None = None
+    request_fault: Fault | None = None  # the same for each whole request frame from the client
     tls: ssl.SSLContext | None = None
     answers: list[bytes] = field(default_factory=list)  # server frames as received
     requests: int = 0  # client frames passed on
@@ -195,10 +198,16 @@ class Proxy:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
 
         async def upstream() -> None:
+            buffer = b""
             while data := await reader.read(4096):
-                self.requests += data.count(b"\r")
-                up_writer.write(data)
-                await up_writer.drain()
+                buffer += data
+                while b"\r" in buffer:
+                    frame, buffer = buffer.split(b"\r", 1)
+                    frame += b"\r"
+                    self.requests += 1
+                    fault = self.request_fault
+                    up_writer.write(frame if fault is None else fault(frame) or b"")
+                    await up_writer.drain()
             up_writer.close()
 
         async def downstream() -> None:
@@ -255,14 +264,22 @@ class AcsProcess:
     ``SIP2Server.start`` leaves its listening socket open when it stops (the port stays taken
     and the kernel keeps accepting connections nobody answers), a process's end closes it."""
 
-    def __init__(self, *, delay: float = 0.0) -> None:
+    def __init__(self, *, delay: float = 0.0, idle_timeout: float = 0.0) -> None:
         self.port = 0
         self.delay = delay
+        self.idle_timeout = idle_timeout
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> int:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integrations.sip2.acs", str(self.port), str(self.delay)],
+            [
+                sys.executable,
+                "-m",
+                "tests.integrations.sip2.acs",
+                str(self.port),
+                str(self.delay),
+                str(self.idle_timeout),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -280,11 +297,12 @@ class AcsProcess:
             self._process = None
 
 
-async def _serve(port: int, delay: float) -> None:
-    async with Acs(port=port, delay=delay)._server().start(port=port) as bound:
+async def _serve(port: int, delay: float, idle_timeout: float) -> None:
+    acs = Acs(port=port, delay=delay, idle_timeout=idle_timeout or None)
+    async with acs._server().start(port=port) as bound:
         print(bound, flush=True)
         await anyio.sleep_forever()
 
 
 if __name__ == "__main__":
-    anyio.run(_serve, int(sys.argv[1]), float(sys.argv[2]))
+    anyio.run(_serve, int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))

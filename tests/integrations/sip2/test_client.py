@@ -326,3 +326,52 @@ def test_a_card_the_protocol_cannot_carry_is_not_sent(
     patron, requests = asyncio.run(main())
     assert (patron.valid, patron.pin_ok) == (False, False)
     assert requests == 0  # not even a connection's login
+
+
+def test_a_request_garbled_on_the_way_is_sent_again(
+    acs: AcsProcess, secrets: dict[str, Any]
+) -> None:
+    """The server finds the checksum of the first patron request wrong and asks for a resend
+    (96); the client sends it again and gets its answer."""
+    spoiled: list[bytes] = []
+
+    def spoil_once(frame: bytes) -> bytes:
+        if frame.startswith(b"63") and not spoiled:
+            spoiled.append(frame)
+            return frame.replace(b"AA", b"AB", 1)  # checksum no longer matches
+        return frame
+
+    async def main() -> tuple[Patron, list[bytes]]:
+        proxy = Proxy(acs.port, request_fault=spoil_once)
+        await proxy.start()
+        system = Sip2LibrarySystem(config(proxy.port, secrets))
+        try:
+            return await system.lookup(KAREN, "1234"), proxy.answers
+        finally:
+            await system.close()
+            await proxy.stop()
+
+    patron, answers = asyncio.run(main())
+    assert (patron.valid, patron.pin_ok) == (True, True)
+    assert len(spoiled) == 1
+    assert [a[:2] for a in answers] == [b"94", b"98", b"96", b"64"]
+
+
+def test_a_connection_closed_while_idle_is_opened_again(secrets: dict[str, Any]) -> None:
+    """pysip2 closes a connection idle for 0.3 s; the next lookup is asked on a new one."""
+
+    async def main(acs: AcsProcess) -> tuple[list[bool], int, str | None]:
+        system = Sip2LibrarySystem(config(acs.port, secrets))
+        try:
+            first = await system.lookup(KAREN, "1234")
+            await asyncio.sleep(0.6)  # the server's idle timeout passes (that is the test)
+            second = await system.lookup(KAREN, "1234")
+            return [first.valid, second.valid], system.connects, system.problem
+        finally:
+            await system.close()
+
+    with running(AcsProcess(idle_timeout=0.3)) as idle:
+        valid, connects, problem = asyncio.run(main(idle))
+    assert valid == [True, True]
+    assert connects == 2
+    assert problem is None  # never unavailable
