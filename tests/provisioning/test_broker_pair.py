@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from openbranch.edge.core.registry import default_registry
+from openbranch.edge.core.registry import default_registry, load_checked
 from openbranch.provisioning.inventory import Inventory, load_inventory
 from openbranch.provisioning.render import RenderError, render
 from openbranch.provisioning.secrets import Secrets
@@ -45,6 +45,22 @@ def test_the_bridge_names_both_brokers_and_prefers_the_first(tmp_path: Path) -> 
     assert "restart_timeout 2 20" in bridge
     with pytest.raises(RenderError, match=r"bridge of viby: defaults\.mqtt_standby: the same"):
         render(paired(tmp_path, "mqtt.aarhus.example"), Secrets(tmp_path / "secrets"))
+
+
+def test_a_shard_paces_every_gateway_from_the_inventory(tmp_path: Path) -> None:
+    """The fleet's drain rate (docs/SCALE.md) is set once, in the sinks' defaults."""
+    text = AARHUS.read_text(encoding="utf-8")
+    sink = "database: libraries}"
+    assert sink in text
+    path = tmp_path / "aarhus.yaml"
+    path.write_text(text.replace(sink, "database: libraries, max_rate: 500}"), "utf-8")
+    inventory = load_inventory(path, check_device=default_registry().check_device)
+    files = render(inventory, Secrets(tmp_path / "secrets"))
+    out = tmp_path / "out"
+    for name in ("gateways/dokk1.yaml", "gateways/viby.yaml"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(files[name], encoding="utf-8")
+        assert [s.max_rate for s in load_checked(out / name).sinks] == [500]
 
 
 @pytest.fixture
