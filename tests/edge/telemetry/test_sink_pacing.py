@@ -92,7 +92,9 @@ def test_a_backlog_is_sent_no_faster_than_max_rate(
     writer.close()
     assert [n for _, n in writer.requests] == [200, 200, 50]  # a second's worth per request
     starts = [t for t, _ in writer.requests]
-    assert all(b - a >= 0.99 for a, b in itertools.pairwise(starts))  # 200 lines/s
+    # 200 lines a second: each request a second (or up to a fifth more) after the one before;
+    # unpaced, the three would go within milliseconds (the margin is the outbox read's jitter)
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(starts))
     rows = influxd.rows("SELECT count(entered) FROM occupancy WHERE device = 'paced'", influx_db)
     assert rows[0][1] == 450  # paced, not dropped
 
