@@ -12,6 +12,9 @@ thread per gateway (a gateway's drainer writes from its own thread). Measured pe
 
 - time from the release until influxd has acknowledged every point (and the count of stored
   points, which must equal the backlog);
+- with ``--outage S``: the drainers start while influxd is down and back off (the sink's
+  exponential, jittered backoff, capped at ``--backoff-max``); influxd comes back after S
+  seconds and their own retries release them: how those first retries spread;
 - the load influxd sees, from its own ``/debug/vars`` sampled every second: peak and mean write
   requests/s and points/s, most writes in flight, its CPU and peak RSS;
 - failed writes as the drainers saw them (status, or no answer: timeouts, refused, reset).
@@ -21,6 +24,7 @@ sink). All clients share the machine's cores with influxd, unlike a real fleet, 
 side (gzip, SQLite reads) competes with the server: compare runs with each other.
 
     .venv/bin/python bench/fleet.py [--gateways 200] [--hours 1] [--max-rate 0 500]
+                                    [--outage 180 --backoff-max 60]
 """
 
 from __future__ import annotations
@@ -99,24 +103,25 @@ def backlog(gateway: int, hours: float, rate: float = GATEWAY_RATE) -> list[Read
 
 
 class Counting:
-    """The gateway's writer, counting the failures the drainer sees (by status)."""
+    """The gateway's writer, keeping when each request was sent and how it failed (by status;
+    "" when it stored its lines)."""
 
     def __init__(self, writer: InfluxV1Writer) -> None:
         self.writer = writer
         self.name = writer.name
-        self.failures: Counter[str] = Counter()
-        self.requests = 0
+        self.attempts: list[tuple[float, str]] = []
 
     def write(self, lines: Sequence[str]) -> None:
-        self.requests += 1
+        sent = time.time()
         try:
             self.writer.write(lines)
         except Retryable as exc:
-            self.failures[str(exc.status) if exc.status else "no answer"] += 1
+            self.attempts.append((sent, str(exc.status) if exc.status else "no answer"))
             raise
         except SinkError as exc:
-            self.failures[type(exc).__name__] += 1
+            self.attempts.append((sent, type(exc).__name__))
             raise
+        self.attempts.append((sent, ""))
 
     def close(self) -> None:
         self.writer.close()
@@ -151,7 +156,7 @@ def worker(gateways: list[int], hours: float, workdir: str, conn: Connection) ->
         counts.append(len(readings))
     conn.send("filled")
     while (job := conn.recv()) is not None:
-        url, database, max_rate, release = job
+        url, database, max_rate, release, backoff_max = job
         writers = [
             Counting(InfluxV1Writer(InfluxV1Sink(type="influxdb_v1", url=url, database=database)))
             for _ in gateways
@@ -161,24 +166,21 @@ def worker(gateways: list[int], hours: float, workdir: str, conn: Connection) ->
             for path, w in zip(paths, writers, strict=True)
         ]
         drainers = [
-            Drainer(outbox=box, writer=w, max_rate=max_rate or None)
+            Drainer(outbox=box, writer=w, max_rate=max_rate or None, backoff_max=backoff_max)
             for box, w in zip(outboxes, writers, strict=True)
         ]
         time.sleep(max(0.0, release - time.time()))  # every gateway at the same instant
         finished = asyncio.run(_drain_all(drainers, counts))
         if any(box.depth(d.name) for box, d in zip(outboxes, drainers, strict=True)):
             raise RuntimeError("a drainer counted its backlog stored, its outbox disagrees")
-        failures: Counter[str] = Counter()
         for w in writers:
-            failures.update(w.failures)
             w.close()
         for box in outboxes:
             box.close()
         conn.send(
             {
                 "finished": finished,
-                "failures": dict(failures),
-                "requests": sum(w.requests for w in writers),
+                "attempts": [w.attempts for w in writers],
                 "written": sum(d.stats.written for d in drainers),
             }
         )
@@ -255,16 +257,24 @@ def stored(influxd: Influxd) -> int:
     return total
 
 
-def one_run(pipes: list[Connection], max_rate: int, expected: int) -> dict[str, Any]:
+def one_run(
+    pipes: list[Connection], max_rate: int, expected: int, outage: float, backoff_max: float
+) -> dict[str, Any]:
+    """One configuration on a fresh influxd; with ``outage``, the drainers start while it is
+    down, back off, and are released by their own retries when it comes back."""
     with Influxd() as influxd:
         influxd.query(f'CREATE DATABASE "{DATABASE}"')
+        if outage:
+            influxd.stop()
+        release = time.time() + 1.0
+        for pipe in pipes:
+            pipe.send((influxd.url, DATABASE, max_rate, release, backoff_max))
+        time.sleep(max(0.0, release + outage - time.time()))
+        influxd.start()
+        up = time.time()  # the release: influxd answers (again)
         load = Load(influxd)
         _, base = load.read()
         cpu0 = cpu_seconds(influxd.pid)
-        release = time.time() + 1.0
-        for pipe in pipes:
-            pipe.send((influxd.url, DATABASE, max_rate, release))
-        time.sleep(max(0.0, release - time.time()))
         load.samples.append(load.read())
         sampler = threading.Thread(target=load.run, daemon=True)
         sampler.start()
@@ -276,23 +286,30 @@ def one_run(pipes: list[Connection], max_rate: int, expected: int) -> dict[str, 
         cpu = cpu_seconds(influxd.pid) - cpu0
         rss = peak_rss_mb(influxd.pid)
         count = stored(influxd)
-    failures: Counter[str] = Counter()
-    for r in results:
-        failures.update(r["failures"])
-    finish = sorted(t - release for r in results for t in r["finished"])
+    attempts = [a for r in results for gateway in r["attempts"] for a in gateway]
+    failures = Counter(kind for sent, kind in attempts if kind and sent >= up)
+    first = sorted(
+        min(sent for sent, kind in gateway if not kind) - up
+        for r in results
+        for gateway in r["attempts"]
+    )
+    finish = sorted(t - up for r in results for t in r["finished"])
     writes, points = load.rates("writeReq"), load.rates("pointsWrittenOK")
     return {
         "max_rate": max_rate,
-        "seconds": end - release,
+        "seconds": end - up,
         "p50_gateway": statistics.median(finish),
         "stored": count,
         "expected": expected,
-        "requests": sum(r["requests"] for r in results),
+        "requests": sum(1 for sent, _ in attempts if sent >= up),
         "failures": failures,
+        "refused_while_down": sum(1 for sent, kind in attempts if kind and sent < up),
+        "first_p50": statistics.median(first),
+        "first_last": first[-1],
         "writes_peak": max(writes, default=0.0),
-        "writes_mean": sum(r["requests"] for r in results) / (end - release),
+        "writes_mean": sum(1 for sent, _ in attempts if sent >= up) / (end - up),
         "points_peak": max(points, default=0.0),
-        "points_mean": count / (end - release),
+        "points_mean": count / (end - up),
         "active_peak": load.active_peak,
         "server_errors": load.samples[-1][1]["serverError"] - base["serverError"],
         "cpu": cpu,
@@ -309,13 +326,28 @@ def main() -> None:
     parser.add_argument(
         "--max-rate", type=int, nargs="+", default=[0, 500], help="lines/s per gateway; 0: none"
     )
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=0.0,
+        help="seconds influxd is down while the drainers already try (0: released at once)",
+    )
+    parser.add_argument(
+        "--backoff-max", type=float, default=60.0, help="the drainers' backoff cap (a sink's: 60)"
+    )
     args = parser.parse_args()
     per_gateway = int(args.hours * 3600 * GATEWAY_RATE)
     expected = per_gateway * args.gateways
     print(
         f"fleet bench: {args.gateways} gateways x {args.hours:g} h backlog at {GATEWAY_RATE} "
         f"entries/s = {per_gateway:,} each, {expected:,} in all; {args.processes} processes; "
-        "every drainer released at once on a fresh influxd (5,000-line batches, gzip)"
+        + (
+            f"influxd down for {args.outage:g} s while the drainers back off (capped at "
+            f"{args.backoff_max:g} s, jittered), released by their own retries"
+            if args.outage
+            else "every drainer released at once on a fresh influxd"
+        )
+        + " (5,000-line batches, gzip)"
     )
     ctx = mp.get_context("spawn")
     shares = [list(range(args.gateways))[i :: args.processes] for i in range(args.processes)]
@@ -334,7 +366,7 @@ def main() -> None:
         print(f"outboxes filled in {time.perf_counter() - started:.0f} s (not measured below)")
         runs = []
         for max_rate in args.max_rate:
-            run = one_run(pipes, max_rate, expected)
+            run = one_run(pipes, max_rate, expected, args.outage, args.backoff_max)
             runs.append(run)
             limit = (
                 f"{max_rate:,} lines/s per gateway ({max_rate * args.gateways:,}/s in all)"
@@ -347,7 +379,14 @@ def main() -> None:
                 f"  all {run['stored']:,} of {run['expected']:,} points stored "
                 f"{run['seconds']:.1f} s after the release "
                 f"(half the gateways done by {run['p50_gateway']:.1f} s)\n"
-                f"  influxd: peak {run['writes_peak']:,.0f} writes/s and "
+                + (
+                    f"  {run['refused_while_down']:,} attempts refused while influxd was down; "
+                    f"each gateway's first stored batch after it returned: median "
+                    f"{run['first_p50']:.1f} s, last {run['first_last']:.1f} s\n"
+                    if args.outage
+                    else ""
+                )
+                + f"  influxd: peak {run['writes_peak']:,.0f} writes/s and "
                 f"{run['points_peak']:,.0f} points/s (mean {run['writes_mean']:,.0f} and "
                 f"{run['points_mean']:,.0f}), at most {run['active_peak']:.0f} writes in flight, "
                 f"CPU {run['cpu']:.0f} s, peak RSS {run['rss']:.0f} MB\n"
