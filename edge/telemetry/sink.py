@@ -467,7 +467,8 @@ class Drainer:
             self._alert(None, "")
 
     def retry_delay(self, exc: SinkError) -> float:
-        """Seconds before the next attempt after ``exc`` (this many failures in a row)."""
+        """Seconds before the next attempt after ``exc``, counted as the latest of the
+        failures in a row so far (the exponential step)."""
         if isinstance(exc, Unauthorized):
             return self.backoff_max
         if isinstance(exc, Retryable) and exc.retry_after is not None:
