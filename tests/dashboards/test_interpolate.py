@@ -125,3 +125,24 @@ def test_date_math_rounds_in_the_zone_across_dst() -> None:
     assert end.isoformat() == "2026-10-25T23:59:59.999000+01:00"
     assert parse_time("now-1d/d", NOW, CPH).isoformat() == "2026-11-29T00:00:00+01:00"
     assert parse_time("now/w", NOW, CPH).date().isoformat() == "2026-11-30"  # a Monday
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("now-1y", datetime(2025, 11, 30, 12, 0, tzinfo=CPH)),  # Grafana's "Last 1 year"
+        ("now-6M", datetime(2026, 5, 30, 12, 0, tzinfo=CPH)),  # across DST: wall clock kept
+        ("now-1y/y", datetime(2025, 1, 1, tzinfo=CPH)),
+        ("now/M", datetime(2026, 11, 1, tzinfo=CPH)),
+    ],
+)
+def test_calendar_date_math(raw: str, expected: datetime) -> None:
+    assert parse_time(raw, NOW, CPH) == expected
+
+
+def test_last_year_is_sent_as_milliseconds() -> None:
+    """Grafana writes only ``now-<n><s|m|h|d>`` as ``now() - ...`` (InfluxQL has no ``y``)."""
+    text = run("$timeFilter", time_range=TimeRange("now-1y", "now"))
+    start = int(datetime(2025, 11, 30, 12, 0, tzinfo=CPH).timestamp() * 1000)
+    assert text == f"time >= {start}ms and time <= now()"
+    assert run("$__interval", time_range=TimeRange("now-1y", "now")) == "6h"

@@ -6,7 +6,9 @@ The rules mirrored (Grafana's InfluxDB data source and template service):
 
 - ``$timeFilter`` becomes ``time >= <from> and time <= <to>``, where a bound of the form
   ``now`` or ``now-<n><s|m|h|d>`` is written as ``now()`` / ``now() - <n><unit>`` and any
-  other bound (``now/d``, ``now-1d/d``, absolute times) as epoch milliseconds (``...ms``).
+  other bound (``now/d``, ``now-1d/d``, ``now-1y``, ``now-6M``, absolute times) as epoch
+  milliseconds (``...ms``). Months and years are calendar steps on the wall clock
+  (moment.js's date math: 31 March - 1M is 28/29 February).
   ``frozen_now`` (for tests on recorded data) writes every bound as milliseconds from that
   instant instead of the server's clock.
 - A panel's ``timeFrom`` ("7d", "now/d") replaces the dashboard's range by ``now-7d``..now.
@@ -22,6 +24,7 @@ The rules mirrored (Grafana's InfluxDB data source and template service):
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,8 +155,9 @@ def parse_time(raw: str, now: datetime, tz: ZoneInfo, *, round_up: bool = False)
         elif unit in _UNITS:
             delta = timedelta(seconds=int(amount) * _UNITS[unit])
             when = when + delta if sign == "+" else when - delta
-        else:
-            raise ValueError(f"unsupported date math unit {unit!r} in {raw!r}")
+        else:  # M, y: calendar months and years
+            months = int(amount) * (12 if unit == "y" else 1)
+            when = _calendar(when, months if sign == "+" else -months)
     return when
 
 
@@ -168,12 +172,29 @@ def _round(when: datetime, unit: str, *, up: bool) -> datetime:
         span = timedelta(days=7)
     elif unit == "h":
         start, span = when.replace(minute=0, second=0, microsecond=0), timedelta(hours=1)
+    elif unit in ("M", "y"):
+        start = when.replace(
+            month=when.month if unit == "M" else 1, day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        if not up:
+            return start
+        return _calendar(start, 1 if unit == "M" else 12) - timedelta(milliseconds=1)
     else:
         raise ValueError(f"unsupported rounding /{unit}")
     if not up:
         return start
     end = (start.replace(tzinfo=None) + span).replace(tzinfo=start.tzinfo)  # wall-clock step
     return end - timedelta(milliseconds=1)
+
+
+def _calendar(when: datetime, months: int) -> datetime:
+    """``when`` moved by whole calendar months on the wall clock (moment.js: the day of the
+    month is kept, or the month's last day when it has fewer days)."""
+    index = when.year * 12 + when.month - 1 + months
+    year, month = divmod(index, 12)
+    days = calendar.monthrange(year, month + 1)[1]
+    naive = when.replace(tzinfo=None).replace(year=year, month=month + 1, day=min(when.day, days))
+    return naive.replace(tzinfo=when.tzinfo)
 
 
 def _influx_time(raw: str, now: datetime, tz: ZoneInfo, *, round_up: bool, frozen: bool) -> str:
