@@ -1,5 +1,6 @@
 """Extended hours: what self-service ("open library") hours add — visits in staffed vs
-self-service hours, hours gained per week, alerts per self-service hour, energy per mode-hour.
+self-service hours, hours gained per week, alerts per self-service hour, energy per mode-hour,
+card admissions per hour by mode (self-service entry, ``admission``).
 
 InfluxQL cannot join a measurement with another, and the mode is a measurement of its own
 (written when it changes). Panels that relate a value to the mode therefore ask two queries per
@@ -15,7 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from openbranch.dashboards.common import fleet_variables, uid
-from openbranch.dashboards.influxql import MODE_PER_HOUR, f, kwh_filter, mode_hours, select, t
+from openbranch.dashboards.influxql import (
+    MODE_PER_HOUR,
+    f,
+    kwh_filter,
+    last,
+    mode_hours,
+    select,
+    t,
+)
 from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
 from openbranch.edge.core import schema
 from openbranch.edge.core.schedule import Mode
@@ -72,6 +81,7 @@ def panels() -> tuple[Panel, ...]:
         group=f"time(1h), {device}",
     )
     return (
+        _admissions_panel(),
         Panel(
             title="Hours per week: self-service (gained) and staffed",
             kind="barchart",
@@ -135,6 +145,32 @@ def panels() -> tuple[Panel, ...]:
             ),
             "kwh",
             ("sum", "count", "mean"),
+        ),
+    )
+
+
+def _admissions_panel() -> Panel:
+    """Cards admitted and refused per hour, by the branch mode the gateway counted them in
+    (each hour's point is written again with each decision: its last value is the hour's)."""
+    counts = f"{last(schema.ADMISSION_ADMITTED)}, {last(schema.ADMISSION_REFUSED)}"
+    return Panel(
+        title="Card admissions per hour by mode",
+        description="self-service entry: cards admitted and refused at the readers per hour, "
+        "by branch mode (admitted in self-service hours: the visits the extended hours bring)",
+        kind="barchart",
+        width=24,
+        repeat="branch",
+        targets=(
+            Target(
+                query=select(
+                    counts,
+                    schema.ADMISSION,
+                    group=f"time(1h), {t(schema.Tag.MODE)}",
+                    fill="none",
+                ),
+                expects=(schema.ADMISSION_ADMITTED.key, schema.ADMISSION_REFUSED.key),
+                alias=f"$col $tag_{schema.Tag.MODE.value}",
+            ),
         ),
     )
 

@@ -31,7 +31,9 @@ from openbranch.edge.core.device import SimulatedDevice
 from openbranch.edge.core.registry import default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
 from openbranch.edge.core.yamlsource import load_yaml
+from openbranch.edge.demo.acs import DemoAcs
 from openbranch.edge.demo.broker import EmbeddedBroker
+from openbranch.edge.demo.patrons import DemoPatrons
 from openbranch.edge.demo.scenario import BranchScenario
 from openbranch.edge.demo.servers import Influxd, ServiceUnavailable, free_port
 from openbranch.edge.hours.calendar import Calendar
@@ -53,10 +55,13 @@ def prepare_config(
     mqtt: tuple[str, int] | None = None,
     influx_url: str | None = None,
     influx_database: str = "openbranch",
+    library_port: int | None = None,
 ) -> Path:
     """Copy the demo config into ``workdir`` with every device port moved to a free port,
-    the MQTT broker and the InfluxDB sink of this run filled in."""
+    the MQTT broker, the InfluxDB sink and the library system of this run filled in."""
     data: dict[str, Any] = load_yaml(template).data
+    if library_port is not None and "library_system" in data:
+        data["library_system"].update(host="127.0.0.1", port=library_port)
     if mqtt is not None and "mqtt" not in data:
         data["mqtt"] = {"host": mqtt[0], "port": mqtt[1], "protocol": "3.1.1"}  # amqtt: no v5
     if influx_url is not None:
@@ -148,6 +153,7 @@ async def _drive(
     view: Callable[[], None],
     view_every: float,
     say: Callable[[str], None],
+    patrons: DemoPatrons | None = None,
 ) -> None:
     """Move the world forward while the gateway runs; silence ``victim`` for a while."""
     stop = asyncio.Event()
@@ -162,6 +168,8 @@ async def _drive(
             now = clock.now()
             scenario.step(now, (now - then).total_seconds())
             then = now
+            if patrons is not None:
+                await patrons.step(now)
             want_silent = victim is not None and 0.4 * duration <= elapsed < 0.55 * duration
             if victim is not None and want_silent != silenced:
                 victim.set_silent(want_silent)
@@ -216,6 +224,9 @@ async def run_demo(
     """
     say: Callable[[str], None] = (lambda _t: None) if quiet else print
     broker = EmbeddedBroker() if _needs_broker(config_path) else None
+    acs = DemoAcs() if "library_system" in load_yaml(config_path).data else None
+    if acs is not None:
+        await acs.start()
     own_influxd = influx is True
     influxd = influx if isinstance(influx, Influxd) else _private_influxd(say) if influx else None
     if influxd is not None and not own_influxd:
@@ -230,7 +241,9 @@ async def run_demo(
                 mqtt=(broker.host, broker.port) if broker else None,
                 influx_url=influxd.url if influxd else None,
                 influx_database=influx_database,
+                library_port=acs.port if acs else None,
             ),
+            acs=acs,
             duration=duration,
             speed=speed,
             start=start,
@@ -250,6 +263,8 @@ async def run_demo(
     finally:
         if broker is not None:
             await broker.stop()
+        if acs is not None:
+            await acs.stop()
         if influxd is not None and own_influxd:
             influxd.close()
     return summary
@@ -321,6 +336,7 @@ async def _run(
     view_every: float,
     say: Callable[[str], None],
     straggler: bool,
+    acs: DemoAcs | None = None,
 ) -> dict[str, Any]:
 
     config: GatewayConfig = load_checked(config_path)
@@ -337,14 +353,18 @@ async def _run(
         timezone=tz,
         calendar=calendar,
         straggler_until=dtime(22, 25) if straggler else None,
+        card_door=_card_door(config),
     )
     store = _fresh_outbox(config)
     gateway = Gateway(config=config, registry=registry, clock=clock, outbox=store)
     timeline: list[str] = []
+    patrons = _patrons(
+        config=config, gateway=gateway, devices=devices, scenario=scenario, acs=acs, say=say
+    )
 
     def event(kind: str, message: str) -> None:
-        if kind == "command":
-            return  # every actuator write: in the audit log, too chatty for the timeline
+        if kind == "command" or (kind == "entry" and message.endswith("(admitted)")):
+            return  # every actuator write and admission: in the audit, too many for this
         line = f"  {clock.now().astimezone(tz):%H:%M}  {kind:<28} {message}"
         timeline.append(line)
         say(line)
@@ -368,12 +388,15 @@ async def _run(
             view=lambda: say(_view(clock, tz, gateway.coordinators, store.count())),
             view_every=view_every,
             say=say,
+            patrons=patrons,
         )
     finally:
         runtime_log.setLevel(level)
         for sim in simulations:
             await sim.stop()
     summary = _summary(gateway, store, clock.now() - start, scenario)
+    if gateway.entry is not None:
+        summary["entry"] = _entry_summary(store)
     summary["timeline"] = timeline
     summary["first_day"] = start.astimezone(tz).date().isoformat()
     summary["last_day"] = clock.now().astimezone(tz).date().isoformat()
@@ -387,6 +410,49 @@ async def _run(
     _print_summary(summary, duration, say)
     return summary
 
+
+def _card_door(config: GatewayConfig) -> str | None:
+    """The people counter at the door with the card reader (entry.readers[0].counter)."""
+    return None if config.entry is None else config.entry.readers[0].counter
+
+
+def _patrons(
+    *,
+    config: GatewayConfig,
+    gateway: Gateway,
+    devices: dict[str, SimulatedDevice],
+    scenario: BranchScenario,
+    acs: DemoAcs | None,
+    say: Callable[[str], None],
+) -> DemoPatrons | None:
+    """The visitors presenting cards at the first reader, when the demo has entry control."""
+    if config.entry is None or gateway.entry is None or acs is None:
+        return None
+    reader = config.entry.readers[0].reader
+    device = next(d for d in config.devices if d.id == reader)
+    topic = getattr(device.transport, "topic", reader)
+    patrons = DemoPatrons(
+        reader=devices[reader],
+        topic=f"{topic}/presented",  # the demo's reader profile (esphome-wiegand-reader)
+        scenario=scenario,
+        acs=acs,
+        timezone=ZoneInfo(config.branch.timezone),
+        say=say,
+    )
+    gateway.entry.listeners.append(patrons.on_decision)
+    return patrons
+
+
+def _entry_summary(store: Outbox) -> dict[str, int]:
+    """Entry decisions by reason, from the audit the gateway committed."""
+    reasons: dict[str, int] = {}
+    for entry in store.lines(measurement=schema.AUDIT.name):
+        if ",kind=entry " in entry.line and (found := _REASON.search(entry.line)):
+            reasons[found.group(1)] = reasons.get(found.group(1), 0) + 1
+    return reasons
+
+
+_REASON = re.compile(r"(?:admitted|refused) \((\w+)\)")
 
 LAST_RUN = "last-run.json"  # in the workdir: what scripts/demo reports on
 

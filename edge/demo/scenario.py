@@ -45,6 +45,11 @@ class BranchScenario:
     present: int = 0
     calendar: Calendar | None = None  # when given, visitors follow the branch's hours
     straggler_until: time | None = None  # one visitor stays after closing until this time
+    #: The counter at the door with the card reader: in self-service hours visitors wait
+    #: there (``at_door``) and come in only when a card lets them (``walk_in``).
+    card_door: str | None = None
+    at_door: int = 0
+    _walk_ins: int = field(init=False, default=0)
     _rng: random.Random = field(init=False)
     _meters: dict[str, _Meter] = field(init=False, default_factory=dict)
     _counters: dict[str, _Counter] = field(init=False, default_factory=dict)
@@ -71,15 +76,34 @@ class BranchScenario:
             return {Mode.STAFFED: shape, Mode.SELF_SERVICE: 0.4 * shape}.get(mode, 0.0)
         return shape if 8 <= hour < 22 else 0.0
 
+    def walk_in(self, people: int) -> None:
+        """``people`` come in through the card door (a card admitted them, or a tailgater)."""
+        self._walk_ins += people
+
+    def _card_entry(self, when: datetime) -> bool:
+        return (
+            self.card_door is not None
+            and self.calendar is not None
+            and self.calendar.mode_at(when).mode is Mode.SELF_SERVICE
+        )
+
     def step(self, when: datetime, seconds: float) -> None:
         """Advance the world by ``seconds`` ending at ``when`` and update every device."""
         busy = self.open_fraction(when)
         arrivals = self._poisson(self.visitors_per_hour * busy * seconds / 3600)
+        through_door, self._walk_ins = self._walk_ins, 0
+        if self._card_entry(when):  # they wait at the reader; admitted ones come in
+            self.at_door += arrivals
+            arrivals = 0
+        else:
+            self.at_door = 0  # no card needed (or closed): nobody waits at the reader
         leave_rate = 1 / 2700 if busy > 0 else 1 / 600  # a 45-minute visit; closing clears out
         departures = sum(
             1 for _ in range(self.present) if self._rng.random() < leave_rate * seconds
         )
-        self.present = max(0, self.present + arrivals - departures)
+        self.present = max(0, self.present + arrivals + through_door - departures)
+        if self.card_door is not None:
+            self._counters[self.card_door].entered += through_door
         for device_id, device in self.devices.items():
             self._update(
                 device_id=device_id,

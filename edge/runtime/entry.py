@@ -64,10 +64,19 @@ from openbranch.edge.hours.calendar import Override
 from openbranch.edge.runtime.engine_runner import EngineRunner
 from openbranch.edge.runtime.journal import Journal
 
-__all__ = ["COUNTS_STATE", "BranchView", "EntryDesk", "Lockout", "branch_view", "card_readers"]
+__all__ = [
+    "COUNTS_STATE",
+    "BranchView",
+    "EntryDesk",
+    "Lockout",
+    "branch_view",
+    "card_readers",
+    "mode_by_calendar",
+]
 
 log = logging.getLogger(__name__)
 
+_OPEN = (Mode.STAFFED, Mode.SELF_SERVICE)  # the branch is not closing while it goes on open
 COUNTS_STATE = "admission_counts"  # outbox state: this hour's counts per mode, as JSON
 RETENTION_ALERT = "entry_retention"  # raised while old entry records cannot be deleted
 HOUSEKEEPING_EVERY = 3600.0  # seconds of clock time between purges of old entry records
@@ -108,11 +117,22 @@ def branch_view(
         mode = Mode.CLOSED if last is None else last.mode
         calendar = engine.engine.calendar
         changes = calendar.transitions(now, now + timedelta(days=1), overrides(now))
-        closes_at = next((t.at for t in changes if t.mode_to is not mode), None)
+        closes_at = next((t.at for t in changes if t.mode_to not in _OPEN), None)
         today = now.astimezone(calendar.tz).date()
         return BranchView(mode, engine.inputs().present, closes_at, today)
 
     return view
+
+
+def mode_by_calendar(
+    *, engine: EngineRunner, overrides: Callable[[datetime], Sequence[Override]]
+) -> Callable[[datetime], Mode]:
+    """The branch's mode at an instant by its calendar and overrides (a reading's time)."""
+
+    def mode_at(instant: datetime) -> Mode:
+        return engine.engine.calendar.mode_at(instant, overrides(instant)).mode
+
+    return mode_at
 
 
 def card_readers(config: EntryConfig, sources: Mapping[str, object]) -> dict[str, CardReader]:
@@ -193,9 +213,11 @@ class EntryDesk:
         save: Callable[[str, str], None] = lambda _key, _value: None,
         occupancy_cap: int | None = None,
         housekeeping: Callable[[], object] = lambda: None,
+        mode_at: Callable[[datetime], Mode] | None = None,
     ) -> None:
         """``occupancy_cap``: the cap where the rules give none (the closing policy's);
-        ``housekeeping``: deletes what is past retention (run in a thread, hourly)."""
+        ``housekeeping``: deletes what is past retention (run in a thread, hourly);
+        ``mode_at``: the mode at a counter reading's time (default: the view's mode now)."""
         self._branch = branch
         if config.rules.occupancy_cap is None and occupancy_cap is not None:
             rules = config.rules.model_copy(update={"occupancy_cap": occupancy_cap})
@@ -218,6 +240,7 @@ class EntryDesk:
         self.dropped = 0  # presentations dropped by the bound (counted, alerted)
         self._dropped_seen = 0  # ``dropped`` at the last tick
         self._housekeeping = housekeeping
+        self._mode_at = mode_at or (lambda _t: self._view().mode)
         self._flooding = False
         self._offline = False
         lock = config.lockout
@@ -237,6 +260,8 @@ class EntryDesk:
             stored = json.loads(raw)
             self._hour, self._counts = stored["hour"], stored["counts"]
         self.decisions: list[tuple[str, Decision]] = []  # (reader, decision), latest last
+        #: hear each decision (reader, decision), such as the demo's visitors at the door
+        self.listeners: list[Callable[[str, Decision], None]] = []
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -342,9 +367,9 @@ class EntryDesk:
             decision = Decision(admit=False, reason=Reason.LOCKED_OUT)
         if decision is None:
             decision = await self._ask(presentation, view)
-            if decision.reason is Reason.WRONG_PIN:
-                self._wrong_pin(who, reader, mono)
         await self._act(presentation, who, view.mode, decision)
+        if decision.reason is Reason.WRONG_PIN:
+            self._wrong_pin(who, reader, mono)
         return decision
 
     async def _ask(self, presentation: Presentation, view: BranchView) -> Decision:
@@ -433,6 +458,11 @@ class EntryDesk:
         self._count(mode, d.admit)
         self.decisions.append((reader, d))
         del self.decisions[:-100]
+        for listener in self.listeners:
+            try:
+                listener(reader, d)
+            except Exception:  # a listener costs only itself
+                log.exception("entry: a decision listener failed")
         source = self._readers.get(reader)
         if source is not None:
             try:
@@ -501,15 +531,15 @@ class EntryDesk:
             value = r.fields.get(schema.OCCUPANCY_ENTERED.key)
             if door is None or r.measurement is not schema.OCCUPANCY or value is None:
                 continue
-            self._entered(door, int(value))
+            self._entered(door, int(value), r.time)
 
-    def _entered(self, door: str, total: int) -> None:
+    def _entered(self, door: str, total: int, at: datetime) -> None:
         state = self._tailgate[door]
         before, state.entered = state.entered, total
         if before is None or total <= before:
             return  # the first total, or the counter's own reset
-        if self._view().mode not in self.config.rules.modes:
-            return  # no card needed now (staffed): nobody tailgates
+        if self._mode_at(at) not in self.config.rules.modes:
+            return  # no card was needed when they came (staffed): nobody tailgates
         now = self._clock.monotonic()
         while state.credits and state.credits[0] <= now:
             state.credits.popleft()
@@ -530,7 +560,8 @@ class EntryDesk:
             state.alerting = True
             self._journal.alert(
                 f"{schema.TAILGATING}:{door}",
-                f"{door}: {unmatched} more people came in than cards admitted",
+                f"{door}: {unmatched} more {'person' if unmatched == 1 else 'people'} came in "
+                "than cards admitted",
                 severity=self.config.tailgating.severity,
                 active=True,
             )

@@ -43,7 +43,12 @@ from openbranch.edge.runtime.committer import STORE_FAILED, Committer
 from openbranch.edge.runtime.coordinator import Coordinator
 from openbranch.edge.runtime.desk import ControlDesk, Overrides
 from openbranch.edge.runtime.engine_runner import EngineRunner
-from openbranch.edge.runtime.entry import EntryDesk, branch_view, card_readers
+from openbranch.edge.runtime.entry import (
+    EntryDesk,
+    branch_view,
+    card_readers,
+    mode_by_calendar,
+)
 from openbranch.edge.runtime.health import Health
 from openbranch.edge.runtime.hours_watch import HoursWatch
 from openbranch.edge.runtime.journal import Journal
@@ -286,6 +291,7 @@ class Gateway:
                 pseudonym=pseudonym or _no_card,
                 housekeeping=functools.partial(self._keep_house, config.entry.retention_days),
                 view=branch_view(engine=self.engine, overrides=self.overrides.active, clock=clock),
+                mode_at=mode_by_calendar(engine=self.engine, overrides=self.overrides.active),
                 clock=clock,
                 journal=self.journal,
                 record=self.committer.record,
