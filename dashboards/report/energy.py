@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from openbranch.dashboards.report.admissions import admissions
 from openbranch.dashboards.report.closed import ClosedMonth, closed_months
 from openbranch.dashboards.report.factors import FactorRow, FactorTable, HourlyFactors
 from openbranch.dashboards.report.inputs import BranchInfo
@@ -208,6 +209,7 @@ class BranchRow:
     co2e_location_kg: Decimal = ZERO
     co2e_market_kg: Decimal | None = None
     visitors: int | None = None
+    admissions_self_service: int | None = None  # cards admitted; None: no entry control
     degree_days: Decimal | None = None
     baseline: dict[str, Decimal] | None = None  # per carrier, same months of the baseline year
     normal_degree_days: Decimal | None = None
@@ -587,6 +589,8 @@ def build_report(source: Source, options: ReportOptions) -> EnergyReport:
     lo, hi = b.window()
     only = list(options.only) if options.only else None
     visitors = b.visitors(source.entered(lo, hi, only))
+    periods = {m.branch: b.bounds(m.branch) for m in b.rows.values()}
+    admitted = admissions(source.points(schema.ADMISSION, lo, hi, only), periods)
     baseline: dict[str, dict[str, Decimal]] | None = None
     if options.baseline_year is not None:
         shift = options.baseline_year - options.first.year
@@ -608,6 +612,7 @@ def build_report(source: Source, options: ReportOptions) -> EnergyReport:
             info=b.info(bid),
             hours_in_period=hours_between(lo_b, hi_b),
             visitors=visitors.get(bid),
+            admissions_self_service=admitted.get(bid),
             normal_degree_days=options.normal_degree_days,
         )
         for m in months:

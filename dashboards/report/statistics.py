@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openbranch.dashboards.report.admissions import admissions
 from openbranch.dashboards.report.source import Counter, Point, Source
 from openbranch.dashboards.report.tables import Column, Table, Value
 from openbranch.edge.core import schema
@@ -267,25 +268,6 @@ def visits(
             continue
         out[c.branch] += int(c.value - before if c.value >= before else c.value)
     return dict(out), {b: len(d) for b, d in devices.items()}
-
-
-def admissions(points: Iterable[Point], years: Mapping[str, tuple[int, int]]) -> dict[str, int]:
-    """Cards admitted in self-service mode per branch over its year, from ``admission``
-    points (each hour's last point per mode is its total); a branch without any point in
-    its year is left out (no entry control)."""
-    hours: dict[tuple[str, str, int], int] = {}
-    mode_key, admitted = schema.Tag.MODE.value, schema.ADMISSION_ADMITTED.key
-    for p in points:
-        branch = p.tags.get(schema.Tag.BRANCH.value, "")
-        year = years.get(branch)
-        value = p.fields.get(admitted)
-        if year is None or not year[0] <= p.time_ns < year[1] or not isinstance(value, Decimal):
-            continue
-        hours[(branch, p.tags.get(mode_key, ""), p.time_ns)] = int(value)  # the later wins
-    out: dict[str, int] = {}
-    for (branch, mode, _), count in hours.items():
-        out[branch] = out.get(branch, 0) + (count if mode == Mode.SELF_SERVICE.value else 0)
-    return out
 
 
 def build_statistics(

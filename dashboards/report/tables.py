@@ -103,7 +103,8 @@ def _branches(r: EnergyReport) -> Table:
             b.info.id, b.info.name, b.info.price_area, b.info.heat_supplier,
             b.info.floor_area_m2, b.hours_in_period, b.consumption.get(el),
             b.consumption.get(dh), b.consumption.get(wa), b.energy_kwh, b.kwh_per_m2,
-            b.kwh_per_m2_year, b.visitors, b.kwh_per_visitor, b.degree_days,
+            b.kwh_per_m2_year, b.visitors, b.admissions_self_service, b.kwh_per_visitor,
+            b.degree_days,
             b.heat_per_degree_day, b.heat_normalised_kwh, b.co2e_location_kg,
             b.co2e_market_kg, b.baseline_energy_kwh, b.change,
         ]  # fmt: skip
@@ -113,6 +114,7 @@ def _branches(r: EnergyReport) -> Table:
         ("floor area m²", "intensity"), ("hours in period", "int"), ("electricity kWh", "amount"),
         ("district heating kWh", "amount"), ("water m³", "amount"), ("energy kWh", "amount"),
         ("kWh/m²", "intensity"), ("kWh/m² per year", "intensity"), ("visitors", "int"),
+        ("card admissions in self-service hours", "int"),
         ("kWh per visitor", "intensity"), ("degree days", "dd"),
         ("heat kWh per degree day", "intensity"), ("heat normalised kWh", "amount"),
         ("CO2e location-based kg", "kg"), ("CO2e market-based kg", "kg"),

@@ -10,12 +10,24 @@ decisions the gateway audited.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from openbranch.dashboards import all_dashboards
+from openbranch.dashboards.report import (
+    InfluxSource,
+    ReportOptions,
+    build_report,
+    load_branches,
+    load_factor_table,
+)
+from openbranch.dashboards.report.tables import report_tables
 from openbranch.edge.core.schedule import Mode
 from tests.dashboards.conftest import DemoData
 from tests.dashboards.grafana_standin import rows_of
 from tests.dashboards.test_dashboards import Runner, _panel, demo_fleet
 from tests.services import Influxd
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_evening_has_every_kind_of_entry(demo_data: DemoData) -> None:
@@ -45,3 +57,24 @@ def test_admissions_per_hour_by_mode_add_up_to_the_audit(
     assert sum(r["admitted"] for r in rows) == entry["admitted"]
     assert sum(r["refused"] for r in rows) == sum(n for k, n in entry.items() if k != "admitted")
     assert len(rows) >= 4  # the morning's and the evening's self-service hours
+
+
+def test_the_climate_report_counts_the_card_admissions_beside_the_visitors(
+    demo_data: DemoData, influxd_session: Influxd
+) -> None:
+    day = demo_data.start.date()
+    opts = ReportOptions(
+        first=day,
+        last=day,
+        factors=load_factor_table(),
+        branches=load_branches([ROOT / "examples" / "demo" / "branches.yaml"]),
+    )
+    with InfluxSource(url=influxd_session.url, database=demo_data.database) as source:
+        report = build_report(source, opts)
+    (branch,) = report.branches
+    assert branch.admissions_self_service == demo_data.summary["entry"]["admitted"]
+    table = next(t for t in report_tables(report) if t.name == "Branches")
+    names = [c.title for c in table.columns]
+    column = names.index("card admissions in self-service hours")
+    assert names[column - 1] == "visitors"
+    assert table.rows[0][column] == demo_data.summary["entry"]["admitted"]
