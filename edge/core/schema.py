@@ -19,6 +19,8 @@ __all__ = [
     "ADMISSION",
     "ALERT",
     "AUDIT",
+    "BRANCH_HOURLY",
+    "BRANCH_INFO",
     "BRANCH_MODE",
     "CLOSED_HOURS",
     "CLOSED_HOURS_WASTE",
@@ -38,6 +40,8 @@ __all__ = [
     "MQTT_DOWN",
     "OCCUPANCY",
     "OUTBOX_DROPPED",
+    "ROLLUPS",
+    "ROLLUP_POLICY",
     "TAILGATING",
     "UTILITY_DRIFT",
     "UTILITY_HOURLY",
@@ -366,6 +370,47 @@ MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
         )
     }
 )
+
+
+#: The retention policy that keeps hourly roll-ups forever (provisioning/influx.py creates it).
+ROLLUP_POLICY = "forever"
+#: Hourly roll-ups written by the database, not by a gateway: InfluxDB's continuous queries
+#: (provisioning/influx.py) fold the raw points into one point per branch and hour (and per
+#: people counter), so dashboards over months read hours, not raw points (issue 17).
+BRANCH_HOURLY = _measurement(
+    "branch_hourly",
+    "Per branch and UTC hour, in the roll-up retention policy: each people counter's highest"
+    " reading (tag device), the mode at the end of the hour, kWh of electricity and heat, and"
+    " the gateway's alerts raised.",
+    (Tag.BRANCH, Tag.DEVICE),
+    Field("entered", _I, "the counter's highest entered reading in the hour"),
+    Field("exited", _I, "the counter's highest exited reading in the hour"),
+    Field(
+        "mode",
+        _S,
+        "the branch mode at the end of the hour",
+        choices=("closed", "staffed", "self_service", "emergency", "maintenance"),
+    ),
+    Field("kwh", _F, "electricity and district heating consumed in the hour", ("kWh",)),
+    Field("alerts", _I, "alerts the gateway raised in the hour"),
+)
+#: Facts about a branch from the fleet inventory (provisioning writes them at time 0, in the
+#: roll-up retention policy), so a dashboard divides by a branch's floor area in one query.
+BRANCH_INFO = _measurement(
+    "branch_info",
+    "Facts about each branch from the fleet inventory, one point at the epoch per branch.",
+    (Tag.BRANCH,),
+    Field("floor_area_m2", _F, "heated floor area", ("m²",)),
+)
+ROLLUPS: Mapping[str, Measurement] = MappingProxyType(
+    {m.name: m for m in (BRANCH_HOURLY, BRANCH_INFO)}
+)
+ROLLUP_ENTERED = BRANCH_HOURLY.field("entered")
+ROLLUP_EXITED = BRANCH_HOURLY.field("exited")
+ROLLUP_MODE = BRANCH_HOURLY.field("mode")
+ROLLUP_KWH = BRANCH_HOURLY.field("kwh")
+ROLLUP_ALERTS = BRANCH_HOURLY.field("alerts")
+INFO_FLOOR_AREA = BRANCH_INFO.field("floor_area_m2")
 
 
 def measurement(name: str) -> Measurement:
