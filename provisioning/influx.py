@@ -1,6 +1,15 @@
-"""InfluxDB 1.x setup from the inventory: the database, retention policies, and continuous
-queries that keep hourly data forever after the raw data expires. Applied idempotently: the
-server is read first and only what differs is changed, so a second apply changes nothing.
+"""InfluxDB 1.x setup from the inventory: the database, retention policies, continuous
+queries that keep hourly data forever after the raw data expires, and the branches' facts
+(floor areas) as data. Applied idempotently: the server is read first and only what differs is
+changed, so a second apply changes nothing.
+
+The hourly roll-up ``branch_hourly`` (schema.BRANCH_HOURLY, in the ``forever`` policy) is what
+dashboards read over weeks and years (decision 97). Its continuous queries recompute a window
+of recent hours on every run (``RESAMPLE ... FOR``): the counters every minute over two hours
+(the running hour is current within a minute), the rest every hour over seven days, so hours a
+gateway delivers late (an outbox draining after an outage) are still rolled up. ``backfill``
+rolls up any span once: history loaded before the queries existed, or a backlog older than
+seven days.
 """
 
 from __future__ import annotations
@@ -8,14 +17,17 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from openbranch.edge.core import schema
 
-__all__ = ["InfluxSetup", "apply", "setup_for"]
+__all__ = ["InfluxSetup", "apply", "backfill", "setup_for"]
 
-RAW, FOREVER = "raw", "forever"
+RAW, FOREVER = "raw", schema.ROLLUP_POLICY
+_HOUR_NS = 3600 * 10**9
+_BACKFILL_STEP_NS = 30 * 24 * _HOUR_NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +40,9 @@ class RetentionPolicy:
 @dataclass(frozen=True, slots=True)
 class ContinuousQuery:
     name: str
-    select: str  # the SELECT ... INTO ... GROUP BY ... of the query
+    select: str  # the SELECT ... INTO ... FROM ... [WHERE ...] GROUP BY ... of the query
+    resample: str = ""  # "EVERY 1m FOR 2h"; empty: InfluxDB's default (the last interval)
+    carries: bool = False  # fill(previous): a backfill must not cut the span into windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +50,7 @@ class InfluxSetup:
     database: str
     policies: tuple[RetentionPolicy, ...]
     queries: tuple[ContinuousQuery, ...]
+    floor_areas: Mapping[str, float] = field(default_factory=dict)  # branch id -> m²
 
     def statements(self) -> list[str]:
         """The InfluxQL that creates everything (for review; ``apply`` is smarter)."""
@@ -62,13 +77,15 @@ def _create_rp(db: str, rp: RetentionPolicy) -> str:
 
 
 def _create_cq(db: str, cq: ContinuousQuery) -> str:
-    return f'CREATE CONTINUOUS QUERY "{cq.name}" ON "{db}" BEGIN {cq.select} END'
+    resample = f" RESAMPLE {cq.resample}" if cq.resample else ""
+    return f'CREATE CONTINUOUS QUERY "{cq.name}" ON "{db}"{resample} BEGIN {cq.select} END'
 
 
-def setup_for(database: str, *, raw_days: int = 400) -> InfluxSetup:
-    hourly, occupancy = schema.ENERGY_HOURLY.name, schema.OCCUPANCY.name
+def setup_for(
+    database: str, *, raw_days: int = 400, floor_areas: Mapping[str, float] | None = None
+) -> InfluxSetup:
+    hourly = schema.ENERGY_HOURLY.name
     consumption, coverage = schema.HOURLY_CONSUMPTION.key, schema.HOURLY_COVERAGE.key
-    present = schema.OCCUPANCY_PRESENT.key
     database = _ident(database)
     src, dst = f'"{database}"."{RAW}"', f'"{database}"."{FOREVER}"'
     return InfluxSetup(
@@ -84,13 +101,105 @@ def setup_for(database: str, *, raw_days: int = 400) -> InfluxSetup:
                 f' mean("{coverage}") AS "{coverage}"'
                 f' INTO {dst}."{hourly}" FROM {src}."{hourly}" GROUP BY time(1h), *',
             ),
-            ContinuousQuery(
-                f"cq_{occupancy}_hourly",
-                f'SELECT max("{present}") AS "{present}" INTO {dst}."{occupancy}"'  # noqa: S608
-                f' FROM {src}."{occupancy}" GROUP BY time(1h), *',
-            ),
+            *_rollups(src, f'{dst}."{schema.BRANCH_HOURLY.name}"'),
+        ),
+        floor_areas=dict(floor_areas or {}),
+    )
+
+
+def _rollups(src: str, into: str) -> tuple[ContinuousQuery, ...]:
+    """The continuous queries that fill ``branch_hourly`` (one per source measurement; they
+    write different fields of the same hourly point of a branch)."""
+    branch, device = f'"{schema.Tag.BRANCH}"', f'"{schema.Tag.DEVICE}"'
+    entered, exited = schema.OCCUPANCY_ENTERED.key, schema.OCCUPANCY_EXITED.key
+    kwh_carriers = "|".join((schema.Carrier.ELECTRICITY, schema.Carrier.DISTRICT_HEATING))
+    week = "EVERY 1h FOR 7d"
+    return (
+        ContinuousQuery(
+            f"cq_{schema.OCCUPANCY.name}_hourly",
+            f'SELECT max("{entered}") AS "{schema.ROLLUP_ENTERED.key}",'  # noqa: S608
+            f' max("{exited}") AS "{schema.ROLLUP_EXITED.key}" INTO {into}'
+            f' FROM {src}."{schema.OCCUPANCY.name}" GROUP BY time(1h), {branch}, {device}',
+            resample="EVERY 1m FOR 2h",
+        ),
+        ContinuousQuery(
+            f"cq_{schema.BRANCH_MODE.name}_hourly",
+            f'SELECT last("{schema.BRANCH_MODE_MODE.key}") AS "{schema.ROLLUP_MODE.key}"'  # noqa: S608
+            f' INTO {into} FROM {src}."{schema.BRANCH_MODE.name}"'
+            f" GROUP BY time(1h), {branch} fill(previous)",
+            resample=week,
+            carries=True,
+        ),
+        ContinuousQuery(
+            f"cq_{schema.ENERGY_HOURLY.name}_kwh",
+            f'SELECT sum("{schema.HOURLY_CONSUMPTION.key}") AS "{schema.ROLLUP_KWH.key}"'  # noqa: S608
+            f' INTO {into} FROM {src}."{schema.ENERGY_HOURLY.name}"'
+            f' WHERE "{schema.Tag.CARRIER}" =~ /^({kwh_carriers})$/'
+            f" GROUP BY time(1h), {branch}",
+            resample=week,
+        ),
+        ContinuousQuery(
+            f"cq_{schema.ALERT.name}_hourly",
+            f'SELECT count("{schema.ALERT_ACTIVE.key}") AS "{schema.ROLLUP_ALERTS.key}"'  # noqa: S608
+            f' INTO {into} FROM {src}."{schema.ALERT.name}"'
+            f" WHERE {device} = '{schema.GATEWAY_DEVICE}' AND \"{schema.ALERT_ACTIVE.key}\" = true"
+            f" GROUP BY time(1h), {branch}",
+            resample=week,
         ),
     )
+
+
+def backfill(url: str, setup: InfluxSetup, start_ns: int, end_ns: int) -> int:
+    """Run every roll-up once over [start_ns, end_ns) (whole hours); return the points written.
+
+    The continuous queries only see recent hours: this rolls up history (data loaded before
+    they existed, a backlog delivered more than seven days late). A month per request; the
+    mode's carried-forward query in one request from seven days before ``start_ns``."""
+    start_ns -= start_ns % _HOUR_NS
+    written = 0
+    for cq in setup.queries:
+        if "INTO" not in cq.select or schema.BRANCH_HOURLY.name not in cq.select:
+            continue
+        lo = start_ns - 7 * 24 * _HOUR_NS if cq.carries else start_ns
+        while lo < end_ns:
+            hi = end_ns if cq.carries else min(end_ns, lo + _BACKFILL_STEP_NS)
+            for result in _query(url, _bounded(cq.select, lo, hi), setup.database):
+                for row in _rows(result):
+                    written += int(row.get("written", 0))
+            lo = hi
+    return written
+
+
+def _bounded(select: str, lo: int, hi: int) -> str:
+    """``select`` limited to [lo, hi): its WHERE gets the time condition (or one is added)."""
+    span = f"time >= {lo} AND time < {hi}"
+    head, sep, tail = select.partition(" WHERE ")
+    if sep:
+        return f"{head} WHERE {span} AND {tail}"
+    head, sep, tail = select.partition(" GROUP BY ")
+    return f"{head} WHERE {span}{sep}{tail}"
+
+
+def _facts(setup: InfluxSetup) -> str:
+    """The branches' floor areas as line protocol, one point at the epoch per branch."""
+    measurement, key = schema.BRANCH_INFO.name, schema.INFO_FLOOR_AREA.key
+    return "\n".join(
+        f"{measurement},{schema.Tag.BRANCH}={_tag(branch)} {key}={float(area)!r} 0"
+        for branch, area in sorted(setup.floor_areas.items())
+    )
+
+
+def _tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _write(url: str, db: str, policy: str, lines: str) -> None:
+    params = urllib.parse.urlencode({"db": db, "rp": policy, "precision": "n"})
+    request = urllib.request.Request(  # noqa: S310 - the operator's own InfluxDB URL
+        f"{url.rstrip('/')}/write?{params}", data=lines.encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+        pass
 
 
 def _query(url: str, q: str, db: str | None = None) -> list[dict[str, Any]]:
@@ -159,6 +268,21 @@ def apply(url: str, setup: InfluxSetup) -> list[str]:
             _query(url, f'DROP CONTINUOUS QUERY "{cq.name}" ON "{db}"')
         _query(url, _create_cq(db, cq))
         changes.append(f"{'replaced' if have_text else 'created'} continuous query {cq.name}")
+    if setup.floor_areas:
+        key = schema.INFO_FLOOR_AREA.key
+        shown = _query(
+            url,
+            f'SELECT last("{key}") AS "{key}" FROM "{FOREVER}"."{schema.BRANCH_INFO.name}"'  # noqa: S608
+            f' GROUP BY "{schema.Tag.BRANCH}"',
+            db,
+        )[0]
+        have = {
+            s["tags"][schema.Tag.BRANCH]: float(s["values"][0][1]) for s in shown.get("series", [])
+        }
+        stale = {b: a for b, a in setup.floor_areas.items() if have.get(b) != float(a)}
+        if stale:
+            _write(url, db, FOREVER, _facts(InfluxSetup(db, (), (), stale)))
+            changes.append(f"wrote the floor area of {len(stale)} branch(es)")
     return changes
 
 

@@ -10,7 +10,7 @@ from tests.services import Influxd
 
 def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influxd) -> None:
     db = "p_" + uuid.uuid4().hex[:10]
-    setup = setup_for(db)
+    setup = setup_for(db, floor_areas={"hasle": 800.0, "viby j": 1250.5})
     first = apply(influxd.url, setup)
     assert first == [
         f"created database {db}",
@@ -18,6 +18,10 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
         "created retention policy forever",
         "created continuous query cq_energy_hourly_forever",
         "created continuous query cq_occupancy_hourly",
+        "created continuous query cq_branch_mode_hourly",
+        "created continuous query cq_energy_hourly_kwh",
+        "created continuous query cq_alert_hourly",
+        "wrote the floor area of 2 branch(es)",
     ]
     assert apply(influxd.url, setup) == []  # idempotent
     policies = influxd.query(f'SHOW RETENTION POLICIES ON "{db}"')["results"][0]["series"][0]
@@ -27,7 +31,18 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
     assert rows["forever"]["duration"] == "0s"
     shown = influxd.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
     names = {v[0] for s in shown if s["name"] == db for v in s["values"]}
-    assert names == {"cq_energy_hourly_forever", "cq_occupancy_hourly"}
-    changed = apply(influxd.url, setup_for(db, raw_days=800))  # an edit to the inventory
-    assert changed == ["altered retention policy raw"]
+    assert names == {
+        "cq_energy_hourly_forever",
+        "cq_occupancy_hourly",
+        "cq_branch_mode_hourly",
+        "cq_energy_hourly_kwh",
+        "cq_alert_hourly",
+    }
+    areas = influxd.query(
+        'SELECT "floor_area_m2", "branch" FROM "forever"."branch_info"', db
+    )["results"][0]["series"][0]["values"]
+    assert sorted(row[1:] for row in areas) == [[800.0, "hasle"], [1250.5, "viby j"]]
+    edited = setup_for(db, raw_days=800, floor_areas={"hasle": 810.0, "viby j": 1250.5})
+    changed = apply(influxd.url, edited)  # an edit to the inventory
+    assert changed == ["altered retention policy raw", "wrote the floor area of 1 branch(es)"]
     influxd.query(f'DROP DATABASE "{db}"')
