@@ -110,11 +110,11 @@ def _apply(args: argparse.Namespace) -> int:
         for line in pushed or ["Grafana: no changes"]:
             print(line)
     if args.influxdb:
+        areas = {b.id: b.floor_area_m2 for b in inventory.branches}
         for sink in inventory.defaults.sinks:
             if sink.type == "influxdb_v1":
-                for line in influx.apply(args.influxdb, influx.setup_for(sink.database)) or [
-                    "InfluxDB: no changes"
-                ]:
+                setup = influx.setup_for(sink.database, floor_areas=areas)
+                for line in influx.apply(args.influxdb, setup) or ["InfluxDB: no changes"]:
                     print(line)
     return 0
 
