@@ -3,6 +3,7 @@ lights, indoor climate, energy per carrier, alerts and the audit trail of events
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from openbranch.dashboards.common import fleet_variables, mode_mappings, uid
@@ -14,6 +15,7 @@ from openbranch.dashboards.influxql import (
     kwh_filter,
     last,
     m,
+    newest,
     select,
     t,
     visits_per,
@@ -36,13 +38,15 @@ _BOOL_MAPPINGS: tuple[dict[str, Any], ...] = (
 
 
 def _present() -> str:
-    """People present: entries minus exits per interval, summed over the counters, then
-    accumulated from the start of the range (open the range when the branch is empty)."""
+    """People present: entries minus exits per interval (an hour or more, from the roll-up's
+    hourly highest readings), summed over the counters, then accumulated from the start of the
+    range (open the range when the branch is empty)."""
     device = t(schema.Tag.DEVICE)
     inner = select(
-        f"difference(max({f(schema.OCCUPANCY_ENTERED)}))"
-        f' - difference(max({f(schema.OCCUPANCY_EXITED)})) AS "net"',
-        schema.OCCUPANCY,
+        f"difference(max({f(schema.ROLLUP_ENTERED)}))"
+        f' - difference(max({f(schema.ROLLUP_EXITED)})) AS "net"',
+        "",
+        rollup=True,
         group=f"{PER_INTERVAL}, {BRANCH}, {device}",
     )
     return select(
@@ -75,7 +79,7 @@ def _per_interval(field: schema.Field, measurement: schema.Measurement, tag: sch
 
 
 def panels() -> tuple[Panel, ...]:
-    device, kind = t(schema.Tag.DEVICE), t(schema.Tag.KIND)
+    device = t(schema.Tag.DEVICE)
     return (
         Panel(
             title="Mode",
@@ -99,8 +103,10 @@ def panels() -> tuple[Panel, ...]:
         ),
         Panel(
             title="People present and visits",
-            description="present: entries minus exits since the start of the range",
+            description="present: entries minus exits since the start of the range, per hour"
+            " or longer (the hourly roll-up branch_hourly)",
             kind="timeseries",
+            interval="1h",
             targets=(
                 Target(query=_present(), expects=("present",)),
                 Target(ref="B", query=visits_per(PER_INTERVAL), expects=("visits",)),
@@ -127,9 +133,7 @@ def panels() -> tuple[Panel, ...]:
             kind="table",
             targets=(
                 Target(
-                    query=select(
-                        f"{f(schema.AUDIT_MESSAGE)}", schema.AUDIT, group=f"{BRANCH}, {kind}"
-                    ),
+                    query=newest(f(schema.AUDIT_MESSAGE), schema.AUDIT),
                     expects=(schema.AUDIT_MESSAGE.key,),
                     result_format="table",
                 ),
@@ -164,11 +168,8 @@ def panels() -> tuple[Panel, ...]:
             width=24,
             targets=(
                 Target(
-                    query=select(
-                        alert_columns(),
-                        schema.ALERT,
-                        where=f"{device} = '{GATEWAY_DEVICE}'",
-                        group=f"{BRANCH}, {kind}",
+                    query=newest(
+                        alert_columns(), schema.ALERT, where=f"{device} = '{GATEWAY_DEVICE}'"
                     ),
                     expects=(schema.ALERT_ACTIVE.key, schema.ALERT_MESSAGE.key),
                     result_format="table",
@@ -179,6 +180,12 @@ def panels() -> tuple[Panel, ...]:
 
 
 def branch_dashboard(fleet: Fleet) -> Dashboard:
+    """Opens on the fleet's first branch (All stays a choice) and refreshes every 5 minutes:
+    a view of one branch, not a wall display of every branch (decision 99)."""
+    municipality, branch = fleet_variables(fleet)
+    if fleet.branches:
+        first = fleet.branches[0]
+        branch = replace(branch, default=first.id, default_text=first.name)
     return Dashboard(
         uid=uid("branch", fleet),
         title=f"Branch — {fleet.name}",
@@ -186,6 +193,7 @@ def branch_dashboard(fleet: Fleet) -> Dashboard:
         tags=("openbranch", fleet.id),
         time_from="now/d",
         timezone=fleet.timezone,
+        refresh="5m",
         panels=panels(),
-        variables=fleet_variables(fleet),
+        variables=(municipality, branch),
     )

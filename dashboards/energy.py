@@ -1,19 +1,36 @@
 """Energy and climate: kWh per branch and carrier, kWh/m², kWh per visitor, CO2e with factor
 variables, the base load that nights and weekends leave, and the energy of closed hours.
 
-Floor areas come from the fleet inventory (``floor_area_m2`` per branch): the kWh/m² panel has
-one query per branch that divides by its area (InfluxQL cannot join a table of areas). Built
-without an inventory, it divides the selected branches' sum by the ``floor_area_m2`` variable.
+Floor areas come from the fleet inventory (``floor_area_m2`` per branch), written to InfluxDB
+as data (``branch_info``) by provisioning: the kWh/m² panel asks kWh per branch and carrier and
+the areas, and Grafana joins them by branch (InfluxQL cannot join); built without an inventory,
+it divides the selected branches' sum by the ``floor_area_m2`` variable.
 CO2e factors are dashboard variables (g CO2e per kWh, location-based); the climate report
 (``openbranch report energy``) is where factors are sourced and dated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from openbranch.dashboards.common import fleet_variables, uid
-from openbranch.dashboards.influxql import BRANCH, f, kwh_filter, select, t
+from openbranch.dashboards.influxql import (
+    BRANCH,
+    BRANCH_FILTER,
+    PER_INTERVAL,
+    f,
+    kwh_filter,
+    m,
+    select,
+    t,
+    visits_per,
+)
 from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target, Variable
 from openbranch.edge.core import schema
+
+BRANCH_KEY = schema.Tag.BRANCH.value
+_KWH_CARRIERS = (schema.Carrier.ELECTRICITY, schema.Carrier.DISTRICT_HEATING)
 
 __all__ = ["closed_hours_panel", "energy_dashboard", "ref_id"]
 
@@ -43,9 +60,11 @@ def _kwh(where: str = "", group: str = "") -> str:
 
 
 def _per_m2(fleet: Fleet) -> tuple[Target, ...]:
+    """kWh per carrier and branch (A, B) and the branches' floor areas as data (C,
+    ``branch_info``, written by provisioning from the inventory): three queries whatever the
+    number of branches, joined by branch in Grafana and divided there."""
     carrier = t(schema.Tag.CARRIER)
-    sized = [b for b in fleet.branches if b.floor_area_m2]
-    if not sized:
+    if not any(b.floor_area_m2 for b in fleet.branches):
         return (
             Target(
                 query=select(
@@ -58,29 +77,52 @@ def _per_m2(fleet: Fleet) -> tuple[Target, ...]:
                 result_format="table",
             ),
         )
-    return tuple(
-        Target(
-            ref=ref_id(i),
-            query=select(
-                f'sum({f(schema.HOURLY_CONSUMPTION)}) / {b.floor_area_m2:g} AS "kwh_per_m2"',
-                schema.ENERGY_HOURLY,
-                where=f"{BRANCH} = '{b.id}' AND {kwh_filter()}",
-                group=f"{BRANCH}, {carrier}",
-            ),
-            expects=("kwh_per_m2",),
-            result_format="table",
-        )
-        for i, b in enumerate(sized)
+    area = schema.INFO_FLOOR_AREA
+    facts = (
+        f"SELECT last({f(area)}) AS {f(area)}"  # noqa: S608 - schema names
+        f' FROM "{schema.ROLLUP_POLICY}".{m(schema.BRANCH_INFO)} WHERE {BRANCH_FILTER}'
+        f" GROUP BY {BRANCH}"
+    )
+    return (
+        *(
+            Target(
+                ref=ref_id(i),
+                query=_kwh(where=kwh_filter(c), group=BRANCH).replace('"kwh"', f'"{c}_kwh"'),
+                expects=(f"{c}_kwh",),
+                result_format="table",
+            )
+            for i, c in enumerate(_KWH_CARRIERS)
+        ),
+        Target(ref="C", query=facts, expects=(area.key,), result_format="table"),
+    )
+
+
+def _per_m2_transformations(fleet: Fleet) -> tuple[Mapping[str, Any], ...]:
+    if not any(b.floor_area_m2 for b in fleet.branches):
+        return ({"id": "merge", "options": {}},)
+    by_branch = {"id": "joinByField", "options": {"byField": BRANCH_KEY, "mode": "outer"}}
+    return (
+        by_branch,
+        *(
+            {
+                "id": "calculateField",
+                "options": {
+                    "mode": "binary",
+                    "binary": {
+                        "left": f"{c}_kwh",
+                        "operator": "/",
+                        "right": schema.INFO_FLOOR_AREA.key,
+                    },
+                    "alias": f"{c}_kwh_per_m2",
+                },
+            }
+            for c in _KWH_CARRIERS
+        ),
     )
 
 
 def _visits_total() -> str:
-    inner = select(
-        f'non_negative_difference(max({f(schema.OCCUPANCY_ENTERED)})) AS "visits"',
-        schema.OCCUPANCY,
-        group=f"time(1h), {BRANCH}, {t(schema.Tag.DEVICE)}",
-    )
-    return select('sum("visits") AS "visits"', f"({inner})", group=BRANCH)
+    return visits_per("time(1h)", total=True)
 
 
 def _co2e(carrier: schema.Carrier, variable: str) -> Target:
@@ -144,6 +186,7 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
         group=f"time(1h), {BRANCH}, {carrier}",
         fill="none",
     )
+    per_interval = hourly.replace("time(1h)", PER_INTERVAL)  # an hour or more (panel interval)
     return (
         Panel(
             title="kWh per branch and carrier",
@@ -159,10 +202,10 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
         ),
         Panel(
             title="kWh per m²",
-            description="floor areas from the fleet inventory",
+            description="floor areas from the fleet inventory (branch_info), per carrier",
             kind="table",
             unit="kwatth",
-            transformations=({"id": "merge", "options": {}},),
+            transformations=_per_m2_transformations(fleet),
             targets=_per_m2(fleet),
         ),
         Panel(
@@ -221,7 +264,7 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
             kind="timeseries",
             unit="kwatth",
             interval="1h",
-            targets=(Target(query=hourly, expects=("kwh",)),),
+            targets=(Target(query=per_interval, expects=("kwh",)),),
         ),
     )
 

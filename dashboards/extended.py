@@ -3,11 +3,11 @@ self-service hours, hours gained per week, alerts per self-service hour, energy 
 card admissions per hour by mode (self-service entry, ``admission``).
 
 InfluxQL cannot join a measurement with another, and the mode is a measurement of its own
-(written when it changes). Panels that relate a value to the mode therefore ask two queries per
-branch — the value per hour, and the mode at the end of each hour (carried forward with
-fill(previous)) — and let Grafana join them by time and group by mode (transformations
-joinByField + groupBy). Those panels repeat per selected branch. Hours per mode are counted
-in InfluxQL alone, at 5-minute resolution.
+(written when it changes). The hourly roll-up ``branch_hourly`` (InfluxDB's continuous
+queries, provisioning/influx.py) holds, per branch and hour, the mode at the hour's end beside
+the hour's kWh, alerts and the counters' readings: each panel that relates a value to the mode
+is one query for every selected branch, grouped by branch and mode in Grafana (groupBy). Hours
+per mode are the roll-up's hours counted in InfluxQL (decision 98).
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from openbranch.dashboards.common import fleet_variables, uid
-from openbranch.dashboards.influxql import (
-    MODE_PER_HOUR,
-    f,
-    kwh_filter,
-    last,
-    mode_hours,
-    select,
-    t,
-)
+from openbranch.dashboards.influxql import BRANCH, last, mode_hours, per_mode, select, t
 from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
 from openbranch.edge.core import schema
 from openbranch.edge.core.schedule import Mode
-from openbranch.edge.core.schema import GATEWAY_DEVICE
 
 __all__ = ["by_mode", "extended_dashboard"]
 
@@ -36,15 +27,25 @@ WEEKS = "time(7d, 4d)"  # InfluxQL's epoch is a Thursday: weeks from Monday 00:0
 
 
 def by_mode(field: str, aggregations: tuple[str, ...]) -> tuple[Mapping[str, Any], ...]:
-    """Grafana transformations: join A (``field`` per hour) and B (mode per hour) on time,
-    then one row per mode with ``aggregations`` of ``field``."""
-    mode = schema.BRANCH_MODE_MODE.key
+    """Grafana transformations: hours before the first mode (no mode: "") left out, then one
+    row per branch and mode with ``aggregations`` of ``field`` over its hours."""
+    mode = schema.ROLLUP_MODE.key
     return (
-        {"id": "joinByField", "options": {"byField": "Time", "mode": "outer"}},
+        {
+            "id": "filterByValue",
+            "options": {
+                "type": "exclude",
+                "match": "any",
+                "filters": [
+                    {"fieldName": mode, "config": {"id": "equal", "options": {"value": ""}}}
+                ],
+            },
+        },
         {
             "id": "groupBy",
             "options": {
                 "fields": {
+                    schema.Tag.BRANCH.value: {"operation": "groupby", "aggregations": []},
                     mode: {"operation": "groupby", "aggregations": []},
                     field: {"operation": "aggregate", "aggregations": list(aggregations)},
                 }
@@ -53,35 +54,25 @@ def by_mode(field: str, aggregations: tuple[str, ...]) -> tuple[Mapping[str, Any
     )
 
 
-def _mode_target() -> Target:
-    return Target(
-        ref="B", query=MODE_PER_HOUR, expects=(schema.BRANCH_MODE_MODE.key,), result_format="table"
-    )
-
-
-def _per_mode_panel(
-    title: str, description: str, value: Target, field: str, aggs: tuple[str, ...]
-) -> Panel:
+def _per_mode_panel(title: str, description: str, field: str, aggs: tuple[str, ...]) -> Panel:
     return Panel(
         title=title,
         description=description,
         kind="table",
-        repeat="branch",
         width=8,
         transformations=by_mode(field, aggs),
-        targets=(value, _mode_target()),
+        targets=(
+            Target(
+                query=per_mode(field),
+                expects=(field, schema.ROLLUP_MODE.key),
+                result_format="table",
+            ),
+        ),
     )
 
 
 def panels() -> tuple[Panel, ...]:
-    device = t(schema.Tag.DEVICE)
-    visits_inner = select(
-        f'non_negative_difference(max({f(schema.OCCUPANCY_ENTERED)})) AS "visits"',
-        schema.OCCUPANCY,
-        group=f"time(1h), {device}",
-    )
     return (
-        _admissions_panel(),
         Panel(
             title="Hours per week: self-service (gained) and staffed",
             kind="barchart",
@@ -102,56 +93,29 @@ def panels() -> tuple[Panel, ...]:
         _per_mode_panel(
             "Visits by mode",
             "visits (counter increases) per hour, summed by the mode of the hour",
-            Target(
-                query=select(
-                    'sum("visits") AS "visits"', f"({visits_inner})", group="time(1h)", fill="0"
-                ),
-                expects=("visits",),
-                result_format="table",
-            ),
             "visits",
             ("sum", "mean"),
         ),
         _per_mode_panel(
             "Alerts per mode-hour",
             "alerts raised by the gateway per hour; mean = alerts per hour in that mode",
-            Target(
-                query=select(
-                    f'count({f(schema.ALERT_ACTIVE)}) AS "alerts"',
-                    schema.ALERT,
-                    where=f"{device} = '{GATEWAY_DEVICE}' AND {f(schema.ALERT_ACTIVE)} = true",
-                    group="time(1h)",
-                    fill="0",
-                ),
-                expects=("alerts",),
-                result_format="table",
-            ),
-            "alerts",
+            schema.ROLLUP_ALERTS.key,
             ("sum", "count", "mean"),
         ),
         _per_mode_panel(
             "Energy per mode-hour",
             "kWh (electricity and heat) per hour; mean = kWh per hour in that mode",
-            Target(
-                query=select(
-                    f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
-                    schema.ENERGY_HOURLY,
-                    where=kwh_filter(),
-                    group="time(1h)",
-                    fill="none",
-                ),
-                expects=("kwh",),
-                result_format="table",
-            ),
-            "kwh",
+            schema.ROLLUP_KWH.key,
             ("sum", "count", "mean"),
         ),
+        _admissions_panel(),
     )
 
 
 def _admissions_panel() -> Panel:
     """Cards admitted and refused per hour, by the branch mode the gateway counted them in
-    (each hour's point is written again with each decision: its last value is the hour's)."""
+    (each hour's point is written again with each decision: its last value is the hour's);
+    a series per branch and mode, one query for every selected branch."""
     counts = f"{last(schema.ADMISSION_ADMITTED)}, {last(schema.ADMISSION_REFUSED)}"
     return Panel(
         title="Card admissions per hour by mode",
@@ -159,17 +123,16 @@ def _admissions_panel() -> Panel:
         "by branch mode (admitted in self-service hours: the visits the extended hours bring)",
         kind="barchart",
         width=24,
-        repeat="branch",
         targets=(
             Target(
                 query=select(
                     counts,
                     schema.ADMISSION,
-                    group=f"time(1h), {t(schema.Tag.MODE)}",
+                    group=f"time(1h), {BRANCH}, {t(schema.Tag.MODE)}",
                     fill="none",
                 ),
                 expects=(schema.ADMISSION_ADMITTED.key, schema.ADMISSION_REFUSED.key),
-                alias=f"$col $tag_{schema.Tag.MODE.value}",
+                alias=f"$col $tag_{schema.Tag.BRANCH.value} $tag_{schema.Tag.MODE.value}",
             ),
         ),
     )

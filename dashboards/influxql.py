@@ -13,14 +13,16 @@ __all__ = [
     "BRANCH",
     "BRANCH_FILTER",
     "HEAT_AND_POWER",
-    "MODE_PER_HOUR",
     "NOT_EMPTY_ALERT",
     "PER_INTERVAL",
+    "ROLLUP",
     "f",
     "kwh_filter",
     "last",
     "m",
     "mode_hours",
+    "newest",
+    "per_mode",
     "select",
     "t",
     "visits_per",
@@ -45,6 +47,10 @@ def t(tag: schema.Tag) -> str:
 
 
 BRANCH = t(schema.Tag.BRANCH)
+#: The hourly roll-up in its retention policy (provisioning/influx.py's continuous queries).
+ROLLUP = f'"{schema.ROLLUP_POLICY}".{m(schema.BRANCH_HOURLY)}'
+#: Rows a log table shows: the newest, across every selected branch (decision 99).
+LOG_ROWS = 200
 BRANCH_FILTER = f"{BRANCH} =~ /^($municipality)$/ AND {BRANCH} =~ /^$branch$/"
 PER_INTERVAL = "time($__interval)"
 _KWH_CARRIERS = (schema.Carrier.ELECTRICITY, schema.Carrier.DISTRICT_HEATING)  # water is m³
@@ -72,11 +78,15 @@ def select(
     group: str = "",
     fill: str = "",
     branches: str = BRANCH_FILTER,
+    rollup: bool = False,
 ) -> str:
     """``SELECT what FROM source WHERE $timeFilter AND <branch filter> [AND where] ...``;
-    ``source`` is a measurement or a parenthesised subquery (which filters its own branch).
+    ``source`` is a measurement or a parenthesised subquery (which filters its own branch);
+    ``rollup``: the hourly roll-up ``branch_hourly`` in its retention policy instead.
     ``branches``: the dashboards' variables by default (alert rules have none)."""
-    if isinstance(source, str):
+    if rollup:
+        conditions, origin = ["$timeFilter", branches], ROLLUP
+    elif isinstance(source, str):
         conditions, origin = ["$timeFilter"], source
     else:
         conditions, origin = ["$timeFilter", branches], m(source)
@@ -94,40 +104,67 @@ def kwh_filter(carrier: schema.Carrier | None = None) -> str:
     return f"{t(schema.Tag.CARRIER)} = '{carrier}'" if carrier else HEAT_AND_POWER
 
 
-MODE_PER_HOUR = select(  # the mode at the end of each hour (mode changes are written once)
-    last(schema.BRANCH_MODE_MODE), schema.BRANCH_MODE, group="time(1h)", fill="previous"
-)
+def newest(columns: str, source: schema.Measurement, *, where: str = "") -> str:
+    """A log table: ``columns`` with the branch and kind as columns, newest first, at most
+    ``LOG_ROWS`` rows over every selected branch (one series, so LIMIT bounds the answer)."""
+    tags = f"{BRANCH}, {t(schema.Tag.KIND)}"
+    return (
+        select(f"{columns}, {tags}", source, where=where) + f" ORDER BY time DESC LIMIT {LOG_ROWS}"
+    )
 
 
 def mode_hours(mode: Mode, alias: str, *, per: str) -> str:
-    """Hours spent in ``mode`` per ``per`` (e.g. ``time(1w)``) and branch, at 5-minute
-    resolution: the mode is carried forward between its changes (fill(previous))."""
-    inner = select(
-        last(schema.BRANCH_MODE_MODE),
-        schema.BRANCH_MODE,
-        group=f"time(5m), {BRANCH}",
-        fill="previous",
-    )
+    """Hours spent in ``mode`` per ``per`` (e.g. ``time(1w)``) and branch: the roll-up's hours
+    whose mode at the end was ``mode`` (the mode carried forward between its changes)."""
     return select(
-        f'count({f(schema.BRANCH_MODE_MODE)}) / 12 AS "{alias}"',
-        f"({inner})",
-        where=f"{f(schema.BRANCH_MODE_MODE)} = '{mode}'",
+        f'count({f(schema.ROLLUP_MODE)}) AS "{alias}"',
+        "",
+        rollup=True,
+        where=f"{f(schema.ROLLUP_MODE)} = '{mode}'",
         group=f"{per}, {BRANCH}",
     )
 
 
-def visits_per(interval: str, *, by_branch: bool = True) -> str:
-    """People in per ``interval`` (``time(1h)``): each counter's increase, summed over the
-    branch's counters (people enter by one door and may leave by another)."""
-    device = t(schema.Tag.DEVICE)
-    inner = select(
-        f'non_negative_difference(max({f(schema.OCCUPANCY_ENTERED)})) AS "visits"',
-        schema.OCCUPANCY,
-        group=f"{interval}, {BRANCH}, {device}",
-    )
+def _increase(field: schema.Field, alias: str, interval: str, *, mode: bool = False) -> str:
+    """Each counter's increase per ``interval`` from the roll-up's hourly highest readings
+    (the first interval of the range has none: no earlier reading), per branch and device;
+    ``mode``: the branch's mode at each interval's end too (a series without a device)."""
+    what = f'non_negative_difference(max({f(field)})) AS "{alias}"'
+    if mode:
+        what += f', last({f(schema.ROLLUP_MODE)}) AS "{schema.ROLLUP_MODE.key}"'
+    return select(what, "", rollup=True, group=f"{interval}, {BRANCH}, {t(schema.Tag.DEVICE)}")
+
+
+def visits_per(interval: str, *, total: bool = False) -> str:
+    """People in per ``interval`` (``time(1h)``, at least an hour) and branch: each counter's
+    increase, summed over the branch's counters (people enter by one door and may leave by
+    another); ``total``: over the whole range, per branch."""
     return select(
         'sum("visits") AS "visits"',
-        f"({inner})",
-        group=f"{interval}, {BRANCH}" if by_branch else interval,
-        fill="none" if by_branch else "0",
+        f"({_increase(schema.ROLLUP_ENTERED, 'visits', interval)})",
+        group=BRANCH if total else f"{interval}, {BRANCH}",
+        fill="" if total else "none",
+    )
+
+
+def per_mode(value: str) -> str:
+    """``value`` per hour and branch with the branch's mode at the hour's end, from the roll-up
+    (``visits``, ``alerts`` or ``kwh``): one query for every branch selected."""
+    mode = f'last({f(schema.ROLLUP_MODE)}) AS "{schema.ROLLUP_MODE.key}"'
+    if value == "visits":
+        inner = _increase(schema.ROLLUP_ENTERED, "visits", "time(1h)", mode=True)
+        return select(
+            f'sum("visits") AS "visits", {mode}',
+            f"({inner})",
+            group=f"time(1h), {BRANCH}",
+            fill="0",
+        )
+    field = schema.BRANCH_HOURLY.field(value)
+    fill = "0" if field is schema.ROLLUP_ALERTS else "none"  # an hour without alerts: 0
+    return select(
+        f'sum({f(field)}) AS "{value}", {mode}',
+        "",
+        rollup=True,
+        group=f"time(1h), {BRANCH}",
+        fill=fill,
     )

@@ -2,7 +2,10 @@
 
 ``demo_data`` runs ``edge.demo.run_demo`` — simulated devices over their real protocols, a real
 gateway on an accelerated clock through one whole day (06:00 to midnight, local) — with the
-session's private influxd as its InfluxDB sink, in a database of its own. Tests read what the
+session's private influxd as its InfluxDB sink, in a database of its own, set up as provisioning
+sets one up (retention policies, the roll-ups' continuous queries, the branch's floor area of
+``DEMO_AREA`` m²). The continuous queries see only recent hours of the server's clock, so the
+demo day is rolled up once afterwards (``provisioning.influx.backfill``). Tests read what the
 gateway wrote there; they must not write into it. Use it together with the ``influxd`` fixture
 (which restarts the server if an earlier test stopped it).
 """
@@ -21,11 +24,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from openbranch.edge.demo.day import DEFAULT_CONFIG, run_demo
+from openbranch.provisioning import influx
 from tests.services import Influxd
 
 DEMO_DAY = date(2026, 11, 30)  # a Monday: self-service, staffed, self-service, closed
 DEMO_SECONDS = 20.0  # real seconds for the 18 simulated hours
 DEMO_DATABASE = "demo"
+DEMO_AREA = 800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ def demo_data(
     start = datetime.combine(DEMO_DAY, dtime(6, 0), tz)
     workdir: Path = tmp_path_factory.mktemp("demo")
     influxd_session.start()
+    influx.apply(influxd_session.url, influx.setup_for(DEMO_DATABASE))
     summary = asyncio.run(
         run_demo(
             config_path=DEFAULT_CONFIG,
@@ -63,6 +69,12 @@ def demo_data(
         )
     )
     simulated = timedelta(seconds=18 * 3600)
+    setup = influx.setup_for(DEMO_DATABASE, floor_areas={summary["branch"]: DEMO_AREA})
+    influx.apply(influxd_session.url, setup)
+    day_ns = int(start.timestamp()) * 10**9
+    influx.backfill(
+        influxd_session.url, setup, day_ns - 6 * 3600 * 10**9, day_ns + 19 * 3600 * 10**9
+    )
     yield DemoData(
         database=DEMO_DATABASE,
         branch=summary["branch"],

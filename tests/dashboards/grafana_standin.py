@@ -47,17 +47,36 @@ _AGGREGATE: dict[str, Any] = {
 }
 
 
+def filter_by_value(rows: Iterable[Row], options: Mapping[str, Any]) -> list[Row]:
+    """``filterByValue`` with ``equal`` filters: rows matching any (or all) are excluded or
+    kept, as ``type`` says."""
+    assert options["type"] in ("exclude", "include")
+
+    def matches(row: Row) -> bool:
+        hits = [
+            row.get(f["fieldName"]) == f["config"]["options"]["value"]
+            for f in options["filters"]
+            if f["config"]["id"] == "equal"
+        ]
+        return any(hits) if options.get("match", "any") == "any" else all(hits)
+
+    keep = options["type"] == "include"
+    return [row for row in rows if matches(row) == keep]
+
+
 def group_by(rows: Iterable[Row], options: Mapping[str, Any]) -> dict[Any, Row]:
-    """``groupBy`` with one group-by field and aggregated fields (nulls skipped)."""
+    """``groupBy`` with group-by fields and aggregated fields (nulls skipped); keyed by the
+    group-by value, or by the tuple of them when there are several."""
     fields = options["fields"]
-    (key,) = [name for name, spec in fields.items() if spec["operation"] == "groupby"]
+    keys = [name for name, spec in fields.items() if spec["operation"] == "groupby"]
     groups: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.get(key) is not None:
-            groups[row[key]].append(row)
+        if all(row.get(k) is not None for k in keys):
+            value = tuple(row[k] for k in keys)
+            groups[value[0] if len(keys) == 1 else value].append(row)
     out = {}
     for value, members in groups.items():
-        result: Row = {key: value}
+        result: Row = dict(zip(keys, value if len(keys) > 1 else (value,), strict=True))
         for name, spec in fields.items():
             if spec["operation"] != "aggregate":
                 continue

@@ -14,14 +14,21 @@ from typing import Any
 import pytest
 
 from openbranch.dashboards import BranchInfo, Dashboard, Fleet, Panel, Target, all_dashboards
+from openbranch.dashboards.influxql import BRANCH, LOG_ROWS, f, select, t
 from openbranch.edge.core import schema
 from openbranch.edge.core.schedule import Mode
-from tests.dashboards.conftest import DemoData
-from tests.dashboards.grafana_standin import calculate_binary, group_by, join_by_field, rows_of
+from tests.dashboards.conftest import DEMO_AREA, DemoData
+from tests.dashboards.grafana_standin import (
+    calculate_binary,
+    filter_by_value,
+    group_by,
+    join_by_field,
+    rows_of,
+)
 from tests.services import Influxd
 from tests.support.interpolate import TimeRange, VariableValue, all_of, interpolate
 
-AREA = 800.0
+AREA = DEMO_AREA  # what provisioning wrote as the branch's floor area (branch_info)
 
 
 def demo_fleet(demo: DemoData, *, areas: bool = True) -> Fleet:
@@ -175,18 +182,23 @@ def kwh_per_hour_by_mode(influxd: Influxd, demo: DemoData) -> dict[str, list[flo
     return dict(out)
 
 
-def test_per_mode_panels_join_by_hour_and_group_by_mode(
+def _per_mode(runner: Runner, panel: Panel) -> dict[Any, Any]:
+    """A per-mode panel as Grafana shows it: its rows filtered and grouped (the stand-in)."""
+    rows = rows_of(runner.target(panel, panel.targets[0]))
+    kept = filter_by_value(rows, panel.transformations[0]["options"])
+    grouped = group_by(kept, panel.transformations[1]["options"])
+    return {mode: row for (branch, mode), row in grouped.items() if branch == runner.demo.branch}
+
+
+def test_per_mode_panels_group_the_rollup_by_branch_and_mode(
     influxd: Influxd, demo_data: DemoData
 ) -> None:
     board = all_dashboards(demo_fleet(demo_data))["extended-hours"]
     runner = Runner(influxd, demo_data, board)
+    assert not any(p.repeat for p in board.panels)  # one query for every branch
     energy = _panel(board, "Energy per mode-hour")
-    value, mode = (rows_of(runner.target(energy, t)) for t in energy.targets)
-    joined = join_by_field(value, mode, "time", mode="outer")
-    by_mode = group_by(joined, energy.transformations[1]["options"])
+    by_mode = _per_mode(runner, energy)
     assert {Mode.STAFFED, Mode.SELF_SERVICE, Mode.CLOSED} <= set(by_mode)
-    total = sum(r["kwh"] for r in value)
-    assert sum(g["kwh (sum)"] for g in by_mode.values()) == pytest.approx(total)
     staffed = by_mode[Mode.STAFFED]
     # Independently: the raw hourly points and the raw mode changes, bucketed here. By hand:
     # the demo's Monday is staffed 10:00-17:00, each change written within a minute after the
@@ -197,14 +209,16 @@ def test_per_mode_panels_join_by_hour_and_group_by_mode(
     assert staffed["kwh (mean)"] == pytest.approx(fmean(expected[Mode.STAFFED]))
     for mode_, hours in expected.items():
         assert by_mode[mode_]["kwh (mean)"] == pytest.approx(fmean(hours)), mode_
+        assert by_mode[mode_]["kwh (sum)"] == pytest.approx(sum(hours)), mode_
     # the demo loads the building while staffed: more kWh per hour than when closed
     assert staffed["kwh (mean)"] > by_mode[Mode.CLOSED]["kwh (mean)"]
-    visits = _panel(board, "Visits by mode")
-    value, mode = (rows_of(runner.target(visits, t)) for t in visits.targets)
-    grouped = group_by(
-        join_by_field(value, mode, "time", mode="outer"), visits.transformations[1]["options"]
-    )
-    assert grouped[Mode.STAFFED]["visits (sum)"] > 0
+    visits = _per_mode(runner, _panel(board, "Visits by mode"))
+    assert visits[Mode.STAFFED]["visits (sum)"] > 0
+    raw = raw_visits_per_hour(runner)
+    assert sum(v["visits (sum)"] for v in visits.values()) == sum(raw.values())
+    alerts = _per_mode(runner, _panel(board, "Alerts per mode-hour"))
+    for mode_, row in alerts.items():  # every hour of the mode counted, with or without alerts
+        assert row["alerts (count)"] == len(expected.get(mode_, [])) or mode_ == Mode.CLOSED
 
 
 def test_hours_per_week_match_the_demo_calendar(influxd: Influxd, demo_data: DemoData) -> None:
@@ -224,9 +238,17 @@ def test_kwh_per_m2_and_per_visitor(influxd: Influxd, demo_data: DemoData) -> No
     by_carrier = _panel(board, "kWh per branch and carrier")
     total = sum(r["kwh"] for r in rows_of(runner.target(by_carrier, by_carrier.targets[0])))
     per_m2 = _panel(board, "kWh per m²")
-    assert sum(
-        r["kwh_per_m2"] for r in rows_of(runner.target(per_m2, per_m2.targets[0]))
-    ) == pytest.approx(total / AREA)
+    assert len(per_m2.targets) == 3  # kWh per carrier and the areas, whatever the branches
+    electricity, heat, areas = (rows_of(runner.target(per_m2, t)) for t in per_m2.targets)
+    assert [r["floor_area_m2"] for r in areas] == [AREA]  # the fact provisioning wrote
+    joined = join_by_field(
+        join_by_field(electricity, heat, "branch", mode="outer"), areas, "branch", mode="outer"
+    )
+    for step in per_m2.transformations[1:]:
+        joined = calculate_binary(joined, step["options"])
+    (row,) = joined
+    per_carrier = row["electricity_kwh_per_m2"] + row["district_heating_kwh_per_m2"]
+    assert per_carrier == pytest.approx(total / AREA)
     panel = _panel(board, "kWh per visitor")
     kwh, visits = (rows_of(runner.target(panel, t)) for t in panel.targets)
     joined = join_by_field(kwh, visits, "branch", mode="inner")
@@ -248,3 +270,89 @@ def test_interval_for_energy_panels_is_at_least_an_hour(
     assert "GROUP BY time(1h)" in runner.text(panel.targets[0].query, panel)
     timeline = _panel(board, "Mode")
     assert "GROUP BY time(1m)" in runner.text(timeline.targets[0].query, timeline)  # 1 day / 1000
+
+
+# -- the roll-up gives the raw data's answers ------------------------------------------------
+
+
+def raw_visits_per_hour(runner: Runner) -> dict[str, int]:
+    """Visits per hour from the raw counter points: the query the panels ran before the
+    roll-up (each counter's increase of its highest reading per hour, summed per hour)."""
+    device = t(schema.Tag.DEVICE)
+    inner = select(
+        f'non_negative_difference(max({f(schema.OCCUPANCY_ENTERED)})) AS "visits"',
+        schema.OCCUPANCY,
+        group=f"time(1h), {BRANCH}, {device}",
+    )
+    query = select(
+        'sum("visits") AS "visits"', f"({inner})", group=f"time(1h), {BRANCH}", fill="none"
+    )
+    return {r["time"]: r["visits"] for r in rows_of(runner.run(query))}
+
+
+def test_rollup_backed_panels_give_the_raw_figures(influxd: Influxd, demo_data: DemoData) -> None:
+    """Visits, people present, kWh per visitor and hours per mode: from branch_hourly (filled
+    by provisioning's continuous queries, backfilled for the demo day) as from the raw points."""
+    boards = all_dashboards(demo_fleet(demo_data))
+    branch = Runner(influxd, demo_data, boards["branch"])
+    people = _panel(boards["branch"], "People present and visits")
+    assert "GROUP BY time(1h)" in branch.text(people.targets[1].query, people)
+    visits = {r["time"]: r["visits"] for r in rows_of(branch.target(people, people.targets[1]))}
+    raw = raw_visits_per_hour(branch)
+    assert visits == raw
+    assert sum(raw.values()) > 50  # the demo's visitors
+    present = {r["time"]: r["present"] for r in rows_of(branch.target(people, people.targets[0]))}
+    device = t(schema.Tag.DEVICE)
+    raw_net = select(
+        f"difference(max({f(schema.OCCUPANCY_ENTERED)}))"
+        f' - difference(max({f(schema.OCCUPANCY_EXITED)})) AS "net"',
+        schema.OCCUPANCY,
+        group=f"time(1h), {BRANCH}, {device}",
+    )
+    raw_present = select(
+        'cumulative_sum(sum("net")) AS "present"', f"({raw_net})", group=f"time(1h), {BRANCH}"
+    )
+    assert present == {r["time"]: r["present"] for r in rows_of(branch.run(raw_present))}
+    assert max(present.values()) > 0
+    energy = Runner(influxd, demo_data, boards["energy"])
+    per_visitor = _panel(boards["energy"], "kWh per visitor")
+    (total,) = rows_of(energy.target(per_visitor, per_visitor.targets[1]))
+    assert total["visits"] == sum(raw.values())
+
+
+def test_queries_do_not_grow_with_the_branches() -> None:
+    """A dashboard sends as many queries for 400 branches as for one."""
+
+    def fleet(n: int) -> Fleet:
+        return Fleet(
+            id="x",
+            name="X",
+            branches=tuple(
+                BranchInfo(id=f"b{i}", name=f"B{i}", floor_area_m2=500.0) for i in range(n)
+            ),
+        )
+
+    def counts(n: int) -> dict[str, int]:
+        return {k: sum(1 for _ in b.targets()) for k, b in all_dashboards(fleet(n)).items()}
+
+    assert counts(1) == counts(400)
+    assert all(not p.repeat for b in all_dashboards(fleet(3)).values() for p in b.panels)
+
+
+def test_log_tables_are_bounded_and_the_branch_dashboard_opens_on_one_branch(
+    influxd: Influxd, demo_data: DemoData
+) -> None:
+    board = all_dashboards(demo_fleet(demo_data))["branch"]
+    assert board.variable("branch").default == demo_data.branch
+    assert board.refresh != "1m"
+    runner = Runner(influxd, demo_data, board)
+    for title in (
+        "Events: mode changes, commands, announcements",
+        "Alerts raised and cleared by the gateway",
+    ):
+        panel = _panel(board, title)
+        assert panel.targets[0].query.endswith(f"LIMIT {LOG_ROWS}")
+        rows = rows_of(runner.target(panel, panel.targets[0]))
+        assert 0 < len(rows) <= LOG_ROWS
+        assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)
+        assert {r["branch"] for r in rows} == {demo_data.branch}
