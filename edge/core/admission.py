@@ -135,7 +135,6 @@ class Reason(StrEnum):
     CATEGORY = "category"  # the patron category is not admitted
     LOCKED_OUT = "locked_out"  # too many wrong PINs on this card or reader
     OFFLINE = "offline"  # library system down, refused by the offline policy
-    BUSY = "busy"  # the gateway had more presentations than it can answer
 
 
 #: What the reader shows, per reason: (Danish, English).
@@ -161,7 +160,6 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.CATEGORY: ("Dit kort giver ikke adgang nu", "Your card gives no entry now"),
     Reason.LOCKED_OUT: ("For mange forsøg, vent lidt", "Too many attempts, please wait"),
     Reason.OFFLINE: ("Adgang er ikke mulig lige nu", "Entry is not possible right now"),
-    Reason.BUSY: ("Prøv igen", "Please try again"),
 }
 
 

@@ -214,8 +214,8 @@ def test_rule(case: str, given: dict[str, Any], expected: tuple[bool, Reason]) -
 
 
 def test_every_reason_of_the_policy_is_in_the_table() -> None:
-    """The reasons the flow gives (lockout, offline, busy) are tested with the flow."""
-    flow_only = {Reason.LOCKED_OUT, Reason.OFFLINE, Reason.OFFLINE_ADMITTED, Reason.BUSY}
+    """The reasons the desk gives (lockout, offline) are tested in tests/edge/runtime."""
+    flow_only = {Reason.LOCKED_OUT, Reason.OFFLINE, Reason.OFFLINE_ADMITTED}
     covered = {expected[1] for _, _, expected in CASES}
     assert covered == set(Reason) - flow_only
 
