@@ -39,7 +39,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.admission import (
@@ -582,8 +582,7 @@ class EntryDesk:
 
     def _count(self, mode: Mode, admitted: bool) -> None:
         """This hour's count for ``mode`` goes up and is written again (same time, tags)."""
-        now = self._clock.now()
-        hour = now.replace(minute=0, second=0, microsecond=0)
+        hour = self._clock.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         key = hour.isoformat()
         if key != self._hour:
             self._hour, self._counts = key, {}

@@ -89,6 +89,8 @@ def desk(
     library: Library | None = None,
     allow: AllowList | None = None,
     clock: Clock | None = None,
+    load: Callable[[str], str | None] = lambda _key: None,
+    save: Callable[[str, str], None] = lambda _key, _value: None,
 ) -> tuple[EntryDesk, Journal, list[Reading], Door]:
     clock = clock or StepClock(NOW)
     written: list[Reading] = []
@@ -116,6 +118,8 @@ def desk(
         clock=clock,
         journal=journal,
         record=written.extend,
+        load=load,
+        save=save,
     )
     return entry_desk, journal, written, door
 
@@ -257,6 +261,16 @@ def test_the_numbers_count_each_decision_in_its_hour_and_mode() -> None:
     assert [(r.fields["admitted"], r.fields["refused"]) for r in counts] == [(1, 0), (1, 1), (2, 1)]
     assert {r.time for r in counts} == {NOW.replace(minute=0)}
     assert {r.tags["mode"] for r in counts} == {"self_service"}
+
+
+def test_the_counts_of_the_hour_go_on_after_a_restart() -> None:
+    state: dict[str, str] = {}
+    first, _, _, _ = desk(save=state.__setitem__)
+    run(first, ("r1", "1001", "1234"), ("r1", "1002", "0000"))
+    again, _, written, _ = desk(load=state.get)
+    run(again, ("r1", "1002", "4321"))
+    (point,) = [r for r in written if r.measurement is schema.ADMISSION]
+    assert (point.fields["admitted"], point.fields["refused"]) == (2, 1)
 
 
 def _audit(written: Sequence[Reading]) -> list[str]:
