@@ -38,9 +38,9 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
         "cq_energy_hourly_kwh",
         "cq_alert_hourly",
     }
-    areas = influxd.query(
-        'SELECT "floor_area_m2", "branch" FROM "forever"."branch_info"', db
-    )["results"][0]["series"][0]["values"]
+    areas = influxd.query('SELECT "floor_area_m2", "branch" FROM "forever"."branch_info"', db)[
+        "results"
+    ][0]["series"][0]["values"]
     assert sorted(row[1:] for row in areas) == [[800.0, "hasle"], [1250.5, "viby j"]]
     edited = setup_for(db, raw_days=800, floor_areas={"hasle": 810.0, "viby j": 1250.5})
     changed = apply(influxd.url, edited)  # an edit to the inventory
