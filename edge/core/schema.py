@@ -389,7 +389,7 @@ BRANCH_HOURLY = _measurement(
         "mode",
         _S,
         "the branch mode at the end of the hour",
-        choices=("closed", "staffed", "self_service", "emergency", "maintenance"),
+        choices=BRANCH_MODE.field("mode").choices,
     ),
     Field("kwh", _F, "electricity and district heating consumed in the hour", ("kWh",)),
     Field("alerts", _I, "alerts the gateway raised in the hour"),
