@@ -18,14 +18,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.reading import Reading
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
 from openbranch.integrations.homeassistant import alert_entity
@@ -130,6 +132,20 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
     registry = default_registry()
     clock = ScaledClock(start=START, speed=1)
     outbox = open_outbox(cfg)
+    old = {"kind": "entry", "text": "reader: card 0f0f admitted (admitted)"}
+    outbox.append(  # an entry record from 31 days ago: past the retention of 30 days
+        [
+            Reading(
+                branch="entry1",
+                device=schema.GATEWAY_DEVICE,
+                measurement=schema.AUDIT,
+                fields={schema.AUDIT_MESSAGE.key: old["text"]},
+                tags={schema.Tag.KIND.value: old["kind"]},
+                time=START - timedelta(days=31),
+            )
+        ],
+        audit=True,
+    )
     gateway = Gateway(config=cfg, registry=registry, clock=clock, outbox=outbox)
     heard: list[str] = []  # what Home Assistant's alert entities hear
     gateway.journal.raised.append(heard.append)
@@ -215,7 +231,9 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
     watcher.sync()
     seen = [m for m in watcher.messages if not m.topic.endswith("/presented")]
     retained = retained_all(mosquitto, "#")
+    kept = [e.line for e in outbox.lines(measurement=schema.AUDIT.name) if "card 0f0f" in e.line]
     outbox.close()
+    assert kept == []  # the housekeeping deleted the record past retention
 
     # the numbers: this hour's counts in self-service mode
     rows = influxd.rows(
