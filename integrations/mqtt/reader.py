@@ -83,6 +83,12 @@ class MqttReader(MqttDevice):
         self._spec = profile.reader
         self.refused = 0  # presentations that were not one (counted, never logged in full)
 
+    def describe_plan(self) -> str:
+        return (
+            f"{super().describe_plan()}; card reader on {self.presentation_topic}, "
+            f"answers on {self.state_topic}"
+        )
+
     @property
     def presentation_topic(self) -> str:
         sub = self._spec.topic
