@@ -18,8 +18,9 @@ Every decision is audited with the card's pseudonym only (``pseudonym``, keyed),
 the decision and the reason, and counted in the ``admission`` measurement per hour and mode.
 Card numbers and PINs are never logged, audited, published or stored.
 
-Abuse: ``lockout.attempts`` wrong PINs on one card, or ``lockout.reader_attempts`` on one
-reader, within ``lockout.within_s`` lock that card (or reader) for ``lockout.lock_s``. A
+Abuse: ``lockout.attempts`` wrong PINs on one card, or ``lockout.reader_attempts`` wrong PINs
+and unknown cards on one reader, within ``lockout.within_s`` lock that card (or reader) for
+``lockout.lock_s``; a locked reader raises ``entry_lockout:<reader>`` until its lock is over. A
 reader that floods: the queue holds ``queue`` presentations and each reader at most its share;
 more are dropped, counted, and ``entry_flood`` is raised until a tick of the desk finds the
 queue empty with nothing dropped since the tick before.
@@ -240,6 +241,7 @@ class EntryDesk:
         self.dropped = 0  # presentations dropped by the bound (counted, alerted)
         self._dropped_seen = 0  # ``dropped`` at the last tick
         self._housekeeping = housekeeping
+        self._locked_readers: set[str] = set()  # readers whose entry_lockout is raised
         self._mode_at = mode_at or (lambda _t: self._view().mode)
         self._flooding = False
         self._offline = False
@@ -309,6 +311,7 @@ class EntryDesk:
             if now - kept >= HOUSEKEEPING_EVERY:
                 kept = now
                 await self._keep_house()
+            self._unlock_readers(now)
             self._cards.forget(now)
             self._by_reader.forget(now)
             self._clear_tailgating(now)
@@ -368,8 +371,8 @@ class EntryDesk:
         if decision is None:
             decision = await self._ask(presentation, view)
         await self._act(presentation, who, view.mode, decision)
-        if decision.reason is Reason.WRONG_PIN:
-            self._wrong_pin(who, reader, mono)
+        if decision.reason in (Reason.WRONG_PIN, Reason.NOT_A_PATRON):
+            self._wrong(who, reader, mono, pin=decision.reason is Reason.WRONG_PIN)
         return decision
 
     async def _ask(self, presentation: Presentation, view: BranchView) -> Decision:
@@ -430,22 +433,36 @@ class EntryDesk:
                 active=False,
             )
 
-    def _wrong_pin(self, who: str, reader: str, mono: float) -> None:
+    def _wrong(self, who: str, reader: str, mono: float, *, pin: bool) -> None:
+        """A wrong PIN counts for the card and the reader; an unknown card for the reader
+        (card numbers tried one after another)."""
         lock = self.config.lockout
-        if self._cards.wrong(who, mono):
+        if pin and self._cards.wrong(who, mono):
             self._journal.audit(
                 "entry_lockout",
                 f"card {who} locked for {lock.lock_s:g} s after {lock.attempts} wrong PINs "
                 f"within {lock.within_s:g} s",
             )
         if self._by_reader.wrong(reader, mono):
+            self._locked_readers.add(reader)
             self._journal.alert(
                 f"entry_lockout:{reader}",
                 f"{reader} locked for {lock.lock_s:g} s after {lock.reader_attempts} wrong "
-                f"PINs within {lock.within_s:g} s (someone may be guessing)",
+                f"PINs or unknown cards within {lock.within_s:g} s (someone may be guessing)",
                 severity="warning",
                 active=True,
             )
+
+    def _unlock_readers(self, now: float) -> None:
+        for reader in sorted(self._locked_readers):
+            if not self._by_reader.locked(reader, now):
+                self._locked_readers.discard(reader)
+                self._journal.alert(
+                    f"entry_lockout:{reader}",
+                    f"{reader} takes cards again",
+                    severity="info",
+                    active=False,
+                )
 
     async def _act(self, presentation: Presentation, who: str, mode: Mode, d: Decision) -> None:
         reader = presentation.reader

@@ -180,22 +180,52 @@ def test_offline_recently_admitted_admits_only_cards_admitted_online(tmp_path: P
     assert b"1001" not in b"".join(p.read_bytes() for p in tmp_path.glob("allowlist.db*"))
 
 
-def test_a_reader_is_locked_after_wrong_pins_on_many_cards() -> None:
+def test_a_reader_is_locked_after_wrong_pins_and_unknown_cards() -> None:
     library = Library()
     entry, journal, _, _ = desk(library=library, entry={"lockout": {"reader_attempts": 4}})
-    guesses = [("r1", f"90{i:02d}", "0000") for i in range(4)]
-    assert run(entry, *guesses) == [Reason.NOT_A_PATRON] * 4  # unknown cards: not wrong PINs
-    guesses = [("r1", "1001", f"00{i:02d}") for i in range(2)] + [
-        ("r1", "1002", f"00{i:02d}") for i in range(2)
-    ]
-    assert run(entry, *guesses) == [Reason.WRONG_PIN] * 4
+    guesses = [("r1", "9000", "0000"), ("r1", "9001", "0000")]  # card numbers tried
+    guesses += [("r1", "1001", "0000"), ("r1", "1002", "0000")]  # then PINs, two cards
+    assert run(entry, *guesses) == [Reason.NOT_A_PATRON] * 2 + [Reason.WRONG_PIN] * 2
     assert "entry_lockout:r1" in journal.active
     asked = library.asked
     assert run(entry, ("r1", "1001", "1234"), ("r2", "1001", "1234")) == [
         Reason.LOCKED_OUT,
-        Reason.ADMITTED,  # the other reader is not locked, nor is the card (2 of 3)
+        Reason.ADMITTED,  # the other reader is not locked, nor is the card (1 of 3)
     ]
     assert library.asked == asked + 1
+
+
+def test_a_locked_reader_takes_cards_again_after_the_lock() -> None:
+    clock = ScaledClock(start=NOW, speed=1000)  # 1000 s of locks pass in a real second
+    entry, journal, _, _ = desk(
+        entry={
+            "lockout": {"reader_attempts": 2, "lock_s": 60},
+            "tailgating": {"window_s": 5},  # the desk's tick: 5 s of its clock
+        },
+        clock=clock,
+    )
+    cleared = asyncio.Event()
+    journal.listeners.append(
+        lambda kind, text: (
+            cleared.set()
+            if kind == "alert entry_lockout:r1" and text.startswith("cleared")
+            else None
+        )
+    )
+
+    async def main() -> Reason:
+        task = asyncio.create_task(entry.run())
+        for pin in ("0000", "0001"):
+            await entry.handle(Presentation(reader="r1", card="1001", pin=pin))
+        assert "entry_lockout:r1" in journal.active
+        async with asyncio.timeout(10):
+            await cleared.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return (await entry.handle(Presentation(reader="r1", card="1001", pin="1234"))).reason
+
+    assert asyncio.run(main()) == Reason.ADMITTED
 
 
 def test_a_card_is_locked_after_three_wrong_pins_and_free_again_after_the_lock() -> None:
