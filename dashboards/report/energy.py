@@ -42,6 +42,9 @@ from openbranch.dashboards.report.source import (
     HOUR_NS,
     Counter,
     HourRow,
+    InfluxSource,
+    MeterRuns,
+    MeterSums,
     RegisterDay,
     Source,
 )
@@ -413,6 +416,65 @@ class _Builder:
         if row.carrier == _ELECTRICITY:
             self._price_electricity(row, i)
 
+    def _meter(self, branch: str, device: str, carrier: str) -> MeterQuality:
+        key = (branch, device, carrier)
+        meter = self.meters.get(key)
+        if meter is None:
+            lo, hi = self.bounds(branch)
+            meter = self.meters[key] = MeterQuality(
+                branch=branch, device=device, carrier=carrier, hours_in_period=hours_between(lo, hi)
+            )
+        return meter
+
+    def _month(self, branch: str, i: int, carrier: str) -> MonthRow:
+        months = self.months(branch)
+        month = self.rows.get((branch, i, carrier))
+        if month is None:
+            month = self.rows[(branch, i, carrier)] = MonthRow(
+                branch=branch,
+                month=months.months[i],
+                carrier=carrier,
+                unit=unit_of(carrier),
+                meters=0,
+                hours_in_period=hours_between(months.starts_ns[i], months.ends_ns[i]),
+            )
+        return month
+
+    def add_sums(self, sums: Iterable[MeterSums]) -> None:
+        """What ``add_hours`` makes of the rows, from each meter's sums per month (the
+        server's): the months' and the meters' hours and consumption by quality."""
+        only = set(self.o.only) if self.o.only else None
+        for s in sums:
+            if (only is not None and s.branch not in only) or not s.hours:
+                continue
+            meter = self._meter(s.branch, s.device, s.carrier)
+            month = self._month(s.branch, s.span, s.carrier)
+            month.hours_present += s.hours
+            month.consumption += s.consumption
+            month.measured += s.measured
+            month.interpolated += s.interpolated
+            if s.hours != s.measured_hours + s.interpolated_hours:
+                month.other += s.consumption - s.measured - s.interpolated
+            meter.hours_present += s.hours
+            meter.consumption += s.consumption
+            meter.interpolated_hours += s.interpolated_hours
+            meter.interpolated += s.interpolated
+            if s.carrier == _ELECTRICITY:  # annual factors only (else the rows are read)
+                self.annual_kwh[(s.branch, s.span)] += s.consumption
+                self.annual_hours += s.hours
+
+    def add_runs(self, runs: Iterable[MeterRuns]) -> None:
+        """Each meter's first and last hour, its missing and interpolated runs."""
+        for r in runs:
+            meter = self.meters.get((r.branch, r.device, r.carrier))
+            if meter is None:
+                continue
+            lo, _ = self.bounds(r.branch)
+            meter.first_hour_ns, meter.last_hour_ns = r.first_hour_ns, r.last_hour_ns
+            meter.missing_runs = int(r.first_hour_ns > lo) + r.gaps
+            meter.interpolated_runs = meter.interpolated_hours - r.interpolated_continued
+            self.prev_hour[(r.branch, r.device, r.carrier)] = (r.last_hour_ns, False)
+
     def _price_electricity(self, row: HourRow, i: int) -> None:
         area = self.info(row.branch).price_area
         factor = (
@@ -563,11 +625,28 @@ class _Builder:
         return dict(out)
 
 
+def _summed_by_server(source: Source, options: ReportOptions) -> InfluxSource | None:
+    """The source, when it may sum each meter's months itself and the report needs no more:
+    InfluxDB asked to (``summed``), annual electricity factors (hourly ones price each hour),
+    one time zone."""
+    if not isinstance(source, InfluxSource) or not source.summed or options.hourly is not None:
+        return None
+    zones = {info.timezone for info in options.branches.values()}
+    return source if zones <= {options.default_timezone} else None
+
+
 def _collect(source: Source, options: ReportOptions, first: date, last: date) -> _Builder:
     b = _Builder(options, first, last)
     lo, hi = b.window()
     only = list(options.only) if options.only else None
-    b.add_hours(source.hours(lo, hi, only))
+    server = _summed_by_server(source, options)
+    if server is not None:
+        months = _Months.of(first, last, ZoneInfo(options.default_timezone))
+        spans = list(zip(months.starts_ns, months.ends_ns, strict=True))
+        b.add_sums(server.hour_sums(spans, only))
+        b.add_runs(server.hour_runs(months.starts_ns[0], months.ends_ns[-1], only))
+    else:
+        b.add_hours(source.hours(lo, hi, only))
     b.finish_meters()
     b.add_resets(source.register_days(lo - lo % DAY_NS, hi - hi % DAY_NS + DAY_NS, only))
     b.price()
