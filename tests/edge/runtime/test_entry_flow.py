@@ -5,8 +5,9 @@ counter simulated on MQTT, and every reading delivered to a real influxd.
 One evening at the front door: a patron is admitted (the lock's unlock pulse, the reader shows
 it), a lost card is refused, three wrong PINs lock the card out (the right PIN is then refused
 without asking the library system), two people pass on one admission (tailgating, raised to
-Home Assistant's hook and cleared), the library system goes away (refused by the default
-offline policy, library_system_down raised) and comes back. Then the written data is searched
+Home Assistant's hook and cleared), the library system goes away (library_system_down
+raised; by the default offline policy the admitted card is refused, by ``recently_admitted``
+it is let in and the lost card is not) and comes back. Then the written data is searched
 for the card numbers and PINs used: the outbox file, every series in influxd, every MQTT
 message but the reader's own presentations, and the log.
 """
@@ -58,8 +59,8 @@ def sip2_login(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENTRY_TEST_SIP2_PASSWORD", LOGIN_PASSWORD)
 
 
-def config(
-    tmp_path: Path, mosquitto: Mosquitto, influx: str, db: str, acs_port: int
+def config(  # noqa: PLR0917 - the servers of the test
+    tmp_path: Path, mosquitto: Mosquitto, influx: str, db: str, acs_port: int, policy: str
 ) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
@@ -113,13 +114,16 @@ def config(
                 "unlock_s": 2.0,
                 "lookup_timeout_s": 2.0,
                 "tailgating": {"window_s": 2.0, "severity": "warning"},
+                "offline": {"policy": policy, "days": 14},
             },
         }
     )
 
 
 @pytest.mark.usefixtures("sip2_login")
+@pytest.mark.parametrize("policy", ["refuse_all", "recently_admitted"])
 def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
+    policy: str,
     tmp_path: Path,
     mosquitto: Mosquitto,
     influxd: Influxd,
@@ -128,7 +132,7 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    cfg = config(tmp_path, mosquitto, influxd.url, influx_db, acs.port)
+    cfg = config(tmp_path, mosquitto, influxd.url, influx_db, acs.port, policy)
     registry = default_registry()
     clock = ScaledClock(start=START, speed=1)
     outbox = open_outbox(cfg)
@@ -214,11 +218,16 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
             assert "library_system_down" not in gateway.journal.active
 
             offline = await present(GOOD, "1234")
-            assert (offline["admit"], offline["reason"]) == (False, "offline")
             assert "library_system_down" in gateway.journal.active
+            if policy == "refuse_all":
+                assert (offline["admit"], offline["reason"]) == (False, "offline")
+            else:  # admitted online before; the lost card was refused online
+                assert (offline["admit"], offline["reason"]) == (True, "offline_admitted")
+                lost_offline = await present(LOST, "4321")
+                assert (lost_offline["admit"], lost_offline["reason"]) == (False, "offline")
             acs.start()  # on the same port: the client reconnects at its next lookup
             for _attempt in range(100):  # each attempt waits for its answer
-                if (await present(GOOD, "1234"))["admit"]:
+                if (await present(GOOD, "1234"))["reason"] == "admitted":
                     break
             assert "library_system_down" not in gateway.journal.active
             await until(lambda: outbox.depth(gateway.drainers[0].name) == 0, 20, "delivered")
@@ -243,7 +252,10 @@ def test_an_evening_at_the_front_door(  # noqa: PLR0917 - fixtures
     tailgating = alert_entity(cfg, "tailgating:door")  # Home Assistant's binary sensor
     assert json.loads(retained[tailgating.topic])["device_class"] == "problem"
     (row,) = rows  # one hour, written again with each decision
-    assert row[1] == 3  # admitted: the first, again, and when the library system is back
+    if policy == "refuse_all":  # admitted: the first, again, and when it is back
+        assert row[1] == 3
+    else:  # and offline, once or more while the client reconnected
+        assert row[1] >= 4
     assert row[2] >= 6  # lost, 3 wrong PINs, locked out, offline (and retries while it came back)
     audit = influxd.rows("SELECT message FROM audit WHERE kind = 'entry'", influx_db)
     assert any("admitted (admitted)" in r[1] for r in audit)
