@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,23 @@ def _apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge_entries(args: argparse.Namespace) -> int:
+    """The central copy of the entry records kept no longer than the inventory says."""
+    inventory = _load(args.inventory)
+    days = inventory.defaults.entry_retention_days
+    now_ns = time.time_ns()
+    for sink in inventory.defaults.sinks:
+        if sink.type == "influxdb_v1":
+            url = args.influxdb or sink.url
+            try:
+                deleted = influx.purge_personal(url, sink.database, days=days, now_ns=now_ns)
+            except (OSError, RuntimeError) as exc:  # the unit fails: systemctl --failed shows it
+                print(f"InfluxDB {url} {sink.database}: entry records not purged: {exc}")
+                return 1
+            print(f"InfluxDB {sink.database}: {deleted} entry records over {days} days deleted")
+    return 0
+
+
 def _schema(_args: argparse.Namespace) -> int:
     print(inventory_json_schema())
     return 0
@@ -172,6 +190,13 @@ def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             cmd.add_argument("--grafana", help="Grafana URL to push the dashboards to")
             cmd.add_argument("--grafana-token-file", help="a file holding a Grafana API token")
         cmd.set_defaults(func=_refusing(func))
+    purge = psub.add_parser(
+        "purge-entries",
+        help="delete entry records (card pseudonyms) past the inventory's retention from InfluxDB",
+    )
+    purge.add_argument("inventory", type=Path)
+    purge.add_argument("--influxdb", help="InfluxDB 1.x URL (default: each sink's own)")
+    purge.set_defaults(func=_refusing(_purge_entries))
     schema = psub.add_parser("schema", help="print the JSON Schema of inventories")
     schema.set_defaults(func=_schema)
     rotate = psub.add_parser("rotate", help="new credentials for one branch's gateway")

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.admission import PERSONAL_AUDIT_KINDS
 
-__all__ = ["InfluxSetup", "apply", "backfill", "setup_for"]
+__all__ = ["InfluxSetup", "apply", "backfill", "purge_personal", "setup_for"]
 
 RAW, FOREVER = "raw", schema.ROLLUP_POLICY
 _HOUR_NS = 3600 * 10**9
@@ -191,6 +192,23 @@ def _facts(setup: InfluxSetup) -> str:
 
 def _tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def purge_personal(url: str, database: str, *, days: int, now_ns: int) -> int:
+    """Delete the audit records that carry a card's pseudonym (entry decisions, lockouts)
+    older than ``days``, in every retention policy; returns how many there were. The gateway
+    deletes its own copies (edge.runtime.allowlist); this is the central copy's retention."""
+    kind = f'"{_ident(schema.Tag.KIND.value)}"'
+    kinds = " OR ".join(f"{kind} = '{k}'" for k in PERSONAL_AUDIT_KINDS)
+    where = f"({kinds}) AND time < {now_ns - days * 24 * _HOUR_NS}"
+    audit, message = f'"{_ident(schema.AUDIT.name)}"', f'"{_ident(schema.AUDIT_MESSAGE.key)}"'
+    # names from the schema, kinds from edge.core.admission, a number: nothing from outside
+    select = f"SELECT count({message}) FROM {audit} WHERE {where}"  # noqa: S608
+    counted = _rows(_query(url, select, database)[0])
+    found = sum(int(row["count"]) for row in counted)
+    if found:
+        _query(url, f"DELETE FROM {audit} WHERE {where}", database)  # noqa: S608
+    return found
 
 
 def _write(url: str, db: str, policy: str, lines: str) -> None:

@@ -103,6 +103,13 @@ class Defaults(_Model):
         "(docs/SCALE.md)",
     )
     sinks: list[SinkConfig] = Field(default_factory=list)
+    entry_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="days the central InfluxDB keeps entry records (card pseudonyms): "
+        "`openbranch provision purge-entries`, run daily by the rendered openbranch-purge.timer",
+    )
 
 
 class Branch(_Model):

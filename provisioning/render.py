@@ -406,6 +406,9 @@ def render(
             statements = setup_for(sink.database).statements()
             files["influxdb/setup.influxql"] = "\n".join([*statements, ""])
     files["systemd/openbranch-gateway.service"] = SYSTEMD_UNIT
+    if any(sink.type == "influxdb_v1" for sink in inventory.defaults.sinks):
+        files["systemd/openbranch-purge.service"] = PURGE_UNIT
+        files["systemd/openbranch-purge.timer"] = PURGE_TIMER
     if any(branch.website_hours is not None for branch in inventory.branches):
         files["systemd/openbranch-hours.service"] = HOURS_UNIT
         files["systemd/openbranch-hours.timer"] = HOURS_TIMER
@@ -507,6 +510,43 @@ ProtectSystem=strict
 ReadWritePaths=/var/lib/openbranch
 ProtectHome=true
 PrivateTmp=true
+"""
+
+# The central InfluxDB's copy of the entry records (card pseudonyms) kept no longer than the
+# inventory's entry_retention_days (decision 71); the gateways purge their own stores.
+PURGE_UNIT = """\
+# Rendered by `openbranch provision render`. Install on the central host as
+# /etc/systemd/system/openbranch-purge.service with openbranch-purge.timer beside it and the
+# inventory at /etc/openbranch/inventory.yaml.
+[Unit]
+Description=OpenBranch: delete entry records past their retention from InfluxDB
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+User=openbranch
+Group=openbranch
+ExecStart=/opt/openbranch/.venv/bin/openbranch provision purge-entries \\
+    /etc/openbranch/inventory.yaml
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+"""
+
+PURGE_TIMER = """\
+# Rendered by `openbranch provision render`: once a day.
+[Unit]
+Description=OpenBranch: entry records past their retention deleted, daily
+
+[Timer]
+OnCalendar=*-*-* 03:30:00
+RandomizedDelaySec=15min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
 """
 
 HOURS_TIMER = """\

@@ -29,7 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from openbranch.edge.core.schedule import Mode
 
 __all__ = [
+    "ENTRY_AUDIT",
+    "LOCKOUT_AUDIT",
     "MESSAGES",
+    "PERSONAL_AUDIT_KINDS",
     "CardCheck",
     "CardReader",
     "Decision",
@@ -47,6 +50,12 @@ __all__ = [
     "Reason",
     "TailgatingRules",
 ]
+
+ENTRY_AUDIT = "entry"  # the audit kind of an entry decision: the card's pseudonym, the verdict
+LOCKOUT_AUDIT = "entry_lockout"  # the audit kind of a card locked after wrong PINs (pseudonym)
+# Audit kinds that carry a card's pseudonym: kept no longer than the entry retention, in the
+# gateway's store (edge.runtime.allowlist) and in InfluxDB (provisioning.purge)
+PERSONAL_AUDIT_KINDS = (ENTRY_AUDIT, LOCKOUT_AUDIT)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.admission import ENTRY_AUDIT, PERSONAL_AUDIT_KINDS
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.privacy import KEY_BYTES, pseudonym
 from openbranch.edge.telemetry.outbox import Outbox
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "entry.key"
 ALLOWLIST_FILE = "allowlist.db"
-ENTRY_AUDIT_KIND = "entry"  # the audit kind of an entry decision (edge.runtime.entry)
+ENTRY_AUDIT_KIND = ENTRY_AUDIT  # the audit kind of an entry decision (edge.runtime.entry)
 
 
 class EntryKeyError(Exception):
@@ -138,12 +139,12 @@ class AllowList:
 
 
 def purge_entry_records(outbox: Outbox, *, clock: Clock, days: int = 30) -> int:
-    """Delete entry decisions older than ``days`` from the local store; returns how many."""
-    cutoff = clock.now() - timedelta(days=days)
-    removed = outbox.purge(
-        schema.AUDIT.name,
-        tag=(schema.Tag.KIND.value, ENTRY_AUDIT_KIND),
-        before_ns=int(cutoff.timestamp() * 1e9),
+    """Delete the records that carry a card's pseudonym (entry decisions, lockouts) older
+    than ``days`` from the local store; returns how many."""
+    cutoff = int((clock.now() - timedelta(days=days)).timestamp() * 1e9)
+    removed = sum(
+        outbox.purge(schema.AUDIT.name, tag=(schema.Tag.KIND.value, kind), before_ns=cutoff)
+        for kind in PERSONAL_AUDIT_KINDS
     )
     if removed:
         log.info("entry: deleted %d entry records older than %d days", removed, days)

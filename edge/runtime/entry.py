@@ -44,6 +44,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.admission import (
+    ENTRY_AUDIT,
+    LOCKOUT_AUDIT,
     CardReader,
     Decision,
     EntryConfig,
@@ -439,7 +441,7 @@ class EntryDesk:
         lock = self.config.lockout
         if pin and self._cards.wrong(who, mono):
             self._journal.audit(
-                "entry_lockout",
+                LOCKOUT_AUDIT,
                 f"card {who} locked for {lock.lock_s:g} s after {lock.attempts} wrong PINs "
                 f"within {lock.within_s:g} s",
             )
@@ -471,7 +473,7 @@ class EntryDesk:
             await self._unlock(link, who)
             self._credit(link.door)
         verdict = "admitted" if d.admit else "refused"
-        self._journal.audit("entry", f"{reader}: card {who} {verdict} ({d.reason.value})")
+        self._journal.audit(ENTRY_AUDIT, f"{reader}: card {who} {verdict} ({d.reason.value})")
         self._count(mode, d.admit)
         self.decisions.append((reader, d))
         del self.decisions[:-100]

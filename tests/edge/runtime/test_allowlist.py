@@ -82,12 +82,13 @@ def test_entry_records_past_retention_are_deleted(tmp_path: Path) -> None:
             publish_own=lambda _readings: None,
         )
         journal.audit("entry", "reader-1: card 0f3a admitted (admitted)")
+        journal.audit("entry_lockout", "card 0f3a locked for 300 s after 3 wrong PINs")
         journal.audit("command", "door-main.unlock := True (entry)")
         clock.step(timedelta(days=29))
         journal.audit("entry", "reader-1: card 0f3a refused (wrong_pin)")
-        clock.step(timedelta(days=2))  # the first entry record is 31 days old now
+        clock.step(timedelta(days=2))  # the first entry records are 31 days old now
 
-        assert purge_entry_records(outbox, clock=clock, days=30) == 1
+        assert purge_entry_records(outbox, clock=clock, days=30) == 2  # decision and lockout
         left = [e.line for e in outbox.lines()]
     assert len(left) == 2
     assert any("wrong_pin" in line for line in left)  # 2 days old: kept
