@@ -5,9 +5,6 @@ goes on with what it has when the file cannot be read."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from openbranch.provisioning.render import HOURS_TIMER, HOURS_UNIT, render
 from openbranch.provisioning.secrets import Secrets
 from tests.integrations.dplcms.server import DplStandIn, fixture
 from tests.integrations.dplcms.test_hours import WEEK, gateway_yaml
+from tests.support.systemd import HERE, verify_units
 from tests.support.waiting import until
 
 AARHUS = Path(__file__).resolve().parents[3] / "examples" / "inventories" / "aarhus.yaml"
@@ -155,29 +153,19 @@ def test_the_inventorys_table_reaches_the_rendered_gateway_config(tmp_path: Path
         "systemd/openbranch-gateway.service",
         "systemd/openbranch-hours.service",
         "systemd/openbranch-hours.timer",
+        "systemd/openbranch-purge.service",  # the central host's (the fleet has an InfluxDB)
+        "systemd/openbranch-purge.timer",
     }
 
 
 def test_the_periodic_import_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd's own checker on the rendered service and timer (the executable: this venv's)."""
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.fail("systemd-analyze is needed (Debian package systemd)")
-    here = str(Path(sys.executable).parent / "openbranch")
-    service = tmp_path / "openbranch-hours.service"
-    service.write_text(HOURS_UNIT.replace("/opt/openbranch/.venv/bin/openbranch", here))
-    timer = tmp_path / "openbranch-hours.timer"
-    timer.write_text(HOURS_TIMER, encoding="utf-8")
-    result = subprocess.run(
-        [analyze, "verify", "--man=no", str(service), str(timer)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    written = verify_units(
+        tmp_path, {"openbranch-hours.service": HOURS_UNIT, "openbranch-hours.timer": HOURS_TIMER}
     )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
-    assert "ExecStart=" + here + " hours apply --auto /etc/openbranch/gateway.yaml" in (
-        service.read_text()
+    assert (
+        f"ExecStart={HERE} hours apply --auto /etc/openbranch/gateway.yaml"
+        in (written["openbranch-hours.service"])
     )
 
 
