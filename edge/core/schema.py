@@ -380,8 +380,9 @@ ROLLUP_POLICY = "forever"
 BRANCH_HOURLY = _measurement(
     "branch_hourly",
     "Per branch and UTC hour, in the roll-up retention policy: each people counter's highest"
-    " reading (tag device), the mode at the end of the hour, kWh of electricity and heat, and"
-    " the gateway's alerts raised.",
+    " reading (tag device); the branch's visits and net entries, the mode at the end of the"
+    " hour, kWh of electricity and heat, the gateway's alerts raised, and the hour's figures"
+    " again under the name of its mode (<what>_<mode>), so sums per mode need no filter.",
     (Tag.BRANCH, Tag.DEVICE),
     Field("entered", _I, "the counter's highest entered reading in the hour"),
     Field("exited", _I, "the counter's highest exited reading in the hour"),
@@ -392,7 +393,21 @@ BRANCH_HOURLY = _measurement(
         choices=BRANCH_MODE.field("mode").choices,
     ),
     Field("kwh", _F, "electricity and district heating consumed in the hour", ("kWh",)),
+    Field("electricity_kwh", _F, "electricity consumed in the hour", ("kWh",)),
+    Field("heat_kwh", _F, "district heating consumed in the hour", ("kWh",)),
     Field("alerts", _I, "alerts the gateway raised in the hour"),
+    Field("visits", _I, "people in: the counters' increases over the hour, summed"),
+    Field("net", _I, "people in minus people out over the hour, summed over the counters"),
+    *(
+        Field(f"{what}_{mode}", kind, f"{doc} in the hour, if it ended {mode}", units)
+        for mode in BRANCH_MODE.field("mode").choices
+        for what, kind, doc, units in (
+            ("hours", _I, "1", ()),
+            ("kwh", _F, "kWh", ("kWh",)),
+            ("visits", _I, "visits", ()),
+            ("alerts", _I, "alerts raised", ()),
+        )
+    ),
 )
 #: Facts about a branch from the fleet inventory (provisioning writes them at time 0, in the
 #: roll-up retention policy), so a dashboard divides by a branch's floor area in one query.
@@ -410,6 +425,10 @@ ROLLUP_EXITED = BRANCH_HOURLY.field("exited")
 ROLLUP_MODE = BRANCH_HOURLY.field("mode")
 ROLLUP_KWH = BRANCH_HOURLY.field("kwh")
 ROLLUP_ALERTS = BRANCH_HOURLY.field("alerts")
+ROLLUP_VISITS = BRANCH_HOURLY.field("visits")
+ROLLUP_NET = BRANCH_HOURLY.field("net")
+ROLLUP_ELECTRICITY = BRANCH_HOURLY.field("electricity_kwh")
+ROLLUP_HEAT = BRANCH_HOURLY.field("heat_kwh")
 INFO_FLOOR_AREA = BRANCH_INFO.field("floor_area_m2")
 
 
