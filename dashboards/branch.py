@@ -38,19 +38,14 @@ _BOOL_MAPPINGS: tuple[dict[str, Any], ...] = (
 
 
 def _present() -> str:
-    """People present: entries minus exits per interval (an hour or more, from the roll-up's
-    hourly highest readings), summed over the counters, then accumulated from the start of the
-    range (open the range when the branch is empty)."""
-    device = t(schema.Tag.DEVICE)
-    inner = select(
-        f"difference(max({f(schema.ROLLUP_ENTERED)}))"
-        f' - difference(max({f(schema.ROLLUP_EXITED)})) AS "net"',
+    """People present: entries minus exits per interval (an hour or more: the roll-up's net
+    entries per hour, summed over the counters), accumulated from the start of the range
+    (open the range when the branch is empty)."""
+    return select(
+        f'cumulative_sum(sum({f(schema.ROLLUP_NET)})) AS "present"',
         "",
         rollup=True,
-        group=f"{PER_INTERVAL}, {BRANCH}, {device}",
-    )
-    return select(
-        'cumulative_sum(sum("net")) AS "present"', f"({inner})", group=f"{PER_INTERVAL}, {BRANCH}"
+        group=f"{PER_INTERVAL}, {BRANCH}",
     )
 
 

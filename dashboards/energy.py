@@ -243,17 +243,25 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
         ),
         Panel(
             title="Base load (nights and weekends)",
-            description="the 10th percentile of hourly kWh: what the building draws when empty",
+            description="the 10th percentile of hourly kWh per carrier (the hourly roll-up): what"
+            " the building draws when empty",
             kind="table",
             unit="kwatth",
             targets=(
                 Target(
                     query=select(
-                        'percentile("kwh", 10) AS "base_kwh_per_hour"',
-                        f"({hourly})",
-                        group=f"{BRANCH}, {carrier}",
+                        ", ".join(
+                            f'percentile({f(field)}, 10) AS "{carrier}"'
+                            for field, carrier in (
+                                (schema.ROLLUP_ELECTRICITY, schema.Carrier.ELECTRICITY),
+                                (schema.ROLLUP_HEAT, schema.Carrier.DISTRICT_HEATING),
+                            )
+                        ),
+                        "",
+                        rollup=True,
+                        group=BRANCH,
                     ),
-                    expects=("base_kwh_per_hour",),
+                    expects=tuple(_KWH_CARRIERS),
                     result_format="table",
                 ),
             ),

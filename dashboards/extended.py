@@ -6,14 +6,12 @@ InfluxQL cannot join a measurement with another, and the mode is a measurement o
 (written when it changes). The hourly roll-up ``branch_hourly`` (InfluxDB's continuous
 queries, provisioning/influx.py) holds, per branch and hour, the mode at the hour's end beside
 the hour's kWh, alerts and the counters' readings: each panel that relates a value to the mode
-is one query for every selected branch, grouped by branch and mode in Grafana (groupBy). Hours
-per mode are the roll-up's hours counted in InfluxQL (decision 98).
+is one query for every selected branch, summed by the server from the hour's figures kept again
+under the name of its mode (``kwh_staffed``...): a row per branch, columns per mode. Hours per
+mode are the roll-up's ``hours_<mode>`` summed (decision 98).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 from openbranch.dashboards.common import fleet_variables, uid
 from openbranch.dashboards.influxql import BRANCH, last, mode_hours, per_mode, select, t
@@ -21,53 +19,23 @@ from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
 from openbranch.edge.core import schema
 from openbranch.edge.core.schedule import Mode
 
-__all__ = ["by_mode", "extended_dashboard"]
+__all__ = ["extended_dashboard"]
 
 WEEKS = "time(7d, 4d)"  # InfluxQL's epoch is a Thursday: weeks from Monday 00:00 UTC
 
 
-def by_mode(field: str, aggregations: tuple[str, ...]) -> tuple[Mapping[str, Any], ...]:
-    """Grafana transformations: hours before the first mode (no mode: "") left out, then one
-    row per branch and mode with ``aggregations`` of ``field`` over its hours."""
-    mode = schema.ROLLUP_MODE.key
-    return (
-        {
-            "id": "filterByValue",
-            "options": {
-                "type": "exclude",
-                "match": "any",
-                "filters": [
-                    {"fieldName": mode, "config": {"id": "equal", "options": {"value": ""}}}
-                ],
-            },
-        },
-        {
-            "id": "groupBy",
-            "options": {
-                "fields": {
-                    schema.Tag.BRANCH.value: {"operation": "groupby", "aggregations": []},
-                    mode: {"operation": "groupby", "aggregations": []},
-                    field: {"operation": "aggregate", "aggregations": list(aggregations)},
-                }
-            },
-        },
-    )
-
-
-def _per_mode_panel(title: str, description: str, field: str, aggs: tuple[str, ...]) -> Panel:
+def _per_mode_panel(title: str, description: str, field: str) -> Panel:
+    every_day = (Mode.CLOSED, Mode.STAFFED, Mode.SELF_SERVICE)  # every mode has its columns
+    if field == schema.ROLLUP_KWH.key:
+        expects = tuple(f"{m} {field} {c}" for m in every_day for c in ("sum", "count", "mean"))
+    else:  # a mode's sum is empty when nothing was counted in it (no alerts while closed)
+        expects = (*(f"{m} hours" for m in every_day), f"{Mode.STAFFED} {field} sum")
     return Panel(
         title=title,
         description=description,
         kind="table",
-        width=8,
-        transformations=by_mode(field, aggs),
-        targets=(
-            Target(
-                query=per_mode(field),
-                expects=(field, schema.ROLLUP_MODE.key),
-                result_format="table",
-            ),
-        ),
+        width=24,
+        targets=(Target(query=per_mode(field), expects=expects, result_format="table"),),
     )
 
 
@@ -92,21 +60,18 @@ def panels() -> tuple[Panel, ...]:
         ),
         _per_mode_panel(
             "Visits by mode",
-            "visits (counter increases) per hour, summed by the mode of the hour",
-            "visits",
-            ("sum", "mean"),
+            "visits (counter increases) per branch and mode of the hour; mean = per hour",
+            schema.ROLLUP_VISITS.key,
         ),
         _per_mode_panel(
             "Alerts per mode-hour",
-            "alerts raised by the gateway per hour; mean = alerts per hour in that mode",
+            "alerts raised by the gateway; mean = alerts per hour in that mode",
             schema.ROLLUP_ALERTS.key,
-            ("sum", "count", "mean"),
         ),
         _per_mode_panel(
             "Energy per mode-hour",
-            "kWh (electricity and heat) per hour; mean = kWh per hour in that mode",
+            "kWh (electricity and heat); count = hours with kWh, mean = kWh per hour in that mode",
             schema.ROLLUP_KWH.key,
-            ("sum", "count", "mean"),
         ),
         _admissions_panel(),
     )

@@ -117,54 +117,36 @@ def mode_hours(mode: Mode, alias: str, *, per: str) -> str:
     """Hours spent in ``mode`` per ``per`` (e.g. ``time(1w)``) and branch: the roll-up's hours
     whose mode at the end was ``mode`` (the mode carried forward between its changes)."""
     return select(
-        f'count({f(schema.ROLLUP_MODE)}) AS "{alias}"',
-        "",
-        rollup=True,
-        where=f"{f(schema.ROLLUP_MODE)} = '{mode}'",
-        group=f"{per}, {BRANCH}",
+        f'sum("hours_{mode}") AS "{alias}"', "", rollup=True, group=f"{per}, {BRANCH}", fill="0"
     )
 
 
-def _increase(field: schema.Field, alias: str, interval: str, *, mode: bool = False) -> str:
-    """Each counter's increase per ``interval`` from the roll-up's hourly highest readings
-    (the first interval of the range has none: no earlier reading), per branch and device;
-    ``mode``: the branch's mode at each interval's end too (a series without a device)."""
-    what = f'non_negative_difference(max({f(field)})) AS "{alias}"'
-    if mode:
-        what += f', last({f(schema.ROLLUP_MODE)}) AS "{schema.ROLLUP_MODE.key}"'
-    return select(what, "", rollup=True, group=f"{interval}, {BRANCH}, {t(schema.Tag.DEVICE)}")
-
-
 def visits_per(interval: str, *, total: bool = False) -> str:
-    """People in per ``interval`` (``time(1h)``, at least an hour) and branch: each counter's
-    increase, summed over the branch's counters (people enter by one door and may leave by
-    another); ``total``: over the whole range, per branch."""
+    """People in per ``interval`` (``time(1h)``, at least an hour) and branch, from the
+    roll-up's visits per hour (each counter's increase, summed over the branch's counters:
+    people enter by one door and may leave by another); ``total``: over the range."""
     return select(
-        'sum("visits") AS "visits"',
-        f"({_increase(schema.ROLLUP_ENTERED, 'visits', interval)})",
+        f'sum({f(schema.ROLLUP_VISITS)}) AS "visits"',
+        "",
+        rollup=True,
         group=BRANCH if total else f"{interval}, {BRANCH}",
         fill="" if total else "none",
     )
 
 
 def per_mode(value: str) -> str:
-    """``value`` per hour and branch with the branch's mode at the hour's end, from the roll-up
-    (``visits``, ``alerts`` or ``kwh``): one query for every branch selected."""
-    mode = f'last({f(schema.ROLLUP_MODE)}) AS "{schema.ROLLUP_MODE.key}"'
-    if value == "visits":
-        inner = _increase(schema.ROLLUP_ENTERED, "visits", "time(1h)", mode=True)
-        return select(
-            f'sum("visits") AS "visits", {mode}',
-            f"({inner})",
-            group=f"time(1h), {BRANCH}",
-            fill="0",
-        )
-    field = schema.BRANCH_HOURLY.field(value)
-    fill = "0" if field is schema.ROLLUP_ALERTS else "none"  # an hour without alerts: 0
-    return select(
-        f'sum({f(field)}) AS "{value}", {mode}',
-        "",
-        rollup=True,
-        group=f"time(1h), {BRANCH}",
-        fill=fill,
-    )
+    """``value`` (``kwh``, ``visits`` or ``alerts``) per branch and mode, summed by the server
+    from the roll-up's per-mode fields: for each mode its sum, and kWh's count and mean over
+    the hours with kWh, or visits' and alerts' mean per hour of the mode (hours without any
+    count as 0). Columns ``<mode> <value> <sum|count|mean>``."""
+    columns = []
+    for mode in schema.ROLLUP_MODE.choices:
+        field, hours = f'"{value}_{mode}"', f'"hours_{mode}"'
+        columns.append(f'sum({field}) AS "{mode} {value} sum"')
+        if value == schema.ROLLUP_KWH.key:
+            columns += [f'count({field}) AS "{mode} {value} count"']
+            columns += [f'mean({field}) AS "{mode} {value} mean"']
+        else:
+            columns += [f'sum({hours}) AS "{mode} hours"']
+            columns += [f'sum({field}) / sum({hours}) AS "{mode} {value} mean"']
+    return select(", ".join(columns), "", rollup=True, group=BRANCH)

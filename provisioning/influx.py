@@ -29,6 +29,7 @@ __all__ = ["InfluxSetup", "apply", "backfill", "purge_personal", "setup_for"]
 RAW, FOREVER = "raw", schema.ROLLUP_POLICY
 _HOUR_NS = 3600 * 10**9
 _BACKFILL_STEP_NS = 30 * 24 * _HOUR_NS
+_LOOKBACK_NS = 7 * 24 * _HOUR_NS  # RESAMPLE FOR 7d: what a looking-back roll-up sees
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +132,20 @@ def _rollups(src: str, into: str) -> tuple[ContinuousQuery, ...]:
             resample=week,
             carries=True,
         ),
-        ContinuousQuery(
-            f"cq_{schema.ENERGY_HOURLY.name}_kwh",
-            f'SELECT sum("{schema.HOURLY_CONSUMPTION.key}") AS "{schema.ROLLUP_KWH.key}"'  # noqa: S608
-            f' INTO {into} FROM {src}."{schema.ENERGY_HOURLY.name}"'
-            f' WHERE "{schema.Tag.CARRIER}" =~ /^({kwh_carriers})$/'
-            f" GROUP BY time(1h), {branch}",
-            resample=week,
+        *(
+            ContinuousQuery(
+                f"cq_{schema.ENERGY_HOURLY.name}_{name}",
+                f'SELECT sum("{schema.HOURLY_CONSUMPTION.key}") AS "{field}"'  # noqa: S608
+                f' INTO {into} FROM {src}."{schema.ENERGY_HOURLY.name}"'
+                f' WHERE "{schema.Tag.CARRIER}" =~ /^({carriers})$/'
+                f" GROUP BY time(1h), {branch}",
+                resample=week,
+            )
+            for name, field, carriers in (
+                ("kwh", schema.ROLLUP_KWH.key, kwh_carriers),
+                ("electricity", schema.ROLLUP_ELECTRICITY.key, schema.Carrier.ELECTRICITY),
+                ("heat", schema.ROLLUP_HEAT.key, schema.Carrier.DISTRICT_HEATING),
+            )
         ),
         ContinuousQuery(
             f"cq_{schema.ALERT.name}_hourly",
@@ -147,6 +155,29 @@ def _rollups(src: str, into: str) -> tuple[ContinuousQuery, ...]:
             f" GROUP BY time(1h), {branch}",
             resample=week,
         ),
+        ContinuousQuery(  # from the counters' hourly highest readings, rolled up above
+            f"cq_{schema.OCCUPANCY.name}_visits",
+            f'SELECT sum("v") AS "{schema.ROLLUP_VISITS.key}",'  # noqa: S608
+            f' sum("n") AS "{schema.ROLLUP_NET.key}" INTO {into}'
+            f' FROM (SELECT non_negative_difference(max("{entered}")) AS "v",'
+            f' difference(max("{entered}")) - difference(max("{exited}")) AS "n"'
+            f" FROM {into} GROUP BY time(1h), {branch}, {device})"
+            f" GROUP BY time(1h), {branch}",
+            resample="EVERY 5m FOR 7d",
+            carries=True,
+        ),
+        *(  # last: from the mode and the figures above, the hour's figures under its mode
+            ContinuousQuery(
+                f"cq_{schema.BRANCH_HOURLY.name}_{mode}",
+                f'SELECT count("{schema.ROLLUP_MODE.key}") AS "hours_{mode}",'  # noqa: S608
+                f' sum("{schema.ROLLUP_KWH.key}") AS "kwh_{mode}",'
+                f' sum("{schema.ROLLUP_VISITS.key}") AS "visits_{mode}",'
+                f' sum("{schema.ROLLUP_ALERTS.key}") AS "alerts_{mode}" INTO {into} FROM {into}'
+                f" WHERE \"{schema.ROLLUP_MODE.key}\" = '{mode}' GROUP BY time(1h), {branch}",
+                resample=week,
+            )
+            for mode in schema.ROLLUP_MODE.choices
+        ),
     )
 
 
@@ -154,17 +185,19 @@ def backfill(url: str, setup: InfluxSetup, start_ns: int, end_ns: int) -> int:
     """Run every roll-up once over [start_ns, end_ns) (whole hours); return the points written.
 
     The continuous queries only see recent hours: this rolls up history (data loaded before
-    they existed, a backlog delivered more than seven days late). A month per request; the
-    mode's carried-forward query in one request from seven days before ``start_ns``."""
+    they existed, a backlog delivered more than seven days late), in their order (later ones
+    read what earlier ones wrote), a month per request; a query that looks back (the mode
+    carried forward, the counters' increases) starts each month seven days early."""
     start_ns -= start_ns % _HOUR_NS
     written = 0
     for cq in setup.queries:
-        if "INTO" not in cq.select or schema.BRANCH_HOURLY.name not in cq.select:
+        if f'."{schema.BRANCH_HOURLY.name}"' not in cq.select:
             continue
-        lo = start_ns - 7 * 24 * _HOUR_NS if cq.carries else start_ns
+        lo = start_ns
         while lo < end_ns:
-            hi = end_ns if cq.carries else min(end_ns, lo + _BACKFILL_STEP_NS)
-            for result in _query(url, _bounded(cq.select, lo, hi), setup.database):
+            hi = min(end_ns, lo + _BACKFILL_STEP_NS)
+            since = lo - _LOOKBACK_NS if cq.carries else lo
+            for result in _query(url, _bounded(cq.select, since, hi), setup.database):
                 for row in _rows(result):
                     written += int(row.get("written", 0))
             lo = hi
@@ -172,13 +205,24 @@ def backfill(url: str, setup: InfluxSetup, start_ns: int, end_ns: int) -> int:
 
 
 def _bounded(select: str, lo: int, hi: int) -> str:
-    """``select`` limited to [lo, hi): its WHERE gets the time condition (or one is added)."""
+    """``select`` limited to [lo, hi) in its outer statement (a subquery gets the outer's time
+    range): its WHERE gets the time condition, or one is added before its GROUP BY."""
     span = f"time >= {lo} AND time < {hi}"
-    head, sep, tail = select.partition(" WHERE ")
-    if sep:
-        return f"{head} WHERE {span} AND {tail}"
-    head, sep, tail = select.partition(" GROUP BY ")
-    return f"{head} WHERE {span}{sep}{tail}"
+    head, outer = "", select
+    if " FROM (" in select:  # the outer statement starts after the subquery's parenthesis
+        depth, at = 0, select.index(" FROM (") + len(" FROM ")
+        for i in range(at, len(select)):
+            depth += {"(": 1, ")": -1}.get(select[i], 0)
+            if depth == 0:
+                head, outer = select[: i + 1], select[i + 1 :]
+                break
+    front, where, rest = outer.partition(" WHERE ")
+    if where:
+        bounded = f"{front} WHERE {span} AND {rest}"
+    else:
+        front, group, rest = outer.partition(" GROUP BY ")
+        bounded = f"{front} WHERE {span}{group}{rest}"
+    return f"{head}{bounded}"
 
 
 def _facts(setup: InfluxSetup) -> str:

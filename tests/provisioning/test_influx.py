@@ -7,6 +7,21 @@ import uuid
 from openbranch.provisioning.influx import apply, setup_for
 from tests.services import Influxd
 
+ROLLUPS = (  # branch_hourly's, in the order they run (each reads what the ones before wrote)
+    "cq_occupancy_hourly",
+    "cq_branch_mode_hourly",
+    "cq_energy_hourly_kwh",
+    "cq_energy_hourly_electricity",
+    "cq_energy_hourly_heat",
+    "cq_alert_hourly",
+    "cq_occupancy_visits",
+    "cq_branch_hourly_closed",
+    "cq_branch_hourly_staffed",
+    "cq_branch_hourly_self_service",
+    "cq_branch_hourly_emergency",
+    "cq_branch_hourly_maintenance",
+)
+
 
 def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influxd) -> None:
     db = "p_" + uuid.uuid4().hex[:10]
@@ -17,10 +32,7 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
         "created retention policy raw",
         "created retention policy forever",
         "created continuous query cq_energy_hourly_forever",
-        "created continuous query cq_occupancy_hourly",
-        "created continuous query cq_branch_mode_hourly",
-        "created continuous query cq_energy_hourly_kwh",
-        "created continuous query cq_alert_hourly",
+        *(f"created continuous query {name}" for name in ROLLUPS),
         "wrote the floor area of 2 branch(es)",
     ]
     assert apply(influxd.url, setup) == []  # idempotent
@@ -31,13 +43,7 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
     assert rows["forever"]["duration"] == "0s"
     shown = influxd.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
     names = {v[0] for s in shown if s["name"] == db for v in s["values"]}
-    assert names == {
-        "cq_energy_hourly_forever",
-        "cq_occupancy_hourly",
-        "cq_branch_mode_hourly",
-        "cq_energy_hourly_kwh",
-        "cq_alert_hourly",
-    }
+    assert names == {"cq_energy_hourly_forever", *ROLLUPS}
     areas = influxd.query('SELECT "floor_area_m2", "branch" FROM "forever"."branch_info"', db)[
         "results"
     ][0]["series"][0]["values"]
