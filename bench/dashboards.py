@@ -30,9 +30,13 @@ That is 2,844 points per branch-day: 41.5 M for 40 branches over a year, 24.5 M 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +53,7 @@ from tests.support.interpolate import TimeRange, VariableValue, all_of, interpol
 
 DATABASE = "bench"
 IN_FLIGHT = 6  # Grafana's concurrent queries per data source
+QUERY_TIMEOUT_S = 60.0  # Grafana's data source gives up at 30 s
 RANGES = ("now-24h", "now-7d", "now-30d", "now-1y")
 PANEL_TARGET_S, DASHBOARD_TARGET_S = 1.0, 3.0
 MIN_NS = 60 * 10**9
@@ -162,9 +167,19 @@ class Timing:
 
 
 def run_query(server: Influxd, text: str) -> tuple[float, int]:
+    """One query as Grafana's data source sends it (GET /query, JSON); its time and rows.
+    A query the server has not answered in QUERY_TIMEOUT_S counts as that long, -1 rows."""
+    url = f"{server.url}/query?" + urllib.parse.urlencode({"q": text, "db": DATABASE})
     started = time.perf_counter()
-    answer = server.query(text, DATABASE)
+    try:
+        with urllib.request.urlopen(url, timeout=QUERY_TIMEOUT_S) as response:
+            answer = json.loads(response.read())
+    except TimeoutError:
+        return QUERY_TIMEOUT_S, -1
     elapsed = time.perf_counter() - started
+    for r in answer["results"]:
+        if "error" in r:
+            raise RuntimeError(f"{text}: {r['error']}")
     rows = sum(len(s.get("values", [])) for r in answer["results"] for s in r.get("series", []))
     return elapsed, rows
 
@@ -212,12 +227,15 @@ def load_dashboard(
     return time.perf_counter() - started, timings
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one bench, its steps in order
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--branches", type=int, default=40)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=3, help="loads per case; the median")
     parser.add_argument("--slowest", type=int, default=12)
+    parser.add_argument("--hold", action="store_true", help="load, then keep influxd running")
+    parser.add_argument("--url", help="query a server held by --hold (with --end)")
+    parser.add_argument("--end", help="the held data's end, as --hold printed it")
     args = parser.parse_args()
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     fleet = Fleet(
@@ -229,22 +247,32 @@ def main() -> None:
         ),
     )
     with Influxd() as server:
-        server.start()
-        setup = influx.setup_for(
-            DATABASE, floor_areas={b.id: b.floor_area_m2 or 0.0 for b in fleet.branches}
-        )
-        influx.apply(server.url, setup)
-        started = time.perf_counter()
-        points = load(server, args.branches, args.days, end)
-        print(
-            f"{points:,} points for {args.branches} branches x {args.days} days written in"
-            f" {time.perf_counter() - started:.0f} s"
-        )
-        started = time.perf_counter()
-        end_ns = int(end.timestamp()) * 10**9
-        rolled = influx.backfill(server.url, setup, end_ns - args.days * 24 * HOUR_NS, end_ns)
-        took = time.perf_counter() - started
-        print(f"roll-up backfilled: {rolled:,} branch_hourly points in {took:.0f} s")
+        if args.url:  # a server loaded by an earlier run (--hold): the queries only
+            server.port = int(args.url.rsplit(":", 1)[1])
+        else:
+            server.start()
+            setup = influx.setup_for(
+                DATABASE, floor_areas={b.id: b.floor_area_m2 or 0.0 for b in fleet.branches}
+            )
+            influx.apply(server.url, setup)
+            started = time.perf_counter()
+            points = load(server, args.branches, args.days, end)
+            print(
+                f"{points:,} points for {args.branches} branches x {args.days} days written in"
+                f" {time.perf_counter() - started:.0f} s"
+            )
+            started = time.perf_counter()
+            end_ns = int(end.timestamp()) * 10**9
+            rolled = influx.backfill(server.url, setup, end_ns - args.days * 24 * HOUR_NS, end_ns)
+            took = time.perf_counter() - started
+            print(f"roll-up backfilled: {rolled:,} branch_hourly points in {took:.0f} s")
+        if args.hold:
+            print(f"holding {server.url} (end {end.isoformat()}); Ctrl-C stops it", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(10**6)
+            return
+        if args.url:
+            end = datetime.fromisoformat(args.end)
         boards = all_dashboards(fleet)
         print(
             f"\nqueries per dashboard load (variable + panels), {args.branches} branches: "
