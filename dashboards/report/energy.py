@@ -644,7 +644,8 @@ def _collect(source: Source, options: ReportOptions, first: date, last: date) ->
         months = _Months.of(first, last, ZoneInfo(options.default_timezone))
         spans = list(zip(months.starts_ns, months.ends_ns, strict=True))
         b.add_sums(server.hour_sums(spans, only))
-        b.add_runs(server.hour_runs(months.starts_ns[0], months.ends_ns[-1], only))
+        present = {k: (m.hours_present, m.interpolated_hours) for k, m in b.meters.items()}
+        b.add_runs(server.hour_runs(months.starts_ns[0], months.ends_ns[-1], only, present))
     else:
         b.add_hours(source.hours(lo, hi, only))
     b.finish_meters()

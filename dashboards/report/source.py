@@ -352,68 +352,102 @@ class InfluxSource:
         self, spans: Sequence[tuple[int, int]], branches: Sequence[str] | None
     ) -> Iterator[MeterSums]:
         """Each meter's hours and consumption per span (``[start_ns, end_ns)``), in all,
-        measured and interpolated: summed by the server, a request per span (decision 100)."""
+        measured and interpolated, summed by the server (decision 100): every span's totals
+        in one request; the meters with any hour not measured, found in one more, are the
+        only ones whose spans are summed again by quality."""
         c, q = (_quote_ident(f.key) for f in (schema.HOURLY_CONSUMPTION, schema.HOURLY_QUALITY))
-        by = ", ".join(_quote_ident(t.value) for t in (schema.Tag.BRANCH, schema.Tag.DEVICE))
-        by += f", {_quote_ident(_CARRIER)}"
         measured, interpolated = (_quote_str(x) for x in schema.HOURLY_QUALITY.choices[:2])
-        where = self._branch_filter(branches)
-        for i, (lo, hi) in enumerate(spans):
-            base = (
+
+        def sums(
+            where: str, chosen: Sequence[str] | None, over: Sequence[tuple[int, int]] = spans
+        ) -> list[str]:
+            return [
                 f'SELECT sum({c}) AS "s", count({c}) AS "n"'  # noqa: S608 - quoted
                 f" FROM {_quote_ident(schema.ENERGY_HOURLY.name)}"
-                f" WHERE time >= {lo} AND time < {hi}{where}"
+                f" WHERE time >= {lo} AND time < {hi}{self._branch_filter(chosen)}{where}"
+                f" GROUP BY {_BY_METER}"
+                for lo, hi in over
+            ]
+
+        totals = [_by_meter(x) for x in self._statements(sums("", branches))]
+        whole = [(spans[0][0], spans[-1][1])] if spans else []
+        others: dict[tuple[str, str, str], tuple[Decimal, int]] = {}
+        if whole:
+            (answer,) = self._statements(sums(f" AND {q} != {measured}", branches, whole))
+            others = _by_meter(answer)
+        mixed = sorted({key[0] for key in others})  # branches with a meter not all measured
+        by_m: list[dict[tuple[str, str, str], tuple[Decimal, int]]] = [{} for _ in spans]
+        by_i: list[dict[tuple[str, str, str], tuple[Decimal, int]]] = [{} for _ in spans]
+        if mixed:
+            answers = self._statements(
+                sums(f" AND {q} = {measured}", mixed) + sums(f" AND {q} = {interpolated}", mixed)
             )
-            every, only_m, only_i = self._statements(
-                [
-                    f"{base} GROUP BY {by}",
-                    f"{base} AND {q} = {measured} GROUP BY {by}",
-                    f"{base} AND {q} = {interpolated} GROUP BY {by}",
-                ]
-            )
-            parts = [_by_meter(every), _by_meter(only_m), _by_meter(only_i)]
-            for key, (total, hours) in parts[0].items():
-                m, mh = parts[1].get(key, (Decimal(0), 0))
-                n, nh = parts[2].get(key, (Decimal(0), 0))
+            by_m = [_by_meter(x) for x in answers[: len(spans)]]
+            by_i = [_by_meter(x) for x in answers[len(spans) :]]
+        zero = (Decimal(0), 0)
+        for i, span_totals in enumerate(totals):
+            for key, (total, hours) in span_totals.items():
+                m, mh = by_m[i].get(key, zero) if key in others else (total, hours)
+                n, nh = by_i[i].get(key, zero)
                 yield MeterSums(*key, i, hours, total, mh, m, nh, n)
 
     def hour_runs(
-        self, start_ns: int, end_ns: int, branches: Sequence[str] | None
+        self,
+        start_ns: int,
+        end_ns: int,
+        branches: Sequence[str] | None,
+        present: Mapping[tuple[str, str, str], tuple[int, int]],
     ) -> Iterator[MeterRuns]:
         """Each meter's first and last hour in [start_ns, end_ns), the gaps between its
-        present hours and the interpolated hours directly after another (InfluxQL's
-        ``elapsed`` between consecutive hours, counted by the server)."""
+        present hours and the interpolated hours directly after another. ``present``: each
+        meter's hours and interpolated hours in the span; a meter with every hour needs no
+        query; one without has its first and last hour asked, and its steps counted by the
+        server (InfluxQL's ``elapsed`` between consecutive hours) when it has fewer hours than
+        its first to last, or interpolated hours."""
         c, q = (_quote_ident(f.key) for f in (schema.HOURLY_CONSUMPTION, schema.HOURLY_QUALITY))
-        by = ", ".join(
-            _quote_ident(t.value)
-            for t in (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
-        )
         span = f"time >= {start_ns} AND time < {end_ns}"
-        src = (
-            f"{_quote_ident(schema.ENERGY_HOURLY.name)} WHERE {span}{self._branch_filter(branches)}"
-        )
-        interpolated = _quote_str(schema.HOURLY_QUALITY.choices[1])
-
-        def steps(extra: str, test: str) -> str:
-            inner = f'SELECT elapsed({c}, 1h) AS "e" FROM {src}{extra} GROUP BY {by}'  # noqa: S608
-            return (
-                f'SELECT count("e") AS "n" FROM ({inner}) WHERE {span} AND "e" {test} GROUP BY {by}'  # noqa: S608
+        src = f"{_quote_ident(schema.ENERGY_HOURLY.name)} WHERE {span}"
+        full = (end_ns - start_ns) // HOUR_NS  # a meter with every hour has no runs to find
+        first_of = {k: start_ns for k, (h, _) in present.items() if h == full}
+        last_of = dict.fromkeys(first_of, end_ns - HOUR_NS)
+        partial = sorted({k[0] for k in present if k not in first_of})
+        if partial:
+            where = self._branch_filter(partial)
+            firsts, lasts = self._statements(
+                [  # a selector alone gives its point's own time
+                    f'SELECT first({c}) AS "first" FROM {src}{where} GROUP BY {_BY_METER}',  # noqa: S608
+                    f'SELECT last({c}) AS "last" FROM {src}{where} GROUP BY {_BY_METER}',  # noqa: S608
+                ]
             )
-
-        firsts, lasts, gaps, continued = self._statements(
-            [  # a selector alone gives its point's own time
-                f'SELECT first({c}) AS "first" FROM {src} GROUP BY {by}',  # noqa: S608
-                f'SELECT last({c}) AS "last" FROM {src} GROUP BY {by}',  # noqa: S608
-                steps("", "> 1"),
-                steps(f" AND {q} = {interpolated}", "= 1"),
-            ]
+            first_of |= {_meter(s): int(s["values"][0][0]) for s in firsts}
+            last_of |= {_meter(s): int(s["values"][0][0]) for s in lasts}
+        gappy = sorted(
+            {
+                k[0]
+                for k, first in first_of.items()
+                if present.get(k, (0, 0))[0] < (last_of[k] - first) // HOUR_NS + 1
+            }
         )
-        last_of = {_meter(s): int(s["values"][0][0]) for s in lasts}
-        gap_n = {k: n for k, (_, n) in _by_meter(gaps).items()}
-        cont_n = {k: n for k, (_, n) in _by_meter(continued).items()}
-        for key, first in ((_meter(s), int(s["values"][0][0])) for s in firsts):
-            first_ns, last_ns = first, last_of[key]
-            yield MeterRuns(*key, first_ns, last_ns, gap_n.get(key, 0), cont_n.get(key, 0))
+        blended = sorted({k[0] for k, (_, n) in present.items() if n})
+
+        def steps(chosen: Sequence[str], extra: str, test: str) -> str:
+            inner = (
+                f'SELECT elapsed({c}, 1h) AS "e" FROM {src}{self._branch_filter(chosen)}{extra}'  # noqa: S608
+                f" GROUP BY {_BY_METER}"
+            )
+            outer = f'SELECT count("e") AS "n" FROM ({inner}) WHERE {span} AND "e" {test}'  # noqa: S608
+            return f"{outer} GROUP BY {_BY_METER}"
+
+        asked = [steps(gappy, "", "> 1")] if gappy else []
+        if blended:
+            asked.append(
+                steps(blended, f" AND {q} = {_quote_str(schema.HOURLY_QUALITY.choices[1])}", "= 1")
+            )
+        answers = self._statements(asked) if asked else []
+        gap_n = {k: n for k, (_, n) in _by_meter(answers[0]).items()} if gappy else {}
+        cont_n = {k: n for k, (_, n) in _by_meter(answers[-1]).items()} if blended else {}
+        for key, first in first_of.items():
+            yield MeterRuns(*key, first, last_of[key], gap_n.get(key, 0), cont_n.get(key, 0))
 
     def hours(
         self, start_ns: int, end_ns: int, branches: Sequence[str] | None
@@ -519,6 +553,11 @@ class InfluxSource:
                 }
                 if fields:
                     yield Point(tags, fields, int(p["time"]))
+
+
+_BY_METER = ", ".join(
+    _quote_ident(t.value) for t in (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
+)
 
 
 def _meter(series: dict[str, Any]) -> tuple[str, str, str]:
