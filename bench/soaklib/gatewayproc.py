@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,7 +52,15 @@ def world_instant(start: datetime, mono0: float, speed: float, mono: float) -> d
 # -- the child -------------------------------------------------------------------------------
 
 
-def _child(argv: list[str]) -> int:
+def _print_tasks(out: IO[str]) -> None:
+    """A hung stop that still runs the loop: what each asyncio task awaits."""
+    print(f"-- asyncio tasks at {datetime.now(UTC).isoformat()}", file=out)
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    out.flush()
+
+
+def _child_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", type=Path)
     parser.add_argument("--start", required=True, help="the world's start instant (ISO)")
@@ -60,7 +68,11 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("--speed", type=float, required=True)
     parser.add_argument("--offset", type=float, default=0.0, help="seconds the clock is off")
     parser.add_argument("--journal-fd", type=int, required=True)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _child(argv: list[str]) -> int:
+    args = _child_args(argv)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # every thread's stack on SIGUSR2, into a file beside the config (a stop that hangs)
     stacks = Path(str(args.config) + ".stacks").open("a", encoding="utf-8")  # noqa: SIM115
@@ -109,6 +121,7 @@ def _child(argv: list[str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, step)
+        loop.add_signal_handler(signal.SIGHUP, _print_tasks, stacks)
         await gateway.run(stop)
 
     try:
@@ -226,7 +239,9 @@ class GatewayProcess:
         try:
             code = self.proc.wait(within)
         except subprocess.TimeoutExpired:  # a hung stop: its stacks for the report, then kill
-            self.proc.send_signal(signal.SIGUSR2)
+            self.proc.send_signal(signal.SIGHUP)  # the asyncio tasks (if the loop still runs)
+            time.sleep(1)
+            self.proc.send_signal(signal.SIGUSR2)  # every thread
             time.sleep(2)
             self.proc.kill()
             self.proc.wait()

@@ -517,7 +517,9 @@ def _no_card(_card: str) -> str:
 
 
 async def _step(what: str, run: Callable[[], Awaitable[object]]) -> None:
-    """One step of stopping: a failure is logged and the next step runs."""
+    """One step of stopping: a failure is logged and the next step runs; each step is logged,
+    so a stop that takes long says what it waits on."""
+    log.info("stopping: %s", what)
     try:
         await run()
     except Exception:
