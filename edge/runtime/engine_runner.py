@@ -48,12 +48,16 @@ class EngineRunner:
         record: Callable[[Sequence[Reading]], None],
         load: Callable[[str], str | None] = lambda _key: None,
         save: Callable[[str, str], None] = lambda _key, _value: None,
+        recall: Callable[[str], tuple[int, int] | None] = lambda _device: None,
     ) -> None:
         """``load``/``save``: the outbox's state, where an emergency that no person has
         cleared yet is kept, so a restart (clean or killed) goes on in emergency mode, and
-        each people counter's last totals and baseline, so a restart counts from what the
-        counters last said: a counter that has not spoken since (an MQTT counter publishes
-        only when someone passes) still counts the people it saw come in."""
+        each people counter's baseline (the daily correction). ``recall``: a counter's last
+        accepted totals (entered, exited) in the store, committed with the reading itself, so
+        a restart counts from what the counters last said: a counter that has not spoken since
+        (an MQTT counter publishes only when someone passes) still counts the people it saw
+        come in. The totals saved with the baseline, an engine step later than the reading,
+        are used only when the store no longer holds the counter's readings."""
         self._branch = branch
         self._clock = clock
         self.engine = engine
@@ -65,12 +69,16 @@ class EngineRunner:
         self._publisher = publisher
         self._record = record
         saved = json.loads(load(OCCUPANCY_STATE) or "{}")
-        self.occupancy = {
-            c.device_id: Occupancy.restored(*saved[c.device_id])
-            if c.device_id in saved
-            else Occupancy()
-            for c in coordinators
-        }
+        self.occupancy = {}
+        for c in coordinators:
+            entered, exited, baseline = saved.get(c.device_id, (0, 0, 0))
+            totals = recall(c.device_id)
+            if totals is not None:
+                entered, exited = totals
+            known = totals is not None or c.device_id in saved
+            self.occupancy[c.device_id] = (
+                Occupancy.restored(entered, exited, baseline) if known else Occupancy()
+            )
         self._saved_occupancy = {d: tuple(v) for d, v in saved.items()}
         self.last_decision: Decision | None = None
         self.steps = 0

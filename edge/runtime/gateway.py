@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -232,6 +233,7 @@ class Gateway:
             record=self.committer.record,
             load=outbox.get_state,
             save=self.committer.put_state,
+            recall=functools.partial(_counter_totals, outbox),
         )
         self.hours_watch = (  # hours imported from the website (decision 75)
             None
@@ -514,6 +516,23 @@ class Gateway:
 
 def _no_card(_card: str) -> str:
     raise AssertionError("the entry desk is built with the gateway's pseudonym")
+
+
+_COUNTS = re.compile(
+    rf"[ ,]({schema.OCCUPANCY_ENTERED.key}|{schema.OCCUPANCY_EXITED.key})=(\d+)i(?=[ ,])"
+)
+
+
+def _counter_totals(outbox: Outbox, device: str) -> tuple[int, int] | None:
+    """A people counter's last accepted totals (entered, exited), from its last committed
+    occupancy line in the store; None when the store holds none (or the line lacks one)."""
+    entry = outbox.latest(schema.OCCUPANCY.name, device)
+    if entry is None:
+        return None
+    found = dict(_COUNTS.findall(entry.line.rsplit(" ", 1)[0] + " "))
+    entered = found.get(schema.OCCUPANCY_ENTERED.key)
+    exited = found.get(schema.OCCUPANCY_EXITED.key)
+    return None if entered is None or exited is None else (int(entered), int(exited))
 
 
 async def _step(what: str, run: Callable[[], Awaitable[object]]) -> None:

@@ -592,6 +592,16 @@ class Outbox:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def latest(self, measurement: str, device: str) -> Entry | None:
+        """The entry of ``device`` in ``measurement`` committed last, while the store still
+        holds it (pending or history), or None."""
+        with self._lock:
+            row = self._db.execute(
+                _SELECT_ENTRIES + " WHERE measurement = ? AND device = ? ORDER BY seq DESC LIMIT 1",
+                (measurement, device),
+            ).fetchone()
+        return None if row is None else _entry(row)
+
     def count(self) -> int:
         """How many entries the outbox holds (pending and history)."""
         with self._lock:

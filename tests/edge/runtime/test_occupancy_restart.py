@@ -138,3 +138,22 @@ def test_the_daily_correction_survives_a_restart(tmp_path: Path) -> None:
     Counter.totals["door-a"] = (11, 13)
     second = run_until(config, silent={"door-b"}, phase=Phase.CLOSING)
     assert second.engine.inputs().present == 1  # without the baselines: -2 + 2 = 0, armed
+
+
+def test_the_totals_come_from_the_readings_accepted_not_a_later_save(tmp_path: Path) -> None:
+    """The state is saved an engine step after the reading is committed: a SIGKILL between
+    the two left it a person behind (+13 where the last accepted reading said +12), and a
+    branch whose MQTT counter then stayed silent read one person inside all night."""
+    Counter.totals = {"door-a": (295, 306), "door-b": (169, 157)}
+    config = config_of(tmp_path)
+    run_until(config, silent=set(), phase=Phase.CLOSING)
+    outbox = open_outbox(config)
+    try:  # the save of the step before door-b's last reading (169, 156) is all there is
+        outbox.set_state(
+            OCCUPANCY_STATE, json.dumps({"door-a": [295, 306, 0], "door-b": [169, 156, 0]})
+        )
+    finally:
+        outbox.close()
+    second = run_until(config, silent={"door-b"}, phase=Phase.CLOSING)
+    assert second.engine.occupancy["door-b"].net == 12
+    assert second.engine.inputs().present == 1  # was 2 from the state saved a step earlier
