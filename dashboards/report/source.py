@@ -352,41 +352,54 @@ class InfluxSource:
         self, spans: Sequence[tuple[int, int]], branches: Sequence[str] | None
     ) -> Iterator[MeterSums]:
         """Each meter's hours and consumption per span (``[start_ns, end_ns)``), in all,
-        measured and interpolated, summed by the server (decision 100): every span's totals
-        in one request; the meters with any hour not measured, found in one more, are the
-        only ones whose spans are summed again by quality."""
+        measured and interpolated, summed by the server (decision 100). One request asks each
+        span's sums, and over all spans each meter's hours and its hours not measured; a meter
+        with every hour has its spans' hours known; only the meters without, or not all
+        measured, are asked again, by span (and quality)."""
         c, q = (_quote_ident(f.key) for f in (schema.HOURLY_CONSUMPTION, schema.HOURLY_QUALITY))
         measured, interpolated = (_quote_str(x) for x in schema.HOURLY_QUALITY.choices[:2])
+        if not spans:
+            return
+        whole = [(spans[0][0], spans[-1][1])]
 
-        def sums(
-            where: str, chosen: Sequence[str] | None, over: Sequence[tuple[int, int]] = spans
+        def ask(
+            what: str, where: str, chosen: Sequence[str] | None, over: Sequence[tuple[int, int]]
         ) -> list[str]:
             return [
-                f'SELECT sum({c}) AS "s", count({c}) AS "n"'  # noqa: S608 - quoted
-                f" FROM {_quote_ident(schema.ENERGY_HOURLY.name)}"
+                f"SELECT {what} FROM {_quote_ident(schema.ENERGY_HOURLY.name)}"  # noqa: S608
                 f" WHERE time >= {lo} AND time < {hi}{self._branch_filter(chosen)}{where}"
                 f" GROUP BY {_BY_METER}"
                 for lo, hi in over
             ]
 
-        totals = [_by_meter(x) for x in self._statements(sums("", branches))]
-        whole = [(spans[0][0], spans[-1][1])] if spans else []
-        others: dict[tuple[str, str, str], tuple[Decimal, int]] = {}
-        if whole:
-            (answer,) = self._statements(sums(f" AND {q} != {measured}", branches, whole))
-            others = _by_meter(answer)
-        mixed = sorted({key[0] for key in others})  # branches with a meter not all measured
-        by_m: list[dict[tuple[str, str, str], tuple[Decimal, int]]] = [{} for _ in spans]
-        by_i: list[dict[tuple[str, str, str], tuple[Decimal, int]]] = [{} for _ in spans]
+        sums, counts = f'sum({c}) AS "s"', f'count({c}) AS "n"'
+        answers = self._statements(
+            ask(sums, "", branches, spans)  # a sum or a count costs a pass each: one of each
+            + ask(counts, "", branches, whole)
+            + ask(f'count({q}) AS "n"', f" AND {q} != {measured}", branches, whole)
+        )
+        totals = [_by_meter(x) for x in answers[: len(spans)]]
+        hours_of, others = _by_meter(answers[-2]), _by_meter(answers[-1])
+        full = sum(hours_between_ns(lo, hi) for lo, hi in spans)
+        partial = sorted({k[0] for k, (_, n) in hours_of.items() if n != full})
+        mixed = sorted({k[0] for k in others})  # branches with a meter not all measured
+        none: list[dict[tuple[str, str, str], tuple[Decimal, int]]] = [{} for _ in spans]
+        by_n, by_m, by_i = none, none, none
+        if partial:
+            by_n = [_by_meter(x) for x in self._statements(ask(counts, "", partial, spans))]
         if mixed:
+            both = f"{sums}, {counts}"
             answers = self._statements(
-                sums(f" AND {q} = {measured}", mixed) + sums(f" AND {q} = {interpolated}", mixed)
+                ask(both, f" AND {q} = {measured}", mixed, spans)
+                + ask(both, f" AND {q} = {interpolated}", mixed, spans)
             )
             by_m = [_by_meter(x) for x in answers[: len(spans)]]
             by_i = [_by_meter(x) for x in answers[len(spans) :]]
         zero = (Decimal(0), 0)
-        for i, span_totals in enumerate(totals):
-            for key, (total, hours) in span_totals.items():
+        for i, ((lo, hi), span_totals) in enumerate(zip(spans, totals, strict=True)):
+            for key, (total, _) in span_totals.items():
+                whole_meter = hours_of.get(key, zero)[1] == full
+                hours = hours_between_ns(lo, hi) if whole_meter else by_n[i].get(key, zero)[1]
                 m, mh = by_m[i].get(key, zero) if key in others else (total, hours)
                 n, nh = by_i[i].get(key, zero)
                 yield MeterSums(*key, i, hours, total, mh, m, nh, n)
@@ -558,6 +571,10 @@ class InfluxSource:
 _BY_METER = ", ".join(
     _quote_ident(t.value) for t in (schema.Tag.BRANCH, schema.Tag.DEVICE, schema.Tag.CARRIER)
 )
+
+
+def hours_between_ns(start_ns: int, end_ns: int) -> int:
+    return (end_ns - start_ns) // HOUR_NS
 
 
 def _meter(series: dict[str, Any]) -> tuple[str, str, str]:
