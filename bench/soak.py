@@ -89,6 +89,7 @@ CLEAR_WITHIN = 90.0  # real seconds it has to be cleared after the fault
 BROKER_SAVE = 2.0  # real seconds: Mosquitto saves every second; a kill may lose this much
 RECONNECT = 10.0  # real seconds the gateway's session may take to connect again
 KILL_GRACE = 0.3  # real seconds before a SIGKILL whose polls and journal may be uncommitted
+STOP_GRACE = 0.05  # real seconds before a SIGTERM whose answers may still be undecoded
 POLL_LATENCY = 1.0  # real seconds a poll's first answer may come after its stamp (a loaded
 # machine: at 800x, a 60 ms wait on a core is 48 s of gateway time)
 MAX_BYTES = 1_500_000  # the soak's outbox bound: a few hours of the demo branch
@@ -224,6 +225,7 @@ def excused_polls(world: World) -> list[Answered]:
     devices' answers are not acknowledged data; a pushed message comes again, a poll does
     not)."""
     grace = int(KILL_GRACE * world.speed * 1e9)
+    at_stop = int(STOP_GRACE * world.speed * 1e9)
     out = []
     for a in world.answered:
         if a.excused:
@@ -234,9 +236,10 @@ def excused_polls(world: World) -> list[Answered]:
             out.append(
                 dataclasses.replace(a, excused="in the last moments before the store failed")
             )
-        elif any(down <= a.time_ns <= up for down, up in world.downtimes):
+        elif any(down - at_stop <= a.time_ns <= up for down, up in world.downtimes):
             # the gateway was stopping: the pollers stop first, and a poll in flight is
-            # cancelled (its answer, if it came, was never decoded)
+            # cancelled (its answers, if they came, were never decoded: also one answered
+            # the moment before the SIGTERM, still in the device's transport)
             out.append(dataclasses.replace(a, excused="in flight as the gateway stopped"))
         else:
             out.append(a)

@@ -535,7 +535,7 @@ def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
             if j < len(times) and times[j] <= first + POLL_EARLY:
                 j += 1
                 continue
-            if all(a.excused for a in group):
+            if any(a.excused for a in group):  # a fault came during the poll: it was cut
                 run.figures["produced_lost_excused"] += 1
                 continue
             out.append(

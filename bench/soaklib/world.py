@@ -541,7 +541,9 @@ class World:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.gateway.running:
+            down = self.gateway_ns()
             code = await asyncio.to_thread(self.gateway.stop)
+            self.downtimes.append((down, self.gateway_ns()))  # the last stop, like any other
             if code != 0:
                 self.problems.append(f"the last stop: the gateway exited with {code}")
         await asyncio.to_thread(self.tailer.stop)
