@@ -9,12 +9,12 @@ step gives one more step after it, and the reconciler's writes are never interle
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.aio import cancel_and_wait
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.hours.calendar import Override
@@ -195,10 +195,7 @@ class EngineRunner:
         try:
             await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeper, waker):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait((sleeper, waker))
 
     def _own(self, measurement: schema.Measurement, fields: dict[str, Value]) -> Reading:
         return Reading(

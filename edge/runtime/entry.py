@@ -34,7 +34,6 @@ with no other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import deque
@@ -57,6 +56,7 @@ from openbranch.edge.core.admission import (
     ReaderMessage,
     Reason,
 )
+from openbranch.edge.core.aio import cancel_and_wait
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.command import Command, CommandError
 from openbranch.edge.core.device import DeviceError, DeviceSource
@@ -629,9 +629,7 @@ class EntryDesk:
         for door, task in list(self._relock.items()):
             if task.done():
                 continue
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait((task,))
             link = next(link for link in self.config.readers if link.door == door)
             await self._write(link, link.relock_value, "the gateway stops")
         self._relock.clear()

@@ -15,13 +15,13 @@ time, which ``read_point`` returns, so the reconciler can re-verify an actuator 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from openbranch.edge.core import schema
+from openbranch.edge.core.aio import cancel_and_wait
 from openbranch.edge.core.clock import Clock
 from openbranch.edge.core.command import Command, CommandError
 from openbranch.edge.core.config import DeviceConfig, MqttTransport
@@ -281,9 +281,7 @@ class MqttDevice:
             try:
                 await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await timer
+                await cancel_and_wait((timer,))
         finally:
             waiting.remove(entry)
             if not waiting:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from openbranch.edge.core.admission import LibrarySystemUnavailable, Patron
+from openbranch.edge.core.aio import cancel_and_wait
 from openbranch.edge.core.config import SecretRef, Sip2Config
 from openbranch.integrations.sip2.codec import (
     Decoder,
@@ -136,9 +137,7 @@ class Sip2LibrarySystem:
     async def close(self) -> None:
         self._closed = True
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait((self._worker,))
             self._worker = None
         while not self._queue.empty():
             job = self._queue.get_nowait()
