@@ -35,7 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -88,7 +88,8 @@ RAISE_WITHIN = 15.0  # real seconds a fault's alert has to show in `gateway stat
 CLEAR_WITHIN = 90.0  # real seconds it has to be cleared after the fault
 BROKER_SAVE = 2.0  # real seconds: Mosquitto saves every second; a kill may lose this much
 RECONNECT = 10.0  # real seconds the gateway's session may take to connect again
-KILL_GRACE = 0.3  # real seconds before a SIGKILL whose polls and journal may be uncommitted
+KILL_GRACE = 1.0  # real seconds before a SIGKILL whose polls and journal may be uncommitted,
+# or whose QoS 1 acknowledgements may not have left (a loaded machine: 0.32 s was seen)
 STOP_GRACE = 0.05  # real seconds before a SIGTERM whose answers may still be undecoded
 POLL_LATENCY = 1.0  # real seconds a poll's first answer may come after its stamp (a loaded
 # machine: at 800x, a 60 ms wait on a core is 48 s of gateway time)
@@ -246,47 +247,49 @@ def excused_polls(world: World) -> list[Answered]:
     return out
 
 
-def delivered(world: World) -> dict[tuple[str, int], int]:
-    """When the gateway first accepted each passage message (its stamp, gateway time): later
-    than its publishing when the broker kept it while the gateway or the broker was away."""
-    first: dict[tuple[str, int], int] = {}
+def delivered(world: World) -> dict[tuple[str, int], list[int]]:
+    """When the gateway accepted each passage message (its stamps, gateway time): later than
+    its publishing when the broker kept it while the gateway or the broker was away, and again
+    when the broker sent it again."""
+    stamps: dict[tuple[str, int], list[int]] = defaultdict(list)
     for entry in world.accepted.entries(schema.OCCUPANCY.name):
         if entry.device.startswith("passage-"):
             value = parse_point(entry.line).fields.get(schema.OCCUPANCY_ENTERED.key)
             if isinstance(value, int):
-                first.setdefault((entry.device, value), entry.time_ns)
-    return first
+                stamps[(entry.device, value)].append(entry.time_ns)
+    return stamps
 
 
 def excused_pushes(world: World) -> list[Pushed]:
     """A killed broker loses what it acknowledged since its last save (every second) and
     sends again what it delivered since then: those messages may be missing or doubled. What
-    counts is when a message was published and when it was delivered: a message the broker
-    kept while the gateway was down is delivered at the gateway's return, and a broker killed
-    right after sends it again."""
+    counts is when a message was published and each time it was delivered: a message the
+    broker kept while the gateway was down is delivered at the gateway's return, and a broker
+    killed right after sends it again. Each fault a message's moments fall in may send it once
+    more (QoS 1 is at least once, once per fault)."""
     slack = int(BROKER_SAVE * world.speed * 1e9)
     grace = int(KILL_GRACE * world.speed * 1e9)
     reconnect = int(RECONNECT * world.speed * 1e9)
-    first = delivered(world)
+    accepted = delivered(world)
     out = []
     for p in world.passages.pushed:
-        moments = (p.time_ns, first.get((p.device, p.value), p.time_ns))
+        moments = (p.time_ns, *accepted.get((p.device, p.value), ()))
 
-        def within(a: int, b: int, moments: tuple[int, int] = moments) -> bool:
+        def within(a: int, b: int, moments: tuple[int, ...] = moments) -> bool:
             return any(a <= t <= b for t in moments)
 
-        # may come twice: committed in the last moments before a SIGKILL (its acknowledgement
+        # may come again: committed in the last moments before a SIGKILL (its acknowledgement
         # may not have left); delivered as the store's file system failed (a commit whose
         # fsync failed is not acknowledged, yet its rows may have been sent on); delivered as
-        # the broker went away (the acknowledgement may not have reached it). QoS 1 is at
-        # least once: the broker sends it again.
-        doubled = (
-            any(within(k - grace, k) for k in world.kills)
-            or any(within(a - grace, b) for a, b in world.journal_excused)
-            or any(within(down - grace, up) for down, up in world.broker_downs)
+        # the broker went away (the acknowledgement may not have reached it)
+        again = (
+            sum(within(k - grace, k) for k in world.kills)
+            + sum(within(a - grace, b) for a, b in world.journal_excused)
+            + sum(within(down - grace, up) for down, up in world.broker_downs)
         )
-        # may be lost, or come twice: acknowledged by a broker killed before its next save
-        if any(within(down - slack, up + reconnect) for down, up in world.broker_kills):
+        # may be lost, or come again: acknowledged by a broker killed before its next save
+        killed = sum(within(down - slack, up + reconnect) for down, up in world.broker_kills)
+        if killed:
             out.append(
                 Pushed(
                     p.device,
@@ -294,14 +297,14 @@ def excused_pushes(world: World) -> list[Pushed]:
                     p.field,
                     p.value,
                     p.time_ns,
-                    2,
+                    1 + again + killed,
                     "acknowledged by a broker killed before its next save, or by the restarted"
                     " one before the gateway was back (Mosquitto 2.0.11 kept it from the"
                     " restored session)",
                 )
             )
-        elif doubled:
-            out.append(dataclasses.replace(p, copies=2))
+        elif again:
+            out.append(dataclasses.replace(p, copies=1 + again))
         else:
             out.append(p)
     return out

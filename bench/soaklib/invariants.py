@@ -740,8 +740,9 @@ def _modes(run: Run) -> list[Violation]:
         return out
 
     def allowed(at: int) -> int:
-        """How late a change asked for at ``at`` may come."""
-        late = MODE_WITHIN
+        """How late a change asked for at ``at`` may come (and a real second more at the soak's
+        speed: ``run.poll_span``, a loaded machine's latency in gateway time)."""
+        late = MODE_WITHIN + max(0, run.poll_span - POLL_SPAN)
         restart = 2 * MODE_WITHIN + 60 * S  # a new run waits up to two minutes for its
         # devices' first answers
         downtimes = sorted(run.downtimes)
