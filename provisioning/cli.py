@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -137,6 +138,30 @@ def _purge_entries(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """Roll up hours the continuous queries no longer look at: a database back from an outage
+    longer than their window (seven days; two hours for the counters), or history loaded
+    before they existed (docs/SCALE.md)."""
+    inventory = _load(args.inventory)
+    start = datetime.fromisoformat(args.since)
+    if start.tzinfo is None:
+        print(f"provision backfill: --since {args.since!r} needs a UTC offset (e.g. +00:00)")
+        return 2
+    start_ns, end_ns = int(start.timestamp() * 1e9), time.time_ns()
+    areas = {b.id: b.floor_area_m2 for b in inventory.branches}
+    for sink in inventory.defaults.sinks:
+        if sink.type == "influxdb_v1":
+            url = args.influxdb or sink.url
+            setup = influx.setup_for(sink.database, floor_areas=areas)
+            try:
+                written = influx.backfill(url, setup, start_ns, end_ns)
+            except (OSError, RuntimeError) as exc:
+                print(f"InfluxDB {url} {sink.database}: not rolled up: {exc}")
+                return 1
+            print(f"InfluxDB {sink.database}: {written} hourly points rolled up since {start}")
+    return 0
+
+
 def _schema(_args: argparse.Namespace) -> int:
     print(inventory_json_schema())
     return 0
@@ -197,6 +222,13 @@ def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     purge.add_argument("inventory", type=Path)
     purge.add_argument("--influxdb", help="InfluxDB 1.x URL (default: each sink's own)")
     purge.set_defaults(func=_refusing(_purge_entries))
+    backfill = psub.add_parser(
+        "backfill", help="roll up hours older than the continuous queries look (after an outage)"
+    )
+    backfill.add_argument("inventory", type=Path)
+    backfill.add_argument("--since", required=True, help="ISO time with its offset")
+    backfill.add_argument("--influxdb", help="InfluxDB 1.x URL (default: each sink's own)")
+    backfill.set_defaults(func=_refusing(_backfill))
     schema = psub.add_parser("schema", help="print the JSON Schema of inventories")
     schema.set_defaults(func=_schema)
     rotate = psub.add_parser("rotate", help="new credentials for one branch's gateway")
