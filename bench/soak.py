@@ -381,7 +381,7 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
             journaled=journal(world),
             boundaries=[
                 Boundary(int(t.at.timestamp() * 1e9), t.mode_to.value)
-                for t in world.calendar.transitions(start, world.clock.now())
+                for t in world.calendar.transitions(start, end)  # not the clock after the end
             ],
             downtimes=world.downtimes,
             steps=world.steps,
