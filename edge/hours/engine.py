@@ -98,6 +98,14 @@ class Decision:
     notes: tuple[str, ...] = ()  # audit: what the engine decided and why
 
 
+def _older(total: int, last: int) -> bool:
+    """A total a little below the last one is an older reading (a QoS 1 message the broker sent
+    again after a restart), not the counter's own reset: a reset goes back near zero (at most a
+    tenth of the last total, or 10). Taken as a reset, it would move the baseline by the whole
+    total and read a full branch as empty."""
+    return max(10, last // 10) < total < last
+
+
 class Occupancy:
     """People present from a counter's running totals: entered - exited - baseline, >= 0.
 
@@ -106,9 +114,11 @@ class Occupancy:
     ``reset`` makes the current count zero: the daily correction once the branch is closed
     and verified empty (counters drift: a person counted in but not out).
 
-    A total that drops is the counter's own reset (the gateway's plausibility filter,
-    ``edge.core.plausible``, lets only a drop to near zero through): the people counted before
-    it are still in the balance. A negative total is never taken.
+    A total that drops to near zero is the counter's own reset: the people counted before it
+    are still in the balance. A total a little below the last is an older reading and is not
+    taken (the plausibility filter lets a drop through as a reset once enough time has passed
+    for a door to count it again, and compares nothing with the first value after a restart).
+    A negative total is never taken.
     """
 
     def __init__(self) -> None:
@@ -119,6 +129,8 @@ class Occupancy:
     def update(self, entered: int, exited: int) -> int:
         if entered < 0 or exited < 0:
             return self.present
+        if self.known and (_older(entered, self._entered) or _older(exited, self._exited)):
+            return self.present  # an older reading (a message sent again): nothing new
         if self.known and entered < self._entered:
             self._baseline -= self._entered  # the counter restarted: keep who it counted in
         if self.known and exited < self._exited:

@@ -18,6 +18,9 @@ from openbranch.edge.hours.engine import Occupancy
         pytest.param([(120, 98), (-5, -1_000_000)], 22, id="negative-ignored"),
         pytest.param([(-5, 0)], 0, id="negative-first-ignored"),
         pytest.param([(10, 30)], -20, id="more-out-than-in-at-this-door"),
+        pytest.param([(162, 163), (162, 161)], -1, id="an-older-exit-count-sent-again"),
+        pytest.param([(298, 286), (296, 286), (299, 286)], 13, id="an-older-entry-count"),
+        pytest.param([(298, 286), (12, 286)], 24, id="entry-reset-near-zero-still-a-reset"),
     ],
 )
 def test_occupancy(updates: list[tuple[int, int]], net: int) -> None:
