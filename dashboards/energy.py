@@ -139,6 +139,22 @@ def _co2e(carrier: schema.Carrier, variable: str) -> Target:
     )
 
 
+def _ratio_by_branch(left: str, right: str, alias: str) -> tuple[dict[str, Any], ...]:
+    """Grafana's transformations for a table of ``left / right`` per branch: the two queries'
+    rows joined by branch, then the quotient as ``alias``."""
+    return (
+        {"id": "joinByField", "options": {"byField": schema.Tag.BRANCH.value, "mode": "inner"}},
+        {
+            "id": "calculateField",
+            "options": {
+                "mode": "binary",
+                "binary": {"left": left, "operator": "/", "right": right},
+                "alias": alias,
+            },
+        },
+    )
+
+
 def closed_hours_panel() -> Panel:
     """kWh in closed hours against all kWh, per branch, the largest share first: what the
     gateways judged (``closed_hours``: every whole hour the calendar had the branch closed,
@@ -155,20 +171,7 @@ def closed_hours_panel() -> Panel:
         description="kWh used while the branch was closed, of all kWh (electricity and heat);"
         " waste_kwh: what went above the closed-hour base load in hours over its margin",
         kind="table",
-        transformations=(
-            {
-                "id": "joinByField",
-                "options": {"byField": schema.Tag.BRANCH.value, "mode": "inner"},
-            },
-            {
-                "id": "calculateField",
-                "options": {
-                    "mode": "binary",
-                    "binary": {"left": "closed_kwh", "operator": "/", "right": "kwh"},
-                    "alias": "closed_share",
-                },
-            },
-        ),
+        transformations=_ratio_by_branch("closed_kwh", "kwh", "closed_share"),
         options={"sortBy": [{"displayName": "closed_share", "desc": True}]},
         targets=(
             Target(query=closed, expects=("closed_kwh", "waste_kwh"), result_format="table"),
@@ -212,20 +215,7 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
             title="kWh per visitor",
             description="electricity and heat over visits (counter increases), joined by branch",
             kind="table",
-            transformations=(
-                {
-                    "id": "joinByField",
-                    "options": {"byField": schema.Tag.BRANCH.value, "mode": "inner"},
-                },
-                {
-                    "id": "calculateField",
-                    "options": {
-                        "mode": "binary",
-                        "binary": {"left": "kwh", "operator": "/", "right": "visits"},
-                        "alias": "kwh_per_visitor",
-                    },
-                },
-            ),
+            transformations=_ratio_by_branch("kwh", "visits", "kwh_per_visitor"),
             targets=(
                 Target(query=_kwh(group=BRANCH), expects=("kwh",), result_format="table"),
                 Target(ref="B", query=_visits_total(), expects=("visits",), result_format="table"),
