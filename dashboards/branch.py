@@ -9,15 +9,18 @@ from typing import Any
 from openbranch.dashboards.common import fleet_variables, mode_mappings, uid
 from openbranch.dashboards.influxql import (
     BRANCH,
+    KWH_CARRIERS,
     PER_INTERVAL,
+    TIERED_POINTS,
     alert_columns,
     f,
-    kwh_filter,
+    kwh_per_interval,
     last,
     m,
     newest,
     select,
     t,
+    tiers,
     visits_per,
 )
 from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target
@@ -39,12 +42,11 @@ _BOOL_MAPPINGS: tuple[dict[str, Any], ...] = (
 
 def _present() -> str:
     """People present: entries minus exits per interval (an hour or more: the roll-up's net
-    entries per hour, summed over the counters), accumulated from the start of the range
-    (open the range when the branch is empty)."""
+    entries per hour, or per day past HOURLY_SPAN, summed over the counters), accumulated from
+    the start of the range (open the range when the branch is empty)."""
     return select(
         f'cumulative_sum(sum({f(schema.ROLLUP_NET)})) AS "present"',
-        "",
-        rollup=True,
+        tiers((schema.ROLLUP_NET,), schema.BRANCH_HOURLY, raw=False),
         group=f"{PER_INTERVAL}, {BRANCH}",
     )
 
@@ -55,6 +57,7 @@ def _per_zone(title: str, unit: str, field: schema.Field, measurement: schema.Me
         title=title,
         kind="timeseries",
         unit=unit,
+        max_data_points=TIERED_POINTS,
         targets=(
             Target(
                 query=_per_interval(field, measurement, schema.Tag.ZONE),
@@ -65,9 +68,11 @@ def _per_zone(title: str, unit: str, field: schema.Field, measurement: schema.Me
 
 
 def _per_interval(field: schema.Field, measurement: schema.Measurement, tag: schema.Tag) -> str:
+    """The mean per interval: raw points for the range's last days, then the roll-ups' hourly
+    and daily means (decision 102)."""
     return select(
         f'mean({f(field)}) AS "{field.key}"',
-        measurement,
+        tiers((field,), measurement, raw=True),
         group=f"{PER_INTERVAL}, {BRANCH}, {t(tag)}",
         fill="previous",
     )
@@ -83,6 +88,7 @@ def panels() -> tuple[Panel, ...]:
             width=24,
             height=5,
             mappings=mode_mappings(),
+            max_data_points=TIERED_POINTS,
             options={"showValue": "auto", "mergeValues": True, "rowHeight": 0.8},
             targets=(
                 Target(
@@ -102,6 +108,7 @@ def panels() -> tuple[Panel, ...]:
             " or longer (the hourly roll-up branch_hourly)",
             kind="timeseries",
             interval="1h",
+            max_data_points=TIERED_POINTS,
             targets=(
                 Target(query=_present(), expects=("present",)),
                 Target(ref="B", query=visits_per(PER_INTERVAL), expects=("visits",)),
@@ -111,11 +118,12 @@ def panels() -> tuple[Panel, ...]:
             title="Doors: open and locked",
             kind="state-timeline",
             mappings=_BOOL_MAPPINGS,
+            max_data_points=TIERED_POINTS,
             targets=(
                 Target(
                     query=select(
                         f"{last(schema.DOOR_OPEN)}, {last(schema.DOOR_LOCKED)}",
-                        schema.DOOR,
+                        tiers((schema.DOOR_OPEN, schema.DOOR_LOCKED), schema.DOOR, raw=True),
                         group=f"{PER_INTERVAL}, {BRANCH}, {device}",
                         fill="previous",
                     ),
@@ -139,23 +147,14 @@ def panels() -> tuple[Panel, ...]:
         _per_zone("Indoor CO2", "ppm", schema.INDOOR_CO2, schema.INDOOR),
         Panel(
             title="Energy per carrier",
-            description="closed hours from energy_hourly (the gateway's reset-corrected hours)",
+            description="kWh per carrier from the hourly roll-up of energy_hourly (the gateway's"
+            " reset-corrected hours), per day past 90 days",
             kind="timeseries",
             unit="kwatth",
             interval="1h",
+            max_data_points=TIERED_POINTS,
             options={"legend": {"displayMode": "table", "calcs": ["sum"]}},
-            targets=(
-                Target(
-                    query=select(
-                        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
-                        schema.ENERGY_HOURLY,
-                        where=kwh_filter(),
-                        group=f"{PER_INTERVAL}, {BRANCH}, {t(schema.Tag.CARRIER)}",
-                        fill="none",
-                    ),
-                    expects=("kwh",),
-                ),
-            ),
+            targets=(Target(query=kwh_per_interval(), expects=KWH_CARRIERS),),
         ),
         Panel(
             title="Alerts raised and cleared by the gateway",

@@ -16,11 +16,15 @@ from typing import Any
 
 from openbranch.dashboards.common import fleet_variables, uid
 from openbranch.dashboards.influxql import (
+    BASE_LOAD_SPAN,
     BRANCH,
     BRANCH_FILTER,
-    PER_INTERVAL,
+    KWH_CARRIERS,
+    RANGE_END,
+    TIERED_POINTS,
     f,
     kwh_filter,
+    kwh_per_interval,
     m,
     select,
     t,
@@ -30,7 +34,6 @@ from openbranch.dashboards.model import Dashboard, Fleet, Panel, Target, Variabl
 from openbranch.edge.core import schema
 
 BRANCH_KEY = schema.Tag.BRANCH.value
-_KWH_CARRIERS = (schema.Carrier.ELECTRICITY, schema.Carrier.DISTRICT_HEATING)
 
 __all__ = ["closed_hours_panel", "energy_dashboard", "ref_id"]
 
@@ -51,11 +54,13 @@ def ref_id(i: int) -> str:
 
 
 def _kwh(where: str = "", group: str = "") -> str:
+    """kWh over the range from energy_hourly's daily sums (whole UTC days, decision 101)."""
     return select(
         f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
         schema.ENERGY_HOURLY,
         where=" AND ".join(x for x in (kwh_filter(), where) if x),
         group=group,
+        daily=True,
     )
 
 
@@ -72,6 +77,7 @@ def _per_m2(fleet: Fleet) -> tuple[Target, ...]:
                     schema.ENERGY_HOURLY,
                     where=kwh_filter(),
                     group=carrier,
+                    daily=True,
                 ),
                 expects=("kwh_per_m2",),
                 result_format="table",
@@ -91,7 +97,7 @@ def _per_m2(fleet: Fleet) -> tuple[Target, ...]:
                 expects=(f"{c}_kwh",),
                 result_format="table",
             )
-            for i, c in enumerate(_KWH_CARRIERS)
+            for i, c in enumerate(KWH_CARRIERS)
         ),
         Target(ref="C", query=facts, expects=(area.key,), result_format="table"),
     )
@@ -116,7 +122,7 @@ def _per_m2_transformations(fleet: Fleet) -> tuple[Mapping[str, Any], ...]:
                     "alias": f"{c}_kwh_per_m2",
                 },
             }
-            for c in _KWH_CARRIERS
+            for c in KWH_CARRIERS
         ),
     )
 
@@ -133,6 +139,7 @@ def _co2e(carrier: schema.Carrier, variable: str) -> Target:
             schema.ENERGY_HOURLY,
             where=kwh_filter(carrier),
             group=f"{BRANCH}, {t(schema.Tag.CARRIER)}",
+            daily=True,
         ),
         expects=("kg_co2e",),
         result_format="table",
@@ -165,6 +172,7 @@ def closed_hours_panel() -> Panel:
         schema.CLOSED_HOURS,
         where=kwh_filter(),
         group=BRANCH,
+        daily=True,
     )
     return Panel(
         title="Closed-hours energy",
@@ -182,14 +190,6 @@ def closed_hours_panel() -> Panel:
 
 def panels(fleet: Fleet) -> tuple[Panel, ...]:
     carrier = t(schema.Tag.CARRIER)
-    hourly = select(
-        f'sum({f(schema.HOURLY_CONSUMPTION)}) AS "kwh"',
-        schema.ENERGY_HOURLY,
-        where=kwh_filter(),
-        group=f"time(1h), {BRANCH}, {carrier}",
-        fill="none",
-    )
-    per_interval = hourly.replace("time(1h)", PER_INTERVAL)  # an hour or more (panel interval)
     return (
         Panel(
             title="kWh per branch and carrier",
@@ -233,8 +233,8 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
         ),
         Panel(
             title="Base load (nights and weekends)",
-            description="the 10th percentile of hourly kWh per carrier (the hourly roll-up): what"
-            " the building draws when empty",
+            description="the 10th percentile of hourly kWh per carrier over the range's last 28"
+            " days (the hourly roll-up): what the building draws when empty",
             kind="table",
             unit="kwatth",
             targets=(
@@ -249,9 +249,10 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
                         ),
                         "",
                         rollup=True,
+                        where=f"time >= {RANGE_END} - {BASE_LOAD_SPAN}",
                         group=BRANCH,
                     ),
-                    expects=tuple(_KWH_CARRIERS),
+                    expects=tuple(KWH_CARRIERS),
                     result_format="table",
                 ),
             ),
@@ -262,7 +263,8 @@ def panels(fleet: Fleet) -> tuple[Panel, ...]:
             kind="timeseries",
             unit="kwatth",
             interval="1h",
-            targets=(Target(query=per_interval, expects=("kwh",)),),
+            max_data_points=TIERED_POINTS,
+            targets=(Target(query=kwh_per_interval(), expects=KWH_CARRIERS),),
         ),
     )
 

@@ -88,6 +88,7 @@ class Panel:
     height: int = 8
     time_from: str | None = None  # a panel's own relative range ("7d", "now/d")
     interval: str | None = None  # the lower bound of $__interval ("1h")
+    max_data_points: int | None = None  # Grafana's default: the panel's width in pixels
     repeat: str | None = None  # a variable: one panel per selected value
     mappings: tuple[Mapping[str, Any], ...] = ()
     transformations: tuple[Mapping[str, Any], ...] = ()
@@ -113,6 +114,8 @@ class Panel:
             out["timeFrom"] = self.time_from
         if self.interval is not None:
             out["interval"] = self.interval
+        if self.max_data_points is not None:
+            out["maxDataPoints"] = self.max_data_points
         if self.repeat is not None:
             out["repeat"] = self.repeat
             out["repeatDirection"] = "h"

@@ -10,6 +10,13 @@ of recent hours on every run (``RESAMPLE ... FOR``): the counters every minute o
 gateway delivers late (an outbox draining after an outage) are still rolled up. ``backfill``
 rolls up any span once: history loaded before the queries existed, or a backlog older than
 seven days.
+
+Beside it, the lines the Branch dashboard draws from raw points (doors, indoor climate, light
+levels) are rolled up per hour into ``forever`` under their own measurement and field names,
+and every roll-up again per UTC day into the ``daily`` policy (``branch_hourly``'s sums, the
+doors' last state, the climate's and lights' means, ``energy_hourly`` and ``closed_hours``
+summed): a panel reads raw points for the last days of its range, the hours before, and the
+days before that, as one series (decisions 101, 102).
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from openbranch.dashboards.influxql import DAILY_POLICY, KWH_HOURS, PER_MODE
 from openbranch.edge.core import schema
 from openbranch.edge.core.admission import PERSONAL_AUDIT_KINDS
 
 __all__ = ["InfluxSetup", "apply", "backfill", "purge_personal", "setup_for"]
 
-RAW, FOREVER = "raw", schema.ROLLUP_POLICY
+RAW, FOREVER, DAILY = "raw", schema.ROLLUP_POLICY, DAILY_POLICY
 _HOUR_NS = 3600 * 10**9
+_DAY_NS = 24 * _HOUR_NS
 _BACKFILL_STEP_NS = 30 * 24 * _HOUR_NS
 _LOOKBACK_NS = 7 * 24 * _HOUR_NS  # RESAMPLE FOR 7d: what a looking-back roll-up sees
 
@@ -37,6 +46,7 @@ class RetentionPolicy:
     name: str
     duration: str  # InfluxQL duration: 400d, INF
     default: bool
+    shard: str = ""  # shard group duration in weeks ("52w"); empty: InfluxDB's (7 days here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,7 @@ class ContinuousQuery:
     select: str  # the SELECT ... INTO ... FROM ... [WHERE ...] GROUP BY ... of the query
     resample: str = ""  # "EVERY 1m FOR 2h"; empty: InfluxDB's default (the last interval)
     carries: bool = False  # fill(previous): a backfill must not cut the span into windows
+    backfilled: bool = True  # a roll-up ``backfill`` runs (the plain copy of energy_hourly: not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +83,10 @@ def _ident(name: str) -> str:
 
 def _create_rp(db: str, rp: RetentionPolicy) -> str:
     default = " DEFAULT" if rp.default else ""
+    shard = f" SHARD DURATION {rp.shard}" if rp.shard else ""
     return (
         f'CREATE RETENTION POLICY "{rp.name}" ON "{db}" DURATION {rp.duration}'
-        f" REPLICATION 1{default}"
+        f" REPLICATION 1{shard}{default}"
     )
 
 
@@ -94,7 +106,10 @@ def setup_for(
         database=database,
         policies=(
             RetentionPolicy(RAW, f"{raw_days}d", default=True),
-            RetentionPolicy(FOREVER, "INF", default=False),
+            # a query reads every shard its range touches: a year of roll-ups in 52 weekly
+            # shards cost 20x one shard's (decision 101)
+            RetentionPolicy(FOREVER, "INF", default=False, shard="26w"),
+            RetentionPolicy(DAILY, "INF", default=False, shard="104w"),
         ),
         queries=(
             ContinuousQuery(
@@ -102,8 +117,11 @@ def setup_for(
                 f'SELECT sum("{consumption}") AS "{consumption}",'  # noqa: S608 - schema names
                 f' mean("{coverage}") AS "{coverage}"'
                 f' INTO {dst}."{hourly}" FROM {src}."{hourly}" GROUP BY time(1h), *',
+                backfilled=False,
             ),
             *_rollups(src, f'{dst}."{schema.BRANCH_HOURLY.name}"'),
+            *_line_rollups(src, dst),
+            *_daily_rollups(src, dst, f'"{database}"."{DAILY}"'),
         ),
         floor_areas=dict(floor_areas or {}),
     )
@@ -181,17 +199,107 @@ def _rollups(src: str, into: str) -> tuple[ContinuousQuery, ...]:
     )
 
 
+#: Raw measurements a panel draws as lines, rolled up per hour and per day under their own
+#: names and fields: the aggregate that keeps the line's meaning, the fields, the series' tags.
+_Line = tuple[schema.Measurement, str, tuple[schema.Field, ...], tuple[schema.Tag, ...]]
+_LINES: tuple[_Line, ...] = (
+    (schema.DOOR, "last", (schema.DOOR_OPEN, schema.DOOR_LOCKED), (schema.Tag.DEVICE,)),
+    (
+        schema.INDOOR,
+        "mean",
+        (schema.INDOOR_TEMPERATURE, schema.INDOOR_CO2),
+        (schema.Tag.DEVICE, schema.Tag.ZONE),
+    ),
+    (schema.LIGHT, "mean", (schema.LIGHT_LEVEL,), (schema.Tag.DEVICE, schema.Tag.ZONE)),
+)
+
+
+def _line_select(line: _Line, into: str, src: str, per: str) -> str:
+    measurement, how, fields, tags = line
+    columns = ", ".join(f'{how}("{x.key}") AS "{x.key}"' for x in fields)
+    by = ", ".join(f'"{tag}"' for tag in (schema.Tag.BRANCH, *tags))
+    return (
+        f'SELECT {columns} INTO {into}."{measurement.name}"'  # noqa: S608 - schema names
+        f' FROM {src}."{measurement.name}" GROUP BY time({per}), {by}'
+    )
+
+
+def _line_rollups(src: str, dst: str) -> tuple[ContinuousQuery, ...]:
+    """Doors' last state, the climate's and lights' means per hour, into ``forever``."""
+    return tuple(
+        ContinuousQuery(
+            f"cq_{line[0].name}_hourly", _line_select(line, dst, src, "1h"), "EVERY 1h FOR 7d"
+        )
+        for line in _LINES
+    )
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _sums(fields: list[schema.Field] | tuple[schema.Field, ...]) -> str:
+    return ", ".join(f"sum({_q(x.key)}) AS {_q(x.key)}" for x in fields)
+
+
+def _daily_rollups(src: str, hourly: str, daily: str) -> tuple[ContinuousQuery, ...]:
+    """Every hourly roll-up again per UTC day, into ``daily`` under the same names (a day is a
+    UTC day: InfluxDB's buckets; decision 101); last, after the hourly ones they read."""
+    every = "EVERY 1h FOR 8d"  # the hourly ones look back 7 days, and a day more
+    sums = [
+        schema.ROLLUP_VISITS,
+        schema.ROLLUP_NET,
+        schema.ROLLUP_KWH,
+        schema.ROLLUP_ELECTRICITY,
+        schema.ROLLUP_HEAT,
+        schema.ROLLUP_ALERTS,
+    ]
+    columns = [_sums(sums)]
+    for mode in schema.ROLLUP_MODE.choices:
+        columns += [f'sum("{what}_{mode}") AS "{what}_{mode}"' for what in PER_MODE]
+        columns.append(f'count("kwh_{mode}") AS "{KWH_HOURS}_{mode}"')
+    name, branch = schema.BRANCH_HOURLY.name, f'"{schema.Tag.BRANCH}"'
+    energy = tuple(
+        ContinuousQuery(
+            f"cq_{m.name}_daily",
+            f"SELECT {_sums(fields)} INTO {daily}.{_q(m.name)}"  # noqa: S608 - schema names
+            f" FROM {src}.{_q(m.name)} GROUP BY time(1d), *",
+            every,
+        )
+        for m, fields in (
+            (schema.ENERGY_HOURLY, (schema.HOURLY_CONSUMPTION,)),
+            (schema.CLOSED_HOURS, (schema.CLOSED_CONSUMPTION, schema.CLOSED_EXCESS)),
+        )
+    )
+    return (
+        ContinuousQuery(
+            f"cq_{name}_daily",
+            f"SELECT {', '.join(columns)} INTO {daily}.{_q(name)}"  # noqa: S608 - schema names
+            f" FROM {hourly}.{_q(name)} GROUP BY time(1d), {branch}",
+            every,
+        ),
+        *(
+            ContinuousQuery(
+                f"cq_{line[0].name}_daily", _line_select(line, daily, hourly, "1d"), every
+            )
+            for line in _LINES
+        ),
+        *energy,
+    )
+
+
 def backfill(url: str, setup: InfluxSetup, start_ns: int, end_ns: int) -> int:
-    """Run every roll-up once over [start_ns, end_ns) (whole hours); return the points written.
+    """Run every roll-up once over [start_ns, end_ns) (from the start's UTC midnight); return the
+    points written.
 
     The continuous queries only see recent hours: this rolls up history (data loaded before
     they existed, a backlog delivered more than seven days late), in their order (later ones
     read what earlier ones wrote), a month per request; a query that looks back (the mode
     carried forward, the counters' increases) starts each month seven days early."""
-    start_ns -= start_ns % _HOUR_NS
+    start_ns -= start_ns % _DAY_NS  # whole UTC days: a month's step never cuts a day in two
     written = 0
     for cq in setup.queries:
-        if f'."{schema.BRANCH_HOURLY.name}"' not in cq.select:
+        if not cq.backfilled:
             continue
         lo = start_ns
         while lo < end_ns:
@@ -291,7 +399,8 @@ def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def _duration_matches(shown: str, wanted: str) -> bool:
     if wanted == "INF":
         return shown in ("0s", "0")
-    return shown == f"{int(wanted.removesuffix('d')) * 24}h0m0s"
+    days = int(wanted[:-1]) * (7 if wanted.endswith("w") else 1)
+    return shown == f"{days * 24}h0m0s"
 
 
 def apply(url: str, setup: InfluxSetup) -> list[str]:
@@ -311,10 +420,14 @@ def apply(url: str, setup: InfluxSetup) -> list[str]:
         elif (
             not _duration_matches(have["duration"], rp.duration)
             or bool(have["default"]) != rp.default
+            or (rp.shard and not _duration_matches(have["shardGroupDuration"], rp.shard))
         ):
             default = " DEFAULT" if rp.default else ""
+            shard = f" SHARD DURATION {rp.shard}" if rp.shard else ""
             _query(
-                url, f'ALTER RETENTION POLICY "{rp.name}" ON "{db}" DURATION {rp.duration}{default}'
+                url,
+                f'ALTER RETENTION POLICY "{rp.name}" ON "{db}" DURATION {rp.duration}'
+                f"{shard}{default}",
             )
             changes.append(f"altered retention policy {rp.name}")
     shown = _query(url, "SHOW CONTINUOUS QUERIES")[0]

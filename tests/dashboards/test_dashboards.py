@@ -7,14 +7,14 @@ checked with a stand-in (``grafana_standin``), not with Grafana."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from statistics import fmean
 from typing import Any
 
 import pytest
 
 from openbranch.dashboards import BranchInfo, Dashboard, Fleet, Panel, Target, all_dashboards
-from openbranch.dashboards.influxql import BRANCH, LOG_ROWS, f, select, t
+from openbranch.dashboards.influxql import BRANCH, LOG_ROWS, TIERED_POINTS, f, select, t
 from openbranch.edge.core import schema
 from openbranch.edge.core.schedule import Mode
 from tests.dashboards.conftest import DEMO_AREA, DemoData
@@ -68,6 +68,7 @@ class Runner:
             time_range=TimeRange(self.board.time_from, self.board.time_to),
             panel_time_from=panel.time_from if panel else None,
             panel_interval=panel.interval if panel else None,
+            max_data_points=panel.max_data_points if panel else None,
             now=frozen_now(self.demo),
             frozen_now=True,
             timezone=self.board.timezone,
@@ -274,7 +275,8 @@ def test_interval_for_energy_panels_is_at_least_an_hour(
     panel = _panel(board, "Energy per carrier")
     assert "GROUP BY time(1h)" in runner.text(panel.targets[0].query, panel)
     timeline = _panel(board, "Mode")
-    assert "GROUP BY time(1m)" in runner.text(timeline.targets[0].query, timeline)  # 1 day / 1000
+    # a line per branch: at most TIERED_POINTS (90) points, 1 day / 90 -> Grafana's 15 minutes
+    assert "GROUP BY time(15m)" in runner.text(timeline.targets[0].query, timeline)
 
 
 # -- the roll-up gives the raw data's answers ------------------------------------------------
@@ -365,3 +367,105 @@ def test_log_tables_are_bounded_and_the_branch_dashboard_opens_on_one_branch(
         assert 0 < len(rows) <= LOG_ROWS
         assert [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)
         assert {r["branch"] for r in rows} == {demo_data.branch}
+
+
+# -- a line reads raw points, then the hourly roll-up, then the daily one ---------------------
+
+
+def _over(
+    runner: Runner, target: Target, *, days: int, interval: str, fill: str = ""
+) -> dict[tuple[str, ...], Any]:
+    """``target``'s rows on the demo day (a UTC day), the range running from that day's
+    midnight for ``days``: 1 reads the raw tier, 10 the hourly roll-up, 100 the daily one
+    (``${__to}`` is the range's end). Keyed by time and tags; ``fill`` replaces the query's."""
+    start = datetime.combine(runner.demo.start.date(), time(0), UTC)
+    end = start + timedelta(days=days)
+    query = target.query
+    if fill:
+        query = query.replace("fill(previous)", f"fill({fill})")
+    text = interpolate(
+        query,
+        runner.variables,
+        time_range=TimeRange(start.isoformat(), end.isoformat()),
+        panel_interval=interval,
+        now=end,
+        frozen_now=True,
+        timezone=runner.board.timezone,
+    )
+    out = {}
+    for row in rows_of(runner.influxd.query(text, runner.demo.database)["results"][0]):
+        at = datetime.fromisoformat(row.pop("time"))
+        if start <= at < start + timedelta(days=1):
+            tags = tuple(str(v) for k, v in sorted(row.items()) if k not in target.expects)
+            out[(at.isoformat(), *tags)] = {k: row[k] for k in target.expects}
+    assert out, f"no rows on the demo day: {text}"
+    return out
+
+
+@pytest.mark.parametrize("title", ["Doors: open and locked"])
+def test_a_state_line_reads_the_same_from_raw_points_hours_and_days(
+    influxd: Influxd, demo_data: DemoData, title: str
+) -> None:
+    """The doors' last state per hour (per day) is the same from the raw points as from the
+    hourly (daily) roll-up: raw points are read for the range's last 7 days only."""
+    board = all_dashboards(demo_fleet(demo_data))["branch"]
+    runner = Runner(influxd, demo_data, board)
+    target = _panel(board, title).targets[0]
+    raw = _over(runner, target, days=1, interval="1h")
+    assert raw == _over(runner, target, days=10, interval="1h")
+    assert _over(runner, target, days=1, interval="1d") == _over(
+        runner, target, days=100, interval="1d"
+    )
+    assert len(raw) >= 18  # every door through the demo's hours
+
+
+@pytest.mark.parametrize(
+    "title", ["Lights (dimming level per zone)", "Indoor temperature", "Indoor CO2"]
+)
+def test_a_mean_line_reads_the_same_from_raw_points_hours_and_days(
+    influxd: Influxd, demo_data: DemoData, title: str
+) -> None:
+    """An hour's mean from the raw points equals the hourly roll-up's; a day's mean from the
+    daily roll-up is the mean of its hours' means (decision 101)."""
+    board = all_dashboards(demo_fleet(demo_data))["branch"]
+    runner = Runner(influxd, demo_data, board)
+    target = _panel(board, title).targets[0]
+    (column,) = target.expects
+    raw = _over(runner, target, days=1, interval="1h", fill="none")
+    hours = _over(runner, target, days=10, interval="1h", fill="none")
+    assert raw.keys() == hours.keys()
+    for key, row in raw.items():
+        assert hours[key][column] == pytest.approx(row[column])
+    days = _over(runner, target, days=100, interval="1d", fill="none")
+    per_series: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for (_, *tags), row in hours.items():
+        per_series[tuple(tags)].append(row[column])
+    assert {tuple(tags) for _, *tags in days} == set(per_series)
+    for (_, *tags), row in days.items():
+        assert row[column] == pytest.approx(fmean(per_series[tuple(tags)]))
+
+
+@pytest.mark.parametrize(
+    ("board_key", "title", "ref"),
+    [
+        ("branch", "People present and visits", "A"),
+        ("branch", "People present and visits", "B"),
+        ("branch", "Energy per carrier", "A"),
+        ("energy", "Hourly kWh", "A"),
+    ],
+)
+def test_a_sum_line_reads_the_same_from_hours_and_days(
+    influxd: Influxd, demo_data: DemoData, board_key: str, title: str, ref: str
+) -> None:
+    """A day's visits, net entries and kWh from the daily roll-up are its hours' (the panel's
+    interval is then a day: TIERED_POINTS)."""
+    board = all_dashboards(demo_fleet(demo_data))[board_key]
+    runner = Runner(influxd, demo_data, board)
+    panel = _panel(board, title)
+    (target,) = (x for x in panel.targets if x.ref == ref)
+    assert panel.max_data_points == TIERED_POINTS
+    hours = _over(runner, target, days=1, interval="1d")
+    days = _over(runner, target, days=100, interval="1d")
+    flat = {(k, c): v for k, row in hours.items() for c, v in row.items()}
+    assert flat == pytest.approx({(k, c): v for k, row in days.items() for c, v in row.items()})
+    assert any(flat.values())

@@ -146,3 +146,36 @@ def test_last_year_is_sent_as_milliseconds() -> None:
     start = int(datetime(2025, 11, 30, 12, 0, tzinfo=CPH).timestamp() * 1000)
     assert text == f"time >= {start}ms and time <= now()"
     assert run("$__interval", time_range=TimeRange("now-1y", "now")) == "6h"
+
+
+def test_from_and_to_are_the_ranges_bounds_in_milliseconds() -> None:
+    """Grafana's global ``${__from}`` / ``${__to}``: epoch milliseconds of the bounds that
+    ``$timeFilter`` resolves to (the end rounded up), whatever the range's form."""
+    now_ms = int(NOW.timestamp() * 1000)
+    assert run("${__from} $__to", time_range=TimeRange("now-1h", "now")) == (
+        f"{now_ms - 3_600_000} {now_ms}"
+    )
+    midnight = datetime(2026, 11, 30, tzinfo=CPH)
+    today = run("${__from} ${__to}", time_range=TimeRange("now/d", "now/d"))
+    assert today == (
+        f"{int(midnight.timestamp() * 1000)}"
+        f" {int(datetime(2026, 12, 1, tzinfo=CPH).timestamp() * 1000) - 1}"
+    )
+    with pytest.raises(ValueError, match="not mirrored"):
+        run("${__to:date:YYYY-MM}", time_range=TimeRange())
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        ("now-24h", "15m"),  # 86,400 s / 90 points = 960 s: Grafana's 15 minute step
+        ("now-7d", "2h"),
+        ("now-30d", "6h"),
+        ("now-90d", "1d"),
+        ("now-1y", "1d"),
+    ],
+)
+def test_max_data_points_sets_the_interval(start: str, expected: str) -> None:
+    """A panel's maxDataPoints divides the range instead of its width (1000 here)."""
+    text = run("$__interval", time_range=TimeRange(start, "now"), max_data_points=90)
+    assert text == expected

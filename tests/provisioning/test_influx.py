@@ -20,6 +20,15 @@ ROLLUPS = (  # branch_hourly's, in the order they run (each reads what the ones 
     "cq_branch_hourly_self_service",
     "cq_branch_hourly_emergency",
     "cq_branch_hourly_maintenance",
+    "cq_door_hourly",  # the raw lines' hours, into forever under their own names
+    "cq_indoor_hourly",
+    "cq_light_hourly",
+    "cq_branch_hourly_daily",  # the days, into daily, from the hours above
+    "cq_door_daily",
+    "cq_indoor_daily",
+    "cq_light_daily",
+    "cq_energy_hourly_daily",
+    "cq_closed_hours_daily",
 )
 
 
@@ -31,6 +40,7 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
         f"created database {db}",
         "created retention policy raw",
         "created retention policy forever",
+        "created retention policy daily",
         "created continuous query cq_energy_hourly_forever",
         *(f"created continuous query {name}" for name in ROLLUPS),
         "wrote the floor area of 2 branch(es)",
@@ -41,6 +51,9 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
     assert rows["raw"]["duration"] == "9600h0m0s"
     assert rows["raw"]["default"] is True
     assert rows["forever"]["duration"] == "0s"
+    assert rows["forever"]["shardGroupDuration"] == f"{26 * 7 * 24}h0m0s"
+    assert rows["daily"]["duration"] == "0s"
+    assert rows["daily"]["shardGroupDuration"] == f"{104 * 7 * 24}h0m0s"
     shown = influxd.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
     names = {v[0] for s in shown if s["name"] == db for v in s["values"]}
     assert names == {"cq_energy_hourly_forever", *ROLLUPS}

@@ -15,6 +15,12 @@ The rules mirrored (Grafana's InfluxDB data source and template service):
 - ``$__interval`` / ``$interval`` is the range divided by the panel's max data points, at
   least the panel's ``interval``, rounded to Grafana's steps (``round_interval``) and written
   as ``<n><y|d|h|m|s|ms>``; ``$__interval_ms`` is the same in milliseconds.
+- ``${__from}`` / ``${__to}`` (and ``$__from`` / ``$__to``) are the range's bounds in epoch
+  milliseconds, the bounds ``$timeFilter`` resolves to (the end rounded up, like its
+  ``time <=``), from the browser's clock: Grafana's global variables ("$__from and $__to ...
+  always interpolated as epoch milliseconds by default", grafana.com/docs/grafana/latest/
+  visualizations/dashboards/variables/global-variables/). The ``:date`` formats are not
+  mirrored (a query with one is refused).
 - A variable is written ``$name``, ``${name}`` or ``[[name]]``. A variable that is neither
   multi-value nor has an All option is inserted as is; otherwise each value is regex-escaped
   and several are joined as ``(a|b)``; All with a custom all value inserts that value
@@ -46,6 +52,7 @@ __all__ = [
 ALL = "$__all"
 _REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|\[\]{}/]")
 _VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)\]\]|\$\{(\w+)\}")
+_FORMATTED = re.compile(r"\$\{__(?:from|to):")
 _RELATIVE = re.compile(r"^now-(\d+)([dhms])$")
 _MATH = re.compile(r"([+-])(\d+)([smhdwMy])|/([smhdwMy])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -214,7 +221,7 @@ def interpolate(
     time_range: TimeRange,
     panel_time_from: str | None = None,
     panel_interval: str | None = None,
-    max_data_points: int = 1000,
+    max_data_points: int | None = None,  # the panel's maxDataPoints; None: 1000 (its width)
     now: datetime | None = None,
     frozen_now: bool = False,
     timezone: str = "Europe/Copenhagen",
@@ -234,10 +241,14 @@ def interpolate(
         f" and time <= {_influx_time(end_raw, clock, tz, round_up=True, frozen=frozen)}"
     )
     span_ms = max((finish.timestamp() - begin.timestamp()) * 1000, 1)  # elapsed, across DST
-    interval = round_interval(span_ms / max_data_points)
+    interval = round_interval(span_ms / (max_data_points or 1000))
     if panel_interval is not None:
         interval = max(interval, _interval_ms(panel_interval))
+    if _FORMATTED.search(query):
+        raise ValueError(f"a formatted ${{__from:...}} / ${{__to:...}} is not mirrored: {query}")
     builtins = {
+        "__from": str(int(begin.timestamp() * 1000)),
+        "__to": str(int(finish.timestamp() * 1000)),
         "__interval": interval_text(interval),
         "interval": interval_text(interval),
         "__interval_ms": str(interval),
