@@ -65,3 +65,20 @@ def test_apply_creates_policies_and_queries_then_changes_nothing(influxd: Influx
     changed = apply(influxd.url, edited)  # an edit to the inventory
     assert changed == ["altered retention policy raw", "wrote the floor area of 1 branch(es)"]
     influxd.query(f'DROP DATABASE "{db}"')
+
+
+def test_apply_widens_the_shards_of_a_roll_up_policy_made_before(influxd: Influxd) -> None:
+    """A database set up before the daily roll-up: its ``forever`` policy has InfluxDB's weekly
+    shards; apply gives it 26-week shards (new shards only: InfluxDB keeps the old ones) and
+    creates ``daily``."""
+    db = "p_" + uuid.uuid4().hex[:10]
+    influxd.query(f'CREATE DATABASE "{db}"')
+    influxd.query(f'CREATE RETENTION POLICY "raw" ON "{db}" DURATION 400d REPLICATION 1 DEFAULT')
+    influxd.query(f'CREATE RETENTION POLICY "forever" ON "{db}" DURATION INF REPLICATION 1')
+    changes = apply(influxd.url, setup_for(db))
+    assert changes[:2] == ["altered retention policy forever", "created retention policy daily"]
+    policies = influxd.query(f'SHOW RETENTION POLICIES ON "{db}"')["results"][0]["series"][0]
+    shards = {v[0]: v[policies["columns"].index("shardGroupDuration")] for v in policies["values"]}
+    assert shards["forever"] == f"{26 * 7 * 24}h0m0s"
+    assert apply(influxd.url, setup_for(db)) == []
+    influxd.query(f'DROP DATABASE "{db}"')
