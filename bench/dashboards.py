@@ -1,9 +1,9 @@
 """Every dashboard's panel queries over a year of a fleet's data, as Grafana sends them.
 
 Loads ``--days`` (365) of data for ``--branches`` (40) into a private influxd set up as
-provisioning sets one up (``provisioning.influx``: the raw and forever retention policies, the
-roll-ups' continuous queries, the floor areas), rolls the span up once (``backfill``: the
-continuous queries only see recent hours), then loads every dashboard for the last 24 h,
+provisioning sets one up (``provisioning.influx``: the raw, forever (hours) and daily (days)
+retention policies, the roll-ups' continuous queries, the floor areas), rolls the span up once
+(``backfill``: the continuous queries only see recent days), then loads every dashboard for the last 24 h,
 7 days, 30 days and 1 year, with branch = All and = one: the variable query first, then every
 panel query after Grafana's interpolation (tests/support/interpolate.py), at most 6 in flight
 (Grafana's limit per data source), ``--repeat`` times; the median is reported.
@@ -266,7 +266,7 @@ def main() -> None:  # noqa: PLR0915 - one bench, its steps in order
             end_ns = int(end.timestamp()) * 10**9
             rolled = influx.backfill(server.url, setup, end_ns - args.days * 24 * HOUR_NS, end_ns)
             took = time.perf_counter() - started
-            print(f"roll-up backfilled: {rolled:,} branch_hourly points in {took:.0f} s")
+            print(f"roll-ups backfilled (hours and days): {rolled:,} points in {took:.0f} s")
         if args.hold:
             print(f"holding {server.url} (end {end.isoformat()}); Ctrl-C stops it", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
