@@ -3,8 +3,9 @@
 Loads ``--days`` (365) of data for ``--branches`` (40) into a private influxd set up as
 provisioning sets one up (``provisioning.influx``: the raw, forever (hours) and daily (days)
 retention policies, the roll-ups' continuous queries, the floor areas), rolls the span up once
-(``backfill``: the continuous queries only see recent days), then loads every dashboard for the last 24 h,
-7 days, 30 days and 1 year, with branch = All and = one: the variable query first, then every
+(``backfill``: the continuous queries only see recent days), then loads every dashboard for
+the last 24 h, 7 days, 30 days and 1 year, with branch = All and = one: the variable query
+first, then every
 panel query after Grafana's interpolation (tests/support/interpolate.py), at most 6 in flight
 (Grafana's limit per data source), ``--repeat`` times; the median is reported.
 
