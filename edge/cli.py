@@ -205,6 +205,12 @@ def _print_live(store: Path | str) -> None:
                 f"  STORE REFUSES COMMITS: {health['last_error']}; {health['waiting']} entries "
                 "wait in memory" + (", sources held back" if health["holding_back"] else "")
             )
+        if health.get("suppressed") is not None:  # report by exception (decision 104)
+            by = ", ".join(f"{n} {m}" for m, n in sorted(health["suppressed_by"].items()))
+            print(
+                f"  suppressed unchanged: {health['suppressed']} readings not written (within "
+                f"their deadband, heartbeat {health['heartbeat']:g} s)" + (f": {by}" if by else "")
+            )
         for name, task in live["tasks"].items():
             failing = f", FAILING: {task['last_error']}" if task["failing"] else ""
             print(f"  task {name}: {task['state']}, {task['restarts']} restarts{failing}")

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openbranch.edge.core import schema
-from openbranch.edge.core.device import PointInfo
+from openbranch.edge.core.device import PointInfo, Series
 from openbranch.edge.core.yamlsource import ConfigError, Problem, parse_yaml, validate
 
 __all__ = ["Catalogue", "Point", "Profile", "ProfileError"]
@@ -42,6 +42,12 @@ class Point(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     group: str = "default"
     writable: bool = False
+    deadband: float = Field(
+        default=0.0,
+        ge=0,
+        description="report by exception: a change of at most this much (in the point's unit) "
+        "from the last written value is not written; 0: any change is",
+    )
 
     @model_validator(mode="after")
     def _meaning(self) -> Point:
@@ -64,6 +70,10 @@ class Point(BaseModel):
         for key in self.tags:
             if key not in {t.value for t in m.tags} - {schema.Tag.BRANCH, schema.Tag.DEVICE}:
                 raise ValueError(f"point {self.id}: measurement {m.name} has no tag {key!r}")
+        numeric = f.type in (schema.FieldType.FLOAT, schema.FieldType.INT)
+        if self.deadband and (f.counter or not numeric):
+            what = "a counter: every change of it is written" if f.counter else f"a {f.type}"
+            raise ValueError(f"point {self.id}: {m.name}.{f.key} is {what}; it has no deadband")
         return self
 
     @property
@@ -120,6 +130,16 @@ class Profile(BaseModel, Generic[P]):
             tags[schema.Tag.ZONE.value] = zone
         tags.update(point.tags)
         return tags
+
+    def deadbands(self) -> dict[Series, float]:
+        """Per (measurement, field), the deadband of the points behind it (the smallest,
+        when points of different tags feed one field); fields without one are left out."""
+        out: dict[Series, float] = {}
+        for p in self.points:
+            if p.measurement is not None and p.field is not None and p.deadband:
+                series = (p.measurement, p.field)
+                out[series] = min(p.deadband, out.get(series, p.deadband))
+        return out
 
     def point_infos(self) -> tuple[PointInfo, ...]:
         """Every point and its meaning, as simulators describe themselves to scenarios."""

@@ -40,6 +40,7 @@ from openbranch.edge.core.yamlsource import (
 )
 
 __all__ = [
+    "DEFAULT_HEARTBEAT",
     "BranchConfig",
     "DeviceConfig",
     "GatewayConfig",
@@ -319,11 +320,20 @@ class InfluxV2Sink(_Model):
 SinkConfig = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
 
 
+DEFAULT_HEARTBEAT = 900.0  # seconds: each device series is written at least this often
+
+
 class StoreConfig(_Model):
     """The local store (the outbox): where readings wait and the branch's local history."""
 
     path: Path = Path("/var/lib/openbranch/outbox.db")
     max_bytes: DiskBound = 1_000_000_000
+    heartbeat: Duration = Field(
+        default=DEFAULT_HEARTBEAT,
+        description="report by exception: a device reading is written when it changed (by "
+        "more than its point's deadband), and each series at least this often; 0 writes "
+        "every reading",
+    )
 
 
 class _ModbusOptions(_Model):

@@ -25,6 +25,7 @@ from openbranch.edge.core.reading import Reading, Value
 
 __all__ = [
     "Accept",
+    "Deadbands",
     "DeviceError",
     "DeviceSource",
     "DeviceUnreachable",
@@ -38,6 +39,7 @@ __all__ = [
     "SimulatedDevice",
     "Simulation",
     "agrees",
+    "deadbands_of",
     "rollovers_of",
 ]
 
@@ -147,6 +149,23 @@ class Rollovers(Protocol):
 def rollovers_of(source: object) -> Mapping[Series, float]:
     """``source.rollovers()``, or nothing for a source that does not know its widths."""
     return source.rollovers() if isinstance(source, Rollovers) else {}
+
+
+@runtime_checkable
+class Deadbands(Protocol):
+    """A ``DeviceSource`` whose profile declares deadbands (report by exception).
+
+    Optional: a source without it has none, and any change of its values is written."""
+
+    def deadbands(self) -> Mapping[Series, float]:
+        """Per (measurement, field), how far a number may move from its last written value
+        and still not be written. Fields without one are left out."""
+        ...
+
+
+def deadbands_of(source: object) -> Mapping[Series, float]:
+    """``source.deadbands()``, or nothing for a source without deadbands."""
+    return source.deadbands() if isinstance(source, Deadbands) else {}
 
 
 @runtime_checkable

@@ -107,7 +107,9 @@ class Field:
     """One field key: its type, the units a value may be expressed in, and what it means.
 
     ``units`` is empty for dimensionless fields (booleans, states, counts of people).
-    ``choices`` lists the allowed values of an enumerated string field.
+    ``choices`` lists the allowed values of an enumerated string field. ``counter``: a total
+    that only grows (energy registers, people counters): every change of it is written, so a
+    profile may not give it a deadband.
     """
 
     key: str
@@ -115,6 +117,7 @@ class Field:
     doc: str
     units: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
+    counter: bool = False
 
     def check(self, value: object) -> None:
         """Raise SchemaError unless ``value`` has this field's type (and is an allowed choice)."""
@@ -176,8 +179,8 @@ ENERGY = _measurement(
     "energy",
     "Meter readings. `register` is the counter as read; `total` is reset-corrected.",
     (Tag.BRANCH, Tag.DEVICE, Tag.CARRIER),
-    Field("register", _F, "counter as read from the meter", _ENERGY_UNITS),
-    Field("total", _F, "reset-corrected monotonic counter", _ENERGY_UNITS),
+    Field("register", _F, "counter as read from the meter", _ENERGY_UNITS, counter=True),
+    Field("total", _F, "reset-corrected monotonic counter", _ENERGY_UNITS, counter=True),
     Field("power_w", _F, "active power (electricity) or thermal power (heat)", ("W",)),
     Field("flow_m3h", _F, "volume flow (district heating, water)", ("m³/h",)),
     Field("supply_temp_c", _F, "supply (forward) temperature", ("°C",)),
@@ -231,8 +234,8 @@ OCCUPANCY = _measurement(
     "occupancy",
     "People counters.",
     (Tag.BRANCH, Tag.DEVICE),
-    Field("entered", _I, "people in, counter"),
-    Field("exited", _I, "people out, counter"),
+    Field("entered", _I, "people in, counter", counter=True),
+    Field("exited", _I, "people out, counter", counter=True),
     Field("present", _I, "people in the building now"),
 )
 DOOR = _measurement(
@@ -347,6 +350,11 @@ GATEWAY = _measurement(
     Field("write_latency_ms", _F, "latest sink write round trip", ("ms",)),
     Field("task_restarts", _I, "restarts of supervised tasks after a failure, counter"),
     Field("tasks_failing", _I, "supervised tasks that failed and have not yet recovered"),
+    Field(
+        "suppressed",
+        _I,
+        "device readings not written because unchanged (report by exception), counter",
+    ),
 )
 
 MEASUREMENTS: Mapping[str, Measurement] = MappingProxyType(
@@ -488,6 +496,7 @@ GATEWAY_DROPPED = GATEWAY.field("dropped")
 GATEWAY_POLL_ERRORS = GATEWAY.field("poll_errors")
 GATEWAY_DEVICES_DOWN = GATEWAY.field("devices_down")
 GATEWAY_WRITE_LATENCY = GATEWAY.field("write_latency_ms")
+GATEWAY_SUPPRESSED = GATEWAY.field("suppressed")
 GATEWAY_TASK_RESTARTS = GATEWAY.field("task_restarts")
 GATEWAY_TASKS_FAILING = GATEWAY.field("tasks_failing")
 ADMISSION_ADMITTED = ADMISSION.field("admitted")

@@ -18,6 +18,12 @@ commit that succeeds. While commits fail, the queue may grow to ``MAX_PENDING`` 
 then on ``on_pressure(True)`` asks the sources to hold back (polls are skipped, the MQTT
 session stops reading, so unacknowledged messages wait at the broker) until the queue is
 below half again (``on_pressure(False)``).
+
+Report by exception (``edge.telemetry.changes``): after the energy accounting has seen every
+device reading (its hours need them all), the ``ChangeFilter`` decides which are written; the
+others are *suppressed* before acceptance, never committed and counted (``suppressed``, by
+measurement), and only the written ones are published (``on_committed``). The filter learns a
+batch's decisions only once the batch has committed, so a retried batch is decided again.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from openbranch.edge.core.reading import Reading
+from openbranch.edge.telemetry.changes import ChangeFilter, Split
 from openbranch.edge.telemetry.energy import EnergyLedger
 from openbranch.edge.telemetry.outbox import Outbox, rows_of
 
@@ -99,12 +106,15 @@ class Committer:
         clock_offset: Callable[[], float | None] = lambda: None,
         checkpoint: Callable[[], int] = lambda: 0,
         on_durable: Callable[[int], None] = lambda _mark: None,
+        changes: ChangeFilter | None = None,
     ) -> None:
         """``energy`` makes the ledger (again after a failed commit: it reloads the accounts
         from the outbox). ``on_failure(message, active)`` raises and clears the alert.
         ``clock_offset()``: the wall clock minus the monotonic clock, taken as readings are
         accepted (moments after their poll stamped them) and handed to the ledger, which
-        tells a step of the wall clock from a gap by it (decision 47)."""
+        tells a step of the wall clock from a gap by it (decision 47). ``changes``: which device
+        readings are written (default: a ``ChangeFilter`` with its default heartbeat and no
+        deadbands)."""
         self._outbox = outbox
         self._make_energy = energy
         self._energy = energy()
@@ -116,12 +126,13 @@ class Committer:
         self._clock_offset = clock_offset
         self._checkpoint = checkpoint  # e.g. the MQTT session's count of messages handed over
         self._on_durable = on_durable  # ...acknowledged to the broker once committed
+        self.changes = changes if changes is not None else ChangeFilter()
         self._queue = _Batch()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self._held_back = False
-        self.accepted = 0  # device readings committed
+        self.accepted = 0  # device readings committed (the suppressed ones are not)
         self.stats = CommitStats()
 
     # -- what the parts hand over (on the loop; never blocks) ---------------------------
@@ -176,7 +187,7 @@ class Committer:
                 mark = self._checkpoint()  # everything handed over so far is in the batch
                 batch = self._queue.take()
                 try:
-                    out = await asyncio.get_running_loop().run_in_executor(
+                    split = await asyncio.get_running_loop().run_in_executor(
                         self._writer, self._write, batch
                     )
                 except Exception as exc:  # sqlite3.Error, OSError: the disk said no
@@ -186,26 +197,27 @@ class Committer:
                     delay = min(delay * 2, RETRY_MAX)
                     continue
                 delay = self._retry_min
-                self._succeeded(batch, out)
+                self._succeeded(batch, split)
                 self._on_durable(mark)
         finally:
             self._running = None
             self.stats.pending = len(self._queue)
             self._check_pressure()
 
-    def _write(self, batch: _Batch) -> list[Reading]:
-        """On the writer thread: energy accounting, then one transaction for the whole batch
-        (readings with the accounts' state, own telemetry, audit): a failure commits none of
-        it, so the retry cannot commit a part twice."""
+    def _write(self, batch: _Batch) -> Split:
+        """On the writer thread: energy accounting, the change filter, then one transaction
+        for the whole batch (readings with the accounts' state, own telemetry, audit): a
+        failure commits none of it, so the retry cannot commit a part twice."""
         out, state = (
             self._energy.process(batch.readings, clock_offsets=batch.offsets)
             if batch.readings
             else ([], {})
         )
-        rows = rows_of(out) + rows_of(batch.own) + rows_of(batch.audit, audit=True)
+        split = self.changes.split(out)
+        rows = rows_of(split.written) + rows_of(batch.own) + rows_of(batch.audit, audit=True)
         if rows or state or batch.state:
             self._outbox.append_rows(rows, state={**state, **batch.state})
-        return out
+        return split
 
     def _failed(self, exc: Exception, delay: float) -> None:
         stats = self.stats
@@ -221,9 +233,10 @@ class Committer:
             True,
         )
 
-    def _succeeded(self, batch: _Batch, out: Sequence[Reading]) -> None:
+    def _succeeded(self, batch: _Batch, split: Split) -> None:
         self.stats.commits += 1
-        self.accepted += len(batch.readings)
+        self.changes.apply(split)
+        self.accepted += len(batch.readings) - sum(split.suppressed.values())
         if self.stats.failing:
             log.warning(
                 "outbox: committing again after %d failed attempts",
@@ -231,8 +244,8 @@ class Committer:
             )
             self.stats.failing = 0
             self._on_failure("the local store takes commits again", False)
-        if out:
-            self._on_committed(out)
+        if split.written:
+            self._on_committed(split.written)
 
     def _check_pressure(self) -> None:
         size = len(self._queue)

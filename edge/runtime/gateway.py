@@ -23,6 +23,7 @@ from openbranch.edge.core import schema
 from openbranch.edge.core.admission import LibrarySystem, OfflineAllowList
 from openbranch.edge.core.clock import Clock, clock_offset
 from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.device import deadbands_of
 from openbranch.edge.core.imported import ImportedHours, effective_hours
 from openbranch.edge.core.privacy import pseudonym as card_pseudonym
 from openbranch.edge.core.reading import Reading
@@ -59,6 +60,7 @@ from openbranch.edge.runtime.statusfile import StatusFile
 from openbranch.edge.runtime.supervisor import Supervisor, TaskState
 from openbranch.edge.runtime.waste_watch import WasteWatch
 from openbranch.edge.runtime.watchdog import Watchdog
+from openbranch.edge.telemetry.changes import ChangeFilter
 from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger, energy_rollovers
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, make_writer, sink_name
@@ -144,6 +146,10 @@ class Gateway:
             checkpoint=self._delivered,
             on_durable=self._acknowledge,
             clock_offset=functools.partial(clock_offset, clock),
+            changes=ChangeFilter(  # report by exception (decision 104)
+                heartbeat=config.store.heartbeat,
+                deadbands={s.device_id: deadbands_of(s) for s in sources},
+            ),
         )
         self.journal = Journal(
             branch=branch,
@@ -183,6 +189,7 @@ class Gateway:
             tick=self._write_status,
             broker=None if self.mqtt is None else self._broker_connected,
             broker_name="" if self.mqtt is None else self.mqtt.address,
+            suppressed=lambda: self.committer.changes.suppressed_total,
         )
         self.coordinators += [
             Coordinator(
@@ -419,6 +426,9 @@ class Gateway:
                     "last_error": self.committer.stats.last_error,
                     "waiting": self.committer.stats.pending,
                     "holding_back": self.committer.holding_back,
+                    "heartbeat": self.committer.changes.heartbeat,
+                    "suppressed": self.committer.changes.suppressed_total,
+                    "suppressed_by": dict(self.committer.changes.suppressed),
                 },
             }
         )

@@ -1,9 +1,10 @@
 """The gateway's health: a ``gateway`` reading every ``HEALTH_EVERY`` seconds (outbox depth,
-drops, poll errors, devices down, write latency), each device's availability (retained
-topic, the outbox's state for ``gateway status``, and a ``device_down`` alert), and the MQTT
-broker's: a session found disconnected at a health tick raises ``mqtt_down`` until a later
-tick finds it connected (while the broker is away no MQTT device is heard). It also clears
-``outbox_dropped`` once every sink has caught up (nothing pending older than ``CAUGHT_UP``).
+drops, poll errors, devices down, write latency, device readings suppressed unchanged), each
+device's availability (retained topic, the outbox's state for ``gateway status``, and a
+``device_down`` alert), and the MQTT broker's: a session found disconnected at a health tick
+raises ``mqtt_down`` until a later tick finds it connected (while the broker is away no MQTT
+device is heard). It also clears ``outbox_dropped`` once every sink has caught up (nothing
+pending older than ``CAUGHT_UP``).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class Health:
         tick: Callable[[], None] = lambda: None,
         broker: Callable[[], bool] | None = None,
         broker_name: str = "",
+        suppressed: Callable[[], int] = lambda: 0,
     ) -> None:
         """``tick`` runs with every health reading (the gateway refreshes its status file).
-        ``broker()``: whether the MQTT session is connected (None: the gateway has none)."""
+        ``broker()``: whether the MQTT session is connected (None: the gateway has none).
+        ``suppressed()``: device readings not written because unchanged, so far."""
         self._branch = branch
         self._clock = clock
         self._outbox = outbox
@@ -62,6 +65,7 @@ class Health:
         self._broker = broker
         self._broker_name = broker_name
         self._broker_up: bool | None = None
+        self._suppressed = suppressed
 
     def reading(self, stats: OutboxStats) -> Reading:
         coordinators = self._coordinators
@@ -84,6 +88,7 @@ class Health:
                 ),
                 schema.GATEWAY_TASK_RESTARTS.key: sum(t.restarts for t in tasks),
                 schema.GATEWAY_TASKS_FAILING.key: sum(1 for t in tasks if t.failing),
+                schema.GATEWAY_SUPPRESSED.key: self._suppressed(),
             },
             time=self._clock.now(),
         )

@@ -137,6 +137,8 @@ KINDS = MappingProxyType(
                 name="Task restarts", state_class=_TI, category=_DIAG)),
             (schema.GATEWAY, schema.GATEWAY_TASKS_FAILING, Kind(platform=_S,
                 name="Tasks failing", state_class=_M, category=_DIAG)),
+            (schema.GATEWAY, schema.GATEWAY_SUPPRESSED, Kind(platform=_S,
+                name="Suppressed unchanged", state_class=_TI, category=_DIAG)),
         )
     }
 )

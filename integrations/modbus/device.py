@@ -215,6 +215,10 @@ class ModbusDevice:
             if rollover is not None and not others
         }
 
+    def deadbands(self) -> Mapping[Series, float]:
+        """Implements ``edge.device.Deadbands``: the profile's."""
+        return self._profile.deadbands()
+
     def intervals(self) -> Mapping[str, float]:
         return {name: g.interval for name, g in self._groups.items()}
 

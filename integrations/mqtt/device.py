@@ -32,6 +32,7 @@ from openbranch.edge.core.device import (
     NotConfirmed,
     PollResult,
     Reject,
+    Series,
     agrees,
 )
 from openbranch.edge.core.messaging import MqttLink
@@ -105,6 +106,10 @@ class MqttDevice:
     def topics(self) -> tuple[str, ...]:
         """Every topic this device's readings arrive on."""
         return tuple(self._extractors)
+
+    def deadbands(self) -> Mapping[Series, float]:
+        """Implements ``edge.device.Deadbands``: the profile's."""
+        return self._profile.deadbands()
 
     def intervals(self) -> Mapping[str, float]:
         return {}
