@@ -5,9 +5,8 @@ provisioning sets one up (``provisioning.influx``: the raw, forever (hours) and 
 retention policies, the roll-ups' continuous queries, the floor areas), rolls the span up once
 (``backfill``: the continuous queries only see recent days), then loads every dashboard for
 the last 24 h, 7 days, 30 days and 1 year, with branch = All and = one: the variable query
-first, then every
-panel query after Grafana's interpolation (tests/support/interpolate.py), at most 6 in flight
-(Grafana's limit per data source), ``--repeat`` times; the median is reported.
+first, then every panel query after Grafana's interpolation (tests/support/interpolate.py), at
+most 6 in flight (Grafana's limit per data source), ``--repeat`` times; the median is reported.
 
 What is written, per branch and day (at a gateway's rates; the day's hours in UTC, open
 07:00-21:00):
