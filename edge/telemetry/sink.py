@@ -18,6 +18,10 @@ Writers speak to one database each and expose ``write(lines)``:
   SYNCHRONOUS write API with gzip. Its background batching writer is not used: it keeps data
   only in memory, and the outbox is the only buffer here.
 
+Each writer imports its library when it is made (decision 106): a gateway with only v1 sinks
+never loads influxdb-client (18 MB of a small computer's memory), one with only v2 sinks never
+loads ``influxdb`` and ``requests``.
+
 A ``Drainer`` per sink takes batches from the outbox, writes them and moves the sink's cursor
 only when the database answered that it stored them. A dead sink does not hold back another:
 each drainer has its own cursor and runs its blocking writes in its own worker thread.
@@ -35,20 +39,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
-
-import influxdb
-import influxdb.exceptions
-import requests
-import urllib3.exceptions
-from influxdb_client.client.influxdb_client import InfluxDBClient as V2Client
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
 
 from openbranch.edge.core.config import InfluxV1Sink, InfluxV2Sink, SinkConfig
 from openbranch.edge.telemetry.outbox import Entry, Outbox
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "GZIP_LEVEL",
@@ -186,6 +184,9 @@ class InfluxV1Writer:
     """POST /write?db=..&precision=n through the ``influxdb`` library, gzip'd."""
 
     def __init__(self, config: InfluxV1Sink, *, timeout: float = 30.0) -> None:
+        import influxdb  # noqa: PLC0415 - loaded only for a v1 sink (decision 106)
+        import requests  # noqa: PLC0415
+
         self.name = sink_name(config)
         url = urlparse(config.url)
         self._database = config.database
@@ -211,6 +212,9 @@ class InfluxV1Writer:
         self._last = response
 
     def write(self, lines: Sequence[str]) -> None:
+        import influxdb.exceptions  # noqa: PLC0415 - loaded by __init__ already
+        import requests  # noqa: PLC0415
+
         self._last = None
         body = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=GZIP_LEVEL)
         try:
@@ -245,6 +249,11 @@ class InfluxV2Writer:
     """POST /api/v2/write?bucket=..&org=..&precision=ns through influxdb-client, gzip'd."""
 
     def __init__(self, config: InfluxV2Sink, *, timeout: float = 30.0) -> None:
+        from influxdb_client.client.influxdb_client import (  # noqa: PLC0415 - v2 only (106)
+            InfluxDBClient as V2Client,
+        )
+        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
+
         self.name = sink_name(config)
         self._bucket = config.bucket
         self._org = config.org
@@ -259,6 +268,10 @@ class InfluxV2Writer:
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, lines: Sequence[str]) -> None:
+        import urllib3.exceptions  # noqa: PLC0415 - loaded by __init__ already
+        from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
+        from influxdb_client.rest import ApiException  # noqa: PLC0415
+
         try:
             self._api.write(
                 bucket=self._bucket,
