@@ -20,7 +20,11 @@ The invariants (``INVARIANTS`` names them; a violation carries its name):
     value is in exactly one accepted entry of its device (two only when the device itself
     sent it twice, QoS 1 after a reconnect), a poll the device answered is one accepted
     reading. A produced reading the soak excused (lost with a killed broker, or in the last
-    commit interval before a SIGKILL) is counted, not a violation.
+    commit interval before a SIGKILL) is counted, not a violation. With report by exception
+    (``Run.heartbeat``, decision 104) a poll's reading may be suppressed: each value a poll
+    produced (``Answered.values``) is either in an accepted entry of its series stamped with
+    the poll, or within its point's deadband (``Run.deadbands``) of the last value of its
+    series accepted before the poll, which is less than a heartbeat old.
 ``unique``
     No two accepted entries share a series and a timestamp (in InfluxDB the second would
     overwrite the first: a loss that no count shows).
@@ -215,16 +219,22 @@ class Pushed:
     excused: str = ""
 
 
+ProducedValue = tuple[str, Tags, str, FieldValue]
+"""(measurement, tags besides branch and device, field, value): one value a poll produced."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answered:
     """A read request a polled device answered (gateway time), in the device's record;
     ``request`` is its place in the device's plan (a poll reads its requests in plan order,
-    so a place that does not grow starts the next poll)."""
+    so a place that does not grow starts the next poll); ``values``: what the answer said,
+    decoded as the gateway decodes it (empty: not recorded)."""
 
     device: str
     time_ns: int
     excused: str = ""
     request: int = 0
+    values: tuple[ProducedValue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +410,9 @@ class Run:
     still_true: Collection[str] = ()  # alert kinds whose fault is still there at the end
     samples: Sequence[Sample] = ()
     poll_span: int = POLL_SPAN  # ns: how long after its stamp a poll's first answer may come
+    heartbeat: int = 0  # ns: report by exception's heartbeat; 0: every poll is written
+    deadbands: Mapping[tuple[str, str, str], float] = field(default_factory=dict)  # (device,
+    # measurement, field) -> the point's deadband; absent: 0, any change is written
     figures: dict[str, int] = field(default_factory=dict)  # filled by ``check``
 
 
@@ -469,6 +482,7 @@ def _produced(run: Run) -> list[Violation]:
     run.figures["accepted_device_readings"] = device_readings
     run.figures["produced_pushed"] = len(run.pushed)
     run.figures["produced_lost_excused"] = 0
+    run.figures["produced_suppressed"] = 0
     return _pushed(run, counts) + _polled(run, stamps)
 
 
@@ -527,6 +541,9 @@ def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
             else:
                 groups.append([a])
         polls += len(groups)
+        if run.heartbeat > 0 and all(a.values for g in groups for a in g):
+            out += _reported(run, device, groups)
+            continue
         j = 0  # stamps before this index are taken, or too old for every poll still to come
         for group in sorted(groups, key=lambda g: g[0].time_ns):
             first = group[0].time_ns
@@ -535,18 +552,100 @@ def _polled(run: Run, stamps: Mapping[str, set[int]]) -> list[Violation]:
             if j < len(times) and times[j] <= first + POLL_EARLY:
                 j += 1
                 continue
-            if any(a.excused for a in group):  # a fault came during the poll: it was cut
-                run.figures["produced_lost_excused"] += 1
-                continue
-            out.append(
-                Violation(
-                    "produced",
-                    f"{device}: a poll answered at {_ns(first)} (gateway time) became no "
-                    "accepted reading",
-                )
-            )
+            out += _lost(run, device, group)
     run.figures["produced_polls"] = polls
     return out
+
+
+def _lost(run: Run, device: str, poll: Sequence[Answered], why: str = "") -> list[Violation]:
+    """A poll that became no accepted reading (``why``: and was not rightly suppressed):
+    excused, and counted, when a fault came during it (it was cut)."""
+    if any(a.excused for a in poll):
+        run.figures["produced_lost_excused"] += 1
+        return []
+    reason = f"{device}: a poll answered at {_ns(poll[0].time_ns)} (gateway time) became no "
+    reason += "accepted reading" + (f" and was not rightly suppressed: {why}" if why else "")
+    return [Violation("produced", reason)]
+
+
+_Series = tuple[str, Tags]  # measurement, tags besides branch and device
+
+
+def _reported(run: Run, device: str, polls: Sequence[Sequence[Answered]]) -> list[Violation]:
+    """Report by exception: each value of each poll accepted, or rightly suppressed (see the
+    module docstring). A poll is stamped before its first answer, at most ``run.poll_span``
+    before it (and at most ``POLL_EARLY`` after it, the processes' clocks)."""
+    history: dict[_Series, list[tuple[int, Mapping[str, FieldValue]]]] = defaultdict(list)
+    for entry in run.accepted.entries():
+        if entry.device == device:
+            point = parse_point(entry.line)
+            tags = tuple(t for t in point.tags if t[0] not in ("branch", "device"))
+            history[(point.measurement, tags)].append((point.time_ns, point.fields))
+    for series in history.values():
+        series.sort(key=lambda e: e[0])
+    out = []
+    for poll in polls:
+        first = poll[0].time_ns
+        produced: dict[_Series, dict[str, FieldValue]] = defaultdict(dict)
+        for a in poll:
+            for measurement, tags, name, value in a.values:
+                produced[(measurement, tags)][name] = value
+        why = [
+            reason
+            for series, values in sorted(produced.items())
+            if (
+                reason := _unreported(
+                    run, device, series, values=values, history=history[series], first=first
+                )
+            )
+        ]
+        if why:
+            out += _lost(run, device, poll, "; ".join(why))
+    return out
+
+
+def _unreported(
+    run: Run,
+    device: str,
+    series: _Series,
+    *,
+    values: Mapping[str, FieldValue],
+    history: Sequence[tuple[int, Mapping[str, FieldValue]]],
+    first: int,
+) -> str:
+    """Why the values one poll produced of one series were neither accepted nor rightly
+    suppressed; empty when they were one or the other."""
+    times = [t for t, _ in history]
+    lo = bisect.bisect_left(times, first - run.poll_span)
+    hi = bisect.bisect_right(times, first + POLL_EARLY)
+    for _, fields in history[lo:hi]:  # accepted with the poll's stamp
+        if all(k not in fields or same_fields({k: v}, {k: fields[k]}) for k, v in values.items()):
+            return ""
+    what = f"{series[0]}{''.join(f',{k}={v}' for k, v in series[1])}"
+    if not hi:
+        return f"{what}: nothing of it was accepted before"
+    at, last = history[hi - 1]
+    if first - at >= run.heartbeat + run.poll_span:
+        return f"{what}: last accepted {(first - at) / S:.0f} s before, past the heartbeat"
+    moved = [
+        f"{k}={v} (last {last.get(k)!r}, deadband {run.deadbands.get((device, series[0], k), 0)})"
+        for k, v in values.items()
+        if _moved(v, last.get(k), run.deadbands.get((device, series[0], k), 0.0))
+    ]
+    run.figures["produced_suppressed"] += not moved
+    return f"{what}: " + ", ".join(moved) if moved else ""
+
+
+def _moved(value: FieldValue, last: FieldValue | None, deadband: float) -> bool:
+    """Whether ``value`` is beyond ``deadband`` of ``last`` (the gateway had to write it)."""
+    if last is None:
+        return True
+    numbers = not isinstance(value, bool | str) and not isinstance(last, bool | str)
+    if not numbers:
+        return value != last
+    if not deadband:
+        return not same_fields({"v": value}, {"v": last})
+    return abs(float(value) - float(last)) > deadband + 1e-9
 
 
 def _stored(run: Run) -> list[Violation]:

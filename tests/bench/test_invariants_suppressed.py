@@ -1,0 +1,174 @@
+"""The soak checker's ``produced`` invariant under report by exception (decision 104): a poll
+whose reading the gateway did not write is fine only when each value it produced is within
+its point's deadband of its series' last accepted value, and that value is less than a
+heartbeat old. The gateway's own decisions (``ChangeFilter``) make the clean record; each
+test then breaks one rule and the checker must name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.soaklib.invariants import Answered, ListAccepted, Run, Violation, check
+from openbranch.edge.core import schema
+from openbranch.edge.core.reading import Reading
+from openbranch.edge.telemetry.changes import ChangeFilter
+from openbranch.edge.telemetry.outbox import Outbox
+
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+S = 1_000_000_000
+HEARTBEAT = 900.0
+BAND = 0.2  # the room's temperature deadband
+FIRE = (("kind", "fire_alarm"),)
+MINUTES = 60
+
+
+def temperature(minute: int) -> float:
+    """A slow drift with a jump at minute 30 and a quiet hour's end (unchanged from 40)."""
+    if minute >= 40:
+        return 22.0
+    return round(21.0 + 0.05 * minute + (0.5 if minute >= 30 else 0.0), 2)
+
+
+def fire(minute: int) -> bool:
+    return 20 <= minute < 22
+
+
+def readings(minute: int) -> list[Reading]:
+    when = T0 + timedelta(minutes=minute)
+    return [
+        Reading(
+            branch="b",
+            device="room",
+            measurement=schema.INDOOR,
+            fields={"temperature_c": temperature(minute)},
+            time=when,
+        ),
+        Reading(
+            branch="b",
+            device="room",
+            measurement=schema.ALERT,
+            fields={"active": fire(minute)},
+            tags=dict(FIRE),
+            time=when,
+        ),
+    ]
+
+
+def answers(minute: int, *, excused: str = "") -> list[Answered]:
+    """The poll's two requests, answered 1 and 2 s after its stamp, with their values."""
+    stamp = int((T0 + timedelta(minutes=minute)).timestamp()) * S
+    return [
+        Answered(
+            "room",
+            stamp + 1 * S,
+            excused,
+            0,
+            (("indoor", (), "temperature_c", temperature(minute)),),
+        ),
+        Answered("room", stamp + 2 * S, excused, 1, (("alert", FIRE, "active", fire(minute)),)),
+    ]
+
+
+def record(
+    tmp_path: Path, *, drop: Callable[[Reading], bool] = lambda _r: False, excused: int = -1
+) -> Run:
+    """An hour of polls a minute apart, written as the gateway decides; ``drop`` takes out
+    readings the gateway wrote (a wrong suppression); the poll at minute ``excused`` was cut
+    by a fault (answered, never decoded: the gateway never saw it)."""
+    changes = ChangeFilter(
+        heartbeat=HEARTBEAT, deadbands={"room": {("indoor", "temperature_c"): BAND}}
+    )
+    outbox = Outbox(tmp_path / "outbox.db")
+    answered = []
+    for minute in range(MINUTES):
+        answered += answers(minute, excused="a fault" if minute == excused else "")
+        if minute == excused:
+            continue
+        split = changes.split(readings(minute))
+        changes.apply(split)
+        outbox.append([r for r in split.written if not drop(r)])
+    entries = list(outbox.lines())
+    outbox.close()
+    return Run(
+        accepted=ListAccepted(entries),
+        answered=answered,
+        heartbeat=int(HEARTBEAT * S),
+        deadbands={("room", "indoor", "temperature_c"): BAND},
+    )
+
+
+def produced(run: Run) -> list[Violation]:
+    return [v for v in check(run) if v.invariant == "produced"]
+
+
+def at(minute: int, measurement: str) -> Callable[[Reading], bool]:
+    return lambda r: r.measurement.name == measurement and r.time == T0 + timedelta(minutes=minute)
+
+
+def test_a_clean_run_under_report_by_exception_has_no_violation(tmp_path: Path) -> None:
+    run = record(tmp_path)
+    assert produced(run) == []
+    assert run.figures["produced_polls"] == MINUTES
+    assert run.figures["produced_suppressed"] > MINUTES  # most series of most polls
+    assert run.figures["accepted_device_readings"] < MINUTES  # far fewer than 2 a poll
+
+
+def test_a_change_beyond_the_deadband_not_written_is_caught(tmp_path: Path) -> None:
+    found = produced(record(tmp_path, drop=at(30, "indoor")))  # the jump of 0.5 °C
+    assert found
+    first = str(found[0])
+    assert "2026-12-01 10:30:01" in first
+    assert f"indoor: temperature_c={temperature(30)} (last 22.25," in first  # written at 25
+    assert f"deadband {BAND})" in first
+    # the polls after it, compared with the last value accepted (before the jump), too
+    assert all("indoor: temperature_c=" in str(v) for v in found)
+
+
+def test_a_state_change_not_written_is_caught_though_the_poll_wrote_another_series(
+    tmp_path: Path,
+) -> None:
+    """Minute 20: the fire input rose; the temperature line of that poll was written (a
+    stamp of the poll is there), the alert's was not."""
+    run = record(tmp_path, drop=at(20, "alert"))
+    assert any(
+        e.time_ns == int((T0 + timedelta(minutes=20)).timestamp()) * S
+        for e in run.accepted.entries("indoor")
+    ), "the poll's other series was written"
+    found = produced(run)
+    assert found
+    assert "2026-12-01 10:20:01" in str(found[0])
+    assert "alert,kind=fire_alarm: active=True (last False" in str(found[0])
+    assert all("indoor" not in str(v) for v in found)
+
+
+def test_a_missed_heartbeat_is_caught(tmp_path: Path) -> None:
+    """Unchanged from minute 40: the heartbeat writes it at 55; dropping that line leaves
+    the series' last accepted value (minute 40) older than a heartbeat and the poll span
+    (30 s: how late a poll's answer may come after its stamp) from minute 56 on."""
+    run = record(tmp_path, drop=at(55, "indoor"))
+    found = produced(run)
+    assert found, "the missed heartbeat"
+    assert all("past the heartbeat" in str(v) for v in found)
+    assert "2026-12-01 10:56:01" in str(found[0])
+    assert "last accepted 961 s before" in str(found[0])
+
+
+def test_a_poll_cut_by_a_fault_is_excused(tmp_path: Path) -> None:
+    """The jump at minute 30 came in a poll a fault cut: not accepted, excused; the gateway
+    writes it with the next poll."""
+    run = record(tmp_path, excused=30)
+    assert produced(run) == []
+    assert run.figures["produced_lost_excused"] == 1
+
+
+def test_without_report_by_exception_every_poll_needs_its_reading(tmp_path: Path) -> None:
+    """heartbeat 0 (the old rule, or a gateway with report by exception off): a suppressed
+    poll is a lost one."""
+    run = record(tmp_path)
+    run.heartbeat = 0
+    found = produced(run)
+    assert found
+    assert all("became no accepted reading" in str(v) for v in found)
