@@ -83,6 +83,7 @@ __all__ = [
     "Journaled",
     "ListAccepted",
     "Point",
+    "ProducedValue",
     "Pushed",
     "Run",
     "Sample",
