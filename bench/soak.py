@@ -388,6 +388,8 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
             faults=outcome.windows,
             samples=world.samples,
             poll_span=max(POLL_SPAN, int(POLL_LATENCY * world.speed * 1e9)),
+            heartbeat=int(world.config.store.heartbeat * 1e9),  # report by exception
+            deadbands=world.deadbands,
         )
         if args.workdir:  # the device records, for a look after the run
             with (workdir / "records.json").open("w", encoding="utf-8") as out:

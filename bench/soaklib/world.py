@@ -31,16 +31,20 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.soaklib.gatewayproc import GatewayProcess, world_instant
-from bench.soaklib.invariants import AcceptedLog, Answered, Pushed, Sample
+from bench.soaklib.invariants import AcceptedLog, Answered, ProducedValue, Pushed, Sample
 from bench.soaklib.proxy import FaultyProxy
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
+from openbranch.edge.core.device import deadbands_of
 from openbranch.edge.core.registry import BuildContext, default_registry, load_checked
 from openbranch.edge.core.schedule import OpeningHours
 from openbranch.edge.demo.day import prepare_config
 from openbranch.edge.demo.scenario import BranchScenario
 from openbranch.edge.demo.servers import Influxd, Mosquitto
 from openbranch.edge.hours.calendar import Calendar
+from openbranch.integrations.modbus.decode import NoValue
+from openbranch.integrations.modbus.device import ModbusDevice, decode_point
+from openbranch.integrations.modbus.planner import Request
 from openbranch.integrations.modbus.register import Table
 
 __all__ = ["PASSAGE_EVERY", "World", "WorldClock"]
@@ -319,6 +323,7 @@ class World:
         self.max_bytes = max_bytes
         self.passage_ids = {f"passage-{i + 1}": f"soak/passage-{i + 1}" for i in range(passages)}
         self.answered: list[Answered] = []
+        self.deadbands: dict[tuple[str, str, str], float] = {}  # (device, measurement, field)
         self.samples: list[Sample] = []
         self.garbled: dict[tuple[str, str], list[int]] = {}  # (device, point) -> raw words
         self.excuse_polls = ""  # set while a fault makes answered polls yield no reading
@@ -458,7 +463,9 @@ class World:
         return Path(found.stdout.strip()).name
 
     def _record_polls(self, registry: Any) -> None:
-        """Record every planned read request a Modbus device answers (its own record)."""
+        """Record every planned read request a Modbus device answers (its own record), with
+        the values it answered, decoded as the gateway decodes them; and the points'
+        deadbands (report by exception: the checker's rule for a poll not written)."""
         context = BuildContext(
             branch=self.config.branch.id,
             clock=ScaledClock(start=self.start_instant, speed=self.speed),
@@ -468,7 +475,10 @@ class World:
             if unit is None or not hasattr(unit, "answer"):
                 continue
             source = registry.build(device, context)
+            for (measurement, name), band in deadbands_of(source).items():
+                self.deadbands[(device.id, measurement, name)] = band
             planned = {(r.table, r.address, r.count): i for i, r in enumerate(source.requests())}
+            requests = {(r.table, r.address, r.count): r for r in source.requests()}
             original = unit.answer
 
             def answer(
@@ -478,6 +488,9 @@ class World:
                 *,
                 _original: Any = original,
                 _planned: dict[tuple[Table, int, int], int] = planned,
+                _requests: dict[tuple[Table, int, int], Request] = requests,
+                _source: ModbusDevice = source,
+                _zone: str | None = device.zone,
                 _device: str = device.id,
             ) -> Any:
                 result = _original(function, address, count)
@@ -486,8 +499,12 @@ class World:
                     excused = self.excuse_polls
                     if not excused and time.monotonic() < self.excuse_until:
                         excused = "answered while the clock was stepped"
-                    place = _planned[(table, address, count)]  # type: ignore[index]
-                    self.answered.append(Answered(_device, self.gateway_ns(), excused, place))
+                    key = (table, address, count)
+                    place = _planned[key]  # type: ignore[index]
+                    values = _values(_source, _requests[key], result, _zone)  # type: ignore[index]
+                    self.answered.append(
+                        Answered(_device, self.gateway_ns(), excused, place, values)
+                    )
                 return result
 
             unit.answer = answer
@@ -564,3 +581,24 @@ class World:
                 part.close()
         if getattr(self, "mounted", None) is not None:
             subprocess.run(["umount", str(self.mounted)], check=False)
+
+
+def _values(
+    source: ModbusDevice, request: Request, answer: list[Any], zone: str | None
+) -> tuple[ProducedValue, ...]:
+    """The values one answer carries: (measurement, tags, field, value) of each point the
+    request covers, decoded as the gateway decodes them (a value the gateway could not
+    take, a sentinel or NaN, is left out, as the gateway leaves it out of its reading)."""
+    profile = source.profile
+    out = []
+    for key in request.keys:
+        point = profile.point(key)
+        if point.measurement is None or point.field is None:
+            continue
+        offset = point.address - request.address
+        value = decode_point(profile, point, answer[offset : offset + point.count])
+        if isinstance(value, NoValue):
+            continue
+        tags = tuple(sorted(profile.tags_for(point, zone).items()))
+        out.append((point.measurement, tags, point.field, value))
+    return tuple(out)
