@@ -161,6 +161,8 @@ def test_from_and_to_are_the_ranges_bounds_in_milliseconds() -> None:
         f"{int(midnight.timestamp() * 1000)}"
         f" {int(datetime(2026, 12, 1, tzinfo=CPH).timestamp() * 1000) - 1}"
     )
+    own = run("${__from}", time_range=TimeRange("now-1h", "now"), panel_time_from="7d")
+    assert own == str(now_ms - 3_600_000)  # the dashboard's range, not the panel's timeFrom
     with pytest.raises(ValueError, match="not mirrored"):
         run("${__to:date:YYYY-MM}", time_range=TimeRange())
 

@@ -15,12 +15,14 @@ The rules mirrored (Grafana's InfluxDB data source and template service):
 - ``$__interval`` / ``$interval`` is the range divided by the panel's max data points, at
   least the panel's ``interval``, rounded to Grafana's steps (``round_interval``) and written
   as ``<n><y|d|h|m|s|ms>``; ``$__interval_ms`` is the same in milliseconds.
-- ``${__from}`` / ``${__to}`` (and ``$__from`` / ``$__to``) are the range's bounds in epoch
-  milliseconds, the bounds ``$timeFilter`` resolves to (the end rounded up, like its
+- ``${__from}`` / ``${__to}`` (and ``$__from`` / ``$__to``) are the dashboard's range in epoch
+  milliseconds, the bounds its ``$timeFilter`` resolves to (the end rounded up, like its
   ``time <=``), from the browser's clock: Grafana's global variables ("$__from and $__to ...
   always interpolated as epoch milliseconds by default", grafana.com/docs/grafana/latest/
-  visualizations/dashboards/variables/global-variables/). The ``:date`` formats are not
-  mirrored (a query with one is refused).
+  visualizations/dashboards/variables/global-variables/); Grafana 11's dashboards take them
+  from the dashboard's range even in a panel with its own ``timeFrom`` (grafana/grafana,
+  public/app/features/dashboard-scene/scene/DashboardLevelTimeMacro.ts: "the old __to and
+  __from macros that always used the dashboard level time range"). The ``:date`` formats are not mirrored (a query with one is refused).
 - A variable is written ``$name``, ``${name}`` or ``[[name]]``. A variable that is neither
   multi-value nor has an All option is inserted as is; otherwise each value is regex-escaped
   and several are joined as ``(a|b)``; All with a custom all value inserts that value
@@ -229,6 +231,8 @@ def interpolate(
     """``query`` as Grafana sends it to InfluxDB for a panel (see the module docstring)."""
     tz = ZoneInfo(timezone)
     clock = now or datetime.now(tz)
+    dashboard_from = parse_time(time_range.start, clock, tz)  # ${__from}/${__to}: the dashboard's
+    dashboard_to = parse_time(time_range.end, clock, tz, round_up=True)
     if panel_time_from is not None:
         start = panel_time_from if panel_time_from.startswith("now") else f"now-{panel_time_from}"
         time_range = TimeRange(start, "now")
@@ -247,8 +251,8 @@ def interpolate(
     if _FORMATTED.search(query):
         raise ValueError(f"a formatted ${{__from:...}} / ${{__to:...}} is not mirrored: {query}")
     builtins = {
-        "__from": str(int(begin.timestamp() * 1000)),
-        "__to": str(int(finish.timestamp() * 1000)),
+        "__from": str(int(dashboard_from.timestamp() * 1000)),
+        "__to": str(int(dashboard_to.timestamp() * 1000)),
         "__interval": interval_text(interval),
         "interval": interval_text(interval),
         "__interval_ms": str(interval),
