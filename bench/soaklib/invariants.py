@@ -23,8 +23,9 @@ The invariants (``INVARIANTS`` names them; a violation carries its name):
     commit interval before a SIGKILL) is counted, not a violation. With report by exception
     (``Run.heartbeat``, decision 104) a poll's reading may be suppressed: each value a poll
     produced (``Answered.values``) is either in an accepted entry of its series stamped with
-    the poll, or within its point's deadband (``Run.deadbands``) of the last value of its
-    series accepted before the poll, which is less than a heartbeat old.
+    the poll, or within its point's deadband (``Run.deadbands``) of the field's value
+    accepted last before the poll (the last committed: after a clock stepped back, time
+    order is not commit order), which is less than a heartbeat old.
 ``unique``
     No two accepted entries share a series and a timestamp (in InfluxDB the second would
     overwrite the first: a loss that no count shows).
@@ -572,31 +573,71 @@ def _lost(run: Run, device: str, poll: Sequence[Answered], why: str = "") -> lis
 _Series = tuple[str, Tags]  # measurement, tags besides branch and device
 
 
+@dataclass(slots=True)
+class _History:
+    """One series' accepted entries in time order, and per field the entry committed last
+    (highest seq) among the first n: the gateway's last written value, also after its clock
+    was stepped back (then time order is not commit order)."""
+
+    times: list[int] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    fields: list[Mapping[str, FieldValue]] = field(default_factory=list)
+    _last: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, time_ns: int, seq: int, fields: Mapping[str, FieldValue]) -> None:
+        self.times.append(time_ns)
+        self.seqs.append(seq)
+        self.fields.append(fields)
+
+    def sort(self) -> None:
+        order = sorted(range(len(self.times)), key=lambda i: (self.times[i], self.seqs[i]))
+        self.times = [self.times[i] for i in order]
+        self.seqs = [self.seqs[i] for i in order]
+        self.fields = [self.fields[i] for i in order]
+
+    def last(self, name: str, n: int) -> int:
+        """The index of the entry carrying ``name`` committed last among the first ``n``
+        (by time), or -1."""
+        best = self._last.get(name)
+        if best is None:
+            best, current = [], -1
+            for i, fields in enumerate(self.fields):
+                if name in fields and (current < 0 or self.seqs[i] > self.seqs[current]):
+                    current = i
+                best.append(current)
+            self._last[name] = best
+        return best[n - 1] if n else -1
+
+
 def _reported(run: Run, device: str, polls: Sequence[Sequence[Answered]]) -> list[Violation]:
     """Report by exception: each value of each poll accepted, or rightly suppressed (see the
-    module docstring). A poll is stamped before its first answer, at most ``run.poll_span``
-    before it (and at most ``POLL_EARLY`` after it, the processes' clocks)."""
-    history: dict[_Series, list[tuple[int, Mapping[str, FieldValue]]]] = defaultdict(list)
+    module docstring). Judged per answer and per field: polls of different groups of a
+    device may follow each other so closely that their answers read as one poll (their
+    places in the plan grow), and a poll's reading then carries only its own groups' fields.
+    An answer's poll was stamped at most ``run.poll_span`` before it (and at most
+    ``POLL_EARLY`` after it, the processes' clocks; more near a step of the clock)."""
+    history: dict[_Series, _History] = defaultdict(_History)
     for entry in run.accepted.entries():
         if entry.device == device:
             point = parse_point(entry.line)
             tags = tuple(t for t in point.tags if t[0] not in ("branch", "device"))
-            history[(point.measurement, tags)].append((point.time_ns, point.fields))
+            history[(point.measurement, tags)].add(point.time_ns, entry.seq, point.fields)
     for series in history.values():
-        series.sort(key=lambda e: e[0])
+        series.sort()
     out = []
     for poll in polls:
-        first = poll[0].time_ns
-        produced: dict[_Series, dict[str, FieldValue]] = defaultdict(dict)
-        for a in poll:
-            for measurement, tags, name, value in a.values:
-                produced[(measurement, tags)][name] = value
         why = [
             reason
-            for series, values in sorted(produced.items())
+            for a in poll
+            for measurement, tags, name, value in a.values
             if (
                 reason := _unreported(
-                    run, device, series, values=values, history=history[series], first=first
+                    run,
+                    device,
+                    (measurement, tags),
+                    field=(name, value),
+                    history=history[(measurement, tags)],
+                    answered=a.time_ns,
                 )
             )
         ]
@@ -610,31 +651,33 @@ def _unreported(
     device: str,
     series: _Series,
     *,
-    values: Mapping[str, FieldValue],
-    history: Sequence[tuple[int, Mapping[str, FieldValue]]],
-    first: int,
+    field: tuple[str, FieldValue],
+    history: _History,
+    answered: int,
 ) -> str:
-    """Why the values one poll produced of one series were neither accepted nor rightly
-    suppressed; empty when they were one or the other."""
-    times = [t for t, _ in history]
-    lo = bisect.bisect_left(times, first - run.poll_span)
-    hi = bisect.bisect_right(times, first + POLL_EARLY)
-    for _, fields in history[lo:hi]:  # accepted with the poll's stamp
-        if all(k not in fields or same_fields({k: v}, {k: fields[k]}) for k, v in values.items()):
+    """Why one value an answer produced was neither accepted (an entry of its series stamped
+    with the poll carries it) nor rightly suppressed (within the point's deadband of the
+    field's last accepted value, less than a heartbeat old); empty when it was one or the
+    other."""
+    name, value = field
+    lo = bisect.bisect_left(history.times, answered - run.poll_span)
+    hi = bisect.bisect_right(history.times, answered + POLL_EARLY + _step_slack(run, answered))
+    for fields in history.fields[lo:hi]:  # accepted with the poll's stamp
+        if name in fields and same_fields({name: value}, {name: fields[name]}):
             return ""
-    what = f"{series[0]}{''.join(f',{k}={v}' for k, v in series[1])}"
-    if not hi:
+    what = f"{series[0]}{''.join(f',{k}={v}' for k, v in series[1])}: {name}={value}"
+    last = history.last(name, bisect.bisect_right(history.times, answered + POLL_EARLY))
+    if last < 0:
         return f"{what}: nothing of it was accepted before"
-    at, last = history[hi - 1]
-    if first - at >= run.heartbeat + run.poll_span:
-        return f"{what}: last accepted {(first - at) / S:.0f} s before, past the heartbeat"
-    moved = [
-        f"{k}={v} (last {last.get(k)!r}, deadband {run.deadbands.get((device, series[0], k), 0)})"
-        for k, v in values.items()
-        if _moved(v, last.get(k), run.deadbands.get((device, series[0], k), 0.0))
-    ]
-    run.figures["produced_suppressed"] += not moved
-    return f"{what}: " + ", ".join(moved) if moved else ""
+    age = answered - history.times[last]
+    if age >= run.heartbeat + run.poll_span:
+        return f"{what}: last accepted {age / S:.0f} s before, past the heartbeat"
+    before = history.fields[last][name]
+    band = run.deadbands.get((device, series[0], name), 0.0)
+    if _moved(value, before, band):
+        return f"{what} (last {before!r}, deadband {band:g})"
+    run.figures["produced_suppressed"] += 1
+    return ""
 
 
 def _moved(value: FieldValue, last: FieldValue | None, deadband: float) -> bool:

@@ -172,3 +172,82 @@ def test_without_report_by_exception_every_poll_needs_its_reading(tmp_path: Path
     found = produced(run)
     assert found
     assert all("became no accepted reading" in str(v) for v in found)
+
+
+def counter_run(tmp_path: Path, produced: int) -> Run:
+    """The gateway's clock stepped back 5 minutes: it wrote exited=306 at 10:46:41.8, then,
+    reliving the minutes, exited=307 at 10:46:41.3 (committed later, stamped earlier). A
+    poll at 11:00 answers ``produced`` and is not written."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for seconds, exited in ((41.8, 306), (41.3, 307)):
+        outbox.append(
+            [
+                Reading(
+                    branch="b",
+                    device="counter",
+                    measurement=schema.OCCUPANCY,
+                    fields={"entered": 302, "exited": exited},
+                    time=T0 + timedelta(minutes=46, seconds=seconds),
+                )
+            ]
+        )
+    entries = list(outbox.lines())
+    outbox.close()
+    stamp = int((T0 + timedelta(minutes=60)).timestamp()) * S
+    values = (("occupancy", (), "entered", 302), ("occupancy", (), "exited", produced))
+    return Run(
+        accepted=ListAccepted(entries),
+        answered=[Answered("counter", stamp + S, "", 0, values)],
+        heartbeat=int(HEARTBEAT * S),
+    )
+
+
+def test_after_a_step_back_the_last_accepted_value_is_the_last_committed(
+    tmp_path: Path,
+) -> None:
+    assert produced(counter_run(tmp_path / "a", 307)) == []
+    found = produced(counter_run(tmp_path / "b", 306))
+    assert len(found) == 1
+    assert "occupancy: exited=306 (last 307, deadband 0)" in str(found[0])
+
+
+def test_polls_of_two_groups_in_quick_succession_are_judged_field_by_field(
+    tmp_path: Path,
+) -> None:
+    """A meter's default group (power) polled, its reading suppressed; its energy group
+    (register) a minute later, written: the two polls' answers read as one poll (their
+    places in the plan grow), and each field is judged on its own."""
+    outbox = Outbox(tmp_path / "outbox.db")
+
+    def energy(minute: float, **fields: float) -> Reading:
+        return Reading(
+            branch="b",
+            device="meter",
+            measurement=schema.ENERGY,
+            fields=fields,
+            tags={"carrier": "electricity"},
+            time=T0 + timedelta(minutes=minute),
+        )
+
+    outbox.append([energy(0, power_w=2000.0, register=100.0, total=100.0)])
+    outbox.append([energy(10, register=100.5, total=100.5)])
+    entries = list(outbox.lines())
+    outbox.close()
+    tags = (("carrier", "electricity"),)
+    at = int((T0 + timedelta(minutes=9)).timestamp()) * S
+    answered = [
+        Answered("meter", at + S, "", 0, (("energy", tags, "power_w", 2100.0),)),
+        Answered("meter", at + 61 * S, "", 1, (("energy", tags, "register", 100.5),)),
+    ]
+    run = Run(
+        accepted=ListAccepted(entries),
+        answered=answered,
+        heartbeat=int(HEARTBEAT * S),
+        deadbands={("meter", "energy", "power_w"): 500.0},
+    )
+    assert produced(run) == []
+    assert run.figures["produced_polls"] == 1  # the two polls read as one
+    run.deadbands = {}  # without its deadband, the power's move had to be written
+    found = produced(run)
+    assert len(found) == 1
+    assert "energy,carrier=electricity: power_w=2100.0 (last 2000.0, deadband 0)" in str(found[0])
