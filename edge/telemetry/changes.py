@@ -19,6 +19,10 @@ a reading is written:
   wall clock stepped back) is written too;
 - any other reading is *suppressed*: it is never accepted (never committed), and counted.
 
+An hour's consumption (``energy_hourly``, made by the energy accounting from the readings) is
+a record of its own interval, not an observation of a state: it is always written (two hours
+that used the same are two hours, and a sum over them needs both).
+
 Deciding does not change the filter: ``split`` returns a ``Split`` that ``apply`` takes once
 the batch has committed, so a commit that fails and is retried is decided again from the same
 state. ``heartbeat`` 0 writes every reading (report by exception off).
@@ -30,11 +34,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from openbranch.edge.core import schema
 from openbranch.edge.core.config import DEFAULT_HEARTBEAT
 from openbranch.edge.core.device import Series
 from openbranch.edge.core.reading import Reading, Value
 
-__all__ = ["ChangeFilter", "Split", "changed"]
+__all__ = ["ALWAYS_WRITTEN", "ChangeFilter", "Split", "changed"]
+
+#: Measurements whose every reading is written: records of an interval, not states.
+ALWAYS_WRITTEN = frozenset({schema.ENERGY_HOURLY.name})
 
 _Last = tuple[Mapping[str, Value], int]  # a series' last written fields and time (ns)
 
@@ -88,6 +96,9 @@ class ChangeFilter:
             out.written = list(readings)
             return out
         for reading in readings:
+            if reading.measurement.name in ALWAYS_WRITTEN:
+                out.written.append(reading)
+                continue
             key = reading.series_key()
             last = out.last.get(key) or self._last.get(key)
             if last is None or self._due(reading, last):

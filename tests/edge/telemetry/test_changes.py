@@ -206,3 +206,20 @@ def test_heartbeat_zero_writes_every_reading() -> None:
     readings = [door(s, open_=False) for s in range(5)]
     assert written(f, *readings) == readings
     assert f.suppressed_total == 0
+
+
+def test_every_hours_consumption_is_written_also_when_it_equals_the_last() -> None:
+    """Two hours that used the same are two hours: a sum over them needs both."""
+    f = ChangeFilter(heartbeat=HEARTBEAT)
+    hours = [
+        reading(
+            schema.ENERGY_HOURLY,
+            {"consumption": 2.0, "quality": "measured", "coverage": 1.0},
+            3600 * h,
+            device="meter",
+            tags={"carrier": "electricity"},
+        )
+        for h in range(3)
+    ]
+    assert written(f, *hours) == hours
+    assert f.suppressed_total == 0
