@@ -25,7 +25,9 @@ The invariants (``INVARIANTS`` names them; a violation carries its name):
     produced (``Answered.values``) is either in an accepted entry of its series stamped with
     the poll, or within its point's deadband (``Run.deadbands``) of the field's value
     accepted last before the poll (the last committed: after a clock stepped back, time
-    order is not commit order), which is less than a heartbeat old.
+    order is not commit order), which is less than a heartbeat old; in minutes the gateway
+    lived twice (its clock stepped back over them) within the deadband of any value of the
+    field accepted within a heartbeat (which pass a poll was in is not recorded).
 ``unique``
     No two accepted entries share a series and a timestamp (in InfluxDB the second would
     overwrite the first: a loss that no count shows).
@@ -666,6 +668,17 @@ def _unreported(
         if name in fields and same_fields({name: value}, {name: fields[name]}):
             return ""
     what = f"{series[0]}{''.join(f',{k}={v}' for k, v in series[1])}: {name}={value}"
+    band = run.deadbands.get((device, series[0], name), 0.0)
+    relived = _relived(run, answered)
+    if relived:  # which pass the poll was in, and so its last written value, is not known:
+        # any value of the field accepted within the heartbeat around it may have been
+        lo = bisect.bisect_left(history.times, answered - run.heartbeat - run.poll_span)
+        if any(
+            name in fields and not _moved(value, fields[name], band)
+            for fields in history.fields[lo:hi]
+        ):
+            run.figures["produced_suppressed"] += 1
+            return ""
     last = history.last(name, bisect.bisect_right(history.times, answered + POLL_EARLY))
     if last < 0:
         return f"{what}: nothing of it was accepted before"
@@ -673,11 +686,19 @@ def _unreported(
     if age >= run.heartbeat + run.poll_span:
         return f"{what}: last accepted {age / S:.0f} s before, past the heartbeat"
     before = history.fields[last][name]
-    band = run.deadbands.get((device, series[0], name), 0.0)
-    if _moved(value, before, band):
+    if _moved(value, before, band) or relived:
         return f"{what} (last {before!r}, deadband {band:g})"
     run.figures["produced_suppressed"] += 1
     return ""
+
+
+def _relived(run: Run, at: int) -> bool:
+    """Whether gateway time ``at`` is in minutes the gateway lived twice: its clock was
+    stepped back over them (with ``MODE_WITHIN`` either side for the processes' clocks)."""
+    return any(
+        size < 0 and when - MODE_WITHIN <= at <= when - size + MODE_WITHIN
+        for when, size in run.steps
+    )
 
 
 def _moved(value: FieldValue, last: FieldValue | None, deadband: float) -> bool:

@@ -251,3 +251,47 @@ def test_polls_of_two_groups_in_quick_succession_are_judged_field_by_field(
     found = produced(run)
     assert len(found) == 1
     assert "energy,carrier=electricity: power_w=2100.0 (last 2000.0, deadband 0)" in str(found[0])
+
+
+def test_in_minutes_lived_twice_a_suppression_is_judged_against_either_pass(
+    tmp_path: Path,
+) -> None:
+    """The clock stepped back 5 minutes at 10:50 (to 10:45): a poll at 10:45:42 of the first
+    pass was not written, its value within the deadband of the first pass's last (21.0 at
+    10:32); the second pass, committed later, wrote 22.0 at 10:45:39. Which pass a poll was
+    in is not in the record, so either pass's values may explain it; a value neither
+    explains is still caught."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for minute, seconds, temp in ((32, 40, 21.0), (48, 39, 22.0), (45, 39, 22.0)):
+        outbox.append(
+            [
+                Reading(
+                    branch="b",
+                    device="climate",
+                    measurement=schema.INDOOR,
+                    fields={"temperature_c": temp},
+                    time=T0 + timedelta(minutes=minute, seconds=seconds),
+                )
+            ]
+        )
+    entries = list(outbox.lines())
+    outbox.close()
+    step = int((T0 + timedelta(minutes=45, seconds=1)).timestamp()) * S
+
+    def run(produced_temp: float, steps: list[tuple[int, int]]) -> Run:
+        at = int((T0 + timedelta(minutes=45, seconds=42)).timestamp()) * S
+        values = (("indoor", (), "temperature_c", produced_temp),)
+        return Run(
+            accepted=ListAccepted(entries),
+            answered=[Answered("climate", at, "", 0, values)],
+            heartbeat=int(HEARTBEAT * S),
+            deadbands={("climate", "indoor", "temperature_c"): BAND},
+            steps=steps,
+        )
+
+    stepped = [(step, -300 * S)]
+    assert produced(run(21.1, stepped)) == []
+    assert produced(run(21.1, [])), "without the step, 22.0 (committed last) is the last"
+    found = produced(run(23.0, stepped))
+    assert len(found) == 1
+    assert "indoor: temperature_c=23.0 (last 22.0, deadband 0.2)" in str(found[0])
