@@ -80,6 +80,7 @@ from bench.soaklib.invariants import (  # noqa: E402
 from bench.soaklib.world import World  # noqa: E402
 from openbranch.edge.cli import main as openbranch  # noqa: E402
 from openbranch.edge.core import schema  # noqa: E402
+from openbranch.edge.core.config import ModbusTcp  # noqa: E402
 from openbranch.edge.demo.day import DEFAULT_CONFIG  # noqa: E402
 
 NS = "OPENBRANCH_SOAK_NAMESPACE"
@@ -220,6 +221,19 @@ async def settle(world: World, within: float = 120.0) -> None:
     world.problems.append(f"the sinks did not catch up within {within:g} s: {world.tailer.cursors}")
 
 
+def line_wait(world: World) -> float:
+    """Real seconds a poll may wait, stamped, for its line: devices behind one Modbus TCP
+    endpoint (an RS-485 gateway) are read one request at a time, so a poll of one waits out
+    the other's timeout when that one is silent (seen: sub-meter-lights stamped 1,002 s of
+    gateway time before its first answer while district-heat, on the same port, was silent)."""
+    shared: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for device in world.config.devices:
+        transport = device.transport
+        if isinstance(transport, ModbusTcp):
+            shared[(transport.host, transport.port)].append(transport.timeout)
+    return max((max(t) for t in shared.values() if len(t) > 1), default=0.0)
+
+
 def excused_polls(world: World) -> list[Answered]:
     """A poll answered in the last moments before a SIGKILL, or before the store's file
     system failed, may not have been committed yet: its reading is never accepted (the
@@ -316,7 +330,8 @@ def journal(world: World) -> list[Journaled]:
     def excused(stamp: int) -> str:
         if any(k - grace <= stamp <= k for k in world.kills):
             return "in the last moments before a SIGKILL"
-        if any(a <= stamp <= b for a, b in world.journal_excused):
+        if any(a - grace <= stamp <= b for a, b in world.journal_excused):
+            # also in the last moments before: journaled, its commit still to come
             return "while the store was read-only (never committed)"
         return ""
 
@@ -387,7 +402,7 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
             steps=world.steps,
             faults=outcome.windows,
             samples=world.samples,
-            poll_span=max(POLL_SPAN, int(POLL_LATENCY * world.speed * 1e9)),
+            poll_span=max(POLL_SPAN, int((POLL_LATENCY + line_wait(world)) * world.speed * 1e9)),
             heartbeat=int(world.config.store.heartbeat * 1e9),  # report by exception
             deadbands=world.deadbands,
         )

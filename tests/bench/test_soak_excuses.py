@@ -1,0 +1,51 @@
+"""What the soak excuses, and how wide (bench/soak.py): found by the 30-day soak of 2026-12-05.
+
+The functions read the soak's own record of a run (its world); the record here is built by
+hand from the moments the soak saw, not from a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench.soak import journal, line_wait
+from openbranch.edge.core.config import load_gateway_config
+
+ROOT = Path(__file__).resolve().parents[2]
+S = 10**9
+
+
+def test_a_poll_may_wait_out_its_line_neighbours_timeout() -> None:
+    """sub-meter-lights and district-heat share one Modbus TCP port in the demo: a poll of
+    one may wait the other's timeout (1 s) before its first answer, stamped all along."""
+    config = load_gateway_config(ROOT / "examples" / "demo" / "gateway.yaml")
+    assert line_wait(SimpleNamespace(config=config)) == 1.0  # type: ignore[arg-type]
+    alone = config.model_copy(
+        update={"devices": [d for d in config.devices if d.id != "district-heat"]}
+    )
+    assert line_wait(SimpleNamespace(config=alone)) == 0.0  # type: ignore[arg-type]
+
+
+def test_a_journal_entry_just_before_the_store_failed_is_excused_and_one_before_is_not() -> None:
+    """The gateway commits its journal in batches: an alert journaled a moment before the
+    store's file system turned read-only was still to be committed (seen at 1000x: journaled
+    43 s of gateway time before the store's own alert). One journaled earlier than the grace
+    is not excused."""
+    failed, repaired = 10_000 * S, 12_000 * S
+    world = SimpleNamespace(
+        speed=1000.0,  # the grace: 1 real s = 1000 s of gateway time
+        kills=[],
+        journal_excused=[(failed, repaired)],
+        gateway=SimpleNamespace(
+            journaled=[
+                (failed - 43 * S, "alert sink_down", "cleared: writing again", 1),
+                (failed - 2_000 * S, "alert sink_down", "RAISED: no answer", 1),
+                (failed + 5 * S, "alert store_failed", "RAISED: disk I/O error", 1),
+            ]
+        ),
+    )
+    just_before, long_before, during = journal(world)  # type: ignore[arg-type]
+    assert just_before.excused == "while the store was read-only (never committed)"
+    assert long_before.excused == ""
+    assert during.excused == "while the store was read-only (never committed)"
