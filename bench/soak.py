@@ -398,6 +398,7 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
                 Boundary(int(t.at.timestamp() * 1e9), t.mode_to.value)
                 for t in world.calendar.transitions(start, end)  # not the clock after the end
             ],
+            until_ns=int(end.timestamp() * 1e9),
             downtimes=world.downtimes,
             steps=world.steps,
             faults=outcome.windows,

@@ -408,6 +408,8 @@ class Run:
     answered: Sequence[Answered] = ()
     journaled: Sequence[Journaled] | None = None  # None: the gateway's journal was not kept
     boundaries: Sequence[Boundary] = ()
+    until_ns: int = 0  # the end of the calendar's boundaries (the run's end): a change after
+    # it answers a boundary not listed (the clock runs on while the sinks settle); 0: no end
     downtimes: Sequence[tuple[int, int]] = ()  # gateway time: (went down, came back)
     steps: Sequence[tuple[int, int]] = ()  # gateway time of a clock step, and its size (ns)
     faults: Sequence[AlertWindow] = ()
@@ -944,7 +946,7 @@ def _modes(run: Run) -> list[Violation]:
                 )
             )
     for i, (t, was, to) in enumerate(changes):
-        if i in matched or was == "start":
+        if i in matched or was == "start" or (run.until_ns and t > run.until_ns):
             continue
         out.append(
             Violation(

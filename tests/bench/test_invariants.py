@@ -362,6 +362,21 @@ def test_a_mode_change_that_did_not_happen_or_happened_twice_is_caught(
     assert "closed -> self_service at 2026-11-25 22:10:00 UTC: the calendar asked" in str(found)
 
 
+def test_a_change_after_the_runs_end_answers_a_boundary_not_listed(
+    recorded: Callable[..., Run],
+) -> None:
+    """The clock runs on while the sinks settle: a change the calendar asked for after the
+    run's end is not judged (its boundary is not listed); one before the end still is."""
+
+    def reopened(rec: Recorder) -> None:
+        rec.journal("mode", "closed -> self_service", 70)
+
+    after_end = dataclasses.replace(recorded(reopened, at=70), until_ns=ns(T0) + 69 * 60 * S)
+    assert check(after_end) == []
+    before_end = dataclasses.replace(recorded(reopened, at=70), until_ns=ns(T0) + 71 * 60 * S)
+    assert invariants(check(before_end)) == {"modes"}
+
+
 def test_a_change_due_while_the_gateway_was_down_twice_may_come_after_the_second_return(
     recorded: Callable[..., Run],
 ) -> None:
