@@ -31,11 +31,12 @@ Resolution, per instant: manual override > dated exception > municipality closur
 rule > weekly pattern; any time nothing covers is ``closed`` (source ``default``). The modes
 ``emergency`` and ``maintenance`` are never set by the calendar, only by overrides.
 
-Holidays: the public ones come from the pinned ``holidays`` package (``DK``, category
-``public``; Store Bededag is gone from 2024). The optional days are written down here
-(``OPTIONAL_DAYS``: 1 May, 5 June, 24 and 31 December) so that a package update cannot change
-a branch's hours silently; a test checks that the package still agrees. When an optional day is
-also a public holiday (5 June 2028 is Whit Monday) the public rule applies.
+Holidays: the public ones are the project's own table (``edge.hours.danish_holidays``: Easter
+and three fixed days; Store Bededag is gone from 2024), tested against the ``holidays``
+package's ``DK`` calendar (decision 108). The optional days are written down in
+``OPTIONAL_DAYS`` (1 May, 5 June, 24 and 31 December); a test checks that the package agrees.
+When an optional day is also a public holiday (5 June 2028 is Whit Monday) the public rule
+applies.
 
 Clock changes — times are read the way a person reads published hours:
 
@@ -62,8 +63,6 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import holidays as holiday_data
-
 from openbranch.edge.core.schedule import (
     DAY_MINUTES,
     OPTIONAL_DAYS,
@@ -72,6 +71,7 @@ from openbranch.edge.core.schedule import (
     Mode,
     OpeningHours,
 )
+from openbranch.edge.hours import danish_holidays
 
 __all__ = [
     "Calendar",
@@ -160,9 +160,8 @@ class Transition:
 
 @lru_cache(maxsize=128)
 def public_holidays(year: int) -> Mapping[date, str]:
-    """Danish public holidays of ``year`` (English names), from the pinned package."""
-    days = holiday_data.country_holidays("DK", years=year, categories=("public",), language="en_US")
-    return dict(days.items())
+    """Danish public holidays of ``year`` (English names), from the project's table."""
+    return danish_holidays.public_holidays(year)
 
 
 def holiday_of(day: date) -> tuple[str, str] | None:
