@@ -234,6 +234,18 @@ def line_wait(world: World) -> float:
     return max((max(t) for t in shared.values() if len(t) > 1), default=0.0)
 
 
+def before_kill(world: World, kill: int, stamp: int) -> bool:
+    """``stamp`` in the last moments before the SIGKILL at ``kill`` (gateway time): within
+    ``KILL_GRACE`` before it, or up to ``STOP_GRACE`` after (the soak reads the time, then
+    signals), also on the clock before a step taken in those moments (a process killed right
+    after a step may not have read it yet: the 30-day soak of 2026-12-05 saw an alert cleared
+    4 minutes "after" a kill that followed a -240 s step by a tenth of a second)."""
+    grace = int(KILL_GRACE * world.speed * 1e9)
+    after = int(STOP_GRACE * world.speed * 1e9)
+    shifts = [0] + [size for when, size in world.steps if kill - grace <= when <= kill + after]
+    return any(kill - grace <= stamp + shift <= kill + after for shift in shifts)
+
+
 def excused_polls(world: World) -> list[Answered]:
     """A poll answered in the last moments before a SIGKILL, or before the store's file
     system failed, may not have been committed yet: its reading is never accepted (the
@@ -245,7 +257,7 @@ def excused_polls(world: World) -> list[Answered]:
     for a in world.answered:
         if a.excused:
             out.append(a)
-        elif any(k - grace <= a.time_ns <= k for k in world.kills):
+        elif any(before_kill(world, k, a.time_ns) for k in world.kills):
             out.append(dataclasses.replace(a, excused="in the last moments before a SIGKILL"))
         elif any(f - grace <= a.time_ns <= f for f, _ in world.journal_excused):
             out.append(
@@ -297,7 +309,7 @@ def excused_pushes(world: World) -> list[Pushed]:
         # fsync failed is not acknowledged, yet its rows may have been sent on); delivered as
         # the broker went away (the acknowledgement may not have reached it)
         again = (
-            sum(within(k - grace, k) for k in world.kills)
+            sum(any(before_kill(world, k, t) for t in moments) for k in world.kills)
             + sum(within(a - grace, b) for a, b in world.journal_excused)
             + sum(within(down - grace, up) for down, up in world.broker_downs)
         )
@@ -328,7 +340,7 @@ def journal(world: World) -> list[Journaled]:
     grace = int(KILL_GRACE * world.speed * 1e9)
 
     def excused(stamp: int) -> str:
-        if any(k - grace <= stamp <= k for k in world.kills):
+        if any(before_kill(world, k, stamp) for k in world.kills):
             return "in the last moments before a SIGKILL"
         if any(a - grace <= stamp <= b for a, b in world.journal_excused):
             # also in the last moments before: journaled, its commit still to come

@@ -36,6 +36,7 @@ def test_a_journal_entry_just_before_the_store_failed_is_excused_and_one_before_
     world = SimpleNamespace(
         speed=1000.0,  # the grace: 1 real s = 1000 s of gateway time
         kills=[],
+        steps=[],
         journal_excused=[(failed, repaired)],
         gateway=SimpleNamespace(
             journaled=[
@@ -49,3 +50,31 @@ def test_a_journal_entry_just_before_the_store_failed_is_excused_and_one_before_
     assert just_before.excused == "while the store was read-only (never committed)"
     assert long_before.excused == ""
     assert during.excused == "while the store was read-only (never committed)"
+
+
+def test_a_journal_entry_on_the_clock_before_a_step_just_before_a_kill_is_excused() -> None:
+    """Seen in the 30-day soak: the clock stepped back 240 s, a tenth of a second later the
+    gateway was SIGKILLed; its last entry was stamped on the clock before the step (4 minutes
+    "after" the kill) and one came 0.6 s past the soak's reading of the kill. Both were in the
+    last moments before it; an entry journaled well before the kill is not."""
+    step_at = 100_000 * S
+    kill = step_at + S // 10
+    world = SimpleNamespace(
+        speed=1000.0,
+        kills=[kill],
+        steps=[(step_at, -240 * S)],
+        journal_excused=[],
+        gateway=SimpleNamespace(
+            journaled=[
+                (kill + 232 * S, "alert mqtt_down", "cleared: answers again", 1),  # old clock
+                (kill + S * 6 // 10, "audit engine", "clock went back", 1),
+                (kill - 2_000 * S, "alert mqtt_down", "RAISED: no answer", 1),
+            ]
+        ),
+    )
+    old_clock, just_after, long_before = journal(world)  # type: ignore[arg-type]
+    assert old_clock.excused == "in the last moments before a SIGKILL"
+    assert just_after.excused == "in the last moments before a SIGKILL"
+    assert long_before.excused == ""
+    world.steps = []  # without the step, 4 minutes after the kill is no excuse
+    assert journal(world)[0].excused == ""  # type: ignore[arg-type]
