@@ -295,3 +295,51 @@ def test_in_minutes_lived_twice_a_suppression_is_judged_against_either_pass(
     found = produced(run(23.0, stepped))
     assert len(found) == 1
     assert "indoor: temperature_c=23.0 (last 22.0, deadband 0.2)" in str(found[0])
+
+
+def test_a_value_suppressed_against_a_value_written_inside_its_polls_window_is_right(
+    tmp_path: Path,
+) -> None:
+    """Found by the 30-day soak (1000x, a poll may be stamped 2,000 s of gateway time before
+    its answer): co2 570 was answered 0.5 s before the next poll's entry of 546 was stamped;
+    the gateway had compared 570 with the 582 it wrote 7 minutes before (within the deadband
+    of 20), not with 546. A value beyond the deadband of every value it may have been
+    compared with is still caught."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for at, co2 in (
+        (timedelta(minutes=52, seconds=45), 620.0),
+        (timedelta(minutes=60, seconds=45), 582.0),
+        (timedelta(minutes=68, seconds=10.156), 546.0),
+    ):
+        outbox.append(
+            [
+                Reading(
+                    branch="b",
+                    device="climate",
+                    measurement=schema.INDOOR,
+                    fields={"co2_ppm": co2},
+                    time=T0 + at,
+                )
+            ]
+        )
+    entries = list(outbox.lines())
+    outbox.close()
+
+    def run(answered_co2: float) -> Run:
+        at = int((T0 + timedelta(minutes=68, seconds=9.607)).timestamp() * S)
+        later = int((T0 + timedelta(minutes=68, seconds=13.964)).timestamp() * S)
+        return Run(
+            accepted=ListAccepted(entries),
+            answered=[
+                Answered("climate", at, "", 0, (("indoor", (), "co2_ppm", answered_co2),)),
+                Answered("climate", later, "", 0, (("indoor", (), "co2_ppm", 546.0),)),
+            ],
+            heartbeat=int(HEARTBEAT * S),
+            deadbands={("climate", "indoor", "co2_ppm"): 20.0},
+            poll_span=2_000 * S,
+        )
+
+    assert produced(run(570.0)) == []
+    found = produced(run(645.0))  # 25 from 620, more from the others
+    assert len(found) == 1
+    assert "co2_ppm=645.0 (last 546.0, deadband 20)" in found[0].reason
