@@ -431,6 +431,10 @@ async def soak(args: argparse.Namespace, say: Callable[[str], None] = print) -> 
                         "kills": world.kills,
                         "downtimes": world.downtimes,
                         "steps": world.steps,
+                        "broker_downs": world.broker_downs,
+                        "broker_kills": world.broker_kills,
+                        "journal_excused": world.journal_excused,
+                        "faults": [dataclasses.astuple(w) for w in outcome.windows],
                     },
                     out,
                 )
