@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench.soak import journal, line_wait
+from bench.soak import excused_pushes, journal, line_wait
+from bench.soaklib.invariants import Pushed
 from openbranch.edge.core.config import load_gateway_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +79,29 @@ def test_a_journal_entry_on_the_clock_before_a_step_just_before_a_kill_is_excuse
     assert long_before.excused == ""
     world.steps = []  # without the step, 4 minutes after the kill is no excuse
     assert journal(world)[0].excused == ""  # type: ignore[arg-type]
+
+
+def test_a_message_acknowledged_as_the_stopped_broker_came_back_may_be_lost() -> None:
+    """Seen in the 30-day soak: the broker, stopped cleanly and started again, acknowledged a
+    passage message in its first moments and never delivered it to the gateway's restored
+    session (the messages before and after it came). Such a message is excused (its loss is
+    the broker's); one acknowledged well after the restart is not."""
+    down, up = 50_000 * S, 51_200 * S
+    world = SimpleNamespace(
+        speed=1000.0,
+        kills=[],
+        steps=[],
+        journal_excused=[],
+        broker_downs=[(down, up)],
+        broker_kills=[],
+        accepted=SimpleNamespace(entries=lambda _measurement: []),
+        passages=SimpleNamespace(
+            pushed=[
+                Pushed("passage-1", "occupancy", "entered", 12530, up + 15 * S),
+                Pushed("passage-1", "occupancy", "entered", 12600, up + 9_000 * S),
+            ]
+        ),
+    )
+    at_restart, later = excused_pushes(world)  # type: ignore[arg-type]
+    assert at_restart.excused.startswith("acknowledged by a broker killed before its next save")
+    assert later.excused == ""
