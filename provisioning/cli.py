@@ -139,9 +139,9 @@ def _purge_entries(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    """Roll up hours the continuous queries no longer look at: a database back from an outage
-    longer than their window (seven days; two hours for the counters), or history loaded
-    before they existed (docs/SCALE.md)."""
+    """Roll up hours and days the continuous queries no longer look at: a database back from
+    an outage longer than their window (seven days; two hours for the counters; eight days for
+    the days), or history loaded before they existed (docs/SCALE.md)."""
     inventory = _load(args.inventory)
     start = datetime.fromisoformat(args.since)
     if start.tzinfo is None:
@@ -158,7 +158,9 @@ def _backfill(args: argparse.Namespace) -> int:
             except (OSError, RuntimeError) as exc:
                 print(f"InfluxDB {url} {sink.database}: not rolled up: {exc}")
                 return 1
-            print(f"InfluxDB {sink.database}: {written} hourly points rolled up since {start}")
+            print(
+                f"InfluxDB {sink.database}: {written} points rolled up (hours, days) since {start}"
+            )
     return 0
 
 
@@ -223,7 +225,8 @@ def provision_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     purge.add_argument("--influxdb", help="InfluxDB 1.x URL (default: each sink's own)")
     purge.set_defaults(func=_refusing(_purge_entries))
     backfill = psub.add_parser(
-        "backfill", help="roll up hours older than the continuous queries look (after an outage)"
+        "backfill",
+        help="roll up hours and days older than the continuous queries look (after an outage)",
     )
     backfill.add_argument("inventory", type=Path)
     backfill.add_argument("--since", required=True, help="ISO time with its offset")

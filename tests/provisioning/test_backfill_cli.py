@@ -39,7 +39,7 @@ def test_a_backlog_older_than_a_week_is_rolled_up_by_the_command(
     since = datetime.fromtimestamp(ten_days_ago / 1e9, UTC) - timedelta(days=1)
     argv = ["provision", "backfill", str(AARHUS), "--since", since.isoformat()]
     assert main([*argv, "--influxdb", influxd.url]) == 0
-    assert "hourly points rolled up" in capsys.readouterr().out
+    assert "points rolled up (hours, days)" in capsys.readouterr().out
     assert [value for _t, value in influxd.rows(kwh, DB)] == [42.5]  # electricity + heat
 
     assert main(["provision", "backfill", str(AARHUS), "--since", "2026-01-01"]) == 2
