@@ -15,7 +15,7 @@ from bench.soaklib.invariants import Answered, ListAccepted, Run, Violation, che
 from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading
 from openbranch.edge.telemetry.changes import ChangeFilter
-from openbranch.edge.telemetry.outbox import Outbox
+from openbranch.edge.telemetry.outbox import Entry, Outbox
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 S = 1_000_000_000
@@ -253,6 +253,27 @@ def test_polls_of_two_groups_in_quick_succession_are_judged_field_by_field(
     assert "energy,carrier=electricity: power_w=2100.0 (last 2000.0, deadband 0)" in str(found[0])
 
 
+def committed(tmp_path: Path, name: str, values: list[tuple[timedelta, float]]) -> list[Entry]:
+    """The outbox's entries after committing one indoor field of "climate", one reading each
+    (offset from T0, value), in the order given (the commit order)."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    for at, value in values:
+        outbox.append(
+            [
+                Reading(
+                    branch="b",
+                    device="climate",
+                    measurement=schema.INDOOR,
+                    fields={name: value},
+                    time=T0 + at,
+                )
+            ]
+        )
+    entries = list(outbox.lines())
+    outbox.close()
+    return entries
+
+
 def test_in_minutes_lived_twice_a_suppression_is_judged_against_either_pass(
     tmp_path: Path,
 ) -> None:
@@ -261,21 +282,14 @@ def test_in_minutes_lived_twice_a_suppression_is_judged_against_either_pass(
     10:32); the second pass, committed later, wrote 22.0 at 10:45:39. Which pass a poll was
     in is not in the record, so either pass's values may explain it; a value neither
     explains is still caught."""
-    outbox = Outbox(tmp_path / "outbox.db")
-    for minute, seconds, temp in ((32, 40, 21.0), (48, 39, 22.0), (45, 39, 22.0)):
-        outbox.append(
-            [
-                Reading(
-                    branch="b",
-                    device="climate",
-                    measurement=schema.INDOOR,
-                    fields={"temperature_c": temp},
-                    time=T0 + timedelta(minutes=minute, seconds=seconds),
-                )
-            ]
-        )
-    entries = list(outbox.lines())
-    outbox.close()
+    entries = committed(
+        tmp_path,
+        "temperature_c",
+        [
+            (timedelta(minutes=m, seconds=sec), t)
+            for m, sec, t in ((32, 40, 21.0), (48, 39, 22.0), (45, 39, 22.0))
+        ],
+    )
     step = int((T0 + timedelta(minutes=45, seconds=1)).timestamp()) * S
 
     def run(produced_temp: float, steps: list[tuple[int, int]]) -> Run:
@@ -305,25 +319,15 @@ def test_a_value_suppressed_against_a_value_written_inside_its_polls_window_is_r
     the gateway had compared 570 with the 582 it wrote 7 minutes before (within the deadband
     of 20), not with 546. A value beyond the deadband of every value it may have been
     compared with is still caught."""
-    outbox = Outbox(tmp_path / "outbox.db")
-    for at, co2 in (
-        (timedelta(minutes=52, seconds=45), 620.0),
-        (timedelta(minutes=60, seconds=45), 582.0),
-        (timedelta(minutes=68, seconds=10.156), 546.0),
-    ):
-        outbox.append(
-            [
-                Reading(
-                    branch="b",
-                    device="climate",
-                    measurement=schema.INDOOR,
-                    fields={"co2_ppm": co2},
-                    time=T0 + at,
-                )
-            ]
-        )
-    entries = list(outbox.lines())
-    outbox.close()
+    entries = committed(
+        tmp_path,
+        "co2_ppm",
+        [
+            (timedelta(minutes=52, seconds=45), 620.0),
+            (timedelta(minutes=60, seconds=45), 582.0),
+            (timedelta(minutes=68, seconds=10.156), 546.0),
+        ],
+    )
 
     def run(answered_co2: float) -> Run:
         at = int((T0 + timedelta(minutes=68, seconds=9.607)).timestamp() * S)
