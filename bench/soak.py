@@ -299,6 +299,7 @@ def excused_pushes(world: World) -> list[Pushed]:
     grace = int(KILL_GRACE * world.speed * 1e9)
     reconnect = int(RECONNECT * world.speed * 1e9)
     accepted = delivered(world)
+    kills = {down for down, _ in world.broker_kills}
     out = []
     for p in world.passages.pushed:
         moments = (p.time_ns, *accepted.get((p.device, p.value), ()))
@@ -321,7 +322,6 @@ def excused_pushes(world: World) -> list[Pushed]:
         # 30-day soak of 2026-12-05 lost one message of each passage acknowledged then, while
         # the ones before and after it came (a race in restoring the gateway's session; compare
         # eclipse-mosquitto/mosquitto#769)
-        kills = {down for down, _ in world.broker_kills}
         killed += sum(
             within(up - slack, up + slack) for down, up in world.broker_downs if down not in kills
         )
