@@ -450,7 +450,12 @@ class BranchEngine:
         announcements: tuple[str, ...] = ()
         if s.phase in (Phase.EMPTY, Phase.SECURED) and not empty:
             s.phase, s.since = Phase.CLOSING, steady
-            notes.append(f"{inputs.present} present after closing: disarm and wait")
+            who = (
+                "the people counter not answering"
+                if inputs.present is None
+                else (f"{inputs.present} present")
+            )
+            notes.append(f"{who} after closing: disarm and wait")
         if s.phase is Phase.CLOSING:
             if empty:
                 s.phase, s.since = Phase.EMPTY, steady

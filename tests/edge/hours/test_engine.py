@@ -169,6 +169,16 @@ def test_an_unknown_count_never_arms() -> None:
     assert kinds == ["counter_unavailable", "not_empty"]
 
 
+def test_a_counter_lost_after_arming_disarms_and_says_why() -> None:
+    """Armed, then the people counter stops answering: the alarm is disarmed (not known to
+    be empty), and the note names the counter, not "None present"."""
+    decisions = evening(lambda t: 0 if t < at(23, 0) else None, start=at(21, 55), end=at(23, 5))
+    assert first(decisions, lambda d: d.desired.alarm == "armed") is not None
+    assert decisions[-1].desired.alarm == "disarmed"
+    notes = [n for d in decisions for n in d.notes if "disarm and wait" in n]
+    assert notes == ["the people counter not answering after closing: disarm and wait"]
+
+
 def test_occupancy_from_counters_never_below_zero_and_daily_reset() -> None:
     occupancy = Occupancy()
     assert occupancy.update(entered=10, exited=4) == 6
