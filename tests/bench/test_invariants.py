@@ -32,6 +32,7 @@ from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.telemetry.outbox import Outbox
 from tests.services import Influxd
+from tests.support.readings import reading_at
 
 T0 = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
 S = 1_000_000_000
@@ -48,14 +49,7 @@ def reading(
     minutes: float,
     **tags: str,
 ) -> Reading:
-    return Reading(
-        branch="b",
-        device=device,
-        measurement=measurement,
-        fields=fields,
-        tags=tags,
-        time=T0 + timedelta(minutes=minutes),
-    )
+    return reading_at(device, measurement, fields, T0 + timedelta(minutes=minutes), tags)
 
 
 class Recorder:

@@ -14,6 +14,7 @@ import pytest
 from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading, Value
 from openbranch.edge.telemetry.changes import ChangeFilter, changed
+from tests.support.readings import reading_at
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 HEARTBEAT = 900.0
@@ -28,14 +29,7 @@ def reading(
     device: str = "climate",
     tags: Mapping[str, str] | None = None,
 ) -> Reading:
-    return Reading(
-        branch="b",
-        device=device,
-        measurement=measurement,
-        fields=fields,
-        tags=tags or {},
-        time=T0 + timedelta(seconds=seconds),
-    )
+    return reading_at(device, measurement, fields, T0 + timedelta(seconds=seconds), tags)
 
 
 def indoor(seconds: float, temperature: float, co2: float = 500.0) -> Reading:
