@@ -45,7 +45,10 @@ The invariants (``INVARIANTS`` names them; a violation carries its name):
 ``modes``
     Every mode change the calendar asked for happened within ``MODE_WITHIN`` (longer when the
     gateway was down or its clock was stepped across it), and none happened that the
-    calendar did not ask for.
+    calendar did not ask for. A change is one accepted, or one the gateway journaled whose
+    commit was excused (its store read-only, a SIGKILL): it was made, its record lost for a
+    counted reason. A boundary the gateway was down for until past the next one is not asked
+    of it: it came back in the next one's mode, which that boundary checks.
 ``alerts``
     Every fault raised the alert a person should see and it was cleared after the fault;
     every alert raised was cleared, or is still true at the end.
@@ -58,6 +61,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import heapq
+import itertools
 import math
 import re
 import sqlite3
@@ -897,9 +901,12 @@ def _merged(accepted: Accepted, measurements: Sequence[str]) -> Iterator[Entry]:
 _MODE = re.compile(r"^(\S+) -> (\S+)$")
 
 
-def _modes(run: Run) -> list[Violation]:
-    out: list[Violation] = []
-    changes: list[tuple[int, str, str]] = []  # (time, from, to)
+def _mode_changes(run: Run) -> list[tuple[int, str, str]]:
+    """Every mode change the gateway made, (time, from, to) in time order: those accepted,
+    and those it journaled that could not be committed and were excused (the store was
+    read-only, or a SIGKILL came before the commit): the change was made, its record lost
+    for a reason the soak counts."""
+    changes: list[tuple[int, str, str]] = []
     for entry in run.accepted.entries(schema.AUDIT.name):
         point = parse_point(entry.line)
         if point.tag(schema.Tag.KIND.value) != "mode":
@@ -907,6 +914,38 @@ def _modes(run: Run) -> list[Violation]:
         found = _MODE.match(str(point.fields.get(schema.AUDIT_MESSAGE.key, "")))
         if found:
             changes.append((point.time_ns, found.group(1), found.group(2)))
+    committed = sorted(changes)
+    uncommitted = 0
+    for j in run.journaled or ():
+        found = _MODE.match(j.message)
+        if j.kind != "mode" or not j.excused or not found:
+            continue
+        change = (found.group(1), found.group(2))
+        if not any(
+            abs(t - j.time_ns) <= JOURNAL_SLACK and (was, to) == change for t, was, to in committed
+        ):
+            changes.append((j.time_ns, *change))
+            uncommitted += 1
+    run.figures["mode_changes_uncommitted"] = uncommitted
+    return sorted(changes)
+
+
+def _superseded(run: Run, boundaries: Sequence[Boundary]) -> set[int]:
+    """The boundaries (their places) the gateway was down for from before they came (within
+    ``MODE_WITHIN``) until after the next boundary: it could not make them, and the mode it
+    came back in is the next one's (checked there)."""
+    out = set()
+    for i, (b, after) in enumerate(itertools.pairwise(boundaries)):
+        if any(
+            down - MODE_WITHIN <= b.time_ns and after.time_ns <= up for down, up in run.downtimes
+        ):
+            out.add(i)
+    return out
+
+
+def _modes(run: Run) -> list[Violation]:
+    out: list[Violation] = []
+    changes = _mode_changes(run)
     run.figures["mode_changes"] = sum(1 for c in changes if c[1] != "start")
     if not run.boundaries:
         return out
@@ -932,9 +971,12 @@ def _modes(run: Run) -> list[Violation]:
 
     first = min(c[0] for c in changes) if changes else None
     matched: set[int] = set()
-    for b in run.boundaries:
-        if first is not None and b.time_ns < first:
-            continue  # before the gateway first decided
+    boundaries = sorted(run.boundaries, key=lambda b: b.time_ns)
+    superseded = _superseded(run, boundaries)
+    run.figures["modes_superseded"] = len(superseded)
+    for place, b in enumerate(boundaries):
+        if (first is not None and b.time_ns < first) or place in superseded:
+            continue  # before the gateway first decided, or all of it while it was down
         late = allowed(b.time_ns)
         hit = [
             i

@@ -394,6 +394,55 @@ def test_a_change_due_while_the_gateway_was_down_twice_may_come_after_the_second
     assert "the calendar asked for staffed at 2026-11-25 22:15:00 UTC" in str(never)
 
 
+def test_a_boundary_passed_entirely_while_the_gateway_was_down_is_not_asked_of_it(
+    recorded: Callable[..., Run],
+) -> None:
+    """Seen in the 30-day soak (12-21, 12-22): self-service at 08:00, staffed at 10:00, the
+    gateway down (its store read-only, then repaired) from 07:40 to 10:44: it came back in
+    staffed (checked against 10:00) and could never make 08:00's change. Back at 09:00
+    instead, it owed self-service (the violation)."""
+    boundaries = [
+        Boundary(ns(T0) + 75 * 60 * S, "staffed"),
+        Boundary(ns(T0) + 77 * 60 * S, "closed"),
+    ]
+
+    def down_until(minutes: float) -> Run:
+        run = recorded(lambda rec: rec.journal("mode", "start -> closed", 80.5), at=80.5)
+        return dataclasses.replace(
+            run,
+            boundaries=[*run.boundaries, *boundaries],
+            downtimes=[(ns(T0) + 74 * 60 * S, ns(T0) + int(minutes * 60 * S))],
+        )
+
+    through = down_until(80)
+    assert check(through) == []
+    assert through.figures["modes_superseded"] == 1
+    back_between = check(down_until(76))
+    assert invariants(back_between) == {"modes"}
+    assert "the calendar asked for staffed at 2026-11-25 22:15:00 UTC" in str(back_between)
+
+
+def test_a_mode_change_made_while_the_store_was_read_only_counts_as_made(
+    recorded: Callable[..., Run],
+) -> None:
+    """The gateway changed mode while its store refused every commit: the change is in its
+    journal, excused (never committed), and it was made; the same change journaled without
+    an excuse is a lost audit entry, and a boundary it does not answer stays unmet."""
+    boundary = Boundary(ns(T0) + 75 * 60 * S, "staffed")
+
+    def journaled_only(excused: str) -> Run:
+        run = recorded()
+        run = dataclasses.replace(run, boundaries=[*run.boundaries, boundary])
+        change = Journaled("mode", "closed -> staffed", ns(T0) + 75 * 60 * S + 5 * S, excused)
+        return dataclasses.replace(run, journaled=[*(run.journaled or ()), change])
+
+    made = journaled_only("while the store was read-only (never committed)")
+    assert check(made) == []
+    assert made.figures["mode_changes_uncommitted"] == 1
+    lost = check(journaled_only(""))
+    assert invariants(lost) == {"journal", "modes"}
+
+
 def test_memory_or_descriptors_over_their_bounds_are_caught(recorded: Callable[..., Run]) -> None:
     run = recorded()
     run.samples = [Sample(float(t), 7, 80_000_000 + t * 5_000_000, 20 + 5 * t) for t in range(40)]
