@@ -12,6 +12,13 @@ a dead process. Every alert and audit entry the gateway journals is written to a
 The parent's ``GatewayProcess`` starts it, waits until its status file carries its pid, and
 stops it with SIGTERM or SIGKILL; it sets its resource limits with ``prlimit`` and reads its
 RSS and open descriptors from /proc.
+
+A diagnostic: with ``OPENBRANCH_MEMLOG=<seconds>`` in its environment the child appends, every
+that many seconds, a JSON line to ``<config>.mem``: its RSS and thread count (/proc), the
+memory SQLite has allocated (``sqlite3_memory_used``, all connections of the process; its page
+cache pages are counted in ``pagecache_overflow``, i.e. malloc'd) and glibc's ``mallinfo2``
+(bytes the allocator holds from the system, in use, free). Read on the event loop, so the
+probe adds no thread (a thread may bring its own malloc arena, which is what it looks at).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import faulthandler
 import json
 import logging
@@ -58,6 +66,50 @@ def _print_tasks(out: IO[str]) -> None:
     for task in asyncio.all_tasks():
         task.print_stack(limit=12, file=out)
     out.flush()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _memlog(path: Path, every: float) -> None:
+    """Append one memory sample to ``path`` now and every ``every`` seconds (the diagnostic
+    of ``OPENBRANCH_MEMLOG``, see the module docstring)."""
+    sqlite = ctypes.CDLL("libsqlite3.so.0")  # the library Python's sqlite3 module loaded
+    sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    loop = asyncio.get_running_loop()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        status = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+        cur, high = ctypes.c_int64(), ctypes.c_int64()
+        sqlite.sqlite3_status64(2, ctypes.byref(cur), ctypes.byref(high), 0)  # PAGECACHE_OVERFLOW
+        info = libc.mallinfo2()
+        row = {
+            "s": round(time.monotonic() - t0),
+            "rss_kib": rss,
+            "threads": len(os.listdir("/proc/self/task")),
+            "sqlite_used": sqlite.sqlite3_memory_used(),
+            "pagecache_overflow": cur.value,
+            "malloc_system": info.arena,
+            "malloc_mmapped": info.hblkhd,
+            "malloc_in_use": info.uordblks,
+            "malloc_free": info.fordblks,
+        }
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+        loop.call_later(every, sample)
+
+    sample()
 
 
 def _child_args(argv: list[str]) -> argparse.Namespace:
@@ -122,6 +174,8 @@ def _child(argv: list[str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, step)
         loop.add_signal_handler(signal.SIGHUP, _print_tasks, stacks)
+        if memlog := os.environ.get("OPENBRANCH_MEMLOG"):
+            _memlog(Path(str(args.config) + ".mem"), float(memlog))
         await gateway.run(stop)
 
     try:
