@@ -450,7 +450,9 @@ class Drainer:
                 await _wait(stop, self._failed(exc))
                 continue
             except Exception as exc:  # a bug must not stop the forwarding for good
-                log.exception("%s: unexpected error while draining", self.name)
+                if not self._failures:  # the first of a row with its traceback; the rest are
+                    # counted (a read-only store fails every retry, for hours)
+                    log.exception("%s: unexpected error while draining", self.name)
                 await _wait(stop, self._failed(Retryable(None, f"{type(exc).__name__}: {exc}")))
                 continue
             self._recovered()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.server
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -416,17 +417,19 @@ def test_stop_lets_the_write_in_flight_finish(
 
 
 class _Flaky:
-    """A writer that fails once with an error outside the SinkError hierarchy (a bug)."""
+    """A writer that fails ``times`` times with an error outside the SinkError hierarchy (a
+    bug, or the store's file system turned read-only under the drainer)."""
 
     name = "flaky"
 
-    def __init__(self) -> None:
+    def __init__(self, times: int = 1) -> None:
         self.calls = 0
+        self.times = times
         self.stored: list[str] = []
 
     def write(self, lines: list[str]) -> None:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls <= self.times:
             raise RuntimeError("surprise")
         self.stored.extend(lines)
 
@@ -449,3 +452,21 @@ def test_an_unexpected_error_does_not_stop_the_drainer(tmp_path: Path) -> None:
         ("sink_down", True),
         ("sink_down", False),
     ]
+
+
+def test_an_unexpected_error_in_a_row_logs_its_traceback_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in the 30-day soak: with the store read-only, every retry logged a whole
+    traceback (a dozen a second at the soak's speed; one a second to a minute for hours on a
+    branch). The first of a row is logged with its traceback, the rest are counted."""
+    writer = _Flaky(times=5)
+    box = Outbox(tmp_path / "o.db", sinks=[writer.name])
+    box.append([counter(i) for i in range(3)])
+    drainer = Drainer(outbox=box, writer=writer, backoff_min=0.001, backoff_max=0.002)
+    with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.sink"):
+        run_for(drainer, 5, until=lambda: box.depth(writer.name) == 0)
+    assert writer.calls == 6
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in tracebacks] == ["flaky: unexpected error while draining"]
+    assert "flaky: writing again after 5 failed attempts" in caplog.messages
