@@ -17,8 +17,11 @@ A diagnostic: with ``OPENBRANCH_MEMLOG=<seconds>`` in its environment the child 
 that many seconds, a JSON line to ``<config>.mem``: its RSS and thread count (/proc), the
 memory SQLite has allocated (``sqlite3_memory_used``, all connections of the process; its page
 cache pages are counted in ``pagecache_overflow``, i.e. malloc'd) and glibc's ``mallinfo2``
-(bytes the allocator holds from the system, in use, free). Read on the event loop, so the
+(bytes the allocator holds from the system, in use, free), Python's allocated blocks and
+objects tracked by its collector (every ten minutes by type). Read on the event loop, so the
 probe adds no thread (a thread may bring its own malloc arena, which is what it looks at).
+With ``OPENBRANCH_TRACEMALLOC=<frames>`` as well, Python's allocations are traced from the
+child's start and a ``tracemalloc`` snapshot is dumped beside it every five minutes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import ctypes
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -37,6 +41,8 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -94,7 +100,7 @@ def _memlog(path: Path, every: float) -> None:
         cur, high = ctypes.c_int64(), ctypes.c_int64()
         sqlite.sqlite3_status64(2, ctypes.byref(cur), ctypes.byref(high), 0)  # PAGECACHE_OVERFLOW
         info = libc.mallinfo2()
-        row = {
+        row: dict[str, Any] = {
             "s": round(time.monotonic() - t0),
             "rss_kib": rss,
             "threads": len(os.listdir("/proc/self/task")),
@@ -104,9 +110,15 @@ def _memlog(path: Path, every: float) -> None:
             "malloc_mmapped": info.hblkhd,
             "malloc_in_use": info.uordblks,
             "malloc_free": info.fordblks,
+            "py_blocks": sys.getallocatedblocks(),
+            "gc_objects": len(gc.get_objects()),
         }
+        if row["s"] % 600 < every:  # every ten minutes: the tracked objects by type
+            row["types"] = Counter(type(o).__qualname__ for o in gc.get_objects())
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
+        if tracemalloc.is_tracing() and row["s"] % 300 < every:
+            tracemalloc.take_snapshot().dump(f"{path}.{row['s']}.snapshot")
         loop.call_later(every, sample)
 
     sample()
@@ -125,6 +137,8 @@ def _child_args(argv: list[str]) -> argparse.Namespace:
 
 def _child(argv: list[str]) -> int:
     args = _child_args(argv)
+    if frames := os.environ.get("OPENBRANCH_TRACEMALLOC"):
+        tracemalloc.start(int(frames))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # every thread's stack on SIGUSR2, into a file beside the config (a stop that hangs)
     stacks = Path(str(args.config) + ".stacks").open("a", encoding="utf-8")  # noqa: SIM115
