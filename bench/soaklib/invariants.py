@@ -40,8 +40,9 @@ The invariants (``INVARIANTS`` names them; a violation carries its name):
     once (or excused as above), and none was accepted that the gateway did not journal.
 ``alarm``
     The alarm was never armed while the count said someone was inside (the counters' last
-    accepted totals before the arm's audit entry, summed over the entrances, counted from the
-    previous arm: the branch was verified empty then).
+    accepted totals before the arm's audit entry, without those stamped after the arm (one
+    commit holds its device readings before its audit entries), summed over the entrances,
+    counted from the previous arm: the branch was verified empty then).
 ``modes``
     Every mode change the calendar asked for happened within ``MODE_WITHIN`` (longer when the
     gateway was down or its clock was stepped across it), and none happened that the
@@ -857,26 +858,40 @@ def _journal(run: Run) -> list[Violation]:
 
 
 def _alarm(run: Run) -> list[Violation]:
-    """The count at each arm: the counters' last accepted totals, summed over the entrances,
-    from the zero of the last arm (the branch was verified empty then: a drift of that day, a
+    """The count at each arm: the counters' totals at the arm, summed over the entrances, from
+    the zero of the last arm (the branch was verified empty then: a drift of that day, a
     person counted out twice, is not someone inside the next evening; the engine makes the
-    same daily correction)."""
+    same daily correction).
+
+    The totals at the arm are those accepted before it, in commit order, without the ones
+    stamped after it: one commit holds a batch's device readings before its audit entries,
+    and after the store refused commits for a while a batch spans minutes (a count stamped
+    at 07:04 committed just before the arm of 06:45). A clock step near the arm widens
+    "after" by the step's size (a reading before a step back may be stamped later)."""
     out = []
-    totals: dict[str, tuple[int, int]] = {}
+    base: dict[str, tuple[int, int]] = {}  # each counter's totals at the last arm
+    recent: dict[str, list[tuple[int, FieldValue, FieldValue]]] = defaultdict(list)
     zero: dict[str, int] = {}
     entered, exited = schema.OCCUPANCY_ENTERED.key, schema.OCCUPANCY_EXITED.key
-    arms = 0
+    arms = deferred = 0
     for entry in _merged(run.accepted, (schema.OCCUPANCY.name, schema.AUDIT.name)):
         if entry.measurement == schema.OCCUPANCY.name and entry.device != schema.GATEWAY_DEVICE:
             fields = parse_point(entry.line).fields
-            before = totals.get(entry.device, (0, 0))
-            got_in, got_out = fields.get(entered), fields.get(exited)
-            totals[entry.device] = (
-                int(got_in) if isinstance(got_in, int) else before[0],
-                int(got_out) if isinstance(got_out, int) else before[1],
-            )
+            recent[entry.device].append((entry.time_ns, fields.get(entered), fields.get(exited)))
         elif entry.measurement == schema.AUDIT.name and "alarm_arm_relay := True" in entry.line:
             arms += 1
+            until = entry.time_ns + _step_slack(run, entry.time_ns)
+            totals = dict(base)
+            for device, readings in recent.items():
+                now = totals.get(device, (0, 0))
+                for _, got_in, got_out in (r for r in readings if r[0] <= until):
+                    now = (
+                        int(got_in) if isinstance(got_in, int) else now[0],
+                        int(got_out) if isinstance(got_out, int) else now[1],
+                    )
+                totals[device] = now
+                recent[device] = [r for r in readings if r[0] > until]  # after the arm
+                deferred += len(recent[device])
             net = {d: i - o - zero.get(d, 0) for d, (i, o) in totals.items()}
             inside = sum(net.values())
             if inside > 0:
@@ -884,11 +899,13 @@ def _alarm(run: Run) -> list[Violation]:
                     Violation(
                         "alarm",
                         f"armed at {_ns(entry.time_ns)} (seq {entry.seq}) while the count said "
-                        f"{inside} inside (totals {dict(totals)}, since the last arm {net})",
+                        f"{inside} inside (totals {totals}, since the last arm {net})",
                     )
                 )
+            base = totals
             zero = {d: i - o for d, (i, o) in totals.items()}
     run.figures["alarm_arms"] = arms
+    run.figures["alarm_counts_stamped_after"] = deferred
     return out
 
 

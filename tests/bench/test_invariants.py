@@ -278,6 +278,30 @@ def test_an_arm_counted_from_the_last_verified_empty_is_caught(
     assert "while the count said 1 inside" in str(found)
 
 
+def test_a_count_stamped_after_an_arm_but_committed_before_it_is_not_its_count(
+    recorded: Callable[..., Run],
+) -> None:
+    """Seen in the 30-day soak (12-14 06:45, 12-20 08:48): the store refused commits, the
+    gateway armed (0 inside) and the morning's first visitors came; the commit that finally
+    went through held the batch's device readings before its audit entries, so the count of
+    07:04 (2 in) came before the arm of 06:45 in commit order. Judged at the arm's moment it
+    is 0; with a clock step back near the arm the same count may be from before it (caught)."""
+
+    def after_arm(rec: Recorder) -> None:  # one commit: the count of 22:35, the arm of 22:29:30
+        rec.poll(95, (42, 40))
+        rec.journal("command", "door.alarm_arm_relay := True (closed/secured)", 89.5)
+
+    late = recorded(after_arm, at=89.5)
+    assert check(late) == []
+    assert late.figures["alarm_counts_stamped_after"] >= 1
+    stepped = dataclasses.replace(
+        recorded(after_arm, at=89.5), steps=[(ns(T0) + 90 * 60 * S, -15 * 60 * S)]
+    )
+    found = check(stepped)
+    assert invariants(found) == {"alarm"}
+    assert "while the count said 2 inside" in str(found)
+
+
 def test_a_reading_missing_from_a_sink_is_caught(
     recorded: Callable[..., Run], influxd: Influxd, influx_db: str
 ) -> None:
