@@ -37,13 +37,6 @@ KINDS = (
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 14, README 'A month unattended': some runs armed the alarm right after "
-    "closing (a +300 s clock step at 21:02) with people inside; the likely cause (an older count "
-    "sent again after a restart taken as a reset) is fixed in 9262c36 and two runs since had 0 "
-    "violations: kept an expected failure until more runs and a 30-day run confirm it",
-)
 @pytest.mark.timeout(420)
 def test_a_simulated_day_with_every_fault_keeps_every_invariant(tmp_path: Path) -> None:
     done = subprocess.run(
