@@ -453,7 +453,7 @@ class BranchEngine:
             who = (
                 "the people counter not answering"
                 if inputs.present is None
-                else (f"{inputs.present} present")
+                else f"{inputs.present} present"
             )
             notes.append(f"{who} after closing: disarm and wait")
         if s.phase is Phase.CLOSING:
