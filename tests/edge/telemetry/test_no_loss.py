@@ -29,6 +29,7 @@ from openbranch.edge.core.reading import Reading
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, InfluxV1Writer, sink_name
 from tests.services import Influxd, free_port
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -78,10 +79,7 @@ def test_readings_flow_through_a_database_outage(
                 assert outbox.depth(writer.name) > 0  # held while the database is down
                 await asyncio.to_thread(influxd.start)
             await asyncio.sleep(0.05 if 1000 <= i < 2000 else 0.01)  # down for ~1 s
-        for _ in range(300):
-            if outbox.depth(writer.name) == 0:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: outbox.depth(writer.name) == 0, within=15, what="drained")
         stop.set()
         await task
 

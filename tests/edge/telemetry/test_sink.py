@@ -37,6 +37,7 @@ from openbranch.edge.telemetry.sink import (
     Writer,
 )
 from tests.services import Influxd, VictoriaMetrics, free_port
+from tests.support.waiting import until
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
@@ -73,18 +74,17 @@ def v2_config(url: str) -> InfluxV2Sink:
     return InfluxV2Sink(type="influxdb_v2", url=url, org="o", bucket="b")
 
 
-def run_for(drainer: Drainer, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
-    """Run a drainer's loop for at most ``seconds``, or until ``until()`` holds."""
+def run_until(drainer: Drainer, done: Callable[[], bool], within: float = 5) -> None:
+    """Run a drainer's loop until ``done()`` holds (failing after ``within`` seconds)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(drainer.run(stop))
-        for _ in range(int(seconds / 0.02)):
-            if until():
-                break
-            await asyncio.sleep(0.02)
-        stop.set()
-        await task
+        try:
+            await until(done, within=within)
+        finally:
+            stop.set()
+            await task
 
     asyncio.run(main())
 
@@ -207,6 +207,7 @@ class Stub(http.server.ThreadingHTTPServer):
         self.answer: Callable[[list[str]], tuple[int, dict[str, str]]] = lambda _: (204, {})
         self.delay = 0.0
         self.requests: list[tuple[float, list[str]]] = []
+        self.arrived = threading.Event()  # a write has come in (before its answer's delay)
 
     @property
     def url(self) -> str:
@@ -225,6 +226,7 @@ class _StubHandler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         lines = body.decode().splitlines()
+        self.server.arrived.set()
         time.sleep(self.server.delay)
         status, headers = self.server.answer(lines)
         if status == 204:
@@ -328,7 +330,7 @@ def test_retry_after_is_honored(stub: Stub, tmp_path: Path, closing: Callable) -
     box.append([counter(1)])
     drainer = Drainer(outbox=box, writer=writer, backoff_min=0.01, backoff_max=5)
     started = time.monotonic()
-    run_for(drainer, 5, until=lambda: bool(stub.requests))
+    run_until(drainer, lambda: bool(stub.requests))
     assert stub.requests[0][0] - started >= 0.95  # it waited as told, not backoff_min
     assert drainer.stats.retries == 1
     assert "429" in drainer.stats.last_error
@@ -349,12 +351,12 @@ def test_unauthorized_keeps_everything_alerts_and_recovers(
         flush_interval=0.01,
         on_alert=lambda *a: alerts.append(a),
     )
-    run_for(drainer, 0.4)
+    run_until(drainer, lambda: drainer.stats.retries >= 2)
     assert box.depth(writer.name) == 5
     assert drainer.stats.retries >= 2
     assert [(kind, active) for kind, _, active in alerts] == [("sink_unauthorized", True)]
     stub.answer = lambda _: (204, {})  # the operator fixed the password
-    run_for(drainer, 5, until=lambda: box.depth(writer.name) == 0)
+    run_until(drainer, lambda: box.depth(writer.name) == 0)
     assert len(stub.stored) == 5
     assert [(kind, active) for kind, _, active in alerts][-1] == ("sink_unauthorized", False)
 
@@ -376,10 +378,7 @@ def test_a_dead_sink_does_not_hold_back_another(
         for i in range(0, 1000, 100):
             box.append([counter(j, device="two") for j in range(i, i + 100)])
             await asyncio.sleep(0.01)
-        for _ in range(250):
-            if box.depth(live.name) == 0:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: box.depth(live.name) == 0, what="the live sink drained")
         stop.set()
         await asyncio.gather(*tasks)
 
@@ -404,7 +403,7 @@ def test_stop_lets_the_write_in_flight_finish(
     async def main() -> float:
         stop = asyncio.Event()
         task = asyncio.create_task(drainer.run(stop))
-        await asyncio.sleep(0.1)  # the write is in flight
+        assert await asyncio.to_thread(stub.arrived.wait, 5)  # the write is in flight
         stop.set()
         began = time.monotonic()
         await task
@@ -445,7 +444,7 @@ def test_an_unexpected_error_does_not_stop_the_drainer(tmp_path: Path) -> None:
     drainer = Drainer(
         outbox=box, writer=writer, backoff_min=0.01, on_alert=lambda *a: alerts.append(a)
     )
-    run_for(drainer, 5, until=lambda: box.depth(writer.name) == 0)
+    run_until(drainer, lambda: box.depth(writer.name) == 0)
     assert len(writer.stored) == 3
     assert "RuntimeError: surprise" in drainer.stats.last_error
     assert [(kind, active) for kind, _, active in alerts] == [
@@ -465,7 +464,7 @@ def test_an_unexpected_error_in_a_row_logs_its_traceback_once(
     box.append([counter(i) for i in range(3)])
     drainer = Drainer(outbox=box, writer=writer, backoff_min=0.001, backoff_max=0.002)
     with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.sink"):
-        run_for(drainer, 5, until=lambda: box.depth(writer.name) == 0)
+        run_until(drainer, lambda: box.depth(writer.name) == 0)
     assert writer.calls == 6
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert [r.getMessage() for r in tracebacks] == ["flaky: unexpected error while draining"]

@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from tests.conftest import start_or_fail
 from tests.integrations.homeassistant.homeassistant import HomeAssistant, ha_python
 from tests.mqttwatch import retained
 from tests.services import Mosquitto
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.services
 
@@ -211,7 +213,8 @@ def test_branch_shows_up_follows_the_simulation_and_survives_a_restart_of_home_a
         stop = asyncio.Event()
         run = asyncio.create_task(gateway.run(stop))
         try:
-            await asyncio.sleep(0.5)  # the MQTT devices' subscriptions
+            await until(lambda: gateway.mqtt is not None, within=5, what="the MQTT session")
+            assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed()
             sims["front-door"].set("open", True)
             sims["help-button"].set("pressed", True)
             sims["entrance-counter"].set("entered", 3)
@@ -335,10 +338,16 @@ def test_hung_gateway_is_unavailable_within_the_keepalive_window(
         ids = await eventually(lambda: entity_ids(ha, wanted), "door entity registered")
         door_state = lambda: states_of(ha, ids)[wanted[0].unique_id]["state"]  # noqa: E731
         will: list[float] = []  # when the broker sent the gateway's last will
+        online = threading.Event()  # the retained birth message, once subscribed
+
+        def status(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+            if message.payload == b"offline":
+                will.append(time.monotonic())
+            elif message.payload == b"online":
+                online.set()
+
         door = mqtt.Client(CallbackAPIVersion.VERSION2)
-        door.on_message = lambda _c, _u, m: (
-            m.payload == b"offline" and will.append(time.monotonic())
-        )
+        door.on_message = status
         door.connect(broker.host, broker.port)
         door.loop_start()
         try:
@@ -348,8 +357,8 @@ def test_hung_gateway_is_unavailable_within_the_keepalive_window(
                 door.publish("zigbee2mqtt/front-door", b'{"contact": false}').wait_for_publish(5)
                 await asyncio.sleep(0.5)
             door.subscribe(f"openbranch/{branch}/status", qos=1)
-            await asyncio.sleep(0.5)
-            will.clear()
+            assert await asyncio.to_thread(online.wait, 5), "no retained birth message"
+            assert will == []
             # Frozen, its TCP connection open (a hung gateway, a cut network): only the
             # missing keep-alive tells the broker, which then sends the gateway's last will.
             proc.send_signal(signal.SIGSTOP)

@@ -11,6 +11,7 @@ from openbranch.edge.core.config import MqttConfig
 from openbranch.edge.demo.broker import EmbeddedBroker
 from openbranch.edge.runtime.mqtt import MqttSession
 from tests.mqttwatch import Watcher
+from tests.support.waiting import until
 
 
 def test_paho_publishes_and_subscribes_through_the_embedded_broker() -> None:
@@ -36,13 +37,10 @@ def test_session_falls_back_to_311_on_the_embedded_broker() -> None:
             assert session.protocol is MQTTProtocolVersion.MQTTv311
             got: list[bytes] = []
             session.subscribe("demo/#", lambda _t, p, _r: got.append(p))
-            await asyncio.sleep(0.2)
+            assert await session.wait_subscribed()
             publisher = await asyncio.to_thread(Watcher, broker.host, broker.port, "unused")
             await asyncio.to_thread(publisher.publish, "demo/door", b"open")
-            for _ in range(100):
-                if got:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: bool(got), within=2, what="the message through the broker")
             assert got == [b"open"]
             await asyncio.to_thread(publisher.close)
             await session.close()

@@ -5,8 +5,7 @@ counted with its reason and never stops the listener, and commands reach a lock.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from openbranch.integrations.mqtt import MqttDevice, MqttDriver
 from openbranch.integrations.mqtt.simulator import MqttSimulation, SimulatedMqttDevice
 from tests.mqttwatch import Watcher
 from tests.services import Mosquitto
+from tests.support.waiting import until
 
 BRANCH = "mqtt-branch"
 DEVICES = [
@@ -59,13 +59,6 @@ class Branch:
 
     def of(self, device: str) -> list[Reading]:
         return [r for r in self.readings if r.device == device]
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

@@ -19,8 +19,9 @@ from openbranch.edge.core.clock import SystemClock
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import default_registry
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
-from tests.mqttwatch import retained
+from tests.mqttwatch import Seen, Watcher, retained
 from tests.services import Mosquitto
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -57,10 +58,7 @@ async def started(gateway: Gateway, sim: Any, stop: asyncio.Event) -> asyncio.Ta
     gateway's session is connected and its subscriptions have settled."""
     run = asyncio.create_task(gateway.run(stop))
     await sim.start()
-    for _ in range(100):
-        if gateway.mqtt is not None:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: gateway.mqtt is not None, within=5, what="the gateway's MQTT session")
     assert gateway.mqtt is not None and await gateway.mqtt.wait_subscribed(), "no MQTT session"
     return run
 
@@ -87,6 +85,9 @@ def test_gateway_reads_mqtt_devices_and_survives_bad_payloads(
     (sim,) = registry.simulate(config.devices, mqtt=config.mqtt)
     counter = next(c for c in gateway.coordinators if c.device_id == "counter")
 
+    def committed(device: str, field: str) -> bool:
+        return any(field in e.line for e in outbox.lines(device=device))
+
     async def main() -> None:
         stop = asyncio.Event()
         run = await started(gateway, sim, stop)
@@ -97,19 +98,16 @@ def test_gateway_reads_mqtt_devices_and_survives_bad_payloads(
         devices["counter"].set("exited", 9)
         devices["front-door"].set("open", True)
         devices["help"].set("pressed", True)
-        await asyncio.sleep(0.5)
+        await until(lambda: committed("counter", "entered=12i"), what="entered=12 committed")
         counter_sim: Any = devices["counter"]
         for i, (kind, payload) in enumerate(BAD.items(), start=1):
             counter_sim.publish_raw("xovis/pc-12/counts", payload)
-            for _ in range(40):
-                if counter.stats.rejected >= i:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda i=i: counter.stats.rejected >= i, within=2, what=kind)
             assert counter.stats.rejected == i, f"{kind} was not counted"
             assert kind in counter.stats.rejected_reasons, counter.stats.rejected_reasons
         assert not run.done()  # still running
         devices["counter"].set("entered", 13)  # a good message after all that
-        await asyncio.sleep(0.5)
+        await until(lambda: committed("counter", "entered=13i"), what="entered=13 committed")
         stop.set()
         await run
         await sim.stop()
@@ -156,29 +154,38 @@ def test_birth_and_last_will(mosquitto: Mosquitto, tmp_path: Path) -> None:
 def test_a_state_held_back_by_the_rate_limit_goes_out_within_a_second(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    """Two counts 0.1 s apart and then silence: the second is on the retained state topic
-    about a second later, while the gateway still runs, not only with the next count."""
+    """Two counts 0.1 s apart and then silence: the second goes out on the retained state
+    topic about a second after the first, while the gateway still runs, not with a next count."""
     config = config_for(mosquitto, tmp_path)
     registry = default_registry()
     outbox = open_outbox(config)
     gateway = Gateway(config=config, registry=registry, clock=SystemClock(), outbox=outbox)
     (sim,) = registry.simulate(config.devices, mqtt=config.mqtt)
-    seen: dict[str, Any] = {}
+    topic = "openbranch/mqtt-branch/counter/state"
+    arrived: dict[int, float] = {}  # entered -> when the state carrying it arrived
+    running_when_21_arrived: list[bool] = []
+
+    def entered(seen: list[Seen]) -> set[int]:
+        states = [json.loads(m.payload) for m in seen if m.topic == topic]
+        return {s["occupancy"]["entered"] for s in states if "occupancy" in s}
 
     async def main() -> None:
         stop = asyncio.Event()
         run = await started(gateway, sim, stop)
         counter = sim.devices["counter"]
-        counter.set("entered", 20)
-        await asyncio.sleep(0.1)
-        counter.set("entered", 21)  # within the second: held back
-        await asyncio.sleep(1.6)
-        topic = "openbranch/mqtt-branch/counter/state"
-        seen["state"] = json.loads(await asyncio.to_thread(retained, mosquitto, topic) or b"{}")
+        with Watcher(mosquitto.host, mosquitto.port, topic) as watcher:
+            counter.set("entered", 20)
+            await asyncio.to_thread(watcher.wait_for, lambda seen: 20 in entered(seen))
+            arrived[20] = time.monotonic()
+            counter.set("entered", 21)  # within the second: held back
+            await asyncio.to_thread(watcher.wait_for, lambda seen: 21 in entered(seen))
+            arrived[21] = time.monotonic()
+            running_when_21_arrived.append(not run.done())
         stop.set()
         await run
         await sim.stop()
 
     asyncio.run(main())
     outbox.close()
-    assert seen["state"]["occupancy"]["entered"] == 21
+    assert running_when_21_arrived == [True]
+    assert 0.8 <= arrived[21] - arrived[20] <= 2.0, arrived  # the timer's second, not later

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import yaml
 from openbranch.edge.telemetry.outbox import Outbox, OutboxNotReady
 from tests.mqttwatch import Watcher
 from tests.services import Mosquitto
+from tests.support.waiting import until_blocking
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = "xovis/pc-12/counts"
@@ -53,13 +53,6 @@ def start(config: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def wait_until(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not in {within} s: {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -107,9 +100,10 @@ def test_what_a_device_sent_while_the_gateway_was_killed_arrives_once_after_rest
             for entered in range(1, total + 1):  # each acknowledged by the broker
                 device.publish(TOPIC, payload(entered))
         gateway = start(config)
-        wait_until(
+        until_blocking(
             lambda: all(counts(store)[n] for n in range(1, total + 1)),
-            "every message sent while the gateway was down",
+            within=30,
+            what="every message sent while the gateway was down",
         )
         gateway.send_signal(signal.SIGTERM)  # a clean stop: the last commit, then offline
         assert gateway.wait(30) == 0

@@ -34,6 +34,7 @@ from openbranch.edge.runtime.mqtt import MqttError, MqttSession
 from openbranch.integrations.mqtt.simulator import connect_packet, publish_packet
 from tests.mqttwatch import Watcher, retained, retained_all
 from tests.services import Mosquitto, free_port
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 BRANCH = "test-branch"
@@ -46,13 +47,6 @@ def session_for(broker: Mosquitto, *, manual_ack: bool = False, **config: object
         branch=BRANCH,
         manual_ack=manual_ack,
     )
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def retained_soon(broker: Mosquitto, topic: str, wanted: bytes, within: float = 10) -> None:
