@@ -17,6 +17,7 @@ topic or a unique id.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -73,7 +74,10 @@ def node_id(branch: str) -> str:
     return f"openbranch_{branch}"
 
 
+@functools.cache
 def _version() -> str:
+    """Read once: an alert's entity is built when the alert is raised, and an alert may be
+    that the process has no file descriptor left to read the package's metadata with."""
     try:
         return version("openbranch")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,39 @@ def test_alert_entities_carry_message_and_severity() -> None:
     assert entity.payload["json_attributes_topic"] == f"openbranch/catalogue/{GATEWAY_DEVICE}/state"
     for field in (schema.ALERT_MESSAGE, schema.ALERT_SEVERITY):
         assert json.dumps(field.key) in entity.payload["json_attributes_template"]
+
+
+NO_FILES_LEFT = """
+import errno, resource
+from openbranch.integrations.homeassistant import alert_entity
+from tests.integrations.homeassistant.test_discovery import catalogue_config
+config = catalogue_config()
+alert_entity(config, "device_down:m1")  # the gateway's entities, built at its start
+resource.setrlimit(resource.RLIMIT_NOFILE, (0, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+try:
+    open("/dev/null")
+except OSError as exc:
+    print("out of file descriptors:", exc.errno == errno.EMFILE)
+print(alert_entity(config, "sink_down:influxdb_v1:http://127.0.0.1:8086/db").topic)
+"""
+
+
+def test_an_alert_entity_is_built_with_no_file_descriptor_left() -> None:
+    """An alert can be raised because the process is out of file descriptors (the soak's
+    fault): its entity must not need one (the package version was read from disk each time)."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_FILES_LEFT],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "out of file descriptors: True"
+    assert done.stdout.splitlines()[1].endswith(
+        "/gateway_alert_sink_down_influxdb_v1_http___127_0_0_1_8086_db/config"
+    )
 
 
 def test_no_unique_id_twice_across_the_fleet_render() -> None:
