@@ -35,6 +35,7 @@ import gzip
 import json
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ __all__ = [
     "Rejected",
     "Retryable",
     "SinkError",
+    "StoreFailed",
     "TooLarge",
     "Unauthorized",
     "Writer",
@@ -117,6 +119,11 @@ class Retryable(SinkError):
         self.message = message
         self.retry_after = retry_after
         super().__init__(f"{status or 'no answer'}: {message}")
+
+
+class StoreFailed(SinkError):
+    """The local store could not give or ack this sink's batch (its file system turned
+    read-only, an I/O error): the sink is not at fault, and everything stays pending."""
 
 
 def classify(status: int, message: str, retry_after: float | None = None) -> SinkError:
@@ -305,7 +312,8 @@ class DrainerStats:
 
 
 Alert = Callable[[str, str, bool], None]
-"""Raise or clear an alert: (kind, message, active). Kinds: sink_down, sink_unauthorized."""
+"""Raise or clear an alert: (kind, message, active). Kinds: sink_down, sink_unauthorized,
+sink_stalled (the local store failed this sink's read or ack)."""
 
 
 class Drainer:
@@ -322,7 +330,11 @@ class Drainer:
       delay from ``backoff_min`` to ``backoff_max`` with equal jitter (half of it random), or
       after the server's Retry-After, stretched by up to a quarter at random (capped at
       ``backoff_max``), so a fleet told "in 5 s" does not come back in one step. The alert
-      clears when a write succeeds again.
+      clears when a write succeeds again;
+    - ``sqlite3.Error`` from the outbox (its batch not read or not acked): ``StoreFailed``,
+      alert ``sink_stalled`` (not ``sink_down``: the database is not the one failing), retried
+      like ``Retryable``. A line written but not acked is written again: the database keeps
+      one point per series and timestamp.
 
     With fewer than ``batch_size`` entries pending, it waits ``flush_interval`` between
     batches, so a quiet branch sends a few requests a minute, not one per reading. With
@@ -449,9 +461,13 @@ class Drainer:
             except SinkError as exc:
                 await _wait(stop, self._failed(exc))
                 continue
+            except sqlite3.Error as exc:
+                failed = StoreFailed(f"the local store: {type(exc).__name__}: {exc}")
+                await _wait(stop, self._failed(failed))
+                continue
             except Exception as exc:  # a bug must not stop the forwarding for good
                 if not self._failures:  # the first of a row with its traceback; the rest are
-                    # counted (a read-only store fails every retry, for hours)
+                    # counted (a bug may fail every retry, for hours)
                     log.exception("%s: unexpected error while draining", self.name)
                 await _wait(stop, self._failed(Retryable(None, f"{type(exc).__name__}: {exc}")))
                 continue
@@ -471,7 +487,11 @@ class Drainer:
         unauthorized = isinstance(exc, Unauthorized)
         if self._failures == 1 or unauthorized:
             log.warning("%s: %s; retrying in %.1f s", self.name, exc, delay)
-        kind = "sink_unauthorized" if unauthorized else "sink_down"
+        kind = "sink_down"
+        if unauthorized:
+            kind = "sink_unauthorized"
+        elif isinstance(exc, StoreFailed):
+            kind = "sink_stalled"
         self._alert(kind, f"{self.name}: {exc}")
         return delay
 

@@ -417,7 +417,7 @@ def test_stop_lets_the_write_in_flight_finish(
 
 class _Flaky:
     """A writer that fails ``times`` times with an error outside the SinkError hierarchy (a
-    bug, or the store's file system turned read-only under the drainer)."""
+    bug)."""
 
     name = "flaky"
 
@@ -469,3 +469,31 @@ def test_an_unexpected_error_in_a_row_logs_its_traceback_once(
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert [r.getMessage() for r in tracebacks] == ["flaky: unexpected error while draining"]
     assert "flaky: writing again after 5 failed attempts" in caplog.messages
+
+
+def test_a_store_that_refuses_the_ack_stalls_the_sink_and_does_not_call_it_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in the 30-day soak: with the store's file system read-only, each drainer wrote its
+    batch, failed to ack it, and raised ``sink_down`` ("no answer: OperationalError"): the
+    dashboards blamed a database that had answered. Here the drainer's store refuses writes
+    (opened read-only beside the one that appended): ``sink_stalled``, naming the store."""
+    writer = _Flaky(times=0)
+    Outbox(tmp_path / "o.db", sinks=[writer.name]).append([counter(i) for i in range(3)])
+    refusing = Outbox(tmp_path / "o.db", read_only=True)
+    alerts: list[tuple[str, str, bool]] = []
+    drainer = Drainer(
+        outbox=refusing,
+        writer=writer,
+        backoff_min=0.001,
+        backoff_max=0.002,
+        on_alert=lambda *a: alerts.append(a),
+    )
+    with caplog.at_level(logging.WARNING, logger="openbranch.edge.telemetry.sink"):
+        run_until(drainer, lambda: drainer.stats.retries >= 3)
+    assert len(writer.stored) >= 3  # written, not acked: written again, one point each
+    assert refusing.depth(writer.name) == 3  # all still pending
+    assert [(kind, active) for kind, _, active in alerts] == [("sink_stalled", True)]
+    assert alerts[0][1].startswith("flaky: the local store: OperationalError: ")
+    assert "readonly" in alerts[0][1]
+    assert not [r for r in caplog.records if r.exc_info]  # a known condition: no traceback
