@@ -54,6 +54,7 @@ from openbranch.edge.runtime.entry import (
 from openbranch.edge.runtime.health import Health
 from openbranch.edge.runtime.hours_watch import HoursWatch
 from openbranch.edge.runtime.journal import Journal
+from openbranch.edge.runtime.memory import release_free_memory
 from openbranch.edge.runtime.mqtt import MqttSession
 from openbranch.edge.runtime.publisher import StatePublisher
 from openbranch.edge.runtime.statusfile import StatusFile
@@ -186,7 +187,7 @@ class Gateway:
             record=self.committer.record,
             put_state=self.committer.put_state,
             tasks=self.tasks.states,
-            tick=self._write_status,
+            tick=self._health_tick,
             broker=None if self.mqtt is None else self._broker_connected,
             broker_name="" if self.mqtt is None else self.mqtt.address,
             suppressed=lambda: self.committer.changes.suppressed_total,
@@ -410,6 +411,12 @@ class Gateway:
                 )
         if left:
             self.committer.put_state(ALERTS_STATE, json.dumps(dict(self.journal.active)))
+
+    def _health_tick(self) -> None:
+        """Every health reading: the status file, and the C heap's free pages given back
+        (``edge/runtime/memory.py``: RSS stays what the gateway holds)."""
+        self._write_status()
+        release_free_memory()
 
     def _write_status(self) -> None:
         """What ``gateway status`` (another process) shows of this one, in the status file
