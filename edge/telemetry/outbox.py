@@ -772,7 +772,8 @@ class _Transaction:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if kind is not None:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (I/O,
+                self._db.execute("ROLLBACK")  # full): a ROLLBACK then would hide the error
             return
         try:
             self._db.execute("COMMIT")

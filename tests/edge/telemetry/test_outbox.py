@@ -360,3 +360,47 @@ def test_a_store_whose_gateway_is_still_making_it_is_not_ready(tmp_path: Path) -
     sqlite3.connect(path).close()  # what SQLite leaves before the schema is written
     with pytest.raises(OutboxNotReady, match="not a local store yet"):
         Outbox(path, read_only=True)
+
+
+FULL_DISK_BOUND = """
+import logging, resource, sys
+from openbranch.edge.telemetry.outbox import Outbox
+logging.basicConfig(level=logging.ERROR, format="%(message)s", stream=sys.stdout)
+path = sys.argv[1]
+
+def rows(start, n):
+    stamp = 1_797_494_160_000_000_000
+    return [
+        (stamp + i, "occupancy", "p", 0, f"occupancy,device=p entered={i}i {stamp + i} " + "x" * 60)
+        for i in range(start, start + n)
+    ]
+
+with Outbox(path, sinks=["a"], max_bytes=1_500_000, check_every_bytes=10**9) as box:
+    for start in range(0, 14_000, 500):  # past the bound, not yet applied
+        box.append_rows(rows(start, 500))
+box = Outbox(path, sinks=["a"], max_bytes=1_500_000, check_every_bytes=100)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))  # the disk is full
+box.append_rows(rows(14_000, 50))  # commits; the bound's deletes then fail
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+print("kept", sum(1 for e in box.lines() if e.time_ns >= 1_797_494_160_000_014_000))
+"""
+
+
+def test_a_bound_the_full_disk_refuses_names_the_disk_and_the_commit_stands(
+    tmp_path: Path,
+) -> None:
+    """Found reproducing the soak's full disk: the bound's delete failed, SQLite rolled its transaction
+    back by itself, and the outbox's own ROLLBACK then raised "cannot rollback - no transaction
+    is active", which hid the disk's error in the log."""
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_BOUND, str(tmp_path / "o.db")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("outbox: the bound could not be applied (disk I/O error)")
+    assert lines[-1] == "kept 50"
