@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.fresh import run_python
 
 FREED_BUT_HELD = """
 from openbranch.edge.runtime.memory import release_free_memory
@@ -26,15 +22,7 @@ print(held, rss_kib(), released)
 
 
 def test_free_memory_held_by_the_allocator_is_given_back() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", FREED_BUT_HELD],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    held, after, released = done.stdout.split()
+    (line,) = run_python(FREED_BUT_HELD)
+    held, after, released = line.split()
     assert released == "True"
-    assert int(held) - int(after) > 30_000, done.stdout  # of the 40 MB freed, > 30 MB returned
+    assert int(held) - int(after) > 30_000, line  # of the 40 MB freed, > 30 MB returned

@@ -23,6 +23,7 @@ from openbranch.edge.telemetry.outbox import (
     lock_path,
     parse_line,
 )
+from tests.support.fresh import run_python
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 T0_NS = 1_795_521_600_000_000_000
@@ -393,14 +394,6 @@ def test_a_bound_the_full_disk_refuses_names_the_disk_and_the_commit_stands(
     """Found reproducing the soak's full disk: the bound's delete failed, SQLite rolled its transaction
     back by itself, and the outbox's own ROLLBACK then raised "cannot rollback - no transaction
     is active", which hid the disk's error in the log."""
-    done = subprocess.run(
-        [sys.executable, "-c", FULL_DISK_BOUND, str(tmp_path / "o.db")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = run_python(FULL_DISK_BOUND, str(tmp_path / "o.db"))
     assert lines[0].startswith("outbox: the bound could not be applied (disk I/O error)")
     assert lines[-1] == "kept 50"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from openbranch.integrations.mqtt.profile import CATALOGUE as MQTT
 from openbranch.integrations.profile import Point, Profile
 from openbranch.provisioning.inventory import load_inventory
 from openbranch.provisioning.render import render_gateway
+from tests.support.fresh import run_python
 
 ROOT = Path(__file__).resolve().parents[3]
 TOPIC = re.compile(
@@ -193,19 +192,9 @@ print(alert_entity(config, "sink_down:influxdb_v1:http://127.0.0.1:8086/db").top
 def test_an_alert_entity_is_built_with_no_file_descriptor_left() -> None:
     """An alert can be raised because the process is out of file descriptors (the soak's
     fault): its entity must not need one (the package version was read from disk each time)."""
-    done = subprocess.run(
-        [sys.executable, "-c", NO_FILES_LEFT],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == "out of file descriptors: True"
-    assert done.stdout.splitlines()[1].endswith(
-        "/gateway_alert_sink_down_influxdb_v1_http___127_0_0_1_8086_db/config"
-    )
+    lines = run_python(NO_FILES_LEFT)
+    assert lines[0] == "out of file descriptors: True"
+    assert lines[1].endswith("/gateway_alert_sink_down_influxdb_v1_http___127_0_0_1_8086_db/config")
 
 
 def test_no_unique_id_twice_across_the_fleet_render() -> None:
