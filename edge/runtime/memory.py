@@ -11,7 +11,6 @@ heap. Elsewhere (musl, macOS) there is nothing to call and nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 
@@ -20,10 +19,9 @@ __all__ = ["release_free_memory"]
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    """The process's own symbols (``dlopen(NULL)``): no file to open and no ``ldconfig`` to
+    run, which matters when the first call comes with no file descriptor left."""
+    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
     return trim
 
 
