@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.registry import default_registry, load_checked
 from openbranch.edge.runtime.gateway import Gateway, open_outbox
@@ -295,6 +297,18 @@ class GatewayProcess:
                 with contextlib.suppress(ValueError):
                     stamp, kind, message, pid = json.loads(line)
                     self.journaled.append((int(stamp), str(kind), str(message), int(pid)))
+                    if kind == f"alert {schema.STORE_LOST}" and message.startswith("RAISED"):
+                        self._keep_store(message)
+
+    def _keep_store(self, message: str) -> None:
+        """The store lost committed entries: its files as they are now, for a look after the
+        run (the run goes on, and its store with it), and a problem the soak reports."""
+        kept = self.log.parent / f"store-lost-{len(self.problems) + 1}"
+        kept.mkdir(exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                shutil.copy2(f"{self.store}{suffix}", kept)
+        self.problems.append(f"the gateway raised {schema.STORE_LOST} ({message}); store: {kept}")
 
     def _reaped(self) -> None:
         for thread in self._readers:

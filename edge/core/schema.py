@@ -42,6 +42,7 @@ __all__ = [
     "OUTBOX_DROPPED",
     "ROLLUPS",
     "ROLLUP_POLICY",
+    "STORE_LOST",
     "TAILGATING",
     "UTILITY_DRIFT",
     "UTILITY_HOURLY",
@@ -289,6 +290,10 @@ MQTT_DOWN = "mqtt_down"
 #: Alert kind raised when the outbox's bound dropped undelivered telemetry; cleared once every
 #: sink has caught up.
 OUTBOX_DROPPED = "outbox_dropped"
+#: Alert kind raised when the local store no longer holds entries it had committed (the file
+#: system or the disk lost written data; the sinks may hold them); cleared like
+#: ``outbox_dropped``, once every sink has caught up with what the store holds.
+STORE_LOST = "store_lost"
 #: Alert kind raised while the hours imported from the library's website were fetched longer
 #: ago than ``website_hours.stale_after_hours`` (or never): the gateway runs on what it has.
 HOURS_STALE = "hours_stale"

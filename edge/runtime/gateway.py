@@ -312,6 +312,8 @@ class Gateway:
         )
         if outbox.on_drop is None:
             outbox.on_drop = self._on_drop
+        if outbox.on_lost is None:
+            outbox.on_lost = self._on_lost
         if extensions is None:
             extensions = load_extensions(
                 ExtensionContext(
@@ -349,12 +351,19 @@ class Gateway:
 
     def _on_drop(self, count: int, reason: str) -> None:
         """The bound dropped telemetry (on the committer's writer thread)."""
+        self._outbox_alert(schema.OUTBOX_DROPPED, f"dropped {count} oldest readings: {reason}")
+
+    def _on_lost(self, first: int, last: int) -> None:
+        """The store lost committed entries (on the writer thread or a drainer's)."""
+        self._outbox_alert(
+            schema.STORE_LOST,
+            f"the local store lost entries {first}..{last} it had committed (its file system or"
+            " disk lost written data; the sinks may hold them); the sinks go on from what it holds",
+        )
+
+    def _outbox_alert(self, kind: str, message: str) -> None:
         alert = functools.partial(
-            self.journal.alert,
-            schema.OUTBOX_DROPPED,
-            f"dropped {count} oldest readings: {reason}",
-            severity="critical",
-            active=True,
+            self.journal.alert, kind, message, severity="critical", active=True
         )
         if self._loop is None:
             alert()

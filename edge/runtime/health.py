@@ -3,8 +3,8 @@ drops, poll errors, devices down, write latency, device readings suppressed unch
 device's availability (retained topic, the outbox's state for ``gateway status``, and a
 ``device_down`` alert), and the MQTT broker's: a session found disconnected at a health tick
 raises ``mqtt_down`` until a later tick finds it connected (while the broker is away no MQTT
-device is heard). It also clears ``outbox_dropped`` once every sink has caught up (nothing
-pending older than ``CAUGHT_UP``).
+device is heard). It also clears ``outbox_dropped`` and ``store_lost`` once every sink has
+caught up (nothing pending older than ``CAUGHT_UP``).
 """
 
 from __future__ import annotations
@@ -102,13 +102,17 @@ class Health:
             self._publisher.publish_own([health])
             if self._broker is not None:
                 self.on_broker(self._broker())
-            if schema.OUTBOX_DROPPED in self._journal.active and self._caught_up(stats):
-                self._journal.alert(
-                    schema.OUTBOX_DROPPED,
-                    f"every sink has caught up; {stats.dropped} readings were dropped in all",
-                    severity="critical",
-                    active=False,
-                )
+            for kind, message in (
+                (schema.OUTBOX_DROPPED, f"{stats.dropped} readings were dropped in all"),
+                (schema.STORE_LOST, "the store holds what it committed since"),
+            ):
+                if kind in self._journal.active and self._caught_up(stats):
+                    self._journal.alert(
+                        kind,
+                        f"every sink has caught up; {message}",
+                        severity="critical",
+                        active=False,
+                    )
             self._tick()
 
     def _caught_up(self, stats: OutboxStats) -> bool:

@@ -32,6 +32,14 @@ outbox appends at the end of its tables and drains the newest entries, so that h
 touches. SQLite's default (2000 KiB) fills as the file grows, in the demo branch's gateway for
 its first ~2.5 hours (+0.8 MB/hour), which read as a slow rise of its RSS (decision 110).
 
+A committed entry can still be lost below SQLite: a file system or a disk that drops written
+data (a repaired SD card, a controller's volatile cache). The outbox notices: it remembers the
+highest seq it committed and, at each append and each ack, compares it with the store's own
+counter (``sqlite_sequence``, which AUTOINCREMENT never lowers). Lower means entries it had
+committed are gone: ``on_lost(first, last)`` is called (the gateway's ``store_lost`` alert),
+the sinks' cursors are moved back to what the store holds, and no ack moves a cursor past it,
+so the entries committed next (which get those seqs again) are delivered, not skipped.
+
 A small key/value ``state`` (energy accounts, seen command ids) lives in the same file and can
 be committed in the same transaction as the readings it was derived from. Everything persists:
 a new ``Outbox`` on the same file resumes cursors, counters, dead letters and state.
@@ -80,6 +88,7 @@ __all__ = [
     "DeadLetter",
     "DropCallback",
     "Entry",
+    "LostCallback",
     "Outbox",
     "OutboxError",
     "OutboxLocked",
@@ -157,6 +166,9 @@ Row = tuple[int, str, str, int, str]
 
 DropCallback = Callable[[int, str], None]
 """Called with (count, reason) after undelivered telemetry was dropped at the bound."""
+
+LostCallback = Callable[[int, int], None]
+"""Called with (first seq, last seq) of committed entries the store no longer holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +342,7 @@ class Outbox:
         max_bytes: int = 1_000_000_000,
         sinks: Sequence[str] = (),
         on_drop: DropCallback | None = None,
+        on_lost: LostCallback | None = None,
         check_every_bytes: int | None = None,
         read_only: bool = False,
     ) -> None:
@@ -340,6 +353,8 @@ class Outbox:
         self.read_only = read_only
         self.max_bytes = max_bytes
         self.on_drop = on_drop
+        self.on_lost = on_lost
+        self._top = 0  # the highest seq this outbox committed (or found at its opening)
         self.sinks = tuple(sinks)
         self._check_every = check_every_bytes or max(4096, max_bytes // 50)
         self._since_check = 0
@@ -394,6 +409,11 @@ class Outbox:
         self._db.executemany(
             "INSERT OR IGNORE INTO cursors (sink, acked) VALUES (?, 0)", [(s,) for s in self.sinks]
         )
+        self._top = self._sequence()
+        (acked,) = self._db.execute("SELECT coalesce(max(acked), 0) FROM cursors").fetchone()
+        # a cursor past the counter: the store lost entries (and kept an ack) before this
+        # opening; the first append finds and reports it, once someone listens
+        self._top = max(self._top, int(acked))
 
     def __enter__(self) -> Self:
         return self
@@ -440,6 +460,7 @@ class Outbox:
         """Commit pre-serialised rows (see ``Row``) and ``state`` in one transaction."""
         dropped = 0
         with self._lock:
+            lost = self._find_lost()
             with self._transaction():
                 self._db.executemany(
                     "INSERT INTO entries (time_ns, measurement, device, audit, line)"
@@ -448,6 +469,8 @@ class Outbox:
                 )
                 if state:
                     self._put_state(state)
+                top = self._sequence()
+            self._top = top
             self._since_check += sum(len(r[4]) for r in rows) + _ROW_OVERHEAD * len(rows)
             if self._since_check >= self._check_every:
                 # the rows are committed: a failure from here on must not look like a failed
@@ -462,6 +485,7 @@ class Outbox:
                     )
                 else:
                     self._since_check = 0
+        self._report_lost(lost)
         self._report_drop(dropped)
 
     def _transaction(self) -> _Transaction:
@@ -510,18 +534,23 @@ class Outbox:
     def ack(self, sink: str, through_seq: int) -> None:
         """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``.
 
-        The cursor only moves forward; acking an older seq again is harmless.
+        The cursor only moves forward; acking an older seq again is harmless. It never moves
+        past what the store holds: a batch whose entries the store lost after it was read
+        (see the module docstring) is acked only up to the store's highest seq.
         """
         with self._lock:
+            lost = self._find_lost()
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
             try:
                 cur = self._db.execute(
-                    "UPDATE cursors SET acked = max(acked, ?) WHERE sink = ?", (through_seq, sink)
+                    "UPDATE cursors SET acked = max(acked, ?) WHERE sink = ?",
+                    (min(through_seq, self._top), sink),
                 )
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
             if cur.rowcount == 0:
                 raise KeyError(self._unknown(sink))
+        self._report_lost(lost)
 
     def dead_letter(self, sink: str, failures: Iterable[tuple[Entry, str]]) -> None:
         """Record lines ``sink``'s database refused, each with the server's message.
@@ -563,6 +592,39 @@ class Outbox:
                 (self._cursor(sink),),
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def _sequence(self) -> int:
+        """The store's own counter: the highest seq it ever gave an entry."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _find_lost(self) -> tuple[int, int] | None:
+        """The seqs this outbox committed that the store no longer knows (its counter is
+        lower), with the cursors moved back to the counter; None when nothing is lost. A
+        failure to move them raises (the caller's commit fails and is retried), and then the
+        loss is found again."""
+        now = self._sequence()
+        if now >= self._top:
+            return None
+        with self._transaction():
+            self._db.execute("UPDATE cursors SET acked = min(acked, ?)", (now,))
+        lost, self._top = (now + 1, self._top), now
+        return lost
+
+    def _report_lost(self, lost: tuple[int, int] | None) -> None:
+        if lost is None:
+            return
+        first, last = lost
+        log.critical(
+            "outbox: the store no longer holds entries %d..%d it had committed (the file system"
+            " or the disk lost written data); the sinks' cursors are back at %d, so what is"
+            " committed next is delivered",
+            first,
+            last,
+            first - 1,
+        )
+        if self.on_lost is not None:
+            self.on_lost(first, last)
 
     def _cursor(self, sink: str) -> int:
         row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()

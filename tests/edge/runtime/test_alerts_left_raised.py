@@ -9,6 +9,9 @@ every sink has caught up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,14 +68,13 @@ def test_an_alert_left_raised_by_a_stopped_run_is_cleared_by_the_next(tmp_path: 
     outbox.close()
 
 
-def test_outbox_dropped_is_cleared_once_every_sink_has_caught_up(
-    tmp_path: Path, influxd: Influxd, influx_db: str
-) -> None:
+def sink_gateway(path: Path, influxd: Influxd, database: str) -> tuple[Outbox, Gateway]:
+    """A gateway with one influxd sink on the store ``path``, on a clock 600x real time."""
     config = GatewayConfig.model_validate(
         {
-            "branch": {"id": "dropped", "name": "Dropped"},
-            "store": {"path": str(tmp_path / "o.db")},
-            "sinks": [{"type": "influxdb_v1", "url": influxd.url, "database": influx_db}],
+            "branch": {"id": "sunk", "name": "Sunk"},
+            "store": {"path": str(path)},
+            "sinks": [{"type": "influxdb_v1", "url": influxd.url, "database": database}],
         }
     )
     outbox = open_outbox(config)
@@ -80,21 +82,61 @@ def test_outbox_dropped_is_cleared_once_every_sink_has_caught_up(
     gateway = Gateway(
         config=config, registry=default_registry(), clock=clock, outbox=outbox, extensions=[]
     )
-    kind = schema.OUTBOX_DROPPED
+    return outbox, gateway
+
+
+def run_while(gateway: Gateway, during: Callable[[], Awaitable[None]]) -> None:
+    """Run the gateway while ``during`` runs; then stop it."""
 
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         try:
-            gateway.journal.alert(
-                kind, "dropped 12 oldest readings", severity="critical", active=True
-            )
-            await until(lambda: kind not in gateway.journal.active, 20, "outbox_dropped cleared")
+            await during()
         finally:
             stop.set()
             await task
 
     asyncio.run(main())
+
+
+def test_outbox_dropped_is_cleared_once_every_sink_has_caught_up(
+    tmp_path: Path, influxd: Influxd, influx_db: str
+) -> None:
+    outbox, gateway = sink_gateway(tmp_path / "o.db", influxd, influx_db)
+    kind = schema.OUTBOX_DROPPED
+
+    async def drop() -> None:
+        gateway.journal.alert(kind, "dropped 12 oldest readings", severity="critical", active=True)
+        await until(lambda: kind not in gateway.journal.active, 20, "outbox_dropped cleared")
+
+    run_while(gateway, drop)
     lines = alerts(outbox, kind)
     outbox.close()
     assert len(lines) == 2 and "every sink has caught up" in lines[1]
+
+
+def test_entries_the_store_lost_raise_store_lost_until_every_sink_has_caught_up(
+    tmp_path: Path, influxd: Influxd, influx_db: str
+) -> None:
+    """The store set back under a running gateway (what a file system that loses written data
+    leaves): the gateway's next commit finds its entries gone and raises ``store_lost``; it is
+    cleared once the sink has what the store holds."""
+    path = tmp_path / "o.db"
+    outbox, gateway = sink_gateway(path, influxd, influx_db)
+    image = sqlite3.connect(":memory:")
+    with contextlib.closing(sqlite3.connect(path)) as store:
+        store.backup(image)  # the store before the gateway committed anything
+    kind = schema.STORE_LOST
+
+    async def lose() -> None:
+        await until(lambda: outbox.count() > 0, 20, "the gateway's first commit")
+        with contextlib.closing(sqlite3.connect(path)) as store:
+            image.backup(store)  # everything it committed: gone
+        await until(lambda: len(alerts(outbox, kind)) == 2, 20, "store_lost raised, cleared")
+
+    run_while(gateway, lose)
+    lines = alerts(outbox, kind)
+    outbox.close()
+    assert "active=true" in lines[0] and "the local store lost entries 1.." in lines[0]
+    assert "active=false" in lines[1] and "every sink has caught up" in lines[1]

@@ -397,3 +397,89 @@ def test_a_bound_the_full_disk_refuses_names_the_disk_and_the_commit_stands(
     lines = run_python(FULL_DISK_BOUND, str(tmp_path / "o.db"))
     assert lines[0].startswith("outbox: the bound could not be applied (disk I/O error)")
     assert lines[-1] == "kept 50"
+
+
+def _restore(path: Path, image: sqlite3.Connection) -> None:
+    """The store's content set back to ``image`` under a live outbox: what a file system or a
+    disk that loses written data leaves (SQLite's backup API writes it, another connection)."""
+    store = sqlite3.connect(path)
+    image.backup(store)
+    store.close()
+
+
+def _image(path: Path) -> sqlite3.Connection:
+    image = sqlite3.connect(":memory:")
+    store = sqlite3.connect(path)
+    store.backup(image)
+    store.close()
+    return image
+
+
+def test_committed_entries_the_store_lost_are_reported_and_not_skipped_by_the_sinks(
+    tmp_path: Path,
+) -> None:
+    """The soak's unexplained event (README, issue 14): entries committed and delivered,
+    then gone from the store, their seqs given again to the next commit. The outbox now
+    reports the loss and moves the cursors back: the next commit's entries reach the sinks."""
+    path = tmp_path / "o.db"
+    lost: list[tuple[int, int]] = []
+    box = Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last)))
+    box.append(readings(3))
+    before = _image(path)
+    box.append(readings(4, start=3))  # seq 4..7, delivered
+    top, _ = box.pending_lines("a", 100)
+    box.ack("a", top)
+    assert (top, box.depth("a")) == (7, 0)
+    _restore(path, before)  # gone: 4..7, and the ack
+    box.append(readings(2, start=50))  # seq 4..5 again
+    assert lost == [(4, 7)]
+    assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [
+        (1, "entered=0i"),
+        (2, "entered=1i"),
+        (3, "entered=2i"),
+        (4, "entered=50i"),
+        (5, "entered=51i"),
+    ]
+    box.append(readings(1, start=60))
+    assert lost == [(4, 7)]  # reported once
+    box.close()
+
+
+def test_an_ack_of_entries_the_store_lost_after_they_were_read_does_not_skip_the_next(
+    tmp_path: Path,
+) -> None:
+    """A drainer read entries, the store lost them, then the drainer acked: the cursor stays
+    at what the store holds, the loss is reported, and the next commit is delivered."""
+    path = tmp_path / "o.db"
+    lost: list[tuple[int, int]] = []
+    box = Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last)))
+    box.append(readings(2))
+    box.ack("a", 2)
+    before = _image(path)
+    box.append(readings(3, start=2))  # seq 3..5
+    top, lines = box.pending_lines("a", 100)
+    assert (top, len(lines)) == (5, 3)
+    _restore(path, before)
+    box.ack("a", top)
+    assert lost == [(3, 5)]
+    box.append(readings(1, start=70))  # seq 3 again
+    assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [(3, "entered=70i")]
+    box.close()
+
+
+def test_a_loss_found_in_a_closed_store_is_reported_by_its_next_writer(tmp_path: Path) -> None:
+    """The store lost entries while an ack beyond them survived (a gateway stopped before it
+    committed again): the next writer reports it at its first commit and delivers that."""
+    path = tmp_path / "o.db"
+    with Outbox(path, sinks=["a"]) as box:
+        box.append(readings(4))
+        box.ack("a", 4)
+    with sqlite3.connect(path) as db:  # keep the ack, lose entries 3..4 and their counter
+        db.execute("DELETE FROM entries WHERE seq > 2")
+        db.execute("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'entries'")
+    db.close()
+    lost: list[tuple[int, int]] = []
+    with Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last))) as box:
+        box.append(readings(1, start=80))
+        assert lost == [(3, 4)]
+        assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [(3, "entered=80i")]
