@@ -541,6 +541,10 @@ def report(
             f"gateway RSS MB start/max/end: {first.rss / 1e6:.0f}/{rss / 1e6:.0f}/"
             f"{last.rss / 1e6:.0f}; open fds start/max/end: {first.fds}/{fds}/{last.fds}"
         )
+    losses = world.gateway.store_losses
+    say(f"store losses the gateway found (store_lost): {len(losses)}")
+    for message in losses:
+        say(f"  {message}")
     say(f"invariant violations: {len(violations)}")
     by_invariant: dict[str, list[Violation]] = {}
     for v in violations:

@@ -233,6 +233,7 @@ class GatewayProcess:
         self.starts = 0
         self.journaled: list[tuple[int, str, str, int]] = []
         self.problems: list[str] = []
+        self.store_losses: list[str] = []  # store_lost alerts (the store's files are kept)
         self._readers: list[threading.Thread] = []
 
     @property
@@ -302,13 +303,16 @@ class GatewayProcess:
 
     def _keep_store(self, message: str) -> None:
         """The store lost committed entries: its files as they are now, for a look after the
-        run (the run goes on, and its store with it), and a problem the soak reports."""
-        kept = self.log.parent / f"store-lost-{len(self.problems) + 1}"
+        run (the run goes on, and its store with it). What the gateway could not commit again
+        is a problem; the rest the checker judges (an entry committed again is accepted)."""
+        self.store_losses.append(message)
+        kept = self.log.parent / f"store-lost-{len(self.store_losses)}"
         kept.mkdir(exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 shutil.copy2(f"{self.store}{suffix}", kept)
-        self.problems.append(f"the gateway raised {schema.STORE_LOST} ({message}); store: {kept}")
+        if "are lost" in message:
+            self.problems.append(f"the gateway raised {schema.STORE_LOST} ({message}): {kept}")
 
     def _reaped(self) -> None:
         for thread in self._readers:

@@ -353,12 +353,19 @@ class Gateway:
         """The bound dropped telemetry (on the committer's writer thread)."""
         self._outbox_alert(schema.OUTBOX_DROPPED, f"dropped {count} oldest readings: {reason}")
 
-    def _on_lost(self, first: int, last: int) -> None:
+    def _on_lost(self, first: int, last: int, recovered: int) -> None:
         """The store lost committed entries (on the writer thread or a drainer's)."""
+        count = last - first + 1
+        fate = (
+            f"all {count} committed again from memory"
+            if recovered == count
+            else f"{recovered} of {count} committed again from memory, the other"
+            f" {count - recovered} are lost (the sinks may hold them)"
+        )
         self._outbox_alert(
             schema.STORE_LOST,
             f"the local store lost entries {first}..{last} it had committed (its file system or"
-            " disk lost written data; the sinks may hold them); the sinks go on from what it holds",
+            f" disk lost written data): {fate}; the sinks are sent them again",
         )
 
     def _outbox_alert(self, kind: str, message: str) -> None:

@@ -34,11 +34,14 @@ its first ~2.5 hours (+0.8 MB/hour), which read as a slow rise of its RSS (decis
 
 A committed entry can still be lost below SQLite: a file system or a disk that drops written
 data (a repaired SD card, a controller's volatile cache). The outbox notices: it remembers the
-highest seq it committed and, at each append and each ack, compares it with the store's own
-counter (``sqlite_sequence``, which AUTOINCREMENT never lowers). Lower means entries it had
-committed are gone: ``on_lost(first, last)`` is called (the gateway's ``store_lost`` alert),
-the sinks' cursors are moved back to what the store holds, and no ack moves a cursor past it,
-so the entries committed next (which get those seqs again) are delivered, not skipped.
+highest seq it committed and, before each write, compares it with the store's own counter
+(``sqlite_sequence``, which AUTOINCREMENT never lowers). Lower means the last commits are gone.
+The outbox keeps its last ``RECENT_ROWS`` committed rows (and the state each commit wrote) in
+memory, so it commits the lost ones again, with the seqs they had, and the state with them;
+the sinks' cursors are moved back to the counter, so every sink is sent them again (a
+database overwrites a point it has: the same series and time). ``on_lost(first, last,
+recovered)`` is called (the gateway's ``store_lost`` alert): ``recovered`` of the entries
+``first..last`` came back; any older than the record are lost and said so.
 
 A small key/value ``state`` (energy accounts, seen command ids) lives in the same file and can
 be committed in the same transaction as the readings it was derived from. Everything persists:
@@ -75,6 +78,7 @@ import re
 import sqlite3
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +89,7 @@ from openbranch.edge.core.reading import Reading
 
 __all__ = [
     "CACHE_KIB",
+    "RECENT_ROWS",
     "DeadLetter",
     "DropCallback",
     "Entry",
@@ -167,8 +172,12 @@ Row = tuple[int, str, str, int, str]
 DropCallback = Callable[[int, str], None]
 """Called with (count, reason) after undelivered telemetry was dropped at the bound."""
 
-LostCallback = Callable[[int, int], None]
-"""Called with (first seq, last seq) of committed entries the store no longer holds."""
+LostCallback = Callable[[int, int, int], None]
+"""Called with (first seq, last seq, entries committed again) when the store no longer held
+entries it had committed."""
+
+RECENT_ROWS = 500
+"""Committed rows the outbox keeps in memory to commit again if the store loses them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +364,9 @@ class Outbox:
         self.on_drop = on_drop
         self.on_lost = on_lost
         self._top = 0  # the highest seq this outbox committed (or found at its opening)
+        # its last commits, newest last: (first seq, rows, state), at most RECENT_ROWS rows
+        self._recent: deque[tuple[int, Sequence[Row], Mapping[str, str]]] = deque()
+        self._recent_rows = 0
         self.sinks = tuple(sinks)
         self._check_every = check_every_bytes or max(4096, max_bytes // 50)
         self._since_check = 0
@@ -459,18 +471,14 @@ class Outbox:
     def append_rows(self, rows: Sequence[Row], *, state: Mapping[str, str] | None = None) -> None:
         """Commit pre-serialised rows (see ``Row``) and ``state`` in one transaction."""
         dropped = 0
-        with self._lock:
-            lost = self._find_lost()
+        with self._writing():
             with self._transaction():
-                self._db.executemany(
-                    "INSERT INTO entries (time_ns, measurement, device, audit, line)"
-                    " VALUES (?,?,?,?,?)",
-                    rows,
-                )
+                self._insert(rows)
                 if state:
                     self._put_state(state)
                 top = self._sequence()
             self._top = top
+            self._remember(top - len(rows) + 1, rows, state or {})
             self._since_check += sum(len(r[4]) for r in rows) + _ROW_OVERHEAD * len(rows)
             if self._since_check >= self._check_every:
                 # the rows are committed: a failure from here on must not look like a failed
@@ -485,11 +493,21 @@ class Outbox:
                     )
                 else:
                     self._since_check = 0
-        self._report_lost(lost)
         self._report_drop(dropped)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the outbox for a write, once commits the store lost (if any) are back."""
+        lost = None
+        try:
+            with self._lock:
+                lost = self._find_lost()
+                yield
+        finally:
+            self._report_lost(lost)
 
     def purge(self, measurement: str, *, tag: tuple[str, str], before_ns: int) -> int:
         """Delete the entries of ``measurement`` carrying ``tag`` (key, value) older than
@@ -497,7 +515,7 @@ class Outbox:
         over delivery. Returns how many were deleted."""
         key, value = tag
         needles = (f",{key}={value},", f",{key}={value} ")
-        with self._lock, self._transaction():
+        with self._writing(), self._transaction():
             cur = self._db.execute(
                 "DELETE FROM entries WHERE measurement = ? AND time_ns < ?"
                 " AND (instr(line, ?) > 0 OR instr(line, ?) > 0)",
@@ -538,8 +556,7 @@ class Outbox:
         past what the store holds: a batch whose entries the store lost after it was read
         (see the module docstring) is acked only up to the store's highest seq.
         """
-        with self._lock:
-            lost = self._find_lost()
+        with self._writing():
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
             try:
                 cur = self._db.execute(
@@ -550,7 +567,6 @@ class Outbox:
                 self._db.execute("PRAGMA synchronous=FULL")
             if cur.rowcount == 0:
                 raise KeyError(self._unknown(sink))
-        self._report_lost(lost)
 
     def dead_letter(self, sink: str, failures: Iterable[tuple[Entry, str]]) -> None:
         """Record lines ``sink``'s database refused, each with the server's message.
@@ -559,7 +575,7 @@ class Outbox:
         count as handled once the caller acks past them, as the drainer does right after.
         """
         rows = [(sink, e.seq, e.line, error) for e, error in failures]
-        with self._lock, self._transaction():
+        with self._writing(), self._transaction():
             self._cursor(sink)
             self._db.executemany(
                 "INSERT OR IGNORE INTO dead_letters (sink, seq, line, error) VALUES (?,?,?,?)",
@@ -598,33 +614,68 @@ class Outbox:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
         return 0 if row is None else int(row[0])
 
-    def _find_lost(self) -> tuple[int, int] | None:
-        """The seqs this outbox committed that the store no longer knows (its counter is
-        lower), with the cursors moved back to the counter; None when nothing is lost. A
-        failure to move them raises (the caller's commit fails and is retried), and then the
-        loss is found again."""
+    def _insert(self, rows: Sequence[Row]) -> None:
+        self._db.executemany(
+            "INSERT INTO entries (time_ns, measurement, device, audit, line) VALUES (?,?,?,?,?)",
+            rows,
+        )
+
+    def _remember(self, first: int, rows: Sequence[Row], state: Mapping[str, str]) -> None:
+        self._recent.append((first, rows, state))
+        self._recent_rows += len(rows)
+        while self._recent_rows > RECENT_ROWS and len(self._recent) > 1:
+            self._recent_rows -= len(self._recent.popleft()[1])
+
+    def _find_lost(self) -> tuple[int, int, int] | None:
+        """Before a write: the seqs this outbox committed that the store no longer knows (its
+        counter is lower), committed again from the record of recent commits as far as it
+        reaches, with the cursors moved back to the counter. Returns (first, last, how many
+        came back), or None when nothing is lost. A failure raises (the caller's write fails
+        and is retried), and then the loss is found again."""
         now = self._sequence()
         if now >= self._top:
             return None
+        # the lost tail: the commits after the last one whose entries the store still holds
+        # (a commit of state alone may or may not be in it: its state is written again, which
+        # the later commits then overwrite as they did)
+        tail: list[tuple[int, Sequence[Row], Mapping[str, str]]] = []
+        for commit in reversed(self._recent):
+            first, rows, _ = commit
+            if rows and first + len(rows) - 1 <= now:
+                break
+            tail.insert(0, commit)
+        # each with the seq it had: an ack a drainer sends for what it read before the loss
+        # still means the same entries (those older than the record stay a gap)
+        again = [(seq, *row) for first, rows, _ in tail for seq, row in enumerate(rows, first)]
+        again = [row for row in again if row[0] > now]
         with self._transaction():
             self._db.execute("UPDATE cursors SET acked = min(acked, ?)", (now,))
-        lost, self._top = (now + 1, self._top), now
+            self._db.executemany(
+                "INSERT OR IGNORE INTO entries (seq, time_ns, measurement, device, audit, line)"
+                " VALUES (?,?,?,?,?,?)",
+                again,
+            )
+            for _, _, state in tail:
+                self._put_state(state)
+        lost = (now + 1, self._top, len(again))
+        self._top = max(now, self._sequence())
         return lost
 
-    def _report_lost(self, lost: tuple[int, int] | None) -> None:
+    def _report_lost(self, lost: tuple[int, int, int] | None) -> None:
         if lost is None:
             return
-        first, last = lost
+        first, last, recovered = lost
         log.critical(
-            "outbox: the store no longer holds entries %d..%d it had committed (the file system"
-            " or the disk lost written data); the sinks' cursors are back at %d, so what is"
-            " committed next is delivered",
+            "outbox: the store no longer held entries %d..%d it had committed (the file system"
+            " or the disk lost written data); %d of %d committed again from memory; the sinks"
+            " are sent them again",
             first,
             last,
-            first - 1,
+            recovered,
+            last - first + 1,
         )
         if self.on_lost is not None:
-            self.on_lost(first, last)
+            self.on_lost(first, last, recovered)
 
     def _cursor(self, sink: str) -> int:
         row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
@@ -644,7 +695,7 @@ class Outbox:
 
     def set_state(self, key: str, value: str) -> None:
         """Store one value on its own (to commit it with readings, use ``append(state=)``)."""
-        with self._lock:
+        with self._writing():
             self._put_state({key: value})
 
     def _put_state(self, state: Mapping[str, str]) -> None:

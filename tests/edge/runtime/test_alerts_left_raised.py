@@ -139,4 +139,5 @@ def test_entries_the_store_lost_raise_store_lost_until_every_sink_has_caught_up(
     lines = alerts(outbox, kind)
     outbox.close()
     assert "active=true" in lines[0] and "the local store lost entries 1.." in lines[0]
+    assert "committed again from memory" in lines[0]
     assert "active=false" in lines[1] and "every sink has caught up" in lines[1]

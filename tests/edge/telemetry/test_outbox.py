@@ -14,6 +14,7 @@ import pytest
 
 from openbranch.edge.core import schema
 from openbranch.edge.core.reading import Reading, to_ns
+from openbranch.edge.telemetry import outbox as outbox_module
 from openbranch.edge.telemetry.outbox import (
     DeadLetter,
     Outbox,
@@ -415,44 +416,49 @@ def _image(path: Path) -> sqlite3.Connection:
     return image
 
 
-def test_committed_entries_the_store_lost_are_reported_and_not_skipped_by_the_sinks(
+def test_commits_the_store_lost_are_committed_again_with_their_seqs_and_state(
     tmp_path: Path,
 ) -> None:
-    """The soak's unexplained event (README, issue 14): entries committed and delivered,
-    then gone from the store, their seqs given again to the next commit. The outbox now
-    reports the loss and moves the cursors back: the next commit's entries reach the sinks."""
+    """Found by the soak (README, issue 14): the commits just before a failing write were gone
+    from the store once the disk took writes again, their seqs given to the next commit. The
+    outbox finds it at its next write, commits them again from memory with their seqs and
+    state, reports it, and moves the cursors back so every sink is sent them again."""
     path = tmp_path / "o.db"
-    lost: list[tuple[int, int]] = []
-    box = Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last)))
-    box.append(readings(3))
+    lost: list[tuple[int, int, int]] = []
+    box = Outbox(path, sinks=["a"], on_lost=lambda *loss: lost.append(loss))
+    box.append(readings(3), state={"k": "1"})
+    box.ack("a", 3)
     before = _image(path)
-    box.append(readings(4, start=3))  # seq 4..7, delivered
+    box.append(readings(4, start=3), state={"k": "2"})  # seq 4..7, delivered
     top, _ = box.pending_lines("a", 100)
     box.ack("a", top)
     assert (top, box.depth("a")) == (7, 0)
-    _restore(path, before)  # gone: 4..7, and the ack
-    box.append(readings(2, start=50))  # seq 4..5 again
-    assert lost == [(4, 7)]
+    _restore(path, before)  # gone: 4..7, their state, and the ack
+    assert box.get_state("k") == "1"
+    box.append(readings(2, start=50))
+    assert lost == [(4, 7, 4)]
+    assert box.get_state("k") == "2"
     assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [
-        (1, "entered=0i"),
-        (2, "entered=1i"),
-        (3, "entered=2i"),
-        (4, "entered=50i"),
-        (5, "entered=51i"),
+        (4, "entered=3i"),
+        (5, "entered=4i"),
+        (6, "entered=5i"),
+        (7, "entered=6i"),
+        (8, "entered=50i"),
+        (9, "entered=51i"),
     ]
     box.append(readings(1, start=60))
-    assert lost == [(4, 7)]  # reported once
+    assert lost == [(4, 7, 4)]  # reported once
     box.close()
 
 
-def test_an_ack_of_entries_the_store_lost_after_they_were_read_does_not_skip_the_next(
+def test_an_ack_of_entries_the_store_lost_after_they_were_read_stands_for_the_same_entries(
     tmp_path: Path,
 ) -> None:
-    """A drainer read entries, the store lost them, then the drainer acked: the cursor stays
-    at what the store holds, the loss is reported, and the next commit is delivered."""
+    """A drainer read entries, the store lost them, then the drainer acked: they are back with
+    the seqs it read them at, so its ack is true of them; the next commit is delivered."""
     path = tmp_path / "o.db"
-    lost: list[tuple[int, int]] = []
-    box = Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last)))
+    lost: list[tuple[int, int, int]] = []
+    box = Outbox(path, sinks=["a"], on_lost=lambda *loss: lost.append(loss))
     box.append(readings(2))
     box.ack("a", 2)
     before = _image(path)
@@ -461,9 +467,28 @@ def test_an_ack_of_entries_the_store_lost_after_they_were_read_does_not_skip_the
     assert (top, len(lines)) == (5, 3)
     _restore(path, before)
     box.ack("a", top)
-    assert lost == [(3, 5)]
-    box.append(readings(1, start=70))  # seq 3 again
-    assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [(3, "entered=70i")]
+    assert lost == [(3, 5, 3)]
+    assert [e.line for e in box.lines()][2:] == lines
+    box.append(readings(1, start=70))
+    assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [(6, "entered=70i")]
+    box.close()
+
+
+def test_what_is_older_than_the_record_of_recent_commits_is_reported_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "RECENT_ROWS", 6)
+    path = tmp_path / "o.db"
+    lost: list[tuple[int, int, int]] = []
+    box = Outbox(path, sinks=["a"], on_lost=lambda *loss: lost.append(loss))
+    box.append(readings(1))
+    before = _image(path)
+    for start in (1, 4, 7):
+        box.append(readings(3, start=start))  # seq 2..10; the record keeps the last 6 rows
+    _restore(path, before)
+    box.append(readings(1, start=90))
+    assert lost == [(2, 10, 6)]  # 2..4 lost; 5..10 back (the record keeps whole commits)
+    assert [e.seq for e in box.pending("a", 100)] == [1, 5, 6, 7, 8, 9, 10, 11]
     box.close()
 
 
@@ -478,8 +503,8 @@ def test_a_loss_found_in_a_closed_store_is_reported_by_its_next_writer(tmp_path:
         db.execute("DELETE FROM entries WHERE seq > 2")
         db.execute("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'entries'")
     db.close()
-    lost: list[tuple[int, int]] = []
-    with Outbox(path, sinks=["a"], on_lost=lambda first, last: lost.append((first, last))) as box:
+    lost: list[tuple[int, int, int]] = []
+    with Outbox(path, sinks=["a"], on_lost=lambda *loss: lost.append(loss)) as box:
         box.append(readings(1, start=80))
-        assert lost == [(3, 4)]
+        assert lost == [(3, 4, 0)]
         assert [(e.seq, e.line.split()[1]) for e in box.pending("a", 100)] == [(3, "entered=80i")]
