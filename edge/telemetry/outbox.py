@@ -32,8 +32,9 @@ outbox appends at the end of its tables and drains the newest entries, so that h
 touches. SQLite's default (2000 KiB) fills as the file grows, in the demo branch's gateway for
 its first ~2.5 hours (+0.8 MB/hour), which read as a slow rise of its RSS (decision 110).
 
-A committed entry can still be lost below SQLite: a file system or a disk that drops written
-data (a repaired SD card, a controller's volatile cache). The outbox notices: it remembers the
+A committed entry can still vanish from the store: a file system or a disk that drops written
+data, or the database under write errors (twice in the 30-day soak, right after a repaired
+store came back as the disk filled; decision 115). The outbox notices: it remembers the
 highest seq it committed and, before each write, compares it with the store's own counter
 (``sqlite_sequence``, which AUTOINCREMENT never lowers). Lower means the last commits are gone.
 The outbox keeps its last ``RECENT_ROWS`` committed rows (and the state each commit wrote) in
@@ -553,8 +554,7 @@ class Outbox:
         """``sink``'s database stored (or dead-lettered) every entry up to ``through_seq``.
 
         The cursor only moves forward; acking an older seq again is harmless. It never moves
-        past what the store holds: a batch whose entries the store lost after it was read
-        (see the module docstring) is acked only up to the store's highest seq.
+        past the highest seq this outbox committed (see the module docstring on lost commits).
         """
         with self._writing():
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
