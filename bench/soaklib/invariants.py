@@ -104,6 +104,7 @@ __all__ = [
 INVARIANTS = ("produced", "unique", "stored", "journal", "alarm", "modes", "alerts", "resources")
 
 S = 1_000_000_000  # nanoseconds a second
+STILL_TRUE_WITHIN = 3600 * S  # an alert raised this close to the run's end may still hold
 MODE_WITHIN = 120 * S  # a mode change happens within 2 minutes of its calendar time (4 steps)
 POLL_SPAN = 30 * S  # a poll's first answer comes at most this long after its stamp (the
 # soak allows more: a real second at its speed, a loaded machine's latency, gateway time)
@@ -418,7 +419,9 @@ class Run:
     downtimes: Sequence[tuple[int, int]] = ()  # gateway time: (went down, came back)
     steps: Sequence[tuple[int, int]] = ()  # gateway time of a clock step, and its size (ns)
     faults: Sequence[AlertWindow] = ()
-    still_true: Collection[str] = ()  # alert kinds whose fault is still there at the end
+    still_true: Collection[str] = ()  # alert kinds the gateway still had raised at the end:
+    # one raised within STILL_TRUE_WITHIN of the end may still hold (tailgating clears only
+    # after 30 quiet minutes); one raised before that and never cleared is stuck
     samples: Sequence[Sample] = ()
     poll_span: int = POLL_SPAN  # ns: how long after its stamp a poll's first answer may come
     heartbeat: int = 0  # ns: report by exception's heartbeat; 0: every poll is written
@@ -992,17 +995,16 @@ def _modes(run: Run) -> list[Violation]:
     superseded = _superseded(run, boundaries)
     run.figures["modes_superseded"] = len(superseded)
     for place, b in enumerate(boundaries):
-        if (first is not None and b.time_ns < first) or place in superseded:
-            continue  # before the gateway first decided, or all of it while it was down
+        if first is not None and b.time_ns < first:
+            continue  # before the gateway first decided
         late = allowed(b.time_ns)
         hit = [
             i
             for i, (t, _, to) in enumerate(changes)
             if to == b.mode and b.time_ns - _step_slack(run, b.time_ns) <= t <= b.time_ns + late
         ]
-        if hit:
-            matched.update(hit)
-        elif not _already(changes, b):
+        matched.update(hit)  # a boundary it was down for may still have been made just before
+        if not hit and place not in superseded and not _already(changes, b):
             out.append(
                 Violation(
                     "modes",
@@ -1034,9 +1036,17 @@ def _already(changes: Sequence[tuple[int, str, str]], b: Boundary) -> bool:
     return bool(before) and before[-1][2] == b.mode
 
 
+def _still_true(run: Run, kind: str, raised_ns: int) -> bool:
+    """An alert left raised that may still hold: the gateway had it raised at the end, and
+    it was raised within ``STILL_TRUE_WITHIN`` of the end (any time, for a run without one)."""
+    recent = not run.until_ns or raised_ns >= run.until_ns - STILL_TRUE_WITHIN
+    return kind in run.still_true and recent
+
+
 def _alerts(run: Run) -> list[Violation]:
     out: list[Violation] = []
     history: list[tuple[int, str, bool]] = []  # (seq, kind, active)
+    stamps: dict[int, int] = {}  # seq -> time_ns
     for entry in run.accepted.entries(schema.ALERT.name):
         if entry.device != schema.GATEWAY_DEVICE:
             continue  # a device's alert input is the device's state, not the gateway's alert
@@ -1048,13 +1058,14 @@ def _alerts(run: Run) -> list[Violation]:
                 point.fields.get(schema.ALERT_ACTIVE.key) is True,
             )
         )
+        stamps[entry.seq] = entry.time_ns
     raised = sum(1 for _, _, active in history if active)
     run.figures["alerts_raised"] = raised
     last: dict[str, tuple[int, bool]] = {}
     for seq, kind, active in history:
         last[kind] = (seq, active)
     for kind, (seq, active) in sorted(last.items()):
-        if active and kind not in run.still_true:
+        if active and not _still_true(run, kind, stamps[seq]):
             out.append(Violation("alerts", f"{kind} was raised (seq {seq}) and never cleared"))
     for fault in run.faults:
         if fault.alert is None:
@@ -1078,7 +1089,7 @@ def _alerts(run: Run) -> list[Violation]:
             continue
         kind = next(k for s, k, _ in history if s == up)
         down = any(s > up and k == kind and not active for s, k, active in history)
-        if not down and kind not in run.still_true:
+        if not down and not _still_true(run, kind, stamps[up]):
             out.append(
                 Violation("alerts", f"{fault.fault}: {kind} raised (seq {up}), never cleared")
             )

@@ -361,6 +361,26 @@ def test_an_alert_never_cleared_is_caught(recorded: Callable[..., Run]) -> None:
     assert "store_failed was raised" in str(found)
 
 
+def test_an_alert_raised_near_the_end_and_still_raised_there_may_still_hold(
+    recorded: Callable[..., Run],
+) -> None:
+    """Seen in the 30-day soak of 4071a86: tailgating raised 30 minutes before the end, which
+    it clears only after 30 quiet minutes. Still raised in the gateway's status at the end,
+    it is not a violation; raised earlier than an hour before the end, it is stuck."""
+
+    def tailgating(rec: Recorder) -> None:
+        rec.journal("alert tailgating:door", "RAISED: 1 more person came in", 70)
+
+    def ending(minutes: float, still: set[str]) -> Run:
+        run = recorded(tailgating)
+        return dataclasses.replace(run, until_ns=ns(T0) + int(minutes * 60 * S), still_true=still)
+
+    assert check(ending(100, {"tailgating:door"})) == []
+    assert invariants(check(ending(100, set()))) == {"alerts"}
+    stuck = check(ending(131, {"tailgating:door"}))
+    assert "tailgating:door was raised" in str(stuck)
+
+
 def test_a_mode_change_that_did_not_happen_or_happened_twice_is_caught(
     recorded: Callable[..., Run],
 ) -> None:
@@ -444,6 +464,32 @@ def test_a_boundary_passed_entirely_while_the_gateway_was_down_is_not_asked_of_i
     back_between = check(down_until(76))
     assert invariants(back_between) == {"modes"}
     assert "the calendar asked for staffed at 2026-11-25 22:15:00 UTC" in str(back_between)
+
+
+def test_a_change_made_just_before_a_downtime_through_the_next_boundary_is_matched(
+    recorded: Callable[..., Run],
+) -> None:
+    """Seen in the 30-day soak of 4071a86 (12-16): self-service at 08:00, the gateway switched
+    at 08:00:02 (journaled: its store was read-only) and was down from 08:00:42 until after
+    the next boundary. The boundary counts as passed while it was down, and the change it did
+    make was then reported as one the calendar never asked for."""
+    boundaries = [
+        Boundary(ns(T0) + 75 * 60 * S, "staffed"),
+        Boundary(ns(T0) + 77 * 60 * S, "closed"),
+    ]
+
+    def made(rec: Recorder) -> None:
+        rec.journal("mode", "closed -> staffed", 75.03)
+        rec.journal("mode", "start -> closed", 80.5)
+
+    run = recorded(made, at=80.5)
+    run = dataclasses.replace(
+        run,
+        boundaries=[*run.boundaries, *boundaries],
+        downtimes=[(ns(T0) + int(75.7 * 60 * S), ns(T0) + 80 * 60 * S)],
+    )
+    assert check(run) == []
+    assert run.figures["modes_superseded"] == 1
 
 
 def test_a_mode_change_made_while_the_store_was_read_only_counts_as_made(

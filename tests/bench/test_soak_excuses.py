@@ -112,6 +112,36 @@ def test_a_message_acknowledged_as_the_stopped_broker_came_back_may_be_lost() ->
     assert later.excused == ""
 
 
+def test_a_message_acknowledged_on_the_clock_before_a_step_then_lost_by_a_killed_broker() -> None:
+    """Seen in the 30-day soak of 4071a86: two passage messages acknowledged at 06:09:19 on a
+    clock 1440 s behind, which was stepped forward 0.4 s later (06:33:19), and a broker killed
+    at 06:44:59 that had not saved them. On one clock they were 11.7 minutes before the kill,
+    within the broker's save interval (1,000 s at 1000x): excused. Without the step, not."""
+    step = 60_000 * S
+    down, up = step + 700 * S, step + 2_000 * S
+
+    def world(steps: list[tuple[int, int]]) -> SimpleNamespace:
+        return SimpleNamespace(
+            speed=1000.0,
+            kills=[],
+            steps=steps,
+            journal_excused=[],
+            broker_downs=[(down, up)],
+            broker_kills=[(down, up)],
+            accepted=SimpleNamespace(entries=lambda _measurement: []),
+            passages=SimpleNamespace(
+                pushed=[
+                    Pushed("passage-2", "occupancy", "entered", 38872, step - 1_440_400_000_000)
+                ]
+            ),
+        )
+
+    (stepped,) = excused_pushes(world([(step, 1_440 * S)]))  # type: ignore[arg-type]
+    assert stepped.excused.startswith("acknowledged by a broker killed before its next save")
+    (unstepped,) = excused_pushes(world([]))  # type: ignore[arg-type]
+    assert unstepped.excused == ""
+
+
 @dataclass
 class _FillingBound(Fault):
     """A bound whose drop comes only after the outbox filled (``done`` from its ``fills``th
