@@ -12,7 +12,9 @@ keeps the line's discipline:
   since the last byte seen on the line, the end of a frame or garbage, and a device's pause.
 - **A garbled answer is given up early.** Bytes came, then the line went quiet without a
   valid frame (a CRC error, a frame cut short, garbage): waiting for the timeout would only
-  hold the line, so the wait ends after a short stall (``stall``) instead.
+  hold the line, so the wait ends after a short stall (``stall``) instead. Silence counts
+  only while the gateway was listening: a look it woke from late (its own loop was busy)
+  proves nothing, since bytes held up meanwhile may not have been read yet.
 - **One retry.** A request that got no answer or a garbled one is sent once more; a second
   failure is the device's (``DeviceUnreachable`` or ``GarbledAnswer``). Writes are absolute
   values (FC 5, 6, 15, 16), so sending one twice is harmless.
@@ -179,8 +181,8 @@ class Bus:
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         """pymodbus's packet trace: every frame sent and every byte received (unchanged)."""
-        if not sending:
-            self._received += len(data)
+        if not sending:  # ``data`` is pymodbus's whole buffer of bytes not yet framed
+            self._received = max(self._received, len(data))
             self._line_at = time.monotonic()
         return data
 
@@ -264,6 +266,17 @@ class Bus:
         if wait > 0:
             await asyncio.sleep(wait)
 
+    def _heard_quiet(self, quiet: float, looked: float, tick: float) -> float:
+        """The silence heard so far, ``quiet``, with the look begun at ``looked`` added."""
+        now = time.monotonic()
+        if self._line_at >= looked:
+            return 0.0  # bytes came during this look
+        if now - looked > 1.5 * tick:
+            # the gateway woke late: its own loop was busy, and bytes held up meanwhile may
+            # not have been read yet; a look it was not there for proves no silence
+            return quiet
+        return quiet + now - looked
+
     async def _exchange(
         self, client: Any, pacing: Pacing, method: str, *args: Any, **kw: Any
     ) -> Any:
@@ -274,9 +287,11 @@ class Bus:
         self.stats.requests += 1
         call = asyncio.ensure_future(getattr(client, method)(*args, **kw))
         deadline = time.monotonic() + pacing.timeout
+        quiet = 0.0  # seconds the line was seen quiet, by the gateway listening, since a byte
         try:
             while (left := deadline - time.monotonic()) > 0:
-                tick = left if self.stall is None else min(left, self.stall)
+                tick = left if self.stall is None else min(left, self.stall / 2)
+                looked = time.monotonic()
                 done, _ = await asyncio.wait({call}, timeout=tick)
                 if done:
                     response = call.result()
@@ -286,8 +301,10 @@ class Bus:
                     return response
                 if not client.connected:
                     raise _Lost("the port or the connection went away")
-                stalled = self.stall is not None and time.monotonic() - self._line_at >= self.stall
-                if self._received and stalled:
+                if self.stall is None or not self._received:
+                    continue
+                quiet = self._heard_quiet(quiet, looked, tick)
+                if quiet >= self.stall:
                     raise _Garbled(f"{self._received} bytes, then silence: no valid frame")
         except ModbusException as exc:  # pymodbus gave up itself
             if not client.connected:

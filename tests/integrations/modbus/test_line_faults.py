@@ -147,6 +147,32 @@ def test_a_crc_error_or_a_cut_answer_is_asked_again_without_waiting_for_the_time
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("after", [0.03, 0.09, 0.15])
+def test_the_gateway_busy_mid_answer_is_not_a_garbled_answer(
+    socat: str, tmp_path: Path, after: float
+) -> None:
+    """The gateway's own loop stops for 120 ms (a garbage collection, a long callback) while an
+    answer comes in: the line was not quiet, the gateway was not listening. The answer is
+    read whole, with no repeat (decision 118; it was called garbled twice, and lost)."""
+    port = tmp_path / "ttyRS485"
+
+    async def main() -> None:
+        async with on_a_line(port, [rtu_device("meter", "eastron-sdm630", port, 1)]) as line:
+            line.units["meter"].set("import_kwh", 12345.5)
+            device = line.devices["meter"]
+            paused = time.monotonic() + after
+            asyncio.get_running_loop().call_later(after, time.sleep, 0.12)  # blocks the loop
+            result = await device.poll(["default", "energy"])
+            assert result.reached and not result.failures and not result.missing
+            assert fields_of(result.readings)["energy.register"] == 12345.5
+            assert (line.bus.stats.garbled, line.bus.stats.retries) == (0, 0)
+            answer = next(f for f in line.line.frames if f.sender is Sender.DEVICE)
+            assert len(answer.data) == 149  # input 0+72, the first request
+            assert answer.start < paused + 0.12 and paused < answer.end  # the pause fell in it
+
+    asyncio.run(main())
+
+
 def test_an_answer_garbled_twice_costs_only_the_points_of_its_request(
     socat: str, tmp_path: Path
 ) -> None:
@@ -160,7 +186,7 @@ def test_an_answer_garbled_twice_costs_only_the_points_of_its_request(
             result = await device.poll(["default", "energy"])
             assert result.reached  # the device answered; the line mangled it
             (failure,) = result.failures
-            assert "input 0+72: garbled answer" in failure
+            assert "input 0+72: garbled answer (149 bytes, then silence" in failure  # 3+144+2
             default = {p.id for p in line.units["meter"].profile.points if p.group == "default"}
             assert set(result.missing) == default  # the 19 points of input 0+72
             assert fields_of(result.readings) == {"energy.register": 12345.5}
