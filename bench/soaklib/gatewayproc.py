@@ -51,7 +51,7 @@ from typing import IO, Any
 from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.registry import default_registry, load_checked
-from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.gateway import UNRECOVERED, Gateway, open_outbox
 from openbranch.edge.runtime.statusfile import read_status
 from openbranch.edge.telemetry.outbox import OutboxLocked
 
@@ -311,7 +311,7 @@ class GatewayProcess:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 shutil.copy2(f"{self.store}{suffix}", kept)
-        if "are lost" in message:
+        if UNRECOVERED in message:
             self.problems.append(f"the gateway raised {schema.STORE_LOST} ({message}): {kept}")
 
     def _reaped(self) -> None:

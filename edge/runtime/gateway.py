@@ -66,11 +66,12 @@ from openbranch.edge.telemetry.energy import DEFAULT_MAX_GAP, EnergyLedger, ener
 from openbranch.edge.telemetry.outbox import Outbox
 from openbranch.edge.telemetry.sink import Drainer, make_writer, sink_name
 
-__all__ = ["Gateway", "open_outbox"]
+__all__ = ["UNRECOVERED", "Gateway", "open_outbox", "store_lost_message"]
 
 log = logging.getLogger(__name__)
 
 ALERTS_STATE = "alerts"  # outbox state: the alerts raised (kind -> message), as JSON
+UNRECOVERED = "are lost"  # in a store_lost alert's message only when some entries are gone
 DRAIN_STOP_WAIT = 10.0  # real seconds the drainers get to finish a write in flight at stop
 
 
@@ -93,6 +94,22 @@ def energy_max_gaps(config: GatewayConfig) -> dict[str, timedelta]:
             longest = timedelta(seconds=max(device.poll.values()))
             gaps[device.id] = max(DEFAULT_MAX_GAP, 3 * longest)
     return gaps
+
+
+def store_lost_message(first: int, last: int, recovered: int) -> str:
+    """The ``store_lost`` alert's message: the store lost entries ``first..last`` it had
+    committed, and ``recovered`` of them were committed again from memory."""
+    count = last - first + 1
+    fate = (
+        f"all {count} committed again from memory"
+        if recovered == count
+        else f"{recovered} of {count} committed again from memory, the other"
+        f" {count - recovered} {UNRECOVERED} (the sinks may hold them)"
+    )
+    return (
+        f"the local store lost entries {first}..{last} it had committed (its file system or"
+        f" disk lost written data): {fate}; the sinks are sent them again"
+    )
 
 
 class Gateway:
@@ -355,18 +372,7 @@ class Gateway:
 
     def _on_lost(self, first: int, last: int, recovered: int) -> None:
         """The store lost committed entries (on the writer thread or a drainer's)."""
-        count = last - first + 1
-        fate = (
-            f"all {count} committed again from memory"
-            if recovered == count
-            else f"{recovered} of {count} committed again from memory, the other"
-            f" {count - recovered} are lost (the sinks may hold them)"
-        )
-        self._outbox_alert(
-            schema.STORE_LOST,
-            f"the local store lost entries {first}..{last} it had committed (its file system or"
-            f" disk lost written data): {fate}; the sinks are sent them again",
-        )
+        self._outbox_alert(schema.STORE_LOST, store_lost_message(first, last, recovered))
 
     def _outbox_alert(self, kind: str, message: str) -> None:
         alert = functools.partial(

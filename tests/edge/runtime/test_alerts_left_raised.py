@@ -19,7 +19,7 @@ from openbranch.edge.core import schema
 from openbranch.edge.core.clock import ScaledClock
 from openbranch.edge.core.config import GatewayConfig
 from openbranch.edge.core.registry import default_registry
-from openbranch.edge.runtime.gateway import Gateway, open_outbox
+from openbranch.edge.runtime.gateway import UNRECOVERED, Gateway, open_outbox, store_lost_message
 from openbranch.edge.telemetry.outbox import Outbox
 from tests.services import Influxd
 from tests.support.waiting import until
@@ -141,3 +141,12 @@ def test_entries_the_store_lost_raise_store_lost_until_every_sink_has_caught_up(
     assert "active=true" in lines[0] and "the local store lost entries 1.." in lines[0]
     assert "committed again from memory" in lines[0]
     assert "active=false" in lines[1] and "every sink has caught up" in lines[1]
+
+
+def test_the_store_lost_message_says_lost_only_of_entries_not_committed_again() -> None:
+    """The soak flags an unrecovered loss by ``UNRECOVERED`` in the message (decision 115)."""
+    whole = store_lost_message(7, 11, 5)
+    part = store_lost_message(7, 11, 3)
+    assert UNRECOVERED not in whole and "all 5 committed again from memory" in whole
+    assert f"the other 2 {UNRECOVERED} (the sinks may hold them)" in part
+    assert "entries 7..11" in part and "3 of 5 committed again" in part
