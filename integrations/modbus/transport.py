@@ -175,7 +175,7 @@ class Bus:
             self.silence = silence(config.baudrate, bits)
             self.stall = max(8 * character_time(config.baudrate, bits), _STALL_FLOOR)
         self._line_at = 0.0  # monotonic time of the last byte seen on the line
-        self._received = 0  # bytes received during the current exchange
+        self._received = 0  # the most bytes held unframed at once during the current exchange
         self._lost_at: float | None = None
         self._connections = 0
 
